@@ -1,0 +1,57 @@
+//! The log's errors, split by what a caller can do about them.
+
+use std::io;
+use std::path::PathBuf;
+use strom_proto::BatchError;
+
+/// Errors of log operations.
+///
+/// `InvalidBatch` and `BatchTooLarge` are the caller's fault and change nothing;
+/// `OffsetOutOfRange` asks the caller to reset its position; `Io` means the log dir just went
+/// offline (what reached the disk is unknown, so nothing is retried) and every later call on
+/// that dir gets `Offline`.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    BatchTooLarge { size: u64, max: u64 },
+    #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    #[error("log dir {} is offline after an I/O failure: {reason}", dir.display())]
+    Offline { dir: PathBuf, reason: String },
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is damaged at byte {position}: {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("the log dir is closed")]
+    Closed,
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid partition directory name {0:?}")]
+    InvalidName(String),
+    #[error("partition {0} already exists")]
+    AlreadyExists(String),
+    #[error("partition {0} does not exist here")]
+    NotFound(String),
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Attaches a path to an I/O error.
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LogError {
+    let path = path.into();
+    move |source| LogError::Io { path, source }
+}

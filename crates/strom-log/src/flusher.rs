@@ -1,0 +1,125 @@
+//! The group-commit flusher: one thread per log dir that makes appended data durable.
+//!
+//! Appenders that need durability queue a request ("tell me when offset N is on disk") and
+//! go on. Each cycle the thread takes every queued request, syncs each log named once, and
+//! completes all of that log's waiters: while one fsync runs, the next cycle's waiters gather,
+//! so many waiters share one fsync. Between requests it applies `flush.ms`, writes the
+//! checkpoints and runs retention on their intervals.
+
+use crate::error::LogError;
+use crate::limits::{FLUSHER_TICK_MS, FLUSH_BATCH_MAX};
+use crate::log::Log;
+use crate::log_dir::DirShared;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Called once with the durable offset reached, or the error that stopped it.
+pub type Waiter = Box<dyn FnOnce(Result<i64, LogError>) + Send>;
+
+pub(crate) enum Request {
+    /// Sync `log`; complete `done` once `offset` is durable. `offset` -1: no waiter.
+    Flush {
+        log: Arc<Log>,
+        offset: i64,
+        done: Option<Waiter>,
+    },
+    Stop,
+}
+
+/// Background duties' intervals.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule {
+    pub checkpoint_interval_ms: i64,
+    pub retention_check_interval_ms: i64,
+}
+
+pub(crate) fn run(shared: Arc<DirShared>, rx: Receiver<Request>, schedule: Schedule) {
+    let clock = shared.clock();
+    let mut last_checkpoint = clock.now_ms();
+    let mut last_retention = clock.now_ms();
+    let mut stop = false;
+    while !stop {
+        let mut cycle: Vec<(Arc<Log>, Vec<(i64, Waiter)>)> = Vec::new();
+        let mut take = |r: Request, stop: &mut bool| match r {
+            Request::Stop => *stop = true,
+            Request::Flush { log, offset, done } => {
+                let i = match cycle.iter().position(|(l, _)| Arc::ptr_eq(l, &log)) {
+                    Some(i) => i,
+                    None => {
+                        cycle.push((log, Vec::new()));
+                        cycle.len() - 1
+                    }
+                };
+                if let (Some(done), Some((_, waiters))) = (done, cycle.get_mut(i)) {
+                    waiters.push((offset, done));
+                }
+            }
+        };
+        match rx.recv_timeout(Duration::from_millis(FLUSHER_TICK_MS)) {
+            Ok(r) => {
+                take(r, &mut stop);
+                for _ in 1..FLUSH_BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(r) => take(r, &mut stop),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => stop = true,
+        }
+        let now = clock.now_ms();
+        for log in shared.logs() {
+            if log.flush_due(now) && !cycle.iter().any(|(l, _)| Arc::ptr_eq(l, &log)) {
+                cycle.push((log, Vec::new()));
+            }
+        }
+        for (log, waiters) in cycle {
+            complete(&log, waiters, log.flush());
+        }
+        if !stop && now - last_checkpoint >= schedule.checkpoint_interval_ms {
+            last_checkpoint = now;
+            if let Err(e) = shared.write_checkpoints() {
+                tracing::error!(error = %e, "writing checkpoints failed");
+            }
+        }
+        if !stop && now - last_retention >= schedule.retention_check_interval_ms {
+            last_retention = now;
+            for log in shared.logs() {
+                if let Err(e) = log.apply_retention() {
+                    tracing::error!(log = log.name(), error = %e, "retention failed");
+                }
+            }
+        }
+    }
+}
+
+fn complete(log: &Log, waiters: Vec<(i64, Waiter)>, result: Result<i64, LogError>) {
+    match result {
+        Ok(durable) => {
+            for (offset, done) in waiters {
+                if offset < durable {
+                    done(Ok(durable));
+                } else {
+                    // Only an offset that was never appended (or was truncated away) gets here.
+                    done(Err(LogError::OffsetOutOfRange {
+                        offset,
+                        log_start_offset: log.log_start_offset(),
+                        log_end_offset: log.log_end_offset(),
+                    }));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(log = log.name(), error = %e, "flush failed");
+            let reason = e.to_string();
+            for (_, done) in waiters {
+                done(Err(LogError::Offline {
+                    dir: log.dir().to_path_buf(),
+                    reason: reason.clone(),
+                }));
+            }
+        }
+    }
+}

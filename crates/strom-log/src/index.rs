@@ -1,0 +1,419 @@
+//! The sparse offset index (`.index`) and time index (`.timeindex`) of a segment.
+//!
+//! Both are arrays of fixed-size big-endian entries in a memory-mapped file, preallocated to
+//! `segment.index.bytes` while the segment is active and trimmed to their entries when it is
+//! closed, exactly as Kafka lays them out:
+//!
+//! - offset index: relative offset (u32) of a batch's last record, file position (u32) of the
+//!   batch's first byte; both strictly increasing.
+//! - time index: the segment's max timestamp so far (i64), relative offset (u32) of the record
+//!   that carries it; timestamps strictly increasing, offsets non-decreasing.
+//!
+//! Concurrency: one writer appends (under the log's append lock); readers read entries below
+//! the published length and never block it. An entry is written before the length that
+//! covers it is stored with `Release`, and readers load the length with `Acquire`.
+
+use crate::error::{io_err, Result};
+use crate::limits::{OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A memory-mapped array of `N`-byte entries.
+#[derive(Debug)]
+struct MmapIndex<const N: usize> {
+    path: PathBuf,
+    file: File,
+    map: Option<MmapRaw>,
+    /// Entries the file has room for; 0 once trimmed, so a closed index takes no appends.
+    capacity: AtomicUsize,
+    len: AtomicUsize,
+}
+
+impl<const N: usize> MmapIndex<N> {
+    /// Opens (or creates) the file. Its entries are taken to be every whole entry the file
+    /// holds: callers check them with `check` and rebuild the index when in doubt. With
+    /// `writable`, the file is grown to `max_bytes` so entries can be appended.
+    fn open(path: &Path, max_bytes: u64, writable: bool) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err(path))?;
+        let file_bytes = file.metadata().map_err(io_err(path))?.len();
+        let len = usize::try_from(file_bytes).unwrap_or(usize::MAX) / N;
+        let len_bytes = (len * N) as u64;
+        let map_bytes = if writable {
+            len_bytes.max(max_bytes / N as u64 * N as u64)
+        } else {
+            len_bytes
+        };
+        if map_bytes != file_bytes {
+            file.set_len(map_bytes).map_err(io_err(path))?;
+        }
+        let map = if map_bytes == 0 {
+            None
+        } else {
+            Some(
+                MmapOptions::new()
+                    .len(map_bytes as usize)
+                    .map_raw(&file)
+                    .map_err(io_err(path))?,
+            )
+        };
+        let capacity = if writable { map_bytes as usize / N } else { 0 };
+        Ok(MmapIndex {
+            path: path.to_path_buf(),
+            file,
+            map,
+            capacity: AtomicUsize::new(capacity),
+            len: AtomicUsize::new(len),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    fn is_full(&self) -> bool {
+        self.len() >= self.capacity.load(Ordering::Acquire)
+    }
+
+    fn entry(&self, i: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        if i < self.len() {
+            if let Some(map) = &self.map {
+                // SAFETY: i < len <= map length / N, so the N bytes are inside the mapping;
+                // entries below len are never written while readers may look at them (only
+                // the single writer truncates and rewrites, see the module doc).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(map.as_ptr().add(i * N), out.as_mut_ptr(), N)
+                };
+            }
+        }
+        out
+    }
+
+    /// Appends an entry; false when the index is full (the caller rolls the segment).
+    fn push(&self, entry: [u8; N]) -> bool {
+        let i = self.len.load(Ordering::Relaxed);
+        if i >= self.capacity.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(map) = &self.map else { return false };
+        // SAFETY: i < capacity <= map length / N; only the single writer calls push.
+        unsafe { std::ptr::copy_nonoverlapping(entry.as_ptr(), map.as_mut_ptr().add(i * N), N) };
+        self.len.store(i + 1, Ordering::Release);
+        true
+    }
+
+    fn truncate(&self, len: usize) {
+        if len < self.len() {
+            self.len.store(len, Ordering::Release);
+        }
+    }
+
+    /// Shrinks the file to its entries and stops appends: the segment is closed.
+    fn trim(&self) -> Result<()> {
+        self.capacity.store(0, Ordering::Release);
+        self.file
+            .set_len((self.len() * N) as u64)
+            .map_err(io_err(&self.path))
+    }
+
+    fn sync(&self) -> Result<()> {
+        if let Some(map) = &self.map {
+            let bytes = self.len() * N;
+            if bytes > 0 {
+                map.flush_range(0, bytes).map_err(io_err(&self.path))?;
+            }
+        }
+        self.file.sync_all().map_err(io_err(&self.path))
+    }
+
+    /// Binary search for the last entry whose key is at most `target`.
+    fn last_at_most(&self, target: i64, key: impl Fn(&[u8; N]) -> i64) -> Option<[u8; N]> {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if key(&self.entry(mid)) <= target {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo.checked_sub(1).map(|i| self.entry(i))
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b.get(at..at + 4).unwrap_or(&[0; 4]));
+    u32::from_be_bytes(a)
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b.get(at..at + 8).unwrap_or(&[0; 8]));
+    i64::from_be_bytes(a)
+}
+
+/// An offset index entry: a batch's last relative offset and its starting file position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct OffsetIndex(MmapIndex<OFFSET_INDEX_ENTRY_BYTES>);
+
+impl OffsetIndex {
+    pub fn open(path: &Path, max_bytes: u64, writable: bool) -> Result<Self> {
+        MmapIndex::open(path, max_bytes, writable).map(OffsetIndex)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.0.is_full()
+    }
+
+    pub fn get(&self, i: usize) -> OffsetEntry {
+        let e = self.0.entry(i);
+        OffsetEntry {
+            relative_offset: u32_at(&e, 0),
+            position: u32_at(&e, 4),
+        }
+    }
+
+    pub fn last(&self) -> Option<OffsetEntry> {
+        self.len().checked_sub(1).map(|i| self.get(i))
+    }
+
+    pub fn push(&self, e: OffsetEntry) -> bool {
+        let mut b = [0u8; OFFSET_INDEX_ENTRY_BYTES];
+        b[..4].copy_from_slice(&e.relative_offset.to_be_bytes());
+        b[4..].copy_from_slice(&e.position.to_be_bytes());
+        self.0.push(b)
+    }
+
+    /// The last entry with a relative offset at most `relative_offset`.
+    pub fn lookup(&self, relative_offset: i64) -> Option<OffsetEntry> {
+        self.0
+            .last_at_most(relative_offset, |e| i64::from(u32_at(e, 0)))
+            .map(|e| OffsetEntry {
+                relative_offset: u32_at(&e, 0),
+                position: u32_at(&e, 4),
+            })
+    }
+
+    /// The last entry with a position at most `position`.
+    pub fn lookup_position(&self, position: u64) -> Option<OffsetEntry> {
+        let target = i64::try_from(position).unwrap_or(i64::MAX);
+        self.0
+            .last_at_most(target, |e| i64::from(u32_at(e, 4)))
+            .map(|e| OffsetEntry {
+                relative_offset: u32_at(&e, 0),
+                position: u32_at(&e, 4),
+            })
+    }
+
+    /// Drops the entries of batches at or after `position`.
+    pub fn truncate_to_position(&self, position: u64) {
+        let keep = (0..self.len())
+            .rev()
+            .find(|&i| u64::from(self.get(i).position) < position)
+            .map_or(0, |i| i + 1);
+        self.0.truncate(keep);
+    }
+
+    pub fn clear(&self) {
+        self.0.truncate(0);
+    }
+
+    /// Entries must be strictly increasing in both fields and point inside the segment.
+    pub fn check(&self, segment_bytes: u64) -> Result<(), String> {
+        let mut prev: Option<OffsetEntry> = None;
+        for i in 0..self.len() {
+            let e = self.get(i);
+            if u64::from(e.position) >= segment_bytes {
+                return Err(format!("entry {i} points past the end of the segment"));
+            }
+            if let Some(p) = prev {
+                if e.relative_offset <= p.relative_offset || e.position <= p.position {
+                    return Err(format!("entry {i} is not after entry {}", i - 1));
+                }
+            }
+            prev = Some(e);
+        }
+        Ok(())
+    }
+
+    pub fn trim(&self) -> Result<()> {
+        self.0.trim()
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.0.sync()
+    }
+}
+
+/// A time index entry: the max timestamp so far and the relative offset carrying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp: i64,
+    pub relative_offset: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct TimeIndex(MmapIndex<TIME_INDEX_ENTRY_BYTES>);
+
+impl TimeIndex {
+    pub fn open(path: &Path, max_bytes: u64, writable: bool) -> Result<Self> {
+        MmapIndex::open(path, max_bytes, writable).map(TimeIndex)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.0.is_full()
+    }
+
+    pub fn get(&self, i: usize) -> TimeEntry {
+        let e = self.0.entry(i);
+        TimeEntry {
+            timestamp: i64_at(&e, 0),
+            relative_offset: u32_at(&e, 8),
+        }
+    }
+
+    pub fn last(&self) -> Option<TimeEntry> {
+        self.len().checked_sub(1).map(|i| self.get(i))
+    }
+
+    /// Appends when `e` is newer than the last entry, as Kafka's `maybeAppend` does.
+    pub fn maybe_push(&self, e: TimeEntry) -> bool {
+        if self.last().is_some_and(|l| e.timestamp <= l.timestamp) {
+            return true;
+        }
+        let mut b = [0u8; TIME_INDEX_ENTRY_BYTES];
+        b[..8].copy_from_slice(&e.timestamp.to_be_bytes());
+        b[8..].copy_from_slice(&e.relative_offset.to_be_bytes());
+        self.0.push(b)
+    }
+
+    /// The last entry with a timestamp at most `timestamp`.
+    pub fn lookup(&self, timestamp: i64) -> Option<TimeEntry> {
+        self.0
+            .last_at_most(timestamp, |e| i64_at(e, 0))
+            .map(|e| TimeEntry {
+                timestamp: i64_at(&e, 0),
+                relative_offset: u32_at(&e, 8),
+            })
+    }
+
+    /// Drops the entries for relative offsets at or after `relative_offset`.
+    pub fn truncate_to_offset(&self, relative_offset: i64) {
+        let keep = (0..self.len())
+            .rev()
+            .find(|&i| i64::from(self.get(i).relative_offset) < relative_offset)
+            .map_or(0, |i| i + 1);
+        self.0.truncate(keep);
+    }
+
+    pub fn clear(&self) {
+        self.0.truncate(0);
+    }
+
+    /// Timestamps strictly increasing, offsets non-decreasing and below `next_relative`.
+    pub fn check(&self, next_relative: i64) -> Result<(), String> {
+        let mut prev: Option<TimeEntry> = None;
+        for i in 0..self.len() {
+            let e = self.get(i);
+            if i64::from(e.relative_offset) >= next_relative.max(1) {
+                return Err(format!("entry {i} names an offset past the segment"));
+            }
+            if let Some(p) = prev {
+                if e.timestamp <= p.timestamp || e.relative_offset < p.relative_offset {
+                    return Err(format!("entry {i} is not after entry {}", i - 1));
+                }
+            }
+            prev = Some(e);
+        }
+        Ok(())
+    }
+
+    pub fn trim(&self) -> Result<()> {
+        self.0.trim()
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.0.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_index_lookup_and_trim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let idx = OffsetIndex::open(&path, 80, true).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 80, "preallocated");
+        for (o, p) in [(3, 100), (7, 200), (12, 300)] {
+            assert!(idx.push(OffsetEntry { relative_offset: o, position: p }));
+        }
+        assert_eq!(idx.lookup(2), None);
+        assert_eq!(idx.lookup(7).map(|e| e.position), Some(200));
+        assert_eq!(idx.lookup(11).map(|e| e.position), Some(200));
+        assert_eq!(idx.lookup(1000).map(|e| e.position), Some(300));
+        assert_eq!(idx.lookup_position(250).map(|e| e.relative_offset), Some(7));
+        assert!(idx.check(301).is_ok());
+        assert!(idx.check(300).is_err());
+        idx.trim().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24, "trimmed");
+        assert!(!idx.push(OffsetEntry { relative_offset: 20, position: 400 }));
+        drop(idx);
+        let idx = OffsetIndex::open(&path, 80, false).unwrap();
+        assert_eq!(idx.len(), 3);
+        assert_eq!(idx.last().map(|e| e.relative_offset), Some(12));
+    }
+
+    #[test]
+    fn preallocated_zeros_fail_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let idx = OffsetIndex::open(&path, 80, true).unwrap();
+        idx.push(OffsetEntry { relative_offset: 5, position: 10 });
+        drop(idx);
+        // As after a crash: the file still has its preallocated size, full of zeros.
+        let idx = OffsetIndex::open(&path, 80, true).unwrap();
+        assert_eq!(idx.len(), 10);
+        assert!(idx.check(1 << 20).is_err());
+    }
+
+    #[test]
+    fn time_index_keeps_only_newer_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = TimeIndex::open(&dir.path().join("0.timeindex"), 120, true).unwrap();
+        assert!(idx.maybe_push(TimeEntry { timestamp: 10, relative_offset: 0 }));
+        assert!(idx.maybe_push(TimeEntry { timestamp: 9, relative_offset: 1 }));
+        assert!(idx.maybe_push(TimeEntry { timestamp: 20, relative_offset: 5 }));
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.lookup(15).map(|e| e.relative_offset), Some(0));
+        assert_eq!(idx.lookup(5), None);
+        idx.truncate_to_offset(5);
+        assert_eq!(idx.len(), 1);
+        assert!(idx.check(6).is_ok());
+    }
+}

@@ -1,0 +1,866 @@
+//! A partition's log: an ordered list of segments, the last one active.
+//!
+//! Concurrency: one writer at a time (appends, rolls, truncation and retention take the
+//! `writer` lock); readers take an `Arc` snapshot of the segment list under a read lock held
+//! for a pointer copy, then read files with `pread`, so they never wait for an append.
+//! Publication order: a batch is written, then its segment's `size`, then the log end offset,
+//! each with `Release`; readers load the log end offset first. A reader therefore never sees
+//! an offset whose bytes are not in the file.
+//!
+//! Invariants: `log_start_offset <= log_end_offset`; `durable_offset <= log_end_offset`;
+//! `recovery_point <= log_end_offset`; segments are sorted by base offset and only the last
+//! takes appends.
+
+use crate::clock::Clock;
+use crate::config::LogConfig;
+use crate::error::{io_err, LogError, Result};
+use crate::flusher::{Request, Waiter};
+use crate::log_dir::{DirHealth, DirShared};
+use crate::segment::{self, FileSlice, Segment};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use strom_proto::batch::{self, BatchHeader};
+use strom_proto::{records, Compression, TimestampType};
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// The broker time stamped on the batches, for `LogAppendTime` logs.
+    pub log_append_time_ms: Option<i64>,
+    pub record_count: i64,
+}
+
+/// What a read found: a run of whole batches in one segment file (empty at the end of the
+/// log), with the log's bounds at the time of the read.
+#[derive(Debug, Clone)]
+pub struct ReadInfo {
+    pub slice: Option<FileSlice>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// The first record at or after a timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// What opening the log found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments whose batches were read and CRC-checked.
+    pub segments_recovered: usize,
+    /// Segments whose indexes were rebuilt.
+    pub indexes_rebuilt: usize,
+    /// Damage found: file, byte position, reason. Everything from there on was removed.
+    pub damage: Vec<String>,
+    /// Bytes cut off at the damage, and whole segments removed after it.
+    pub bytes_truncated: u64,
+}
+
+/// Writer-only state of the active segment, guarded by the append lock.
+#[derive(Debug)]
+struct Writer {
+    bytes_since_index: u64,
+    /// Max timestamp of the active segment's first batch: the basis of `segment.ms`.
+    rolling_base_timestamp: Option<i64>,
+    created_ms: i64,
+}
+
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    name: String,
+    config: RwLock<Arc<LogConfig>>,
+    clock: Arc<dyn Clock>,
+    health: Arc<DirHealth>,
+    flush_tx: SyncSender<Request>,
+    dir_shared: Weak<DirShared>,
+    writer: Mutex<Writer>,
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    durable_offset: AtomicI64,
+    recovery_point: AtomicI64,
+    unflushed_records: AtomicI64,
+    last_flush_ms: AtomicI64,
+    /// One flush of this log at a time.
+    sync_lock: Mutex<()>,
+    deleted: AtomicBool,
+    report: RecoveryReport,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Parameters of opening a log that come from its log dir.
+pub(crate) struct OpenParams {
+    pub dir: PathBuf,
+    pub name: String,
+    pub config: LogConfig,
+    pub clock: Arc<dyn Clock>,
+    pub health: Arc<DirHealth>,
+    pub flush_tx: SyncSender<Request>,
+    pub dir_shared: Weak<DirShared>,
+    /// The log dir was shut down cleanly: files are trusted as they are.
+    pub clean: bool,
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
+}
+
+impl Log {
+    /// Opens the log in `p.dir`, recovering whatever a crash left behind.
+    pub(crate) fn open(p: OpenParams) -> Result<Arc<Log>> {
+        let mut bases = list_segments(&p.dir)?;
+        if bases.is_empty() {
+            bases.push(p.log_start_offset.max(0));
+        }
+        let mut report = RecoveryReport::default();
+        let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
+        let interval = p.config.index_interval_bytes;
+        let index_bytes = p.config.segment_index_bytes;
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+            let trusted = p.clean || next_base <= p.recovery_point;
+            let indexes_exist = [segment::INDEX_SUFFIX, segment::TIME_INDEX_SUFFIX]
+                .iter()
+                .all(|s| segment::file_path(&p.dir, base, s).exists());
+            let mut seg = Segment::open(&p.dir, base, index_bytes, last || !trusted)?;
+            let mut rebuild = !trusted || !indexes_exist;
+            if !rebuild {
+                if let Err(reason) = check_trusted(&seg) {
+                    tracing::warn!(segment = %seg.path().display(), %reason, "index check failed; rebuilding");
+                    rebuild = true;
+                    if !last {
+                        seg = Segment::open(&p.dir, base, index_bytes, true)?;
+                    }
+                }
+            }
+            let mut damaged = false;
+            if rebuild {
+                if trusted {
+                    report.indexes_rebuilt += 1;
+                } else {
+                    report.segments_recovered += 1;
+                }
+                let before = fs::metadata(seg.path()).map_err(io_err(seg.path()))?.len();
+                if let Some((position, reason)) = seg.rebuild(true, interval)? {
+                    let msg = format!("{} at byte {position}: {reason}", seg.path().display());
+                    tracing::warn!(log = %p.name, damage = %msg, "truncating the log at damaged or torn data");
+                    report.damage.push(msg);
+                    report.bytes_truncated += before - seg.size();
+                    damaged = true;
+                }
+                if !last && !damaged {
+                    seg.close()?;
+                }
+            }
+            segments.push(Arc::new(seg));
+            if damaged {
+                for &later in bases.get(i + 1..).unwrap_or(&[]) {
+                    let later_seg = Segment::open(&p.dir, later, index_bytes, false)?;
+                    report.bytes_truncated += later_seg.size();
+                    later_seg.delete_files(&p.dir)?;
+                }
+                break;
+            }
+        }
+        let active = segments.last().cloned().ok_or_else(|| LogError::Corrupt {
+            path: p.dir.clone(),
+            position: 0,
+            reason: "no segment".into(),
+        })?;
+        let log_end_offset = active.next_offset();
+        let first_base = segments.first().map_or(0, |s| s.base_offset);
+        let log_start_offset = p.log_start_offset.max(first_base).min(log_end_offset);
+        let recovery_point = if p.clean {
+            log_end_offset
+        } else {
+            p.recovery_point.clamp(0, log_end_offset)
+        };
+        let rolling_base_timestamp = active
+            .header_at(0, active.size())
+            .ok()
+            .flatten()
+            .map(|h| h.max_timestamp);
+        let now = p.clock.now_ms();
+        Ok(Arc::new(Log {
+            dir: p.dir,
+            name: p.name,
+            config: RwLock::new(Arc::new(p.config)),
+            clock: p.clock,
+            health: p.health,
+            flush_tx: p.flush_tx,
+            dir_shared: p.dir_shared,
+            writer: Mutex::new(Writer {
+                bytes_since_index: 0,
+                rolling_base_timestamp,
+                created_ms: now,
+            }),
+            segments: RwLock::new(Arc::new(segments)),
+            log_start_offset: AtomicI64::new(log_start_offset),
+            log_end_offset: AtomicI64::new(log_end_offset),
+            durable_offset: AtomicI64::new(recovery_point),
+            recovery_point: AtomicI64::new(recovery_point),
+            unflushed_records: AtomicI64::new(0),
+            last_flush_ms: AtomicI64::new(now),
+            sync_lock: Mutex::new(()),
+            deleted: AtomicBool::new(false),
+            report,
+        }))
+    }
+
+    /// `<topic>-<partition>`, the directory name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> Arc<LogConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the configuration; it applies from the next append or retention pass.
+    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+        config.validate().map_err(LogError::InvalidConfig)?;
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        Ok(())
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// Every offset below this is on disk (fsynced).
+    pub fn durable_offset(&self) -> i64 {
+        self.durable_offset.load(Ordering::Acquire)
+    }
+
+    /// Everything below this, indexes included, is on disk: recovery starts here.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.load(Ordering::Acquire)
+    }
+
+    /// Bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments().iter().map(|s| s.size()).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments().len()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.segments().iter().map(|s| s.base_offset).collect()
+    }
+
+    fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        Arc::clone(&self.segments.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn publish_segments(&self, segments: Vec<Arc<Segment>>) {
+        *self.segments.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(segments);
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(LogError::NotFound(self.name.clone()));
+        }
+        self.health.check()
+    }
+
+    /// Appends one or more concatenated v2 batches. Every batch is checked first (magic,
+    /// lengths, CRC-32C, `max.message.bytes`); if any fails nothing is written. Offsets are
+    /// assigned by rewriting each batch's base offset in `records`, and `LogAppendTime` logs
+    /// stamp the broker's time (which rewrites the CRC too).
+    pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo> {
+        self.check_writable()?;
+        let config = self.config();
+        let mut headers = Vec::new();
+        for (h, _) in batch::split(records)? {
+            if h.size() as u64 > config.max_message_bytes {
+                return Err(LogError::BatchTooLarge {
+                    size: h.size() as u64,
+                    max: config.max_message_bytes,
+                });
+            }
+            headers.push(h);
+        }
+        let total_bytes = records.len() as u64;
+        if headers.is_empty() {
+            return Err(LogError::InvalidBatch(strom_proto::BatchError::Truncated {
+                needed: batch::HEADER_BYTES,
+                have: 0,
+            }));
+        }
+        let now = self.clock.now_ms();
+        let append_time = (config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now);
+
+        let mut w = lock(&self.writer);
+        self.check_writable()?;
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut at = 0usize;
+        let mut record_count = 0i64;
+        for h in headers.iter_mut() {
+            let size = h.size();
+            let Some(chunk) = records.get_mut(at..at + size) else {
+                break;
+            };
+            batch::set_base_offset(chunk, next);
+            if let Some(ts) = append_time {
+                batch::set_log_append_time(chunk, ts);
+            }
+            *h = BatchHeader::parse(chunk)?;
+            next = h.next_offset();
+            record_count += i64::from(h.record_count);
+            at += size;
+        }
+        let max_ts_incoming = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
+        let active = self.maybe_roll(&mut w, &config, total_bytes, next - 1, max_ts_incoming, now)?;
+        active
+            .append(records, &headers, config.index_interval_bytes, &mut w.bytes_since_index)
+            .map_err(|e| self.health.fail(e))?;
+        if w.rolling_base_timestamp.is_none() {
+            w.rolling_base_timestamp = headers.first().map(|h| h.max_timestamp);
+        }
+        self.log_end_offset.store(next, Ordering::Release);
+        drop(w);
+
+        let unflushed = self.unflushed_records.fetch_add(record_count, Ordering::AcqRel) + record_count;
+        if unflushed >= config.flush_messages {
+            self.request_flush();
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            log_append_time_ms: append_time,
+            record_count,
+        })
+    }
+
+    fn maybe_roll(
+        &self,
+        w: &mut Writer,
+        config: &LogConfig,
+        bytes: u64,
+        last_offset: i64,
+        max_ts_incoming: i64,
+        now: i64,
+    ) -> Result<Arc<Segment>> {
+        let segments = self.segments();
+        let Some(active) = segments.last().cloned() else {
+            return Err(LogError::NotFound(self.name.clone()));
+        };
+        let waited_ms = match w.rolling_base_timestamp {
+            Some(ts) if ts >= 0 => max_ts_incoming - ts,
+            _ => now - w.created_ms,
+        };
+        let roll = if active.is_empty() {
+            !active.can_hold_offset(last_offset)
+        } else {
+            active.size() + bytes > config.segment_bytes
+                || waited_ms > config.segment_ms
+                || active.offset_index.is_full()
+                || active.time_index.is_full()
+                || !active.can_hold_offset(last_offset)
+        };
+        if !roll {
+            return Ok(active);
+        }
+        self.roll_locked(w, &segments, config)
+    }
+
+    /// Closes the active segment and starts a new one at the log end offset. The closed
+    /// segment is synced in the background; until then the recovery point stays before it.
+    pub fn roll(&self) -> Result<()> {
+        self.check_writable()?;
+        let mut w = lock(&self.writer);
+        let segments = self.segments();
+        let active = segments.last().map(|s| s.is_empty()).unwrap_or(true);
+        if active {
+            return Ok(());
+        }
+        let config = self.config();
+        self.roll_locked(&mut w, &segments, &config).map(|_| ())
+    }
+
+    fn roll_locked(
+        &self,
+        w: &mut Writer,
+        segments: &[Arc<Segment>],
+        config: &LogConfig,
+    ) -> Result<Arc<Segment>> {
+        let new_base = self.log_end_offset();
+        let mut list: Vec<Arc<Segment>> = segments.to_vec();
+        if let Some(old) = list.last().cloned() {
+            if old.is_empty() {
+                // An empty active segment that cannot take the batch is replaced outright.
+                list.pop();
+                old.delete_files(&self.dir).map_err(|e| self.health.fail(e))?;
+            } else {
+                old.close().map_err(|e| self.health.fail(e))?;
+            }
+        }
+        let seg = Segment::open(&self.dir, new_base, config.segment_index_bytes, true)
+            .map_err(|e| self.health.fail(e))?;
+        seg.dir_synced.store(false, Ordering::Release);
+        let seg = Arc::new(seg);
+        list.push(Arc::clone(&seg));
+        self.publish_segments(list);
+        *w = Writer {
+            bytes_since_index: 0,
+            rolling_base_timestamp: None,
+            created_ms: self.clock.now_ms(),
+        };
+        self.request_flush();
+        Ok(seg)
+    }
+
+    /// Asks the flusher to sync this log soon, without waiting.
+    fn request_flush(&self) {
+        if let Some(me) = self.dir_shared.upgrade().and_then(|d| d.get(&self.name)) {
+            let _ = self.flush_tx.try_send(Request::Flush {
+                log: me,
+                offset: -1,
+                done: None,
+            });
+        }
+    }
+
+    /// Calls `done` once every offset up to `offset` is durable (or the log dir failed).
+    /// Many callers waiting together are served by one fsync.
+    pub fn on_durable(self: &Arc<Self>, offset: i64, done: Waiter) {
+        if self.durable_offset() > offset {
+            done(Ok(self.durable_offset()));
+            return;
+        }
+        if let Err(e) = self.health.check() {
+            done(Err(e));
+            return;
+        }
+        if offset >= self.log_end_offset() {
+            done(Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.log_end_offset(),
+            }));
+            return;
+        }
+        let request = Request::Flush {
+            log: Arc::clone(self),
+            offset,
+            done: Some(done),
+        };
+        if let Err(std::sync::mpsc::SendError(Request::Flush { done: Some(done), .. })) =
+            self.flush_tx.send(request)
+        {
+            done(Err(LogError::Closed));
+        }
+    }
+
+    /// Blocks until every offset up to `offset` is durable; returns the durable offset.
+    pub fn wait_durable(self: &Arc<Self>, offset: i64) -> Result<i64> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.on_durable(
+            offset,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv().unwrap_or(Err(LogError::Closed))
+    }
+
+    /// Syncs everything appended so far: closed segments fully (so the recovery point can
+    /// pass them), then the active segment's data. Returns the new durable offset. Called by
+    /// the flusher; a failure takes the log dir offline.
+    pub(crate) fn flush(&self) -> Result<i64> {
+        let _g = lock(&self.sync_lock);
+        self.health.check()?;
+        // The end offset is read before the segment list, so every offset below it lives in
+        // a segment of the list (see the module doc).
+        let end = self.log_end_offset();
+        let records_before = self.unflushed_records.load(Ordering::Acquire);
+        let segments = self.segments();
+        let (closed, active) = match segments.split_last() {
+            Some((active, closed)) => (closed, active),
+            None => return Ok(end),
+        };
+        let result = (|| {
+            for seg in closed.iter().filter(|s| !s.synced.load(Ordering::Acquire)) {
+                seg.sync_all()?;
+                seg.synced.store(true, Ordering::Release);
+            }
+            if !active.dir_synced.load(Ordering::Acquire) {
+                sync_dir(&self.dir)?;
+                active.dir_synced.store(true, Ordering::Release);
+            }
+            active.sync_data()
+        })();
+        result.map_err(|e| self.health.fail(e))?;
+        self.durable_offset.fetch_max(end, Ordering::AcqRel);
+        self.recovery_point
+            .fetch_max(active.base_offset.min(end), Ordering::AcqRel);
+        self.unflushed_records.fetch_sub(records_before, Ordering::AcqRel);
+        self.last_flush_ms.store(self.clock.now_ms(), Ordering::Release);
+        Ok(self.durable_offset())
+    }
+
+    /// Whether `flush.ms` has passed with data still unflushed.
+    pub(crate) fn flush_due(&self, now_ms: i64) -> bool {
+        let config = self.config();
+        self.durable_offset() < self.log_end_offset()
+            && now_ms.saturating_sub(self.last_flush_ms.load(Ordering::Acquire)) >= config.flush_ms
+    }
+
+    /// Flushes everything, indexes included, and closes the active segment's indexes: the
+    /// last step of a clean shutdown. The log takes no appends afterwards.
+    pub(crate) fn close(&self) -> Result<()> {
+        let _w = lock(&self.writer);
+        self.flush()?;
+        let segments = self.segments();
+        if let Some(active) = segments.last() {
+            active.close().map_err(|e| self.health.fail(e))?;
+            active.sync_all().map_err(|e| self.health.fail(e))?;
+        }
+        self.recovery_point
+            .store(self.log_end_offset(), Ordering::Release);
+        self.deleted.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset(),
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to `max_bytes` (but
+    /// always at least one whole batch) and never past `upper_bound` (exclusive, e.g. the high
+    /// watermark; the log end offset when None). Returns a slice of one segment file.
+    pub fn read(&self, offset: i64, max_bytes: u64, upper_bound: Option<i64>) -> Result<ReadInfo> {
+        let log_end_offset = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        let info = |slice| ReadInfo {
+            slice,
+            log_start_offset,
+            log_end_offset,
+        };
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(self.out_of_range(offset));
+        }
+        let bound = upper_bound.unwrap_or(log_end_offset).min(log_end_offset);
+        if offset >= bound {
+            return Ok(info(None));
+        }
+        let segments = self.segments();
+        let first = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for seg in segments.get(first..).unwrap_or(&[]) {
+            // `size` before `next_offset`: the writer stores them in the other order.
+            let size = seg.size();
+            let next = seg.next_offset();
+            let Some((start, h)) = seg.locate(offset, size)? else {
+                continue;
+            };
+            if h.base_offset >= bound {
+                return Ok(info(None));
+            }
+            let bound_position = if next <= bound {
+                size
+            } else {
+                match seg.locate(bound, size)? {
+                    Some((p, hb)) if hb.base_offset >= bound => p,
+                    Some((p, hb)) => p + hb.size() as u64,
+                    None => size,
+                }
+            };
+            let limit = bound_position.min(start.saturating_add(max_bytes));
+            let mut end = seg.boundary_at_or_before(start, limit, size)?;
+            if end <= start {
+                end = start + h.size() as u64;
+            }
+            return Ok(info(Some(seg.slice(start, end - start))));
+        }
+        Ok(info(None))
+    }
+
+    /// The first record whose timestamp is at least `timestamp_ms`, as ListOffsets asks.
+    /// Records inside uncompressed batches are looked at one by one; for a compressed batch
+    /// the answer is its first offset and its max timestamp.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<TimestampOffset>> {
+        let log_start_offset = self.log_start_offset();
+        let segments = self.segments();
+        for seg in segments.iter() {
+            if seg.max_timestamp() < timestamp_ms || seg.next_offset() <= log_start_offset {
+                continue;
+            }
+            let size = seg.size();
+            let from = seg
+                .time_index
+                .lookup(timestamp_ms)
+                .map_or(seg.base_offset, |e| seg.base_offset + i64::from(e.relative_offset))
+                .max(log_start_offset);
+            let Some((mut position, _)) = seg.locate(from, size)? else {
+                continue;
+            };
+            while let Some(h) = seg.header_at(position, size)? {
+                if h.max_timestamp >= timestamp_ms && h.last_offset() >= log_start_offset {
+                    return self.first_record_at_or_after(seg, position, &h, timestamp_ms, log_start_offset);
+                }
+                position += h.size() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    fn first_record_at_or_after(
+        &self,
+        seg: &Segment,
+        position: u64,
+        h: &BatchHeader,
+        timestamp_ms: i64,
+        min_offset: i64,
+    ) -> Result<Option<TimestampOffset>> {
+        let whole_batch = TimestampOffset {
+            offset: h.base_offset.max(min_offset),
+            timestamp: h.max_timestamp,
+        };
+        if h.compression() != Compression::None || h.timestamp_type() == TimestampType::LogAppendTime {
+            return Ok(Some(whole_batch));
+        }
+        let bytes = seg
+            .slice(position, h.size() as u64)
+            .read_to_vec()
+            .map_err(io_err(seg.path()))?;
+        let found = records::decode(&bytes)
+            .ok()
+            .and_then(|recs| {
+                recs.iter()
+                    .find(|r| r.timestamp >= timestamp_ms && r.offset >= min_offset)
+                    .map(|r| TimestampOffset {
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                    })
+            })
+            .unwrap_or(whole_batch);
+        Ok(Some(found))
+    }
+
+    /// The largest timestamp in the log and the last offset of the batch that carries it.
+    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        self.segments()
+            .iter()
+            .filter(|s| s.max_timestamp() >= 0)
+            .fold(None, |best: Option<TimestampOffset>, s| match best {
+                Some(b) if b.timestamp >= s.max_timestamp() => Some(b),
+                _ => Some(TimestampOffset {
+                    offset: s.offset_of_max_timestamp(),
+                    timestamp: s.max_timestamp(),
+                }),
+            })
+    }
+
+    /// Removes every batch that ends at or after `offset` (replication's truncation). Below
+    /// the log start offset, the log is emptied and restarts at `offset`.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        self.check_writable()?;
+        let mut w = lock(&self.writer);
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let config = self.config();
+        let segments = self.segments();
+        let mut keep: Vec<Arc<Segment>> = Vec::new();
+        let mut remove: Vec<Arc<Segment>> = Vec::new();
+        for seg in segments.iter() {
+            if seg.base_offset >= offset || offset <= self.log_start_offset() {
+                remove.push(Arc::clone(seg));
+            } else {
+                keep.push(Arc::clone(seg));
+            }
+        }
+        let result = (|| -> Result<()> {
+            for seg in &remove {
+                seg.delete_files(&self.dir)?;
+            }
+            let new_active = match keep.pop() {
+                Some(last) => {
+                    // Reopened writable: it may have been a closed segment with trimmed indexes.
+                    let base = last.base_offset;
+                    drop(last);
+                    let s = Segment::open(&self.dir, base, config.segment_index_bytes, true)?;
+                    s.summarize_tail().map_err(|reason| LogError::Corrupt {
+                        path: s.path().to_path_buf(),
+                        position: 0,
+                        reason,
+                    })?;
+                    s.truncate_to(offset)?;
+                    s
+                }
+                None => Segment::open(&self.dir, offset, config.segment_index_bytes, true)?,
+            };
+            new_active.dir_synced.store(false, Ordering::Release);
+            let new_active = Arc::new(new_active);
+            let end = new_active.next_offset();
+            w.rolling_base_timestamp = new_active
+                .header_at(0, new_active.size())?
+                .map(|h| h.max_timestamp);
+            w.bytes_since_index = 0;
+            keep.push(new_active);
+            self.publish_segments(keep);
+            if offset <= self.log_start_offset() {
+                self.log_start_offset.store(offset, Ordering::Release);
+            }
+            self.log_end_offset.store(end, Ordering::Release);
+            self.durable_offset.fetch_min(end, Ordering::AcqRel);
+            self.recovery_point.fetch_min(end, Ordering::AcqRel);
+            Ok(())
+        })();
+        result.map_err(|e| self.health.fail(e))
+    }
+
+    /// Moves the log start offset forward (DeleteRecords) and persists it. Whole segments
+    /// below it are deleted now; the rest become unreadable below the new start.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        self.check_writable()?;
+        if offset > self.log_end_offset() || offset < 0 {
+            return Err(self.out_of_range(offset));
+        }
+        let start = self.log_start_offset.fetch_max(offset, Ordering::AcqRel).max(offset);
+        self.delete_segments(|_, next_base| next_base <= start)?;
+        if let Some(shared) = self.dir_shared.upgrade() {
+            shared.write_checkpoints()?;
+        }
+        Ok(start)
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` to closed segments, oldest first; the
+    /// active segment is never deleted. Returns how many segments went.
+    pub fn apply_retention(&self) -> Result<usize> {
+        let config = self.config();
+        let now = self.clock.now_ms();
+        let start = self.log_start_offset();
+        let mut excess = if config.retention_bytes >= 0 {
+            self.size_bytes() as i64 - config.retention_bytes
+        } else {
+            i64::MIN
+        };
+        self.delete_segments(|seg, next_base| {
+            let expired = config.retention_ms >= 0
+                && seg.max_timestamp() >= 0
+                && now - seg.max_timestamp() > config.retention_ms;
+            let over_size = excess >= seg.size() as i64;
+            let below_start = next_base <= start;
+            if expired || over_size || below_start {
+                excess -= seg.size() as i64;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    /// Deletes closed segments from the oldest while `doomed(segment, next base)` holds.
+    fn delete_segments(&self, mut doomed: impl FnMut(&Segment, i64) -> bool) -> Result<usize> {
+        let gone = {
+            let _w = lock(&self.writer);
+            let segments = self.segments();
+            let mut n = 0;
+            while let (Some(seg), Some(next)) = (segments.get(n), segments.get(n + 1)) {
+                if !doomed(seg, next.base_offset) {
+                    break;
+                }
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(0);
+            }
+            let (gone, kept) = segments.split_at(n);
+            if let Some(first) = kept.first() {
+                self.log_start_offset
+                    .fetch_max(first.base_offset, Ordering::AcqRel);
+            }
+            self.publish_segments(kept.to_vec());
+            gone.to_vec()
+        };
+        for seg in &gone {
+            seg.delete_files(&self.dir).map_err(|e| self.health.fail(e))?;
+        }
+        Ok(gone.len())
+    }
+
+    /// Marks the log deleted: later appends fail with `NotFound`.
+    pub(crate) fn mark_deleted(&self) {
+        let _w = lock(&self.writer);
+        self.deleted.store(true, Ordering::Release);
+    }
+}
+
+/// Checks a segment whose files are trusted: its indexes are ordered and in bounds and its
+/// batches after the last index entry read back to the end of the file.
+fn check_trusted(seg: &Segment) -> Result<(), String> {
+    seg.offset_index.check(seg.size())?;
+    seg.summarize_tail()?;
+    seg.time_index.check(seg.next_offset() - seg.base_offset)
+}
+
+/// Base offsets of the segments in `dir`, sorted; stray index files are removed.
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((stem, suffix)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(base) = stem.parse::<i64>() else { continue };
+        if stem.len() != 20 {
+            continue;
+        }
+        match suffix {
+            segment::LOG_SUFFIX => logs.push(base),
+            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
+            _ => {}
+        }
+    }
+    logs.sort_unstable();
+    for (base, path) in indexes {
+        if logs.binary_search(&base).is_err() {
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    Ok(logs)
+}
+
+/// fsync of a directory, so that files created or renamed in it survive a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir))
+}

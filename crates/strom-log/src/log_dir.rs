@@ -1,0 +1,369 @@
+//! A log directory (`log.dirs` entry): its partitions, checkpoints, clean-shutdown marker,
+//! flusher thread, and its health.
+//!
+//! Fail-stop: the first failed write, fsync or truncate takes the whole dir offline; every
+//! later operation on any of its logs gets `LogError::Offline` until the process restarts,
+//! because what reached the disk after a failed fsync is unknown.
+
+use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
+use crate::clock::{Clock, SystemClock};
+use crate::config::LogConfig;
+use crate::error::{io_err, LogError, Result};
+use crate::flusher::{self, Request, Schedule};
+use crate::limits::FLUSH_QUEUE_MAX;
+use crate::log::{sync_dir, Log, OpenParams};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+/// Marker file written last on a clean shutdown and removed first on open.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+const DELETE_SUFFIX: &str = "-delete";
+
+/// Whether the dir is usable; set offline by the first I/O failure.
+#[derive(Debug)]
+pub(crate) struct DirHealth {
+    path: PathBuf,
+    offline: AtomicBool,
+    reason: Mutex<String>,
+}
+
+impl DirHealth {
+    pub fn check(&self) -> Result<()> {
+        if self.offline.load(Ordering::Acquire) {
+            return Err(LogError::Offline {
+                dir: self.path.clone(),
+                reason: self.reason.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the dir offline when `e` is an I/O failure; returns `e` for the caller.
+    pub fn fail(&self, e: LogError) -> LogError {
+        if matches!(e, LogError::Io { .. }) && !self.offline.swap(true, Ordering::AcqRel) {
+            tracing::error!(dir = %self.path.display(), error = %e, "log dir offline after I/O failure");
+            *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = e.to_string();
+        }
+        e
+    }
+}
+
+/// What the dir's logs and its flusher thread share.
+#[derive(Debug)]
+pub(crate) struct DirShared {
+    path: PathBuf,
+    health: Arc<DirHealth>,
+    clock: Arc<dyn Clock>,
+    logs: RwLock<BTreeMap<String, Arc<Log>>>,
+    checkpoint_lock: Mutex<()>,
+}
+
+impl DirShared {
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.clock)
+    }
+
+    pub fn logs(&self) -> Vec<Arc<Log>> {
+        self.logs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Log>> {
+        self.logs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Writes the recovery-point and log-start checkpoints of every log.
+    pub fn write_checkpoints(&self) -> Result<()> {
+        self.health.check()?;
+        let _g = self.checkpoint_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let logs = self.logs();
+        let recovery: BTreeMap<String, i64> = logs
+            .iter()
+            .map(|l| (l.name().to_string(), l.recovery_point()))
+            .collect();
+        let starts: BTreeMap<String, i64> = logs
+            .iter()
+            .map(|l| (l.name().to_string(), l.log_start_offset()))
+            .collect();
+        checkpoint::write(&self.path.join(RECOVERY_POINT_FILE), &recovery)
+            .and_then(|()| checkpoint::write(&self.path.join(LOG_START_FILE), &starts))
+            .map_err(|e| self.health.fail(e))
+    }
+}
+
+/// Settings of a log dir that are not per-log.
+#[derive(Debug, Clone)]
+pub struct LogDirOptions {
+    /// `log.flush.offset.checkpoint.interval.ms`
+    pub checkpoint_interval_ms: i64,
+    /// `log.retention.check.interval.ms`
+    pub retention_check_interval_ms: i64,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for LogDirOptions {
+    fn default() -> Self {
+        LogDirOptions {
+            checkpoint_interval_ms: 60_000,
+            retention_check_interval_ms: 300_000,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// An open log directory.
+#[derive(Debug)]
+pub struct LogDir {
+    shared: Arc<DirShared>,
+    flush_tx: SyncSender<Request>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Whether the previous run ended with a clean shutdown.
+    was_clean: bool,
+}
+
+/// Splits `<topic>-<partition>`; the topic may itself contain dashes.
+pub fn parse_partition_dir(name: &str) -> Option<(&str, u32)> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    if topic.is_empty() || partition.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((topic, partition.parse().ok()?))
+}
+
+impl LogDir {
+    /// Opens (creating if needed) the log dir at `path` and every partition in it,
+    /// recovering what a crash left. `config_for` gives each partition's configuration.
+    pub fn open(
+        path: impl AsRef<Path>,
+        options: LogDirOptions,
+        config_for: &dyn Fn(&str) -> LogConfig,
+    ) -> Result<LogDir> {
+        let path = path.as_ref().to_path_buf();
+        fs::create_dir_all(&path).map_err(io_err(&path))?;
+        let marker = path.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        if clean {
+            // Removed before anything is written, so a crash from here on is seen as one.
+            fs::remove_file(&marker).map_err(io_err(&marker))?;
+            sync_dir(&path)?;
+        }
+        let recovery_points = checkpoint::read(&path.join(RECOVERY_POINT_FILE))?;
+        let log_starts = checkpoint::read(&path.join(LOG_START_FILE))?;
+        let health = Arc::new(DirHealth {
+            path: path.clone(),
+            offline: AtomicBool::new(false),
+            reason: Mutex::new(String::new()),
+        });
+        let shared = Arc::new(DirShared {
+            path: path.clone(),
+            health,
+            clock: Arc::clone(&options.clock),
+            logs: RwLock::new(BTreeMap::new()),
+            checkpoint_lock: Mutex::new(()),
+        });
+        let (flush_tx, flush_rx) = sync_channel(FLUSH_QUEUE_MAX);
+        let dir = LogDir {
+            shared: Arc::clone(&shared),
+            flush_tx,
+            thread: Mutex::new(None),
+            was_clean: clean,
+        };
+        let mut entries: Vec<PathBuf> = Vec::new();
+        for entry in fs::read_dir(&path).map_err(io_err(&path))? {
+            let entry = entry.map_err(io_err(&path))?;
+            if entry.file_type().map_err(io_err(entry.path()))?.is_dir() {
+                entries.push(entry.path());
+            }
+        }
+        entries.sort();
+        for sub in entries {
+            let Some(name) = sub.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
+            if name.ends_with(DELETE_SUFFIX) {
+                fs::remove_dir_all(&sub).map_err(io_err(&sub))?;
+                continue;
+            }
+            if parse_partition_dir(&name).is_none() {
+                tracing::warn!(dir = %sub.display(), "not a partition directory (<topic>-<partition>); ignored");
+                continue;
+            }
+            let config = config_for(&name);
+            config.validate().map_err(LogError::InvalidConfig)?;
+            let log = Log::open(OpenParams {
+                dir: sub,
+                name: name.clone(),
+                config,
+                clock: Arc::clone(&options.clock),
+                health: Arc::clone(&shared.health),
+                flush_tx: dir.flush_tx.clone(),
+                dir_shared: Arc::downgrade(&shared),
+                clean,
+                recovery_point: recovery_points.get(&name).copied().unwrap_or(0),
+                log_start_offset: log_starts.get(&name).copied().unwrap_or(0),
+            })?;
+            shared
+                .logs
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name, log);
+        }
+        let schedule = Schedule {
+            checkpoint_interval_ms: options.checkpoint_interval_ms,
+            retention_check_interval_ms: options.retention_check_interval_ms,
+        };
+        let thread_shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("strom-flusher".into())
+            .spawn(move || flusher::run(thread_shared, flush_rx, schedule))
+            .map_err(io_err(&path))?;
+        *dir.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Whether the previous run of this dir ended with a clean shutdown.
+    pub fn was_clean_shutdown(&self) -> bool {
+        self.was_clean
+    }
+
+    /// Whether an I/O failure has taken the dir offline.
+    pub fn is_offline(&self) -> bool {
+        self.shared.health.check().is_err()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Log>> {
+        self.shared.get(name)
+    }
+
+    /// Every open log, by name.
+    pub fn logs(&self) -> Vec<Arc<Log>> {
+        self.shared.logs()
+    }
+
+    /// Creates the partition `<topic>-<partition>` with an empty log.
+    pub fn create(&self, topic: &str, partition: u32, config: LogConfig) -> Result<Arc<Log>> {
+        self.shared.health.check()?;
+        config.validate().map_err(LogError::InvalidConfig)?;
+        let name = format!("{topic}-{partition}");
+        if topic.is_empty() || topic.contains('/') || topic == "." || topic == ".." {
+            return Err(LogError::InvalidName(name));
+        }
+        let mut logs = self.shared.logs.write().unwrap_or_else(PoisonError::into_inner);
+        if logs.contains_key(&name) {
+            return Err(LogError::AlreadyExists(name));
+        }
+        let dir = self.shared.path.join(&name);
+        let made = fs::create_dir(&dir)
+            .map_err(io_err(&dir))
+            .and_then(|()| sync_dir(&self.shared.path));
+        made.map_err(|e| self.shared.health.fail(e))?;
+        let log = Log::open(OpenParams {
+            dir,
+            name: name.clone(),
+            config,
+            clock: Arc::clone(&self.shared.clock),
+            health: Arc::clone(&self.shared.health),
+            flush_tx: self.flush_tx.clone(),
+            dir_shared: Arc::downgrade(&self.shared),
+            clean: true,
+            recovery_point: 0,
+            log_start_offset: 0,
+        })
+        .map_err(|e| self.shared.health.fail(e))?;
+        logs.insert(name, Arc::clone(&log));
+        Ok(log)
+    }
+
+    /// Deletes a partition: its directory is renamed aside (so a crash mid-way cannot bring
+    /// it back) and then removed. Readers holding open files finish undisturbed.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        self.shared.health.check()?;
+        let log = self
+            .shared
+            .logs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)
+            .ok_or_else(|| LogError::NotFound(name.to_string()))?;
+        log.mark_deleted();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let aside = self.shared.path.join(format!("{name}.{nanos:x}{DELETE_SUFFIX}"));
+        let result = fs::rename(log.dir(), &aside)
+            .map_err(io_err(log.dir()))
+            .and_then(|()| sync_dir(&self.shared.path))
+            .and_then(|()| fs::remove_dir_all(&aside).map_err(io_err(&aside)));
+        result.map_err(|e| self.shared.health.fail(e))?;
+        self.shared.write_checkpoints()
+    }
+
+    /// Writes the recovery-point and log-start checkpoints now.
+    pub fn write_checkpoints(&self) -> Result<()> {
+        self.shared.write_checkpoints()
+    }
+
+    /// Runs retention over every log now (the flusher also does every
+    /// `log.retention.check.interval.ms`).
+    pub fn apply_retention(&self) -> Result<usize> {
+        let mut n = 0;
+        for log in self.logs() {
+            n += log.apply_retention()?;
+        }
+        Ok(n)
+    }
+
+    fn stop_flusher(&self) {
+        let handle = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = handle {
+            let _ = self.flush_tx.send(Request::Stop);
+            let _ = handle.join();
+        }
+    }
+
+    /// Clean shutdown: flushes every log with its indexes, writes the checkpoints, then the
+    /// clean-shutdown marker, so the next open trusts the files without scanning them.
+    pub fn close(self) -> Result<()> {
+        self.stop_flusher();
+        self.shared.health.check()?;
+        for log in self.logs() {
+            log.close()?;
+        }
+        self.shared.write_checkpoints()?;
+        let marker = self.shared.path.join(CLEAN_SHUTDOWN_FILE);
+        fs::File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&marker))?;
+        sync_dir(&self.shared.path)
+    }
+}
+
+impl Drop for LogDir {
+    /// Without `close`, a drop stops the flusher but writes no marker: the next open recovers
+    /// as after a crash.
+    fn drop(&mut self) {
+        self.stop_flusher();
+        self.shared
+            .logs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}

@@ -1,0 +1,464 @@
+//! One segment: a `.log` file of record batches named by its base offset, with its offset and
+//! time indexes.
+//!
+//! Invariants: the file holds whole batches back to back up to `size` (the published length);
+//! their offsets increase and are all at least `base_offset` and below `base_offset + 2^32`;
+//! every index entry points at the start of one of those batches.
+
+use crate::error::{io_err, LogError, Result};
+use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use crate::limits::SCAN_BUFFER_BYTES;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use strom_proto::batch::{self, BatchHeader, HEADER_BYTES};
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+pub(crate) const INDEX_SUFFIX: &str = "index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// `<dir>/<base offset, 20 digits>.<suffix>`, Kafka's segment file naming.
+pub(crate) fn file_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// A run of bytes in a segment file: what a fetch sends to the socket with sendfile.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+impl FileSlice {
+    /// Copies the slice into memory; for tests and for paths that cannot use sendfile.
+    pub fn read_to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; usize::try_from(self.len).unwrap_or(0)];
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf)
+    }
+}
+
+/// Where a scan stopped: the end of the last good batch, and why it stopped early if it did.
+#[derive(Debug)]
+pub(crate) struct ScanEnd {
+    pub end: u64,
+    pub next_offset: Option<i64>,
+    pub damage: Option<(u64, String)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    path: PathBuf,
+    file: Arc<File>,
+    /// Published length: readers never look past it.
+    size: AtomicU64,
+    /// The offset after the last batch (the base offset while empty).
+    next_offset: AtomicI64,
+    /// The largest batch max timestamp and the last offset of that batch; -1 while empty.
+    max_timestamp: AtomicI64,
+    offset_of_max_timestamp: AtomicI64,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// The segment's file and indexes are synced and it takes no more appends.
+    pub synced: AtomicBool,
+    /// The directory entry of the segment's files is synced.
+    pub dir_synced: AtomicBool,
+}
+
+impl Segment {
+    /// Opens the files of the segment at `base_offset`, creating missing ones. The indexes
+    /// are trusted as found; `recover` or `check_indexes` decide whether to rebuild them.
+    pub fn open(dir: &Path, base_offset: i64, index_bytes: u64, writable: bool) -> Result<Self> {
+        let path = file_path(dir, base_offset, LOG_SUFFIX);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let size = file.metadata().map_err(io_err(&path))?.len();
+        let offset_index = OffsetIndex::open(
+            &file_path(dir, base_offset, INDEX_SUFFIX),
+            index_bytes,
+            writable,
+        )?;
+        let time_index = TimeIndex::open(
+            &file_path(dir, base_offset, TIME_INDEX_SUFFIX),
+            index_bytes,
+            writable,
+        )?;
+        Ok(Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: AtomicU64::new(size),
+            next_offset: AtomicI64::new(base_offset),
+            max_timestamp: AtomicI64::new(-1),
+            offset_of_max_timestamp: AtomicI64::new(-1),
+            offset_index,
+            time_index,
+            synced: AtomicBool::new(!writable),
+            dir_synced: AtomicBool::new(true),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    pub fn offset_of_max_timestamp(&self) -> i64 {
+        self.offset_of_max_timestamp.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size() == 0
+    }
+
+    pub fn relative(&self, offset: i64) -> i64 {
+        offset - self.base_offset
+    }
+
+    /// Whether a batch ending at `last_offset` still fits the u32 relative offsets.
+    pub fn can_hold_offset(&self, last_offset: i64) -> bool {
+        (0..=i64::from(u32::MAX)).contains(&self.relative(last_offset))
+    }
+
+    pub fn slice(&self, position: u64, len: u64) -> FileSlice {
+        FileSlice {
+            file: Arc::clone(&self.file),
+            position,
+            len,
+        }
+    }
+
+    /// Writes batches whose offsets are already assigned and indexes them. Writer only.
+    /// `bytes_since_index` carries Kafka's index-interval accounting across appends.
+    pub fn append(
+        &self,
+        bytes: &[u8],
+        headers: &[BatchHeader],
+        index_interval_bytes: u64,
+        bytes_since_index: &mut u64,
+    ) -> Result<()> {
+        let start = self.size.load(Ordering::Relaxed);
+        self.file
+            .write_all_at(bytes, start)
+            .map_err(io_err(&self.path))?;
+        let mut position = start;
+        let mut max_ts = self.max_timestamp.load(Ordering::Relaxed);
+        let mut max_ts_offset = self.offset_of_max_timestamp.load(Ordering::Relaxed);
+        for h in headers {
+            if h.max_timestamp > max_ts {
+                max_ts = h.max_timestamp;
+                max_ts_offset = h.last_offset();
+            }
+            if *bytes_since_index > index_interval_bytes {
+                self.index_batch(position, h, max_ts, max_ts_offset);
+                *bytes_since_index = 0;
+            }
+            *bytes_since_index += h.size() as u64;
+            position += h.size() as u64;
+        }
+        self.max_timestamp.store(max_ts, Ordering::Release);
+        self.offset_of_max_timestamp
+            .store(max_ts_offset, Ordering::Release);
+        if let Some(last) = headers.last() {
+            self.next_offset
+                .store(last.next_offset(), Ordering::Release);
+        }
+        self.size.store(position, Ordering::Release);
+        Ok(())
+    }
+
+    fn index_batch(&self, position: u64, h: &BatchHeader, max_ts: i64, max_ts_offset: i64) {
+        // A full index only makes lookups start earlier; the log rolls before that happens.
+        let _ = self.offset_index.push(OffsetEntry {
+            relative_offset: self.relative(h.last_offset()) as u32,
+            position: position as u32,
+        });
+        let _ = self.time_index.maybe_push(TimeEntry {
+            timestamp: max_ts,
+            relative_offset: self.relative(max_ts_offset) as u32,
+        });
+    }
+
+    /// Reads the header of the batch at `position`; None at the end of the segment.
+    pub fn header_at(&self, position: u64, size: u64) -> Result<Option<BatchHeader>> {
+        if position >= size {
+            return Ok(None);
+        }
+        let mut buf = [0u8; HEADER_BYTES];
+        if position + HEADER_BYTES as u64 > size {
+            return Err(self.corrupt(position, "batch header runs past the segment end"));
+        }
+        self.file
+            .read_exact_at(&mut buf, position)
+            .map_err(io_err(&self.path))?;
+        let h = BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, &e.to_string()))?;
+        if position + h.size() as u64 > size {
+            return Err(self.corrupt(position, "batch runs past the segment end"));
+        }
+        Ok(Some(h))
+    }
+
+    fn corrupt(&self, position: u64, reason: &str) -> LogError {
+        LogError::Corrupt {
+            path: self.path.clone(),
+            position,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The first batch at or after `position` whose last offset is at least `offset`.
+    fn find_from(&self, offset: i64, mut position: u64, size: u64) -> Result<Option<(u64, BatchHeader)>> {
+        while let Some(h) = self.header_at(position, size)? {
+            if h.last_offset() >= offset {
+                return Ok(Some((position, h)));
+            }
+            position += h.size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// The batch that holds `offset`, or the first one after it, through the offset index.
+    /// An index entry that does not lead to a batch boundary (a damaged index, or a reader
+    /// racing a truncation) falls back to a scan from the start of the segment.
+    pub fn locate(&self, offset: i64, size: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let from = self
+            .offset_index
+            .lookup(self.relative(offset))
+            .map_or(0, |e| u64::from(e.position));
+        match self.find_from(offset, from, size) {
+            Err(e) if from > 0 => {
+                tracing::warn!(segment = %self.path.display(), error = %e, "offset index entry is wrong; scanning the segment");
+                self.find_from(offset, 0, size)
+            }
+            other => other,
+        }
+    }
+
+    /// The end of the last whole batch that starts at or after `start` and ends at or before
+    /// `limit`, found from the nearest index entry. `start` must be a batch boundary.
+    pub fn boundary_at_or_before(&self, start: u64, limit: u64, size: u64) -> Result<u64> {
+        if limit >= size {
+            return Ok(size);
+        }
+        let from = self
+            .offset_index
+            .lookup_position(limit)
+            .map_or(start, |e| u64::from(e.position).max(start));
+        let mut position = from;
+        while let Some(h) = self.header_at(position, size)? {
+            let end = position + h.size() as u64;
+            if end > limit {
+                break;
+            }
+            position = end;
+        }
+        Ok(position)
+    }
+
+    /// Walks the batches from `from` to the end of the file, checking each header (and with
+    /// `verify_crc`, each CRC) and that offsets increase, calling `each` per good batch. Stops
+    /// at the first bad one. Reads the file directly: this is recovery, not the read path.
+    pub fn scan(
+        &self,
+        from: u64,
+        verify_crc: bool,
+        mut each: impl FnMut(u64, &BatchHeader),
+    ) -> Result<ScanEnd> {
+        let file_len = self.file.metadata().map_err(io_err(&self.path))?.len();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut buf_at = from;
+        let mut position = from;
+        let mut expected = self.base_offset;
+        let mut next_offset = None;
+        let damage = |position: u64, reason: String| Some((position, reason));
+        loop {
+            if position >= file_len {
+                return Ok(ScanEnd { end: position, next_offset, damage: None });
+            }
+            let want = HEADER_BYTES as u64;
+            if position + want > file_len {
+                return Ok(ScanEnd { end: position, next_offset, damage: damage(position, "torn batch header at the end of the file".into()) });
+            }
+            self.fill(&mut buf, &mut buf_at, position, want, file_len)?;
+            let at = (position - buf_at) as usize;
+            let h = match BatchHeader::parse(buf.get(at..).unwrap_or(&[])) {
+                Ok(h) => h,
+                Err(e) => return Ok(ScanEnd { end: position, next_offset, damage: damage(position, e.to_string()) }),
+            };
+            let batch_bytes = h.size() as u64;
+            if position + batch_bytes > file_len {
+                return Ok(ScanEnd { end: position, next_offset, damage: damage(position, "torn batch at the end of the file".into()) });
+            }
+            if verify_crc {
+                self.fill(&mut buf, &mut buf_at, position, batch_bytes, file_len)?;
+                let at = (position - buf_at) as usize;
+                let one = buf.get(at..at + batch_bytes as usize).unwrap_or(&[]);
+                if let Err(e) = batch::validate(one) {
+                    return Ok(ScanEnd { end: position, next_offset, damage: damage(position, e.to_string()) });
+                }
+            }
+            if h.base_offset < expected || !self.can_hold_offset(h.last_offset()) {
+                let reason = format!("batch offset {} is out of order (expected at least {expected})", h.base_offset);
+                return Ok(ScanEnd { end: position, next_offset, damage: damage(position, reason) });
+            }
+            each(position, &h);
+            expected = h.next_offset();
+            next_offset = Some(expected);
+            position += batch_bytes;
+        }
+    }
+
+    /// Makes `buf` (holding file bytes from `buf_at`) cover `len` bytes from `position`.
+    fn fill(&self, buf: &mut Vec<u8>, buf_at: &mut u64, position: u64, len: u64, file_len: u64) -> Result<()> {
+        let have_end = *buf_at + buf.len() as u64;
+        if position >= *buf_at && position + len <= have_end {
+            return Ok(());
+        }
+        let read = len.max(SCAN_BUFFER_BYTES as u64).min(file_len - position);
+        buf.resize(read as usize, 0);
+        self.file
+            .read_exact_at(buf, position)
+            .map_err(io_err(&self.path))?;
+        *buf_at = position;
+        Ok(())
+    }
+
+    /// Rebuilds both indexes and the in-memory summary from the batches in the file, cutting
+    /// the file at the first bad batch. Returns the damage found, if any.
+    pub fn rebuild(&self, verify_crc: bool, index_interval_bytes: u64) -> Result<Option<(u64, String)>> {
+        self.offset_index.clear();
+        self.time_index.clear();
+        self.max_timestamp.store(-1, Ordering::Release);
+        self.offset_of_max_timestamp.store(-1, Ordering::Release);
+        let mut since = 0u64;
+        let mut max_ts = -1i64;
+        let mut max_ts_offset = -1i64;
+        let end = self.scan(0, verify_crc, |position, h| {
+            if h.max_timestamp > max_ts {
+                max_ts = h.max_timestamp;
+                max_ts_offset = h.last_offset();
+            }
+            if since > index_interval_bytes {
+                self.index_batch(position, h, max_ts, max_ts_offset);
+                since = 0;
+            }
+            since += h.size() as u64;
+        })?;
+        self.max_timestamp.store(max_ts, Ordering::Release);
+        self.offset_of_max_timestamp.store(max_ts_offset, Ordering::Release);
+        self.next_offset.store(end.next_offset.unwrap_or(self.base_offset), Ordering::Release);
+        if end.damage.is_some() {
+            self.file.set_len(end.end).map_err(io_err(&self.path))?;
+        }
+        self.size.store(end.end, Ordering::Release);
+        Ok(end.damage)
+    }
+
+    /// Cuts the segment to the batches that end below `offset`. Writer only.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let size = self.size();
+        let cut = match self.locate(offset, size)? {
+            Some((position, _)) => position,
+            None => return Ok(()),
+        };
+        self.file.set_len(cut).map_err(io_err(&self.path))?;
+        self.size.store(cut, Ordering::Release);
+        self.offset_index.truncate_to_position(cut);
+        self.time_index.truncate_to_offset(self.relative(offset));
+        self.summarize_tail()
+            .map_err(|reason| self.corrupt(cut, &reason))?;
+        Ok(())
+    }
+
+    /// Recomputes the end offset and max timestamp from the last index entries and the
+    /// batches after them.
+    pub fn summarize_tail(&self) -> Result<(), String> {
+        let size = self.size();
+        let from = self.offset_index.last().map_or(0, |e| u64::from(e.position));
+        let (mut max_ts, mut max_ts_offset) = self
+            .time_index
+            .last()
+            .map_or((-1, -1), |e| (e.timestamp, self.base_offset + i64::from(e.relative_offset)));
+        let mut next = self.base_offset;
+        let mut position = from;
+        loop {
+            match self.header_at(position, size) {
+                Ok(None) => break,
+                Ok(Some(h)) => {
+                    if h.max_timestamp > max_ts {
+                        max_ts = h.max_timestamp;
+                        max_ts_offset = h.last_offset();
+                    }
+                    next = h.next_offset();
+                    position += h.size() as u64;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        if position != size {
+            return Err("batches do not end at the end of the file".into());
+        }
+        self.next_offset.store(next, Ordering::Release);
+        self.max_timestamp.store(max_ts, Ordering::Release);
+        self.offset_of_max_timestamp.store(max_ts_offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// Adds the final time index entry and trims both indexes: the segment takes no more
+    /// appends. Kafka does the same when a segment becomes inactive.
+    pub fn close(&self) -> Result<()> {
+        if self.max_timestamp() >= 0 {
+            let _ = self.time_index.maybe_push(TimeEntry {
+                timestamp: self.max_timestamp(),
+                relative_offset: self.relative(self.offset_of_max_timestamp()) as u32,
+            });
+        }
+        self.offset_index.trim()?;
+        self.time_index.trim()
+    }
+
+    /// fdatasync of the log file: what durability of appended batches needs.
+    pub fn sync_data(&self) -> Result<()> {
+        self.file.sync_data().map_err(io_err(&self.path))
+    }
+
+    /// Everything: the log file with its metadata and both indexes.
+    pub fn sync_all(&self) -> Result<()> {
+        self.file.sync_all().map_err(io_err(&self.path))?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// Removes the segment's files. Readers holding its file keep reading until they drop it.
+    pub fn delete_files(&self, dir: &Path) -> Result<()> {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            let p = file_path(dir, self.base_offset, suffix);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(p)(e)),
+            }
+        }
+        Ok(())
+    }
+}
