@@ -17,6 +17,7 @@ pub mod limits;
 pub mod log;
 pub mod log_dir;
 pub mod segment;
+pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LogConfig;

@@ -89,6 +89,8 @@ pub struct Log {
     durable_offset: AtomicI64,
     recovery_point: AtomicI64,
     unflushed_records: AtomicI64,
+    /// fsyncs of the active segment so far: shows how many waiters share one.
+    flush_count: AtomicI64,
     last_flush_ms: AtomicI64,
     /// One flush of this log at a time.
     sync_lock: Mutex<()>,
@@ -211,6 +213,7 @@ impl Log {
             durable_offset: AtomicI64::new(recovery_point),
             recovery_point: AtomicI64::new(recovery_point),
             unflushed_records: AtomicI64::new(0),
+            flush_count: AtomicI64::new(0),
             last_flush_ms: AtomicI64::new(now),
             sync_lock: Mutex::new(()),
             deleted: AtomicBool::new(false),
@@ -258,6 +261,11 @@ impl Log {
     /// Everything below this, indexes included, is on disk: recovery starts here.
     pub fn recovery_point(&self) -> i64 {
         self.recovery_point.load(Ordering::Acquire)
+    }
+
+    /// How many times the flusher has synced this log.
+    pub fn flush_count(&self) -> i64 {
+        self.flush_count.load(Ordering::Relaxed)
     }
 
     /// Bytes in all segments.
@@ -518,6 +526,7 @@ impl Log {
             active.sync_data()
         })();
         result.map_err(|e| self.health.fail(e))?;
+        self.flush_count.fetch_add(1, Ordering::Relaxed);
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
         self.recovery_point
             .fetch_max(active.base_offset.min(end), Ordering::AcqRel);
@@ -776,7 +785,7 @@ impl Log {
             let over_size = excess >= seg.size() as i64;
             let below_start = next_base <= start;
             if expired || over_size || below_start {
-                excess -= seg.size() as i64;
+                excess = excess.saturating_sub(seg.size() as i64);
                 true
             } else {
                 false
