@@ -160,8 +160,15 @@ impl LogDir {
             fs::remove_file(&marker).map_err(io_err(&marker))?;
             sync_dir(&path)?;
         }
-        let recovery_points = checkpoint::read(&path.join(RECOVERY_POINT_FILE))?;
-        let log_starts = checkpoint::read(&path.join(LOG_START_FILE))?;
+        // A damaged checkpoint costs a full recovery, never the data: it is read as empty.
+        let read_checkpoint = |file: &str| {
+            checkpoint::read(&path.join(file)).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "damaged checkpoint ignored; recovering from the start");
+                BTreeMap::new()
+            })
+        };
+        let recovery_points = read_checkpoint(RECOVERY_POINT_FILE);
+        let log_starts = read_checkpoint(LOG_START_FILE);
         let health = Arc::new(DirHealth {
             path: path.clone(),
             offline: AtomicBool::new(false),

@@ -264,7 +264,17 @@ impl Segment {
             .offset_index
             .lookup_position(limit)
             .map_or(start, |e| u64::from(e.position).max(start));
-        let mut position = from;
+        match self.last_end_within(from, limit, size) {
+            Err(e) if from > start => {
+                tracing::warn!(segment = %self.path.display(), error = %e, "offset index entry is wrong; scanning from the read start");
+                self.last_end_within(start, limit, size)
+            }
+            other => other,
+        }
+    }
+
+    /// Walks batches from `position` while they end at or before `limit`.
+    fn last_end_within(&self, mut position: u64, limit: u64, size: u64) -> Result<u64> {
         while let Some(h) = self.header_at(position, size)? {
             let end = position + h.size() as u64;
             if end > limit {
