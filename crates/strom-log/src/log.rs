@@ -712,6 +712,7 @@ impl Log {
                 keep.push(Arc::clone(seg));
             }
         }
+        let mut start_moved = false;
         let result = (|| -> Result<()> {
             for seg in &remove {
                 seg.delete_files(&self.dir)?;
@@ -741,15 +742,26 @@ impl Log {
             w.bytes_since_index = 0;
             keep.push(new_active);
             self.publish_segments(keep);
-            if offset <= self.log_start_offset() {
-                self.log_start_offset.store(offset, Ordering::Release);
-            }
+            // Cutting into the batch that holds the log start moves the start back to the end.
+            let start = self.log_start_offset();
+            let new_start = if offset <= start { offset } else { start.min(end) };
+            self.log_start_offset.store(new_start, Ordering::Release);
+            start_moved = new_start != start;
             self.log_end_offset.store(end, Ordering::Release);
             self.durable_offset.fetch_min(end, Ordering::AcqRel);
             self.recovery_point.fetch_min(end, Ordering::AcqRel);
             Ok(())
         })();
-        result.map_err(|e| self.health.fail(e))
+        result.map_err(|e| self.health.fail(e))?;
+        drop(w);
+        // A log start moved back must be persisted now: a stale, higher checkpoint would hide
+        // records after a restart.
+        if start_moved {
+            if let Some(shared) = self.dir_shared.upgrade() {
+                shared.write_checkpoints()?;
+            }
+        }
+        Ok(())
     }
 
     /// Moves the log start offset forward (DeleteRecords) and persists it. Whole segments
