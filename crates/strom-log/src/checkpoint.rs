@@ -90,7 +90,14 @@ mod tests {
     fn malformed_files_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp");
-        for text in ["", "1\n0\n", "0\nx\n", "0\n1\n", "0\n1\na b\n", "0\n1\na 0 x\n"] {
+        for text in [
+            "",
+            "1\n0\n",
+            "0\nx\n",
+            "0\n1\n",
+            "0\n1\na b\n",
+            "0\n1\na 0 x\n",
+        ] {
             fs::write(&path, text).unwrap();
             assert!(read(&path).is_err(), "{text:?}");
         }

@@ -17,6 +17,9 @@ use std::time::Duration;
 /// Called once with the durable offset reached, or the error that stopped it.
 pub type Waiter = Box<dyn FnOnce(Result<i64, LogError>) + Send>;
 
+/// The waiters of one log in one cycle, with the offset each waits for.
+type Waiters = Vec<(i64, Waiter)>;
+
 pub(crate) enum Request {
     /// Sync `log`; complete `done` once `offset` is durable. `offset` -1: no waiter.
     Flush {
@@ -40,7 +43,7 @@ pub(crate) fn run(shared: Arc<DirShared>, rx: Receiver<Request>, schedule: Sched
     let mut last_retention = clock.now_ms();
     let mut stop = false;
     while !stop {
-        let mut cycle: Vec<(Arc<Log>, Vec<(i64, Waiter)>)> = Vec::new();
+        let mut cycle: Vec<(Arc<Log>, Waiters)> = Vec::new();
         let mut take = |r: Request, stop: &mut bool| match r {
             Request::Stop => *stop = true,
             Request::Flush { log, offset, done } => {
@@ -95,7 +98,7 @@ pub(crate) fn run(shared: Arc<DirShared>, rx: Receiver<Request>, schedule: Sched
     }
 }
 
-fn complete(log: &Log, waiters: Vec<(i64, Waiter)>, result: Result<i64, LogError>) {
+fn complete(log: &Log, waiters: Waiters, result: Result<i64, LogError>) {
     match result {
         Ok(durable) => {
             for (offset, done) in waiters {

@@ -371,7 +371,10 @@ mod tests {
         let idx = OffsetIndex::open(&path, 80, true).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 80, "preallocated");
         for (o, p) in [(3, 100), (7, 200), (12, 300)] {
-            assert!(idx.push(OffsetEntry { relative_offset: o, position: p }));
+            assert!(idx.push(OffsetEntry {
+                relative_offset: o,
+                position: p
+            }));
         }
         assert_eq!(idx.lookup(2), None);
         assert_eq!(idx.lookup(7).map(|e| e.position), Some(200));
@@ -382,7 +385,10 @@ mod tests {
         assert!(idx.check(300).is_err());
         idx.trim().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 24, "trimmed");
-        assert!(!idx.push(OffsetEntry { relative_offset: 20, position: 400 }));
+        assert!(!idx.push(OffsetEntry {
+            relative_offset: 20,
+            position: 400
+        }));
         drop(idx);
         let idx = OffsetIndex::open(&path, 80, false).unwrap();
         assert_eq!(idx.len(), 3);
@@ -394,7 +400,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         let idx = OffsetIndex::open(&path, 80, true).unwrap();
-        idx.push(OffsetEntry { relative_offset: 5, position: 10 });
+        idx.push(OffsetEntry {
+            relative_offset: 5,
+            position: 10,
+        });
         drop(idx);
         // As after a crash: the file still has its preallocated size, full of zeros.
         let idx = OffsetIndex::open(&path, 80, true).unwrap();
@@ -406,9 +415,18 @@ mod tests {
     fn time_index_keeps_only_newer_entries() {
         let dir = tempfile::tempdir().unwrap();
         let idx = TimeIndex::open(&dir.path().join("0.timeindex"), 120, true).unwrap();
-        assert!(idx.maybe_push(TimeEntry { timestamp: 10, relative_offset: 0 }));
-        assert!(idx.maybe_push(TimeEntry { timestamp: 9, relative_offset: 1 }));
-        assert!(idx.maybe_push(TimeEntry { timestamp: 20, relative_offset: 5 }));
+        assert!(idx.maybe_push(TimeEntry {
+            timestamp: 10,
+            relative_offset: 0
+        }));
+        assert!(idx.maybe_push(TimeEntry {
+            timestamp: 9,
+            relative_offset: 1
+        }));
+        assert!(idx.maybe_push(TimeEntry {
+            timestamp: 20,
+            relative_offset: 5
+        }));
         assert_eq!(idx.len(), 2);
         assert_eq!(idx.lookup(15).map(|e| e.relative_offset), Some(0));
         assert_eq!(idx.lookup(5), None);

@@ -287,7 +287,10 @@ impl Log {
     }
 
     fn publish_segments(&self, segments: Vec<Arc<Segment>>) {
-        *self.segments.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(segments);
+        *self
+            .segments
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(segments);
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -322,7 +325,8 @@ impl Log {
             }));
         }
         let now = self.clock.now_ms();
-        let append_time = (config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        let append_time =
+            (config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now);
 
         let mut w = lock(&self.writer);
         self.check_writable()?;
@@ -345,9 +349,15 @@ impl Log {
             at += size;
         }
         let max_ts_incoming = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
-        let active = self.maybe_roll(&mut w, &config, total_bytes, next - 1, max_ts_incoming, now)?;
+        let active =
+            self.maybe_roll(&mut w, &config, total_bytes, next - 1, max_ts_incoming, now)?;
         active
-            .append(records, &headers, config.index_interval_bytes, &mut w.bytes_since_index)
+            .append(
+                records,
+                &headers,
+                config.index_interval_bytes,
+                &mut w.bytes_since_index,
+            )
             .map_err(|e| self.health.fail(e))?;
         if w.rolling_base_timestamp.is_none() {
             w.rolling_base_timestamp = headers.first().map(|h| h.max_timestamp);
@@ -355,7 +365,10 @@ impl Log {
         self.log_end_offset.store(next, Ordering::Release);
         drop(w);
 
-        let unflushed = self.unflushed_records.fetch_add(record_count, Ordering::AcqRel) + record_count;
+        let unflushed = self
+            .unflushed_records
+            .fetch_add(record_count, Ordering::AcqRel)
+            + record_count;
         if unflushed >= config.flush_messages {
             self.request_flush();
         }
@@ -425,7 +438,8 @@ impl Log {
             if old.is_empty() {
                 // An empty active segment that cannot take the batch is replaced outright.
                 list.pop();
-                old.delete_files(&self.dir).map_err(|e| self.health.fail(e))?;
+                old.delete_files(&self.dir)
+                    .map_err(|e| self.health.fail(e))?;
             } else {
                 old.close().map_err(|e| self.health.fail(e))?;
             }
@@ -480,8 +494,9 @@ impl Log {
             offset,
             done: Some(done),
         };
-        if let Err(std::sync::mpsc::SendError(Request::Flush { done: Some(done), .. })) =
-            self.flush_tx.send(request)
+        if let Err(std::sync::mpsc::SendError(Request::Flush {
+            done: Some(done), ..
+        })) = self.flush_tx.send(request)
         {
             done(Err(LogError::Closed));
         }
@@ -530,8 +545,10 @@ impl Log {
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
         self.recovery_point
             .fetch_max(active.base_offset.min(end), Ordering::AcqRel);
-        self.unflushed_records.fetch_sub(records_before, Ordering::AcqRel);
-        self.last_flush_ms.store(self.clock.now_ms(), Ordering::Release);
+        self.unflushed_records
+            .fetch_sub(records_before, Ordering::AcqRel);
+        self.last_flush_ms
+            .store(self.clock.now_ms(), Ordering::Release);
         Ok(self.durable_offset())
     }
 
@@ -631,14 +648,22 @@ impl Log {
             let from = seg
                 .time_index
                 .lookup(timestamp_ms)
-                .map_or(seg.base_offset, |e| seg.base_offset + i64::from(e.relative_offset))
+                .map_or(seg.base_offset, |e| {
+                    seg.base_offset + i64::from(e.relative_offset)
+                })
                 .max(log_start_offset);
             let Some((mut position, _)) = seg.locate(from, size)? else {
                 continue;
             };
             while let Some(h) = seg.header_at(position, size)? {
                 if h.max_timestamp >= timestamp_ms && h.last_offset() >= log_start_offset {
-                    return self.first_record_at_or_after(seg, position, &h, timestamp_ms, log_start_offset);
+                    return self.first_record_at_or_after(
+                        seg,
+                        position,
+                        &h,
+                        timestamp_ms,
+                        log_start_offset,
+                    );
                 }
                 position += h.size() as u64;
             }
@@ -658,7 +683,9 @@ impl Log {
             offset: h.base_offset.max(min_offset),
             timestamp: h.max_timestamp,
         };
-        if h.compression() != Compression::None || h.timestamp_type() == TimestampType::LogAppendTime {
+        if h.compression() != Compression::None
+            || h.timestamp_type() == TimestampType::LogAppendTime
+        {
             return Ok(Some(whole_batch));
         }
         let bytes = seg
@@ -744,7 +771,11 @@ impl Log {
             self.publish_segments(keep);
             // Cutting into the batch that holds the log start moves the start back to the end.
             let start = self.log_start_offset();
-            let new_start = if offset <= start { offset } else { start.min(end) };
+            let new_start = if offset <= start {
+                offset
+            } else {
+                start.min(end)
+            };
             self.log_start_offset.store(new_start, Ordering::Release);
             start_moved = new_start != start;
             self.log_end_offset.store(end, Ordering::Release);
@@ -771,7 +802,10 @@ impl Log {
         if offset > self.log_end_offset() || offset < 0 {
             return Err(self.out_of_range(offset));
         }
-        let start = self.log_start_offset.fetch_max(offset, Ordering::AcqRel).max(offset);
+        let start = self
+            .log_start_offset
+            .fetch_max(offset, Ordering::AcqRel)
+            .max(offset);
         self.delete_segments(|_, next_base| next_base <= start)?;
         if let Some(shared) = self.dir_shared.upgrade() {
             shared.write_checkpoints()?;
@@ -829,7 +863,8 @@ impl Log {
             gone.to_vec()
         };
         for seg in &gone {
-            seg.delete_files(&self.dir).map_err(|e| self.health.fail(e))?;
+            seg.delete_files(&self.dir)
+                .map_err(|e| self.health.fail(e))?;
         }
         Ok(gone.len())
     }
@@ -860,13 +895,17 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
         let Some((stem, suffix)) = name.split_once('.') else {
             continue;
         };
-        let Ok(base) = stem.parse::<i64>() else { continue };
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
         if stem.len() != 20 {
             continue;
         }
         match suffix {
             segment::LOG_SUFFIX => logs.push(base),
-            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => indexes.push((base, entry.path())),
+            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => {
+                indexes.push((base, entry.path()))
+            }
             _ => {}
         }
     }

@@ -37,7 +37,11 @@ impl DirHealth {
         if self.offline.load(Ordering::Acquire) {
             return Err(LogError::Offline {
                 dir: self.path.clone(),
-                reason: self.reason.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+                reason: self
+                    .reason
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
             });
         }
         Ok(())
@@ -88,7 +92,10 @@ impl DirShared {
     /// Writes the recovery-point and log-start checkpoints of every log.
     pub fn write_checkpoints(&self) -> Result<()> {
         self.health.check()?;
-        let _g = self.checkpoint_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _g = self
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let logs = self.logs();
         let recovery: BTreeMap<String, i64> = logs
             .iter()
@@ -272,7 +279,11 @@ impl LogDir {
         if topic.is_empty() || topic.contains('/') || topic == "." || topic == ".." {
             return Err(LogError::InvalidName(name));
         }
-        let mut logs = self.shared.logs.write().unwrap_or_else(PoisonError::into_inner);
+        let mut logs = self
+            .shared
+            .logs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if logs.contains_key(&name) {
             return Err(LogError::AlreadyExists(name));
         }
@@ -313,7 +324,10 @@ impl LogDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let aside = self.shared.path.join(format!("{name}.{nanos:x}{DELETE_SUFFIX}"));
+        let aside = self
+            .shared
+            .path
+            .join(format!("{name}.{nanos:x}{DELETE_SUFFIX}"));
         let result = fs::rename(log.dir(), &aside)
             .map_err(io_err(log.dir()))
             .and_then(|()| sync_dir(&self.shared.path))
@@ -338,7 +352,11 @@ impl LogDir {
     }
 
     fn stop_flusher(&self) {
-        let handle = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(handle) = handle {
             let _ = self.flush_tx.send(Request::Stop);
             let _ = handle.join();

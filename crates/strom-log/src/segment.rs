@@ -227,7 +227,12 @@ impl Segment {
     }
 
     /// The first batch at or after `position` whose last offset is at least `offset`.
-    fn find_from(&self, offset: i64, mut position: u64, size: u64) -> Result<Option<(u64, BatchHeader)>> {
+    fn find_from(
+        &self,
+        offset: i64,
+        mut position: u64,
+        size: u64,
+    ) -> Result<Option<(u64, BatchHeader)>> {
         while let Some(h) = self.header_at(position, size)? {
             if h.last_offset() >= offset {
                 return Ok(Some((position, h)));
@@ -303,33 +308,62 @@ impl Segment {
         let damage = |position: u64, reason: String| Some((position, reason));
         loop {
             if position >= file_len {
-                return Ok(ScanEnd { end: position, next_offset, damage: None });
+                return Ok(ScanEnd {
+                    end: position,
+                    next_offset,
+                    damage: None,
+                });
             }
             let want = HEADER_BYTES as u64;
             if position + want > file_len {
-                return Ok(ScanEnd { end: position, next_offset, damage: damage(position, "torn batch header at the end of the file".into()) });
+                return Ok(ScanEnd {
+                    end: position,
+                    next_offset,
+                    damage: damage(position, "torn batch header at the end of the file".into()),
+                });
             }
             self.fill(&mut buf, &mut buf_at, position, want, file_len)?;
             let at = (position - buf_at) as usize;
             let h = match BatchHeader::parse(buf.get(at..).unwrap_or(&[])) {
                 Ok(h) => h,
-                Err(e) => return Ok(ScanEnd { end: position, next_offset, damage: damage(position, e.to_string()) }),
+                Err(e) => {
+                    return Ok(ScanEnd {
+                        end: position,
+                        next_offset,
+                        damage: damage(position, e.to_string()),
+                    })
+                }
             };
             let batch_bytes = h.size() as u64;
             if position + batch_bytes > file_len {
-                return Ok(ScanEnd { end: position, next_offset, damage: damage(position, "torn batch at the end of the file".into()) });
+                return Ok(ScanEnd {
+                    end: position,
+                    next_offset,
+                    damage: damage(position, "torn batch at the end of the file".into()),
+                });
             }
             if verify_crc {
                 self.fill(&mut buf, &mut buf_at, position, batch_bytes, file_len)?;
                 let at = (position - buf_at) as usize;
                 let one = buf.get(at..at + batch_bytes as usize).unwrap_or(&[]);
                 if let Err(e) = batch::validate(one) {
-                    return Ok(ScanEnd { end: position, next_offset, damage: damage(position, e.to_string()) });
+                    return Ok(ScanEnd {
+                        end: position,
+                        next_offset,
+                        damage: damage(position, e.to_string()),
+                    });
                 }
             }
             if h.base_offset < expected || !self.can_hold_offset(h.last_offset()) {
-                let reason = format!("batch offset {} is out of order (expected at least {expected})", h.base_offset);
-                return Ok(ScanEnd { end: position, next_offset, damage: damage(position, reason) });
+                let reason = format!(
+                    "batch offset {} is out of order (expected at least {expected})",
+                    h.base_offset
+                );
+                return Ok(ScanEnd {
+                    end: position,
+                    next_offset,
+                    damage: damage(position, reason),
+                });
             }
             each(position, &h);
             expected = h.next_offset();
@@ -339,7 +373,14 @@ impl Segment {
     }
 
     /// Makes `buf` (holding file bytes from `buf_at`) cover `len` bytes from `position`.
-    fn fill(&self, buf: &mut Vec<u8>, buf_at: &mut u64, position: u64, len: u64, file_len: u64) -> Result<()> {
+    fn fill(
+        &self,
+        buf: &mut Vec<u8>,
+        buf_at: &mut u64,
+        position: u64,
+        len: u64,
+        file_len: u64,
+    ) -> Result<()> {
         let have_end = *buf_at + buf.len() as u64;
         if position >= *buf_at && position + len <= have_end {
             return Ok(());
@@ -355,7 +396,11 @@ impl Segment {
 
     /// Rebuilds both indexes and the in-memory summary from the batches in the file, cutting
     /// the file at the first bad batch. Returns the damage found, if any.
-    pub fn rebuild(&self, verify_crc: bool, index_interval_bytes: u64) -> Result<Option<(u64, String)>> {
+    pub fn rebuild(
+        &self,
+        verify_crc: bool,
+        index_interval_bytes: u64,
+    ) -> Result<Option<(u64, String)>> {
         self.offset_index.clear();
         self.time_index.clear();
         self.max_timestamp.store(-1, Ordering::Release);
@@ -375,8 +420,12 @@ impl Segment {
             since += h.size() as u64;
         })?;
         self.max_timestamp.store(max_ts, Ordering::Release);
-        self.offset_of_max_timestamp.store(max_ts_offset, Ordering::Release);
-        self.next_offset.store(end.next_offset.unwrap_or(self.base_offset), Ordering::Release);
+        self.offset_of_max_timestamp
+            .store(max_ts_offset, Ordering::Release);
+        self.next_offset.store(
+            end.next_offset.unwrap_or(self.base_offset),
+            Ordering::Release,
+        );
         if end.damage.is_some() {
             self.file.set_len(end.end).map_err(io_err(&self.path))?;
         }
@@ -404,11 +453,13 @@ impl Segment {
     /// batches after them.
     pub fn summarize_tail(&self) -> Result<(), String> {
         let size = self.size();
-        let from = self.offset_index.last().map_or(0, |e| u64::from(e.position));
-        let (mut max_ts, mut max_ts_offset) = self
-            .time_index
+        let from = self
+            .offset_index
             .last()
-            .map_or((-1, -1), |e| (e.timestamp, self.base_offset + i64::from(e.relative_offset)));
+            .map_or(0, |e| u64::from(e.position));
+        let (mut max_ts, mut max_ts_offset) = self.time_index.last().map_or((-1, -1), |e| {
+            (e.timestamp, self.base_offset + i64::from(e.relative_offset))
+        });
         let mut next = self.base_offset;
         let mut position = from;
         loop {
@@ -430,7 +481,8 @@ impl Segment {
         }
         self.next_offset.store(next, Ordering::Release);
         self.max_timestamp.store(max_ts, Ordering::Release);
-        self.offset_of_max_timestamp.store(max_ts_offset, Ordering::Release);
+        self.offset_of_max_timestamp
+            .store(max_ts_offset, Ordering::Release);
         Ok(())
     }
 

@@ -9,7 +9,10 @@ pub fn batch(seed: u64, records: usize, value_bytes: usize, timestamp_ms: i64) -
     let mut b = BatchBuilder::new(timestamp_ms);
     for i in 0..records {
         let key = format!("key-{seed}-{i}");
-        let value = value_for(seed.wrapping_mul(1_000_003).wrapping_add(i as u64), value_bytes);
+        let value = value_for(
+            seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+            value_bytes,
+        );
         b.push(Some(key.as_bytes()), Some(&value), timestamp_ms + i as i64);
     }
     b.build()

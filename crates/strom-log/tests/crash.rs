@@ -42,7 +42,9 @@ fn open(path: &Path) -> LogDir {
 /// The child's loop; a no-op unless the parent started this test binary as the child.
 #[test]
 fn crash_child() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else { return };
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
     let dir = open(Path::new(&path));
     let log = match dir.get("crash-0") {
         Some(log) => log,
@@ -125,10 +127,16 @@ fn sigkill_at_random_moments_loses_nothing_durable() {
         while offset < log.log_end_offset() {
             let slice = log.read(offset, 256 * 1024, None).unwrap().slice.unwrap();
             let bytes = slice.read_to_vec().unwrap();
-            for (h, b) in split(&bytes).unwrap_or_else(|e| panic!("round {round}: bad batch served: {e} (seed {seed})")) {
+            for (h, b) in split(&bytes)
+                .unwrap_or_else(|e| panic!("round {round}: bad batch served: {e} (seed {seed})"))
+            {
                 assert_eq!(h.base_offset, offset, "round {round}: gap (seed {seed})");
                 let seq = (offset / RECORDS_PER_BATCH) as u64;
-                assert_eq!(b, expected_batch(seq), "round {round}: batch {seq} differs (seed {seed})");
+                assert_eq!(
+                    b,
+                    expected_batch(seq),
+                    "round {round}: batch {seq} differs (seed {seed})"
+                );
                 offset = h.next_offset();
             }
         }

@@ -30,7 +30,9 @@ fn read_all(log: &Log) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     loop {
-        let Some(slice) = log.read(offset, 1 << 20, None).unwrap().slice else { break };
+        let Some(slice) = log.read(offset, 1 << 20, None).unwrap().slice else {
+            break;
+        };
         let bytes = slice.read_to_vec().unwrap();
         for (h, b) in split(&bytes).expect("only valid batches are served") {
             offset = h.next_offset();
@@ -89,12 +91,24 @@ fn a_flipped_byte_in_a_segment_cuts_the_log_there_after_a_crash() {
     let log = dir.get("t-0").unwrap();
     let report = log.recovery_report();
     assert_eq!(report.damage.len(), 1, "{report:?}");
-    assert!(report.damage[0].contains("00000000000000000"), "names the file: {}", report.damage[0]);
+    assert!(
+        report.damage[0].contains("00000000000000000"),
+        "names the file: {}",
+        report.damage[0]
+    );
     assert!(report.bytes_truncated > 0);
     assert_eq!(log.log_end_offset(), damaged_offset);
     let kept = read_all(&log);
-    assert_eq!(kept, written[..(damaged_offset / 4) as usize].to_vec(), "everything before the damage");
-    assert_eq!(segment_files(tmp.path(), "log").len(), 2, "later segments removed");
+    assert_eq!(
+        kept,
+        written[..(damaged_offset / 4) as usize].to_vec(),
+        "everything before the damage"
+    );
+    assert_eq!(
+        segment_files(tmp.path(), "log").len(),
+        2,
+        "later segments removed"
+    );
     // The log goes on from the cut.
     let mut b = batch(999, 4, 400, 0);
     assert_eq!(log.append(&mut b).unwrap().first_offset, damaged_offset);
@@ -111,7 +125,12 @@ fn a_damaged_tail_of_the_active_segment_is_cut_even_after_a_clean_shutdown() {
     flip(&active, start + 16); // magic byte
     let dir = open(tmp.path());
     let log = dir.get("t-0").unwrap();
-    assert_eq!(log.recovery_report().damage.len(), 1, "{:?}", log.recovery_report());
+    assert_eq!(
+        log.recovery_report().damage.len(),
+        1,
+        "{:?}",
+        log.recovery_report()
+    );
     assert_eq!(log.log_end_offset(), offset);
     assert_eq!(read_all(&log), written[..(offset / 4) as usize].to_vec());
 }
@@ -155,32 +174,54 @@ fn damaged_indexes_are_rebuilt_and_reads_stay_right() {
     // 3: a time index cut mid-entry, and an index whose log is gone.
     let times = segment_files(tmp.path(), "timeindex");
     let tlen = fs::metadata(&times[0]).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&times[0]).unwrap().set_len(tlen - 5).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&times[0])
+        .unwrap()
+        .set_len(tlen - 5)
+        .unwrap();
     fs::write(tmp.path().join("t-0/00000000000099999999.index"), [1u8; 16]).unwrap();
 
     let dir = open(tmp.path());
     let log = dir.get("t-0").unwrap();
-    assert!(log.recovery_report().indexes_rebuilt >= 1, "{:?}", log.recovery_report());
+    assert!(
+        log.recovery_report().indexes_rebuilt >= 1,
+        "{:?}",
+        log.recovery_report()
+    );
     assert!(log.recovery_report().damage.is_empty());
     assert_eq!(read_all(&log), written);
     for offset in 0..480 {
         let slice = log.read(offset, 1, None).unwrap().slice.unwrap();
         let h = validate(&slice.read_to_vec().unwrap()).unwrap();
-        assert!(h.base_offset <= offset && offset <= h.last_offset(), "offset {offset}");
+        assert!(
+            h.base_offset <= offset && offset <= h.last_offset(),
+            "offset {offset}"
+        );
     }
-    assert!(!tmp.path().join("t-0/00000000000099999999.index").exists(), "stray index removed");
+    assert!(
+        !tmp.path().join("t-0/00000000000099999999.index").exists(),
+        "stray index removed"
+    );
 }
 
 #[test]
 fn missing_indexes_and_stray_entries_in_the_log_dir() {
     let tmp = tempfile::tempdir().unwrap();
     let written = write_log(tmp.path());
-    for p in segment_files(tmp.path(), "index").into_iter().chain(segment_files(tmp.path(), "timeindex")) {
+    for p in segment_files(tmp.path(), "index")
+        .into_iter()
+        .chain(segment_files(tmp.path(), "timeindex"))
+    {
         fs::remove_file(p).unwrap();
     }
     fs::create_dir(tmp.path().join("not a partition")).unwrap();
     fs::write(tmp.path().join("meta.properties"), "node.id=1\n").unwrap();
-    fs::write(tmp.path().join("recovery-point-offset-checkpoint"), "garbage").unwrap();
+    fs::write(
+        tmp.path().join("recovery-point-offset-checkpoint"),
+        "garbage",
+    )
+    .unwrap();
     let dir = open(tmp.path());
     let log = dir.get("t-0").unwrap();
     assert!(log.recovery_report().indexes_rebuilt >= 3);

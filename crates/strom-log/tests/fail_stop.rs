@@ -23,7 +23,10 @@ fn mount_tmpfs(path: &Path, size: &str) -> Mount {
         .arg(path)
         .status()
         .expect("running mount");
-    assert!(status.success(), "mounting a tmpfs failed: this test needs root");
+    assert!(
+        status.success(),
+        "mounting a tmpfs failed: this test needs root"
+    );
     Mount(path.to_path_buf())
 }
 
@@ -48,15 +51,24 @@ fn a_failed_write_takes_the_dir_offline() {
         }
         assert!(appended < 1000, "a 1 MiB tmpfs never filled up");
     };
-    assert!(matches!(err, LogError::Io { .. }), "first failure is the I/O error: {err}");
+    assert!(
+        matches!(err, LogError::Io { .. }),
+        "first failure is the I/O error: {err}"
+    );
     assert!(err.to_string().contains("full-0"), "names the file: {err}");
     assert!(dir.is_offline());
     let later = log.append(&mut batch(0, 1, 1, 0)).unwrap_err();
     assert!(matches!(later, LogError::Offline { .. }), "{later}");
     assert!(later.to_string().contains("offline"), "{later}");
-    assert!(matches!(other.append(&mut batch(2, 1, 10, 0)), Err(LogError::Offline { .. })));
+    assert!(matches!(
+        other.append(&mut batch(2, 1, 10, 0)),
+        Err(LogError::Offline { .. })
+    ));
     assert!(matches!(log.wait_durable(0), Err(LogError::Offline { .. })));
-    assert!(matches!(dir.create("new", 0, config.clone()), Err(LogError::Offline { .. })));
+    assert!(matches!(
+        dir.create("new", 0, config.clone()),
+        Err(LogError::Offline { .. })
+    ));
     // Reads of what is there still work: serving is not writing.
     assert!(log.read(0, 1 << 20, None).unwrap().slice.is_some());
     let end = log.log_end_offset();

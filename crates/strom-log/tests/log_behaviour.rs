@@ -64,7 +64,10 @@ fn append_assigns_offsets_and_reads_back_byte_identical() {
     let info = log.read(12, 1, None).unwrap();
     let bytes = info.slice.unwrap().read_to_vec().unwrap();
     assert_eq!(bytes, written[2], "offset 12 lives in the batch at 10");
-    assert!(dir.path().join("orders-0/00000000000000000000.log").exists());
+    assert!(dir
+        .path()
+        .join("orders-0/00000000000000000000.log")
+        .exists());
 }
 
 #[test]
@@ -89,11 +92,24 @@ fn read_returns_whole_batches_within_max_bytes_and_bound() {
     let bytes = slice.read_to_vec().unwrap();
     let batches = split(&bytes).unwrap();
     assert_eq!(batches.first().unwrap().0.base_offset, 4);
-    assert_eq!(batches.last().unwrap().0.base_offset, 8, "the batch holding 9 is past the bound");
+    assert_eq!(
+        batches.last().unwrap().0.base_offset,
+        8,
+        "the batch holding 9 is past the bound"
+    );
     assert!(log.read(10, 100, Some(10)).unwrap().slice.is_none());
-    assert!(log.read(40, 100, None).unwrap().slice.is_none(), "log end: empty");
-    assert!(matches!(log.read(41, 100, None), Err(LogError::OffsetOutOfRange { .. })));
-    assert!(matches!(log.read(-1, 100, None), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(
+        log.read(40, 100, None).unwrap().slice.is_none(),
+        "log end: empty"
+    );
+    assert!(matches!(
+        log.read(41, 100, None),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 100, None),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 }
 
 fn validate_all(bytes: &[u8]) {
@@ -117,16 +133,28 @@ fn corrupt_truncated_or_oversized_batches_leave_the_log_untouched() {
     let mut bad = batch(2, 3, 10, 0);
     let n = bad.len();
     bad[n - 3] ^= 1;
-    assert!(matches!(log.append(&mut bad), Err(LogError::InvalidBatch(_))));
+    assert!(matches!(
+        log.append(&mut bad),
+        Err(LogError::InvalidBatch(_))
+    ));
 
     let mut two = batch(3, 1, 10, 0);
     let good_len = two.len();
     two.extend(batch(4, 1, 10, 0));
     two.truncate(good_len + 30);
-    assert!(matches!(log.append(&mut two), Err(LogError::InvalidBatch(_))), "one bad batch refuses the set");
+    assert!(
+        matches!(log.append(&mut two), Err(LogError::InvalidBatch(_))),
+        "one bad batch refuses the set"
+    );
 
-    assert!(matches!(log.append(&mut batch(5, 1, 3_000, 0)), Err(LogError::BatchTooLarge { .. })));
-    assert!(matches!(log.append(&mut []), Err(LogError::InvalidBatch(_))));
+    assert!(matches!(
+        log.append(&mut batch(5, 1, 3_000, 0)),
+        Err(LogError::BatchTooLarge { .. })
+    ));
+    assert!(matches!(
+        log.append(&mut []),
+        Err(LogError::InvalidBatch(_))
+    ));
     assert_eq!(log.size_bytes(), size);
     assert_eq!(log.log_end_offset(), 1);
 }
@@ -145,14 +173,21 @@ fn segments_roll_on_size_and_indexes_are_preallocated_then_trimmed() {
     for (i, base) in bases.iter().enumerate() {
         let log_file = pdir.join(format!("{base:020}.log"));
         assert!(std::fs::metadata(&log_file).unwrap().len() <= 64 * 1024);
-        let index_len = std::fs::metadata(pdir.join(format!("{base:020}.index"))).unwrap().len();
-        let time_len = std::fs::metadata(pdir.join(format!("{base:020}.timeindex"))).unwrap().len();
+        let index_len = std::fs::metadata(pdir.join(format!("{base:020}.index")))
+            .unwrap()
+            .len();
+        let time_len = std::fs::metadata(pdir.join(format!("{base:020}.timeindex")))
+            .unwrap()
+            .len();
         if i + 1 == bases.len() {
             assert_eq!(index_len, 4096, "active index preallocated");
             assert_eq!(time_len, 4092, "rounded down to whole 12-byte entries");
         } else {
-            assert!(index_len > 0 && index_len < 4096 && index_len % 8 == 0, "closed index trimmed: {index_len}");
-            assert!(time_len > 0 && time_len % 12 == 0);
+            assert!(
+                index_len > 0 && index_len < 4096 && index_len.is_multiple_of(8),
+                "closed index trimmed: {index_len}"
+            );
+            assert!(time_len > 0 && time_len.is_multiple_of(12));
         }
     }
     assert_eq!(read_all(&log, 0).len(), 100);
@@ -203,11 +238,18 @@ fn retention_by_time_and_size_deletes_closed_segments_only() {
     assert!(deleted >= 2, "old segments deleted: {deleted}");
     assert_eq!(log.log_start_offset(), 160);
     assert_eq!(log.segment_count(), before - deleted);
-    assert!(matches!(log.read(0, 100, None), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(0, 100, None),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
     assert_eq!(read_all(&log, 160).len(), 40);
 
     // retention.bytes: keep at most ~one segment, the active one is never deleted.
-    log.set_config(LogConfig { retention_bytes: 1, ..config }).unwrap();
+    log.set_config(LogConfig {
+        retention_bytes: 1,
+        ..config
+    })
+    .unwrap();
     log.apply_retention().unwrap();
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.log_end_offset(), 320);
@@ -227,14 +269,42 @@ fn delete_records_moves_the_start_and_survives_reopen() {
     let segments = log.segment_count();
     let second = log.segment_base_offsets()[1];
     assert_eq!(log.delete_records_before(5).unwrap(), 5);
-    assert_eq!(log.segment_count(), segments, "a segment with live records stays");
-    assert!(matches!(log.read(4, 1, None), Err(LogError::OffsetOutOfRange { .. })));
-    let first = log.read(5, 1, None).unwrap().slice.unwrap().read_to_vec().unwrap();
-    assert_eq!(validate(&first).unwrap().base_offset, 4, "the batch holding 5 is served whole");
+    assert_eq!(
+        log.segment_count(),
+        segments,
+        "a segment with live records stays"
+    );
+    assert!(matches!(
+        log.read(4, 1, None),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    let first = log
+        .read(5, 1, None)
+        .unwrap()
+        .slice
+        .unwrap()
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(
+        validate(&first).unwrap().base_offset,
+        4,
+        "the batch holding 5 is served whole"
+    );
     assert_eq!(log.delete_records_before(second + 1).unwrap(), second + 1);
-    assert_eq!(log.segment_count(), segments - 1, "whole segments below the start are gone");
-    assert!(matches!(log.delete_records_before(241), Err(LogError::OffsetOutOfRange { .. })));
-    assert_eq!(log.delete_records_before(50).unwrap(), second + 1, "never moves back");
+    assert_eq!(
+        log.segment_count(),
+        segments - 1,
+        "whole segments below the start are gone"
+    );
+    assert!(matches!(
+        log.delete_records_before(241),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(
+        log.delete_records_before(50).unwrap(),
+        second + 1,
+        "never moves back"
+    );
     drop(log);
     drop(dir); // unclean: the checkpoint written by delete_records_before is what counts
     let dir = f.open(small_config());
@@ -274,7 +344,11 @@ fn offset_for_timestamp_and_max_timestamp() {
     for i in 0..50 {
         log.append(&mut batch(i, 4, 300, 1_000 * i as i64)).unwrap();
     }
-    let at = |ts| log.offset_for_timestamp(ts).unwrap().map(|t| (t.offset, t.timestamp));
+    let at = |ts| {
+        log.offset_for_timestamp(ts)
+            .unwrap()
+            .map(|t| (t.offset, t.timestamp))
+    };
     assert_eq!(at(0), Some((0, 0)));
     assert_eq!(at(-5), Some((0, 0)));
     assert_eq!(at(7_002), Some((30, 7_002)), "a record inside the batch");
@@ -332,7 +406,10 @@ fn waiters_for_durability_share_fsyncs() {
         "{n} waiters took {} fsyncs",
         log.flush_count()
     );
-    assert!(matches!(log.wait_durable(n as i64 + 5), Err(LogError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.wait_durable(n as i64 + 5),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -389,7 +466,10 @@ fn clean_reopen_scans_nothing_and_unclean_reopen_recovers() {
 
     let dir = f.open(small_config());
     assert!(dir.was_clean_shutdown());
-    assert!(!f.dir.path().join(".clean-shutdown").exists(), "removed on open");
+    assert!(
+        !f.dir.path().join(".clean-shutdown").exists(),
+        "removed on open"
+    );
     let log = dir.get("t-0").unwrap();
     assert_eq!(log.recovery_report(), &Default::default());
     assert_eq!(log.log_end_offset(), 240);
@@ -404,7 +484,11 @@ fn clean_reopen_scans_nothing_and_unclean_reopen_recovers() {
     assert!(!dir.was_clean_shutdown());
     let log = dir.get("t-0").unwrap();
     assert!(log.recovery_report().segments_recovered >= 1);
-    assert!(log.recovery_report().damage.is_empty(), "{:?}", log.recovery_report());
+    assert!(
+        log.recovery_report().damage.is_empty(),
+        "{:?}",
+        log.recovery_report()
+    );
     assert_eq!(read_all(&log, 0), written);
 }
 
@@ -451,11 +535,19 @@ fn deleting_a_partition_removes_its_directory() {
     let dir = f.open(LogConfig::default());
     let log = dir.create("gone", 2, LogConfig::default()).unwrap();
     log.append(&mut batch(1, 1, 10, 0)).unwrap();
-    assert!(matches!(dir.create("gone", 2, LogConfig::default()), Err(LogError::AlreadyExists(_))));
+    assert!(matches!(
+        dir.create("gone", 2, LogConfig::default()),
+        Err(LogError::AlreadyExists(_))
+    ));
     dir.delete("gone-2").unwrap();
     assert!(!f.dir.path().join("gone-2").exists());
-    assert!(std::fs::read_dir(f.dir.path()).unwrap().all(|e| !e.unwrap().path().is_dir()));
-    assert!(matches!(log.append(&mut batch(1, 1, 10, 0)), Err(LogError::NotFound(_))));
+    assert!(std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .all(|e| !e.unwrap().path().is_dir()));
+    assert!(matches!(
+        log.append(&mut batch(1, 1, 10, 0)),
+        Err(LogError::NotFound(_))
+    ));
     assert!(dir.get("gone-2").is_none());
     assert!(matches!(dir.delete("gone-2"), Err(LogError::NotFound(_))));
 }

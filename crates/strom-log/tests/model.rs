@@ -11,13 +11,29 @@ use strom_proto::batch::{set_base_offset, split};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { records: usize, value_bytes: usize, batches: usize },
-    Read { at: u16, max_bytes: u16 },
+    Append {
+        records: usize,
+        value_bytes: usize,
+        batches: usize,
+    },
+    Read {
+        at: u16,
+        max_bytes: u16,
+    },
     Roll,
-    Truncate { at: u16 },
-    DeleteRecords { at: u16 },
-    Retention { bytes: u16, age: bool },
-    Reopen { clean: bool },
+    Truncate {
+        at: u16,
+    },
+    DeleteRecords {
+        at: u16,
+    },
+    Retention {
+        bytes: u16,
+        age: bool,
+    },
+    Reopen {
+        clean: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -74,7 +90,11 @@ fn check_all(log: &Log, model: &Model) {
     let mut offset = model.start;
     let mut got = Vec::new();
     while offset < model.end {
-        let slice = log.read(offset, 1 << 20, None).unwrap().slice.expect("data below the end");
+        let slice = log
+            .read(offset, 1 << 20, None)
+            .unwrap()
+            .slice
+            .expect("data below the end");
         let bytes = slice.read_to_vec().unwrap();
         for (h, b) in split(&bytes).unwrap() {
             got.push(b.to_vec());
@@ -98,7 +118,11 @@ fn run(ops: Vec<Op>) {
     let mut seed = 0u64;
     for op in ops {
         match op {
-            Op::Append { records, value_bytes, batches } => {
+            Op::Append {
+                records,
+                value_bytes,
+                batches,
+            } => {
                 let mut bytes = Vec::new();
                 let mut stored = Vec::new();
                 let mut next = model.end;
@@ -122,7 +146,10 @@ fn run(ops: Vec<Op>) {
                 let max_bytes = max_bytes as u64 % 20_000;
                 match log.read(offset, max_bytes, None) {
                     Err(LogError::OffsetOutOfRange { .. }) => {
-                        assert!(offset < model.start || offset > model.end, "{offset} is in range")
+                        assert!(
+                            offset < model.start || offset > model.end,
+                            "{offset} is in range"
+                        )
                     }
                     Err(e) => panic!("read {offset}: {e}"),
                     Ok(info) => {
@@ -132,12 +159,24 @@ fn run(ops: Vec<Op>) {
                             continue;
                         };
                         let bytes = slice.read_to_vec().unwrap();
-                        let got: Vec<&[u8]> = split(&bytes).unwrap().into_iter().map(|(_, b)| b).collect();
-                        let first = model.batches.iter().position(|(_, last, _)| *last >= offset).unwrap();
+                        let got: Vec<&[u8]> =
+                            split(&bytes).unwrap().into_iter().map(|(_, b)| b).collect();
+                        let first = model
+                            .batches
+                            .iter()
+                            .position(|(_, last, _)| *last >= offset)
+                            .unwrap();
                         for (i, b) in got.iter().enumerate() {
-                            assert_eq!(*b, &model.batches[first + i].2[..], "batch {i} of read at {offset}");
+                            assert_eq!(
+                                *b,
+                                &model.batches[first + i].2[..],
+                                "batch {i} of read at {offset}"
+                            );
                         }
-                        assert!(got.len() == 1 || bytes.len() as u64 <= max_bytes, "over max_bytes");
+                        assert!(
+                            got.len() == 1 || bytes.len() as u64 <= max_bytes,
+                            "over max_bytes"
+                        );
                     }
                 }
             }
@@ -159,8 +198,8 @@ fn run(ops: Vec<Op>) {
                         model.end = model
                             .batches
                             .iter()
-                            .filter(|(base, _, _)| *base >= first_base)
-                            .last()
+                            .rev()
+                            .find(|(base, _, _)| *base >= first_base)
                             .map_or(first_base, |(_, last, _)| last + 1);
                         model.start = model.start.min(model.end);
                     }
@@ -168,7 +207,10 @@ fn run(ops: Vec<Op>) {
             }
             Op::DeleteRecords { at } => {
                 let offset = pick(at, model.start, model.end);
-                assert_eq!(log.delete_records_before(offset).unwrap(), offset.max(model.start));
+                assert_eq!(
+                    log.delete_records_before(offset).unwrap(),
+                    offset.max(model.start)
+                );
                 model.start = model.start.max(offset);
             }
             Op::Retention { bytes, age } => {
@@ -193,7 +235,11 @@ fn run(ops: Vec<Op>) {
                     drop(dir);
                 }
                 (dir, log) = open(tmp.path(), &clock);
-                assert!(log.recovery_report().damage.is_empty(), "{:?}", log.recovery_report());
+                assert!(
+                    log.recovery_report().damage.is_empty(),
+                    "{:?}",
+                    log.recovery_report()
+                );
             }
         }
         check_all(&log, &model);

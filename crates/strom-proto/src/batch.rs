@@ -277,7 +277,11 @@ mod tests {
     fn sample(records: usize) -> Vec<u8> {
         let mut b = BatchBuilder::new(1_000);
         for i in 0..records {
-            b.push(Some(format!("k{i}").as_bytes()), Some(b"value"), 1_000 + i as i64);
+            b.push(
+                Some(format!("k{i}").as_bytes()),
+                Some(b"value"),
+                1_000 + i as i64,
+            );
         }
         b.build()
     }

@@ -49,7 +49,8 @@ impl BatchBuilder {
         headers: &[(&[u8], Option<&[u8]>)],
         timestamp: i64,
     ) {
-        let mut body = Vec::with_capacity(16 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
+        let mut body =
+            Vec::with_capacity(16 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len));
         body.push(0); // record attributes: unused
         varint::put_varlong(&mut body, timestamp - self.base_timestamp);
         varint::put_varint(&mut body, self.count);
@@ -96,7 +97,9 @@ impl BatchBuilder {
         out.extend_from_slice(&self.count.to_be_bytes());
         out.extend_from_slice(&self.records);
         let crc = batch::crc(&out);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        if let Some(field) = out.get_mut(17..21) {
+            field.copy_from_slice(&crc.to_be_bytes());
+        }
         out
     }
 }

@@ -81,7 +81,12 @@ mod tests {
         let mut b = BatchBuilder::new(500);
         b.push(Some(b"a"), Some(b"1"), 500);
         b.push(None, None, 490);
-        b.push_with_headers(Some(b"c"), Some(b"3"), &[(b"h", Some(b"v")), (b"n", None)], 510);
+        b.push_with_headers(
+            Some(b"c"),
+            Some(b"3"),
+            &[(b"h", Some(b"v")), (b"n", None)],
+            510,
+        );
         let batch = b.build();
         let recs = decode(&batch).expect("decodes");
         assert_eq!(recs.len(), 3);
@@ -89,7 +94,10 @@ mod tests {
         assert_eq!(recs[1].key, None);
         assert_eq!(recs[1].timestamp, 490);
         assert_eq!(recs[2].offset, 2);
-        assert_eq!(recs[2].headers, vec![(&b"h"[..], Some(&b"v"[..])), (&b"n"[..], None)]);
+        assert_eq!(
+            recs[2].headers,
+            vec![(&b"h"[..], Some(&b"v"[..])), (&b"n"[..], None)]
+        );
     }
 
     proptest::proptest! {
