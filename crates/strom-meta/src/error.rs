@@ -1,0 +1,27 @@
+//! Errors of the metadata state machine and the controller.
+
+/// A record that cannot apply to the image: the log is inconsistent (a bug or corruption).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metadata record cannot apply: {0}")]
+pub struct MetaError(pub String);
+
+/// Why the controller refused an admin request; each maps to one Kafka error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("topic {0} already exists")]
+    TopicAlreadyExists(String),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("topic deletion is disabled (delete.topic.enable=false)")]
+    TopicDeletionDisabled,
+}

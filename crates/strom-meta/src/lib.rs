@@ -1,0 +1,17 @@
+//! Cluster metadata — brokers, topics, partitions, configs, producer-id blocks — as a log of
+//! `MetadataRecord`s applied to a `MetadataImage`.
+//!
+//! Architecture invariant: pure state. `MetadataImage::apply` is deterministic and does no
+//! I/O; `controller` turns admin requests into records by reading an image. Where the record
+//! log is stored (today a `strom-log` partition, `__cluster_metadata-0`; later openraft's log)
+//! is the broker's business.
+
+pub mod controller;
+pub mod error;
+pub mod image;
+pub mod record;
+pub mod topic_config;
+
+pub use error::{ApiError, MetaError};
+pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
+pub use record::{ConfigResource, MetadataRecord};
