@@ -706,6 +706,36 @@ impl Log {
         Ok(Some(found))
     }
 
+    /// Calls `each` with the header of every batch from the one holding `from_offset` to the
+    /// log end, reading headers only (one `pread` each): for rebuilding state kept beside the
+    /// log, such as idempotent producers' sequences.
+    pub fn for_each_header(
+        &self,
+        from_offset: i64,
+        mut each: impl FnMut(&BatchHeader),
+    ) -> Result<()> {
+        let end = self.log_end_offset();
+        let segments = self.segments();
+        let first = segments
+            .partition_point(|s| s.base_offset <= from_offset)
+            .saturating_sub(1);
+        for seg in segments.get(first..).unwrap_or(&[]) {
+            let size = seg.size();
+            let Some((mut position, _)) = seg.locate(from_offset.max(seg.base_offset), size)?
+            else {
+                continue;
+            };
+            while let Some(h) = seg.header_at(position, size)? {
+                if h.base_offset >= end {
+                    return Ok(());
+                }
+                each(&h);
+                position += h.size() as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// The largest timestamp in the log and the last offset of the batch that carries it.
     pub fn max_timestamp(&self) -> Option<TimestampOffset> {
         self.segments()

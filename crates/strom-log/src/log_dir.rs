@@ -365,7 +365,7 @@ impl LogDir {
 
     /// Clean shutdown: flushes every log with its indexes, writes the checkpoints, then the
     /// clean-shutdown marker, so the next open trusts the files without scanning them.
-    pub fn close(self) -> Result<()> {
+    pub fn close(&self) -> Result<()> {
         self.stop_flusher();
         self.shared.health.check()?;
         for log in self.logs() {

@@ -1,0 +1,364 @@
+//! The broker: start-up (log dir, metadata replay, listeners), the services handlers call,
+//! and graceful shutdown.
+
+use crate::config::{BrokerConfig, Endpoint};
+use crate::error::{self, BrokerError, Code};
+use crate::metadata_store::{MetadataStore, METADATA_TOPIC};
+use crate::replica_manager::{log_config, ReplicaManager};
+use crate::server;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use strom_log::{LogConfig, LogDir, LogDirOptions};
+use strom_meta::controller::{self, NewTopic};
+use strom_meta::{ApiError, MetadataImage, MetadataRecord};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub node_id: i32,
+    pub cluster_id: String,
+    pub meta: MetadataStore,
+    pub replicas: ReplicaManager,
+    /// The endpoint clients are told to use, known once the listeners are bound.
+    advertised: OnceLock<Endpoint>,
+    /// Producer ids this broker may hand out: `[next, end)`.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+}
+
+/// A started broker: its bound addresses and the handle to stop it.
+#[derive(Debug)]
+pub struct RunningBroker {
+    pub broker: Arc<Broker>,
+    pub addrs: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningBroker {
+    /// The first listener's bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Graceful shutdown: stop accepting, let connections answer what they took, then flush
+    /// every log and mark the clean shutdown.
+    pub async fn shutdown(self) -> Result<(), BrokerError> {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        // Give connection tasks a moment to write their last responses.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let dir = Arc::clone(self.broker.replicas.log_dir());
+        tokio::task::spawn_blocking(move || dir.close())
+            .await
+            .map_err(|e| BrokerError::Metadata(e.to_string()))??;
+        Ok(())
+    }
+}
+
+const META_PROPERTIES: &str = "meta.properties";
+
+/// Reads or writes `meta.properties`: the cluster id, and the node id the dir belongs to.
+fn meta_properties(dir: &Path, node_id: i32) -> Result<String, BrokerError> {
+    let path = dir.join(META_PROPERTIES);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let props = crate::config::parse_properties(&text)?;
+            if let Some(id) = props.get("node.id") {
+                if id.trim() != node_id.to_string() {
+                    return Err(BrokerError::Config(crate::config::ConfigError(format!(
+                        "{} belongs to node {id}, but node.id is {node_id}",
+                        dir.display()
+                    ))));
+                }
+            }
+            props.get("cluster.id").cloned().ok_or_else(|| {
+                BrokerError::Config(crate::config::ConfigError(format!(
+                    "{} has no cluster.id",
+                    path.display()
+                )))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cluster_id = base64url(uuid::Uuid::new_v4().as_bytes());
+            let text = format!("#\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(cluster_id)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Kafka's cluster ids: a UUID in URL-safe base64 without padding.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+impl Broker {
+    /// Opens the log dir, replays the metadata, binds the listeners and starts serving.
+    pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
+        let dir_path = config.log_dirs[0].clone();
+        std::fs::create_dir_all(&dir_path)?;
+        let node_id = config.node_id;
+        let cluster_id = meta_properties(&dir_path, node_id)?;
+        let options = LogDirOptions {
+            checkpoint_interval_ms: config.log_flush_offset_checkpoint_interval_ms.max(1),
+            retention_check_interval_ms: config.log_retention_check_interval_ms,
+            ..LogDirOptions::default()
+        };
+        let metadata_log_name = format!("{METADATA_TOPIC}-0");
+        let for_config = config.clone();
+        let meta_name = metadata_log_name.clone();
+        let config_for = move |name: &str| {
+            if name == meta_name {
+                metadata_log_config()
+            } else {
+                log_config(&for_config, None)
+            }
+        };
+        let dir = {
+            let path = dir_path.clone();
+            tokio::task::spawn_blocking(move || LogDir::open(path, options, &config_for))
+                .await
+                .map_err(|e| BrokerError::Metadata(e.to_string()))??
+        };
+        let dir = Arc::new(dir);
+        let meta_log = match dir.get(&metadata_log_name) {
+            Some(l) => l,
+            None => dir.create(METADATA_TOPIC, 0, metadata_log_config())?,
+        };
+        let meta = MetadataStore::open(meta_log)?;
+
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for l in &config.listeners {
+            let host = if l.host.is_empty() {
+                "0.0.0.0"
+            } else {
+                l.host.as_str()
+            };
+            let listener = TcpListener::bind((host, l.port)).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("binding listener {}://{}:{}: {e}", l.name, l.host, l.port),
+                )
+            })?;
+            addrs.push(listener.local_addr()?);
+            listeners.push(listener);
+        }
+        let advertised = advertised_endpoint(&config, &addrs);
+        let broker = Arc::new(Broker {
+            replicas: ReplicaManager::new(node_id, config.clone(), Arc::clone(&dir)),
+            config,
+            node_id,
+            cluster_id,
+            meta,
+            advertised: OnceLock::new(),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+        });
+        let _ = broker.advertised.set(advertised.clone());
+        // Register (or re-register with new endpoints) in the metadata.
+        let registration = MetadataRecord::RegisterBroker {
+            node_id,
+            host: advertised.host.clone(),
+            port: advertised.port,
+            rack: None,
+        };
+        let image = broker.meta.image();
+        let current = image.brokers.get(&node_id);
+        if current.is_none_or(|b| b.host != advertised.host || b.port != advertised.port) {
+            broker
+                .meta
+                .commit(move |_| Ok(vec![registration]))
+                .await?
+                .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+        }
+        broker.replicas.reconcile(&broker.meta.image())?;
+
+        let (shutdown, rx) = watch::channel(false);
+        let tasks = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(server::serve(Arc::clone(&broker), l, rx.clone())))
+            .collect();
+        tracing::info!(node_id, addrs = ?addrs, advertised = %format!("{}:{}", advertised.host, advertised.port), "broker started");
+        Ok(RunningBroker {
+            broker,
+            addrs,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Brokers as Metadata and DescribeCluster report them: (id, host, port, rack).
+    pub fn advertised_brokers(
+        &self,
+        image: &MetadataImage,
+    ) -> Vec<(i32, String, u16, Option<String>)> {
+        let mut out: Vec<_> = image
+            .brokers
+            .values()
+            .map(|b| (b.node_id, b.host.clone(), b.port, b.rack.clone()))
+            .collect();
+        if out.is_empty() {
+            if let Some(a) = self.advertised.get() {
+                out.push((self.node_id, a.host.clone(), a.port, None));
+            }
+        }
+        out
+    }
+
+    /// Topics no client lists: the metadata log's own partition.
+    pub fn is_hidden_topic(&self, name: &str) -> bool {
+        name == METADATA_TOPIC
+    }
+
+    /// Commits a controller decision and brings the hosted partitions in line with it.
+    pub async fn commit(
+        &self,
+        decide: impl FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
+    ) -> Result<Arc<MetadataImage>, (Code, String)> {
+        let storage = |e: BrokerError| {
+            (
+                error::code(kafka_protocol::error::ResponseError::KafkaStorageError),
+                e.to_string(),
+            )
+        };
+        match self.meta.commit(decide).await.map_err(storage)? {
+            Ok(image) => {
+                self.replicas.reconcile(&image).map_err(storage)?;
+                Ok(image)
+            }
+            Err(e) => Err((error::api_error(&e), e.to_string())),
+        }
+    }
+
+    pub async fn commit_topic(&self, t: &NewTopic) -> Result<Arc<MetadataImage>, (Code, String)> {
+        if self.is_hidden_topic(&t.name) {
+            let e = ApiError::InvalidTopic(format!("{} is reserved", t.name));
+            return Err((error::api_error(&e), e.to_string()));
+        }
+        let t = t.clone();
+        self.commit(move |img| controller::create_topic(img, &t, uuid::Uuid::new_v4()))
+            .await
+    }
+
+    /// Creates a topic with the broker defaults (auto-creation).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: Vec<(String, String)>,
+    ) -> Result<Arc<MetadataImage>, Code> {
+        let t = NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            assignments: Vec::new(),
+            configs,
+        };
+        match self.commit_topic(&t).await {
+            Ok(img) => Ok(img),
+            // Created meanwhile by another request: fine.
+            Err(_) if self.meta.image().topics.contains_key(name) => Ok(self.meta.image()),
+            Err((c, _)) => Err(c),
+        }
+    }
+
+    /// The next producer id, reserving a new block through the metadata log when needed.
+    pub async fn next_producer_id(&self) -> Result<i64, Code> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let node_id = self.node_id;
+            let image = self
+                .commit(move |img| Ok(vec![controller::allocate_producer_ids(img, node_id)]))
+                .await
+                .map_err(|(c, _)| c)?;
+            *ids = (
+                image.next_producer_id - controller::PRODUCER_ID_BLOCK,
+                image.next_producer_id,
+            );
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Configs of a topic set explicitly on it.
+    pub fn topic_overrides(&self, topic: &str) -> Option<BTreeMap<String, String>> {
+        self.meta.image().topic_config(topic).cloned()
+    }
+}
+
+/// The metadata partition keeps everything: no retention, small segments.
+fn metadata_log_config() -> LogConfig {
+    LogConfig {
+        retention_ms: -1,
+        retention_bytes: -1,
+        segment_bytes: 64 << 20,
+        segment_index_bytes: 1 << 20,
+        ..LogConfig::default()
+    }
+}
+
+/// The endpoint given to clients: `advertised.listeners` (port 0 there means the bound
+/// port), else the first listener with its bound address ("localhost" for a wildcard).
+fn advertised_endpoint(config: &BrokerConfig, addrs: &[SocketAddr]) -> Endpoint {
+    let bound = addrs.first().copied();
+    if let Some(a) = config.advertised_listeners.first() {
+        let port = if a.port == 0 {
+            bound.map_or(0, |b| b.port())
+        } else {
+            a.port
+        };
+        let host = if a.host.is_empty() {
+            "localhost".to_string()
+        } else {
+            a.host.clone()
+        };
+        return Endpoint {
+            name: a.name.clone(),
+            host,
+            port,
+        };
+    }
+    let l = &config.listeners[0];
+    let host = match bound {
+        Some(b) if !b.ip().is_unspecified() => b.ip().to_string(),
+        _ if !l.host.is_empty() && l.host != "0.0.0.0" => l.host.clone(),
+        _ => "localhost".to_string(),
+    };
+    Endpoint {
+        name: l.name.clone(),
+        host,
+        port: bound.map_or(l.port, |b| b.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = super::base64url(&[0u8; 16]);
+        assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(super::base64url(&[0xff; 3]), "____");
+    }
+}

@@ -1,0 +1,444 @@
+//! Broker configuration: Kafka's `server.properties` keys, names and defaults.
+//!
+//! Keys Strom implements take effect; every other key Kafka defines is accepted and reported
+//! back as ignored (the caller logs them once), so Kafka's own `server.properties` starts
+//! Strom unchanged; a key that is neither Kafka's nor Strom's, or a bad value, is an error
+//! naming the key.
+
+use crate::kafka_config_keys::{KAFKA_BROKER_KEYS, KAFKA_BROKER_KEY_PREFIXES};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use strom_meta::topic_config::{self, Kind};
+
+/// A bad configuration: the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// A `NAME://host:port` listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    fn parse_list(key: &str, value: &str) -> Result<Vec<Endpoint>, ConfigError> {
+        let bad = |why: &str| ConfigError(format!("invalid value {value:?} for {key}: {why}"));
+        let mut out = Vec::new();
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, rest) = item
+                .split_once("://")
+                .ok_or_else(|| bad("expected NAME://host:port"))?;
+            let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing :port"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| bad("port is not a number in 0..=65535"))?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            if name.is_empty() {
+                return Err(bad("empty listener name"));
+            }
+            out.push(Endpoint {
+                name: name.to_string(),
+                host,
+                port,
+            });
+        }
+        if out.is_empty() {
+            return Err(bad("no listener"));
+        }
+        Ok(out)
+    }
+}
+
+/// Broker keys Strom implements, with Kafka's defaults (log.dirs: Strom's `./data`).
+/// `strom.*` keys are Strom's own.
+pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
+    ("node.id", Kind::Int { min: 0 }, "1"),
+    ("broker.id", Kind::Int { min: -1 }, "-1"),
+    ("listeners", Kind::Str, "PLAINTEXT://:9092"),
+    ("advertised.listeners", Kind::Str, ""),
+    ("log.dirs", Kind::Str, "./data"),
+    ("log.dir", Kind::Str, "./data"),
+    ("num.partitions", Kind::Int { min: 1 }, "1"),
+    ("default.replication.factor", Kind::Int { min: 1 }, "1"),
+    ("auto.create.topics.enable", Kind::Bool, "true"),
+    ("delete.topic.enable", Kind::Bool, "true"),
+    ("log.retention.hours", Kind::Int { min: -1 }, "168"),
+    ("log.retention.minutes", Kind::Int { min: -1 }, ""),
+    ("log.retention.ms", Kind::Long { min: -1 }, ""),
+    ("log.roll.hours", Kind::Int { min: 1 }, "168"),
+    ("log.roll.ms", Kind::Long { min: 1 }, ""),
+    ("socket.request.max.bytes", Kind::Int { min: 1 }, "104857600"),
+    ("group.initial.rebalance.delay.ms", Kind::Int { min: 0 }, "3000"),
+    ("log.retention.check.interval.ms", Kind::Long { min: 1 }, "300000"),
+    ("log.flush.offset.checkpoint.interval.ms", Kind::Int { min: 0 }, "60000"),
+    ("listener.security.protocol.map", Kind::Str, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"),
+    ("controller.listener.names", Kind::Str, ""),
+    ("process.roles", Kind::Str, "broker,controller"),
+    ("strom.fetch.sendfile", Kind::Bool, "true"),
+];
+
+/// The parsed configuration.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub listeners: Vec<Endpoint>,
+    /// Empty: advertise the bound listeners.
+    pub advertised_listeners: Vec<Endpoint>,
+    pub log_dirs: Vec<PathBuf>,
+    pub num_partitions: i32,
+    pub default_replication_factor: i32,
+    pub auto_create_topics_enable: bool,
+    pub delete_topic_enable: bool,
+    pub socket_request_max_bytes: usize,
+    pub group_initial_rebalance_delay_ms: i64,
+    pub log_retention_check_interval_ms: i64,
+    pub log_flush_offset_checkpoint_interval_ms: i64,
+    pub fetch_sendfile: bool,
+    /// Broker-level values of topic configs (topic config name → value), from the keys
+    /// given explicitly (`log.retention.ms` → `retention.ms`, ...).
+    pub topic_defaults: BTreeMap<String, String>,
+    /// Every key given explicitly, for DescribeConfigs of the broker.
+    pub given: BTreeMap<String, String>,
+}
+
+/// Parses Java properties text: `key=value`, `key: value` or `key value`; `#`/`!` comments;
+/// a trailing backslash continues the line.
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let mut pending = String::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if pending.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
+        {
+            continue;
+        }
+        if let Some(stripped) = line.strip_suffix('\\') {
+            pending.push_str(stripped);
+            continue;
+        }
+        pending.push_str(line);
+        let entry = std::mem::take(&mut pending);
+        let split = entry.find(['=', ':', ' ', '\t']);
+        let (key, value) = match split {
+            Some(i) => {
+                let (k, v) = entry.split_at(i);
+                let v = v[1..].trim_start();
+                let v = v.strip_prefix(['=', ':']).unwrap_or(v);
+                (k.trim(), v.trim())
+            }
+            None => (entry.trim(), ""),
+        };
+        if key.is_empty() {
+            return Err(ConfigError(format!("line {}: missing key", n + 1)));
+        }
+        out.insert(key.to_string(), unescape(value));
+    }
+    Ok(out)
+}
+
+fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_kafka_key(key: &str) -> bool {
+    KAFKA_BROKER_KEYS.binary_search(&key).is_ok()
+        || KAFKA_BROKER_KEY_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+impl BrokerConfig {
+    /// Builds the configuration from explicitly given keys. Returns it with the keys that
+    /// Kafka defines but Strom ignores.
+    pub fn from_properties(
+        given: &BTreeMap<String, String>,
+    ) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
+        let mut ignored = Vec::new();
+        let mut topic_defaults = BTreeMap::new();
+        for (key, value) in given {
+            if let Some((_, kind, _)) = STROM_KEYS.iter().find(|(k, _, _)| k == key) {
+                topic_config::check_kind(*kind, value).map_err(|why| {
+                    ConfigError(format!("invalid value {value:?} for {key}: {why}"))
+                })?;
+            } else if let Some(def) = topic_config::TOPIC_CONFIGS
+                .iter()
+                .find(|d| d.broker_key == Some(key.as_str()))
+            {
+                topic_config::check_kind(def.kind, value).map_err(|why| {
+                    ConfigError(format!("invalid value {value:?} for {key}: {why}"))
+                })?;
+                topic_defaults.insert(def.name.to_string(), value.trim().to_string());
+            } else if is_kafka_key(key) {
+                ignored.push(key.clone());
+            } else {
+                return Err(ConfigError(format!(
+                    "unknown configuration key {key:?} (neither a Kafka broker config nor a strom.* key)"
+                )));
+            }
+        }
+        let get = |k: &str| -> String {
+            given
+                .get(k)
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| {
+                    STROM_KEYS
+                        .iter()
+                        .find(|(key, _, _)| *key == k)
+                        .map(|(_, _, d)| d.to_string())
+                        .unwrap_or_default()
+                })
+        };
+        let int = |k: &str| -> i64 { get(k).parse().unwrap_or(0) };
+        let boolean = |k: &str| get(k).eq_ignore_ascii_case("true");
+
+        // Retention and roll: the most precise of ms / minutes / hours wins, as in Kafka.
+        let retention_ms = if given.contains_key("log.retention.ms") {
+            int("log.retention.ms")
+        } else if given.contains_key("log.retention.minutes") {
+            let m = int("log.retention.minutes");
+            if m < 0 {
+                -1
+            } else {
+                m * 60_000
+            }
+        } else {
+            let h = int("log.retention.hours");
+            if h < 0 {
+                -1
+            } else {
+                h * 3_600_000
+            }
+        };
+        topic_defaults.insert("retention.ms".into(), retention_ms.to_string());
+        let roll_ms = if given.contains_key("log.roll.ms") {
+            int("log.roll.ms")
+        } else {
+            int("log.roll.hours") * 3_600_000
+        };
+        topic_defaults.insert("segment.ms".into(), roll_ms.to_string());
+
+        let node_id = if given.contains_key("node.id") {
+            int("node.id")
+        } else if given.contains_key("broker.id") && int("broker.id") >= 0 {
+            int("broker.id")
+        } else {
+            1
+        };
+        let listeners = Endpoint::parse_list("listeners", &get("listeners"))?;
+        let advertised = get("advertised.listeners");
+        let advertised_listeners = if advertised.trim().is_empty() {
+            Vec::new()
+        } else {
+            Endpoint::parse_list("advertised.listeners", &advertised)?
+        };
+        let protocol_map = parse_protocol_map(&get("listener.security.protocol.map"))?;
+        for l in &listeners {
+            let protocol = protocol_map
+                .get(&l.name)
+                .map(String::as_str)
+                .unwrap_or(l.name.as_str());
+            if protocol != "PLAINTEXT" {
+                return Err(ConfigError(format!(
+                    "listener {} uses {protocol}; Strom serves PLAINTEXT listeners only",
+                    l.name
+                )));
+            }
+        }
+        let dirs = if given.contains_key("log.dirs") {
+            get("log.dirs")
+        } else {
+            get("log.dir")
+        };
+        let log_dirs: Vec<PathBuf> = dirs
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if log_dirs.len() != 1 {
+            return Err(ConfigError(format!(
+                "log.dirs must name exactly one directory for now (got {})",
+                log_dirs.len()
+            )));
+        }
+        let config = BrokerConfig {
+            node_id: node_id as i32,
+            listeners,
+            advertised_listeners,
+            log_dirs,
+            num_partitions: int("num.partitions") as i32,
+            default_replication_factor: int("default.replication.factor") as i32,
+            auto_create_topics_enable: boolean("auto.create.topics.enable"),
+            delete_topic_enable: boolean("delete.topic.enable"),
+            socket_request_max_bytes: int("socket.request.max.bytes") as usize,
+            group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms"),
+            log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
+            log_flush_offset_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms"),
+            fetch_sendfile: boolean("strom.fetch.sendfile"),
+            topic_defaults,
+            given: given.clone(),
+        };
+        Ok((config, ignored))
+    }
+
+    /// The value of a topic config for a topic with `overrides`: the topic's own value, else
+    /// the broker's, else Kafka's default. With the source DescribeConfigs reports.
+    pub fn topic_value(
+        &self,
+        name: &str,
+        overrides: Option<&BTreeMap<String, String>>,
+    ) -> Option<(String, ConfigSource)> {
+        let def = topic_config::find(name)?;
+        if let Some(v) = overrides.and_then(|o| o.get(name)) {
+            return Some((v.clone(), ConfigSource::Topic));
+        }
+        if let Some(v) = self.topic_defaults.get(name) {
+            let explicit = def.broker_key.is_some_and(|k| self.given.contains_key(k))
+                || (name == "retention.ms"
+                    && [
+                        "log.retention.ms",
+                        "log.retention.minutes",
+                        "log.retention.hours",
+                    ]
+                    .iter()
+                    .any(|k| self.given.contains_key(*k)))
+                || (name == "segment.ms"
+                    && ["log.roll.ms", "log.roll.hours"]
+                        .iter()
+                        .any(|k| self.given.contains_key(*k)));
+            let source = if explicit {
+                ConfigSource::StaticBroker
+            } else {
+                ConfigSource::Default
+            };
+            return Some((v.clone(), source));
+        }
+        Some((def.default.to_string(), ConfigSource::Default))
+    }
+}
+
+/// Where a config value came from, as DescribeConfigs (v1+) reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    Topic = 1,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+fn parse_protocol_map(v: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut m = BTreeMap::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, proto) = item.split_once(':').ok_or_else(|| {
+            ConfigError(format!(
+                "invalid listener.security.protocol.map entry {item:?}: expected NAME:PROTOCOL"
+            ))
+        })?;
+        m.insert(name.trim().to_string(), proto.trim().to_string());
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let (c, ignored) = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        assert_eq!(c.node_id, 1);
+        assert_eq!(
+            c.listeners,
+            vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: String::new(),
+                port: 9092
+            }]
+        );
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./data")]);
+        assert_eq!(c.topic_defaults["retention.ms"], "604800000");
+        assert!(c.auto_create_topics_enable && c.delete_topic_enable);
+        assert!(ignored.is_empty());
+    }
+
+    #[test]
+    fn properties_text_is_parsed_like_java() {
+        let p = parse_properties("# c\n! c\nnode.id=3\nlisteners : PLAINTEXT://127.0.0.1:0\nlog.dirs /tmp/a\\\n  ,/tmp/b\nempty=\n").unwrap();
+        assert_eq!(p["node.id"], "3");
+        assert_eq!(p["listeners"], "PLAINTEXT://127.0.0.1:0");
+        assert_eq!(p["log.dirs"], "/tmp/a,/tmp/b");
+        assert_eq!(p["empty"], "");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = BrokerConfig::from_properties(&props(&[("log.retension.hours", "1")])).unwrap_err();
+        assert!(e.0.contains("log.retension.hours"), "{e}");
+        let e = BrokerConfig::from_properties(&props(&[("num.partitions", "x")])).unwrap_err();
+        assert!(e.0.contains("num.partitions"), "{e}");
+        let e = BrokerConfig::from_properties(&props(&[("log.segment.bytes", "1")])).unwrap_err();
+        assert!(e.0.contains("log.segment.bytes"), "{e}");
+        let e = BrokerConfig::from_properties(&props(&[("listeners", "SSL://:9093")])).unwrap_err();
+        assert!(e.0.contains("SSL"), "{e}");
+    }
+
+    #[test]
+    fn kafka_keys_strom_ignores_are_reported() {
+        let (_, ignored) = BrokerConfig::from_properties(&props(&[
+            ("num.network.threads", "3"),
+            ("zookeeper.connect", "x:2181"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            ignored,
+            vec![
+                "num.network.threads".to_string(),
+                "zookeeper.connect".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn retention_precedence_and_topic_defaults() {
+        let (c, _) = BrokerConfig::from_properties(&props(&[
+            ("log.retention.hours", "1"),
+            ("log.retention.minutes", "5"),
+        ]))
+        .unwrap();
+        assert_eq!(c.topic_defaults["retention.ms"], "300000");
+        let (c, _) =
+            BrokerConfig::from_properties(&props(&[("log.segment.bytes", "1048576")])).unwrap();
+        assert_eq!(
+            c.topic_value("segment.bytes", None),
+            Some(("1048576".into(), ConfigSource::StaticBroker))
+        );
+        assert_eq!(
+            c.topic_value("cleanup.policy", None),
+            Some(("delete".into(), ConfigSource::Default))
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Kafka error codes, mapped from Strom's errors in this one place.
+
+use kafka_protocol::error::ResponseError;
+use strom_log::LogError;
+use strom_meta::ApiError;
+
+pub type Code = i16;
+
+pub const NONE: Code = 0;
+
+/// The code of a Kafka error.
+pub const fn code(e: ResponseError) -> Code {
+    e.code()
+}
+
+/// What a client is told when a log operation fails.
+pub fn log_error(e: &LogError) -> Code {
+    match e {
+        LogError::InvalidBatch(_) => code(ResponseError::CorruptMessage),
+        LogError::BatchTooLarge { .. } => code(ResponseError::MessageTooLarge),
+        LogError::OffsetOutOfRange { .. } => code(ResponseError::OffsetOutOfRange),
+        LogError::NotFound(_) => code(ResponseError::UnknownTopicOrPartition),
+        LogError::InvalidConfig(_) => code(ResponseError::InvalidConfig),
+        LogError::InvalidName(_) => code(ResponseError::InvalidTopicException),
+        LogError::AlreadyExists(_) => code(ResponseError::TopicAlreadyExists),
+        LogError::Offline { .. }
+        | LogError::Io { .. }
+        | LogError::Corrupt { .. }
+        | LogError::Closed => code(ResponseError::KafkaStorageError),
+    }
+}
+
+/// What a client is told when the controller refuses an admin request.
+pub fn api_error(e: &ApiError) -> Code {
+    match e {
+        ApiError::InvalidTopic(_) => code(ResponseError::InvalidTopicException),
+        ApiError::TopicAlreadyExists(_) => code(ResponseError::TopicAlreadyExists),
+        ApiError::UnknownTopic(_) => code(ResponseError::UnknownTopicOrPartition),
+        ApiError::InvalidPartitions(_) => code(ResponseError::InvalidPartitions),
+        ApiError::InvalidReplicationFactor(_) => code(ResponseError::InvalidReplicationFactor),
+        ApiError::InvalidConfig(_) => code(ResponseError::InvalidConfig),
+        ApiError::InvalidRequest(_) => code(ResponseError::InvalidRequest),
+        ApiError::TopicDeletionDisabled => code(ResponseError::TopicDeletionDisabled),
+    }
+}
+
+/// Failures inside the broker that are not a client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("metadata log is inconsistent: {0}")]
+    Metadata(String),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,90 @@
+//! Request dispatch: the APIs Strom implements, at which versions, and the handler of each.
+//!
+//! A handler does its synchronous part at once (so pipelined produces append in request
+//! order) and returns a `Pending` future for what must wait.
+
+use crate::broker::Broker;
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseKind};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use strom_log::FileSlice;
+
+pub mod api_versions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+/// A handler's answer.
+pub enum Reply {
+    /// No response at all (a produce with acks=0).
+    None,
+    Message(ResponseKind),
+    /// A fetch response whose records fields are markers for these file slices.
+    Fetch {
+        response: FetchResponse,
+        slices: Vec<(Bytes, FileSlice)>,
+    },
+}
+
+pub type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+pub fn ready(body: ResponseKind) -> Pending {
+    Box::pin(std::future::ready(Reply::Message(body)))
+}
+
+/// Each implemented API with the versions served: the `kafka-protocol` crate's range (what
+/// Kafka 4.1 speaks), as far as the handler implements the fields.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 6),
+];
+
+pub fn supported(api_key: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|(k, min, max)| *k == api_key && (*min..=*max).contains(&version))
+}
+
+/// Calls the handler of a decoded request. `request` is None only for an ApiVersions
+/// request at a version Strom does not know, which gets UNSUPPORTED_VERSION.
+pub fn handle(
+    broker: &Arc<Broker>,
+    header: &RequestHeader,
+    version: i16,
+    request: Option<RequestKind>,
+) -> Pending {
+    let _ = header;
+    match request {
+        None => ready(ResponseKind::ApiVersions(api_versions::unsupported())),
+        Some(RequestKind::ApiVersions(_)) => {
+            ready(ResponseKind::ApiVersions(api_versions::handle()))
+        }
+        Some(RequestKind::Metadata(r)) => metadata::handle(broker, version, r),
+        Some(RequestKind::Produce(r)) => produce::handle(broker, version, r),
+        Some(RequestKind::Fetch(r)) => fetch::handle(broker, version, r),
+        Some(RequestKind::ListOffsets(r)) => ready(ResponseKind::ListOffsets(
+            list_offsets::handle(broker, version, r),
+        )),
+        Some(RequestKind::CreateTopics(r)) => create_topics::handle(broker, version, r),
+        Some(RequestKind::DeleteTopics(r)) => delete_topics::handle(broker, version, r),
+        Some(RequestKind::InitProducerId(r)) => init_producer_id::handle(broker, r),
+        Some(other) => {
+            // `supported` let it through, so a handler is missing: a bug, answered as Kafka
+            // answers an API it does not know — by closing; here, by an empty future.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler");
+            Box::pin(std::future::ready(Reply::None))
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), and the
+//! first offset at or after a timestamp.
+
+use crate::broker::Broker;
+use crate::error::{self, code};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use std::sync::Arc;
+
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL: i64 = -4;
+pub const EARLIEST_PENDING_UPLOAD: i64 = -5;
+
+pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut response = ListOffsetsResponse::default();
+    for t in req.topics {
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name.clone();
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default();
+            pr.partition_index = p.partition_index;
+            pr.timestamp = -1;
+            pr.offset = -1;
+            pr.leader_epoch = -1;
+            match broker.replicas.get(t.name.0.as_str(), p.partition_index) {
+                None => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
+                Some(part) => {
+                    let log = &part.log;
+                    if version >= 4 {
+                        pr.leader_epoch = 0;
+                    }
+                    match p.timestamp {
+                        LATEST => pr.offset = log.log_end_offset(),
+                        EARLIEST | EARLIEST_LOCAL => pr.offset = log.log_start_offset(),
+                        EARLIEST_PENDING_UPLOAD => {}
+                        MAX_TIMESTAMP => {
+                            if let Some(m) = log.max_timestamp() {
+                                pr.offset = m.offset;
+                                pr.timestamp = m.timestamp;
+                            }
+                        }
+                        ts if ts >= 0 => match log.offset_for_timestamp(ts) {
+                            Ok(Some(found)) => {
+                                pr.offset = found.offset;
+                                pr.timestamp = found.timestamp;
+                            }
+                            Ok(None) => {}
+                            Err(e) => pr.error_code = error::log_error(&e),
+                        },
+                        _ => pr.error_code = code(ResponseError::InvalidRequest),
+                    }
+                }
+            }
+            tr.partitions.push(pr);
+        }
+        response.topics.push(tr);
+    }
+    response
+}

@@ -1,0 +1,145 @@
+//! Metadata: brokers, the cluster id and controller, and topics with their partitions;
+//! creates requested topics that do not exist when auto-creation is on.
+
+use crate::broker::Broker;
+use crate::error::{self, code};
+use crate::handler::{Pending, Reply};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+use strom_meta::{controller, MetadataImage, TopicImage};
+
+pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pending {
+    let broker = Arc::clone(broker);
+    Box::pin(async move {
+        // v0 asks for all topics with an empty list; later versions with null.
+        let all = match &req.topics {
+            None => true,
+            Some(t) => t.is_empty() && version == 0,
+        };
+        let auto_create = broker.config.auto_create_topics_enable
+            && (version < 4 || req.allow_auto_topic_creation);
+        let mut image = broker.meta.image();
+        let mut response = MetadataResponse::default();
+        let mut topics = Vec::new();
+        if all {
+            topics.extend(
+                image
+                    .topics
+                    .values()
+                    .filter(|t| !broker.is_hidden_topic(&t.name))
+                    .map(|t| topic(&image, t)),
+            );
+        } else {
+            for wanted in req.topics.unwrap_or_default() {
+                let result = match (&wanted.name, wanted.topic_id.is_nil()) {
+                    (Some(name), _) => {
+                        let name = name.0.as_str().to_string();
+                        match image.topics.get(&name) {
+                            Some(t) => topic(&image, t),
+                            None => {
+                                let (err, new_image) = missing(&broker, &name, auto_create).await;
+                                if let Some(img) = new_image {
+                                    image = img;
+                                }
+                                match image.topics.get(&name) {
+                                    Some(t) if err == error::NONE => topic(&image, t),
+                                    _ => error_topic(Some(name), uuid::Uuid::nil(), err),
+                                }
+                            }
+                        }
+                    }
+                    (None, false) => match image.topic_by_id(&wanted.topic_id) {
+                        Some(t) => topic(&image, t),
+                        None => {
+                            error_topic(None, wanted.topic_id, code(ResponseError::UnknownTopicId))
+                        }
+                    },
+                    (None, true) => {
+                        error_topic(None, uuid::Uuid::nil(), code(ResponseError::InvalidRequest))
+                    }
+                };
+                topics.push(result);
+            }
+        }
+        response.topics = topics;
+        response.brokers = broker
+            .advertised_brokers(&image)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                let mut b = MetadataResponseBroker::default();
+                b.node_id = BrokerId(id);
+                b.host = StrBytes::from_string(host);
+                b.port = i32::from(port);
+                b.rack = rack.map(StrBytes::from_string);
+                b
+            })
+            .collect();
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+        response.controller_id = BrokerId(broker.node_id);
+        response.cluster_authorized_operations = i32::MIN;
+        Reply::Message(ResponseKind::Metadata(response))
+    })
+}
+
+/// A requested topic that does not exist: auto-created when allowed and the name is valid.
+async fn missing(
+    broker: &Arc<Broker>,
+    name: &str,
+    auto_create: bool,
+) -> (i16, Option<Arc<MetadataImage>>) {
+    if let Err(e) = controller::validate_topic_name(name) {
+        return (error::api_error(&e), None);
+    }
+    if !auto_create {
+        return (code(ResponseError::UnknownTopicOrPartition), None);
+    }
+    match broker
+        .create_topic(
+            name,
+            broker.config.num_partitions,
+            broker.config.default_replication_factor,
+            Vec::new(),
+        )
+        .await
+    {
+        Ok(img) => (error::NONE, Some(img)),
+        Err(code) => (code, None),
+    }
+}
+
+fn error_topic(name: Option<String>, id: uuid::Uuid, error_code: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    // Null names are only encodable from v12; earlier versions get "" (only id lookups,
+    // v10+, have no name).
+    t.name = Some(TopicName(StrBytes::from_string(name.unwrap_or_default())));
+    t.topic_id = id;
+    t.error_code = error_code;
+    t.topic_authorized_operations = i32::MIN;
+    t
+}
+
+fn topic(_image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
+    let mut out = error_topic(Some(t.name.clone()), t.topic_id, error::NONE);
+    out.is_internal = t.name.starts_with("__");
+    out.partitions = t
+        .partitions
+        .iter()
+        .map(|(index, p)| {
+            let mut mp = MetadataResponsePartition::default();
+            mp.partition_index = *index;
+            mp.leader_id = BrokerId(p.leader);
+            mp.leader_epoch = p.leader_epoch;
+            mp.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
+            mp.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
+            mp
+        })
+        .collect();
+    out
+}

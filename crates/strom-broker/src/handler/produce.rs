@@ -1,0 +1,107 @@
+//! Produce: validates and appends each partition's record set now (in request order), then
+//! for acks=all waits until the appended offsets are durable (group-commit fsync).
+
+use crate::broker::Broker;
+use crate::error::{self, code};
+use crate::handler::{ready, Pending, Reply};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+use std::time::Duration;
+use strom_log::{Log, LogError};
+
+pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pending {
+    let acks = req.acks;
+    let mut response = ProduceResponse::default();
+    let mut waits: Vec<(usize, usize, Arc<Log>, i64)> = Vec::new();
+    for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let mut tr = TopicProduceResponse::default();
+        tr.name = topic.name.clone();
+        tr.topic_id = topic.topic_id;
+        for (pi, data) in topic.partition_data.into_iter().enumerate() {
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = data.index;
+            pr.base_offset = -1;
+            pr.log_append_time_ms = -1;
+            pr.log_start_offset = -1;
+            let partition = if version >= 13 {
+                broker.replicas.get_by_id(&topic.topic_id, data.index)
+            } else {
+                broker.replicas.get(topic.name.0.as_str(), data.index)
+            };
+            match (partition, data.records) {
+                _ if !matches!(acks, -1..=1) => {
+                    pr.error_code = code(ResponseError::InvalidRequiredAcks)
+                }
+                _ if req.transactional_id.is_some() => {
+                    pr.error_code = code(ResponseError::TransactionalIdAuthorizationFailed);
+                    pr.error_message = Some(StrBytes::from_static_str(
+                        "transactions are not supported yet",
+                    ));
+                }
+                (None, _) if version >= 13 => pr.error_code = code(ResponseError::UnknownTopicId),
+                (None, _) => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
+                (Some(_), None) => pr.error_code = code(ResponseError::CorruptMessage),
+                (Some(p), Some(records)) => {
+                    let mut bytes = records.to_vec();
+                    match p.append(&mut bytes) {
+                        Ok(a) => {
+                            pr.base_offset = a.base_offset;
+                            pr.log_append_time_ms = a.log_append_time_ms;
+                            pr.log_start_offset = p.log.log_start_offset();
+                            if acks == -1 {
+                                waits.push((ti, pi, Arc::clone(&p.log), a.last_offset));
+                            }
+                        }
+                        Err((c, message)) => {
+                            pr.error_code = c;
+                            pr.error_message = Some(StrBytes::from_string(message));
+                        }
+                    }
+                }
+            }
+            tr.partition_responses.push(pr);
+        }
+        response.responses.push(tr);
+    }
+    if acks == 0 {
+        return Box::pin(std::future::ready(Reply::None));
+    }
+    if waits.is_empty() {
+        return ready(ResponseKind::Produce(response));
+    }
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    Box::pin(async move {
+        let mut pending = Vec::with_capacity(waits.len());
+        for (ti, pi, log, last_offset) in waits {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            log.on_durable(
+                last_offset,
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            pending.push((ti, pi, rx));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (ti, pi, rx) in pending {
+            let outcome = tokio::time::timeout_at(deadline, rx).await;
+            let error_code = match outcome {
+                Ok(Ok(Ok(_))) => continue,
+                Ok(Ok(Err(e))) => error::log_error(&e),
+                Ok(Err(_)) => error::log_error(&LogError::Closed),
+                Err(_) => code(ResponseError::RequestTimedOut),
+            };
+            if let Some(pr) = response
+                .responses
+                .get_mut(ti)
+                .and_then(|t| t.partition_responses.get_mut(pi))
+            {
+                pr.error_code = error_code;
+            }
+        }
+        Reply::Message(ResponseKind::Produce(response))
+    })
+}

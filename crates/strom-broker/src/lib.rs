@@ -1,0 +1,21 @@
+//! Strom's Kafka-protocol broker: the network server, request handlers, and the services they
+//! call (`ReplicaManager` for partitions, `MetadataStore` for cluster metadata).
+//!
+//! Architecture invariants: handlers are thin — decode, call a service, encode; codecs come
+//! from the `kafka-protocol` crate, except the splice of file slices into Fetch responses
+//! (`response.rs`), tested byte-for-byte against the crate's encoding.
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod kafka_config_keys;
+pub mod limits;
+pub mod metadata_store;
+pub mod producer_state;
+pub mod replica_manager;
+pub mod response;
+pub mod server;
+
+pub use broker::{Broker, RunningBroker};
+pub use config::{parse_properties, BrokerConfig, ConfigError};

@@ -1,0 +1,11 @@
+//! Every bound of the broker crate in one place.
+
+/// Requests of one connection decoded but not yet answered; the reader waits past this.
+pub const INFLIGHT_PER_CONNECTION_MAX: usize = 32;
+/// Initial read buffer of a connection.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+const _: () = assert!(
+    INFLIGHT_PER_CONNECTION_MAX >= 5,
+    "librdkafka pipelines 5 produce requests"
+);

@@ -1,0 +1,112 @@
+//! The `strom` binary: `strom broker` starts a broker; the operator tools come with their
+//! issue. Configuration: a Kafka properties file, then `STROM_*` environment variables, then
+//! `--override key=value` flags, each over the one before.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use strom_broker::{parse_properties, Broker, BrokerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "strom",
+    version,
+    about = "A Kafka-compatible event streaming platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a broker (a single-node cluster with no arguments: data in ./data, port 9092).
+    Broker {
+        /// A Kafka server.properties file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Set one configuration key, as Kafka's `--override`; may be repeated.
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
+/// `STROM_LOG_DIRS=/x` sets `log.dirs`: strip the prefix, lower-case, `_` becomes `.`.
+fn env_overrides() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix("STROM_")?;
+            if key == "LOG" || key.starts_with("TEST") || key.starts_with("CRASH") {
+                return None;
+            }
+            Some((key.to_ascii_lowercase().replace('_', "."), v))
+        })
+        .collect()
+}
+
+fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<BrokerConfig> {
+    let mut props = match &file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            parse_properties(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => BTreeMap::new(),
+    };
+    props.extend(env_overrides());
+    for o in overrides {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--override {o:?}: expected KEY=VALUE"))?;
+        props.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let (config, ignored) = BrokerConfig::from_properties(&props)?;
+    for key in ignored {
+        tracing::info!(
+            key,
+            "Kafka configuration key has no effect in Strom; ignored"
+        );
+    }
+    Ok(config)
+}
+
+async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
+    let running = Broker::start(config).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await?;
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Broker { config, overrides } => load_config(config, overrides).and_then(|c| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(run_broker(c))
+        }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strom: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
