@@ -11,9 +11,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use strom_log::FileSlice;
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -49,6 +56,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 pub fn supported(api_key: ApiKey, version: i16) -> bool {
@@ -80,6 +95,26 @@ pub fn handle(
         Some(RequestKind::CreateTopics(r)) => create_topics::handle(broker, version, r),
         Some(RequestKind::DeleteTopics(r)) => delete_topics::handle(broker, version, r),
         Some(RequestKind::InitProducerId(r)) => init_producer_id::handle(broker, r),
+        Some(RequestKind::DescribeConfigs(r)) => ready(ResponseKind::DescribeConfigs(
+            describe_configs::handle(broker, r),
+        )),
+        Some(RequestKind::AlterConfigs(r)) => alter_configs::handle_alter(broker, r),
+        Some(RequestKind::IncrementalAlterConfigs(r)) => {
+            alter_configs::handle_incremental(broker, r)
+        }
+        Some(RequestKind::CreatePartitions(r)) => create_partitions::handle(broker, r),
+        Some(RequestKind::DeleteRecords(r)) => ready(ResponseKind::DeleteRecords(
+            delete_records::handle(broker, r),
+        )),
+        Some(RequestKind::DescribeCluster(r)) => ready(ResponseKind::DescribeCluster(
+            describe_cluster::handle(broker, r),
+        )),
+        Some(RequestKind::DescribeLogDirs(r)) => ready(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(broker, r),
+        )),
+        Some(RequestKind::DescribeTopicPartitions(r)) => ready(
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r)),
+        ),
         Some(other) => {
             // `supported` let it through, so a handler is missing: a bug, answered as Kafka
             // answers an API it does not know — by closing; here, by an empty future.

@@ -9,7 +9,7 @@
 //! After criterion's report each group prints two `ratio` lines for BENCHMARKS.md, in MB/s
 //! (10^6 bytes/s) at the median time of one iteration:
 //! - `criterion`: over the very iterations criterion timed (warm-up included);
-//! - `interleaved`: over a further 20 iterations of each variant run alternately, which a
+//! - `interleaved`: over a further 20 iterations of each variant in ABBA order, which a
 //!   drifting background load (a shared machine) skews much less. Targets are judged on it.
 //!
 //! Run: `cargo bench -p strom-log --bench log` (one group: `... -- append_no_fsync`).
@@ -134,9 +134,17 @@ fn compare<F>(
         p.as_secs_f64() / l.as_secs_f64(),
     );
     let mut alt = [Samples::default(), Samples::default()];
+    // ABBA order, so neither variant always runs right after the other.
+    let mut plain_first = true;
     for _ in 0..INTERLEAVED_ROUNDS {
-        alt[0].0.push((plain.run)(f));
-        alt[1].0.push((log.run)(f));
+        if plain_first {
+            alt[0].0.push((plain.run)(f));
+            alt[1].0.push((log.run)(f));
+        } else {
+            alt[1].0.push((log.run)(f));
+            alt[0].0.push((plain.run)(f));
+        }
+        plain_first = !plain_first;
     }
     let (Some(p), Some(l)) = (alt[0].median(), alt[1].median()) else {
         return fixture;

@@ -1,0 +1,81 @@
+//! DescribeTopicPartitions (KIP-966): topics and their partitions, paged by a cursor.
+
+use crate::broker::Broker;
+use crate::error::code;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    let image = broker.meta.image();
+    let limit = req.response_partition_limit.clamp(1, 2000) as usize;
+    let mut names: Vec<String> = if req.topics.is_empty() {
+        image
+            .topics
+            .keys()
+            .filter(|n| !broker.is_hidden_topic(n))
+            .cloned()
+            .collect()
+    } else {
+        req.topics
+            .iter()
+            .map(|t| t.name.0.as_str().to_string())
+            .collect()
+    };
+    names.sort();
+    let (cursor_topic, cursor_partition) = req.cursor.as_ref().map_or((String::new(), 0), |c| {
+        (c.topic_name.0.as_str().to_string(), c.partition_index)
+    });
+    let mut response = DescribeTopicPartitionsResponse::default();
+    let mut budget = limit;
+    for name in names.into_iter().filter(|n| *n >= cursor_topic) {
+        let mut t = DescribeTopicPartitionsResponseTopic::default();
+        t.name = Some(TopicName(StrBytes::from_string(name.clone())));
+        t.topic_authorized_operations = i32::MIN;
+        match image.topics.get(&name) {
+            None => t.error_code = code(ResponseError::UnknownTopicOrPartition),
+            Some(topic) => {
+                t.topic_id = topic.topic_id;
+                t.is_internal = name.starts_with("__");
+                let start = if name == cursor_topic {
+                    cursor_partition
+                } else {
+                    0
+                };
+                for (index, p) in topic.partitions.range(start..) {
+                    if budget == 0 {
+                        let mut c = Cursor::default();
+                        c.topic_name = TopicName(StrBytes::from_string(name.clone()));
+                        c.partition_index = *index;
+                        response.next_cursor = Some(c);
+                        break;
+                    }
+                    budget -= 1;
+                    let mut d = DescribeTopicPartitionsResponsePartition::default();
+                    d.partition_index = *index;
+                    d.leader_id = BrokerId(p.leader);
+                    d.leader_epoch = p.leader_epoch;
+                    d.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
+                    d.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
+                    d.eligible_leader_replicas = Some(Vec::new());
+                    d.last_known_elr = Some(Vec::new());
+                    t.partitions.push(d);
+                }
+            }
+        }
+        response.topics.push(t);
+        if response.next_cursor.is_some() {
+            break;
+        }
+    }
+    response
+}
