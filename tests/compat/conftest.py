@@ -1,0 +1,82 @@
+"""Fixtures for the compatibility tests: real `strom` broker processes on ephemeral ports."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STROM = os.environ.get("STROM_BIN", os.path.join(ROOT, "target", "debug", "strom"))
+
+
+class StromBroker:
+    """A `strom broker` process with its own data dir; restartable with SIGTERM or SIGKILL."""
+
+    def __init__(self, extra=None):
+        self.dir = tempfile.mkdtemp(prefix="strom-compat-")
+        self.extra = dict(extra or {})
+        self.port = 0
+        self.proc = None
+        self.log_path = os.path.join(self.dir, "broker.log")
+
+    def start(self):
+        # Port 0 on the first start; the same port on restarts, so clients reconnect.
+        overrides = {
+            "log.dirs": os.path.join(self.dir, "data"),
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "group.initial.rebalance.delay.ms": "0",
+            **self.extra,
+        }
+        args = [STROM, "broker"]
+        for k, v in overrides.items():
+            args += ["--override", f"{k}={v}"]
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                return self
+        raise RuntimeError(f"strom did not start; see {self.log_path}:\n" + open(self.log_path).read()[-3000:])
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        code = self.proc.returncode if self.proc else None
+        self.proc = None
+        return code
+
+    def restart(self, sig=signal.SIGTERM):
+        self.stop(sig)
+        return self.start()
+
+    def cleanup(self):
+        self.stop(signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def broker():
+    b = StromBroker().start()
+    yield b
+    b.cleanup()
+
+
+@pytest.fixture
+def fresh_broker():
+    b = StromBroker().start()
+    yield b
+    b.cleanup()
