@@ -15,7 +15,7 @@
 
 use crate::error::{io_err, Result};
 use crate::limits::{OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,12 +57,14 @@ impl<const N: usize> MmapIndex<N> {
         let map = if map_bytes == 0 {
             None
         } else {
-            Some(
-                MmapOptions::new()
-                    .len(map_bytes as usize)
-                    .map_raw(&file)
-                    .map_err(io_err(path))?,
-            )
+            let map = MmapOptions::new()
+                .len(map_bytes as usize)
+                .map_raw(&file)
+                .map_err(io_err(path))?;
+            // Lookups are binary searches: read-ahead would only fault in (and, for a fresh
+            // sparse file, zero-fill) megabytes of index per segment for nothing.
+            map.advise(Advice::Random).map_err(io_err(path))?;
+            Some(map)
         };
         let capacity = if writable { map_bytes as usize / N } else { 0 };
         Ok(MmapIndex {

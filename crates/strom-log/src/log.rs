@@ -121,7 +121,8 @@ impl Log {
     /// Opens the log in `p.dir`, recovering whatever a crash left behind.
     pub(crate) fn open(p: OpenParams) -> Result<Arc<Log>> {
         let mut bases = list_segments(&p.dir)?;
-        if bases.is_empty() {
+        let fresh = bases.is_empty();
+        if fresh {
             bases.push(p.log_start_offset.max(0));
         }
         let mut report = RecoveryReport::default();
@@ -173,6 +174,13 @@ impl Log {
                     later_seg.delete_files(&p.dir)?;
                 }
                 break;
+            }
+        }
+        if fresh {
+            // The first segment's files are new: their directory entries need a sync before
+            // data in them counts as durable.
+            if let Some(s) = segments.last() {
+                s.dir_synced.store(false, Ordering::Release);
             }
         }
         let active = segments.last().cloned().ok_or_else(|| LogError::Corrupt {

@@ -194,8 +194,12 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 }
 
 /// CRC-32C over the part of the batch the stored CRC covers (attributes to the end).
+///
+/// `crc-fast` rather than `crc32c`: with VPCLMULQDQ/AVX-512 it folds 64 bytes per step and
+/// runs several times faster than the SSE4.2 `crc32` instruction loop, and the CRC is the one
+/// per-byte cost of an append (checked against `crc32c` in the tests below).
 pub fn crc(batch: &[u8]) -> u32 {
-    crc32c::crc32c(batch.get(ATTRIBUTES_AT..).unwrap_or(&[]))
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, batch.get(ATTRIBUTES_AT..).unwrap_or(&[])) as u32
 }
 
 /// Splits a buffer of concatenated batches (a produce request's record set) into validated
@@ -358,6 +362,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn crc_is_crc32c(bytes in proptest::collection::vec(proptest::num::u8::ANY, 21..5000)) {
+            proptest::prop_assert_eq!(crc(&bytes), crc32c::crc32c(&bytes[ATTRIBUTES_AT..]));
+        }
+
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let _ = validate(&bytes);
