@@ -138,7 +138,7 @@ async fn connection(
 /// `Err`: the connection is closed, as Kafka closes it for an unknown API key, an
 /// unsupported version of anything but ApiVersions, or a malformed request.
 #[allow(clippy::type_complexity)]
-fn decode(
+pub fn decode(
     mut frame: Bytes,
 ) -> io::Result<Option<(RequestHeader, ApiKey, i16, Option<RequestKind>)>> {
     let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);

@@ -199,7 +199,10 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 /// runs several times faster than the SSE4.2 `crc32` instruction loop, and the CRC is the one
 /// per-byte cost of an append (checked against `crc32c` in the tests below).
 pub fn crc(batch: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, batch.get(ATTRIBUTES_AT..).unwrap_or(&[])) as u32
+    crc_fast::checksum(
+        crc_fast::CrcAlgorithm::Crc32Iscsi,
+        batch.get(ATTRIBUTES_AT..).unwrap_or(&[]),
+    ) as u32
 }
 
 /// Splits a buffer of concatenated batches (a produce request's record set) into validated

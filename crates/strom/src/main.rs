@@ -75,7 +75,11 @@ async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
     let running = Broker::start(config).await?;
     // One line on stdout once clients can connect: scripts and test harnesses wait for it.
     let addrs: Vec<String> = running.addrs.iter().map(|a| a.to_string()).collect();
-    println!("strom broker ready: node {} listening on {}", running.broker.node_id, addrs.join(","));
+    println!(
+        "strom broker ready: node {} listening on {}",
+        running.broker.node_id,
+        addrs.join(",")
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

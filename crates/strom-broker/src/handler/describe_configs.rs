@@ -60,10 +60,11 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> DescribeConf
         result.resource_type = r.resource_type;
         result.resource_name = r.resource_name.clone();
         let name = r.resource_name.as_str();
+        // Null (or, leniently, an empty list) asks for every key.
         let wanted = |k: &str| {
             r.configuration_keys
                 .as_ref()
-                .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+                .is_none_or(|keys| keys.is_empty() || keys.iter().any(|x| x.as_str() == k))
         };
         match r.resource_type {
             RESOURCE_TOPIC => {

@@ -1,0 +1,594 @@
+//! The broker on the wire: in-process brokers on ephemeral ports, spoken to with raw frames
+//! encoded by the `kafka-protocol` crate. Bad input must get Kafka's error codes or a closed
+//! connection — never a panic, a hang, or damage to other connections.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use strom_broker::{Broker, BrokerConfig, RunningBroker};
+use strom_proto::BatchBuilder;
+
+fn config(dir: &std::path::Path, extra: &[(&str, &str)]) -> BrokerConfig {
+    let mut props: BTreeMap<String, String> = BTreeMap::new();
+    props.insert("log.dirs".into(), dir.join("data").display().to_string());
+    props.insert("listeners".into(), "PLAINTEXT://127.0.0.1:0".into());
+    for (k, v) in extra {
+        props.insert(k.to_string(), v.to_string());
+    }
+    BrokerConfig::from_properties(&props).unwrap().0
+}
+
+fn start(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+) -> RunningBroker {
+    rt.block_on(Broker::start(config(dir, extra))).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A blocking connection speaking raw frames.
+struct Conn {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Conn {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    fn frame<R: Encodable>(&mut self, key: ApiKey, version: i16, body: &R) -> Vec<u8> {
+        self.correlation += 1;
+        let mut header = RequestHeader::default();
+        header.request_api_key = key as i16;
+        header.request_api_version = version;
+        header.correlation_id = self.correlation;
+        header.client_id = Some(StrBytes::from_static_str("wire-test"));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one response frame; None when the broker closed the connection.
+    fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        if self.stream.read_exact(&mut size).is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    fn call<R: Encodable, S: Decodable>(&mut self, key: ApiKey, version: i16, body: &R) -> S {
+        let f = self.frame(key, version, body);
+        self.send_raw(&f);
+        let mut resp = self.read_frame().expect("a response");
+        let header =
+            ResponseHeader::decode(&mut resp, key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation);
+        S::decode(&mut resp, version).unwrap()
+    }
+
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn create_topic(c: &mut Conn, name: &str, partitions: i32) -> i16 {
+    let mut t = create_topics_request::CreatableTopic::default();
+    t.name = topic_name(name);
+    t.num_partitions = partitions;
+    t.replication_factor = 1;
+    let mut req = CreateTopicsRequest::default();
+    req.topics.push(t);
+    req.timeout_ms = 10_000;
+    let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
+    resp.topics[0].error_code
+}
+
+fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    let mut pd = produce_request::PartitionProduceData::default();
+    pd.index = partition;
+    pd.records = Some(records);
+    let mut td = produce_request::TopicProduceData::default();
+    td.name = topic_name(topic);
+    td.partition_data.push(pd);
+    let mut req = ProduceRequest::default();
+    req.acks = acks;
+    req.timeout_ms = 10_000;
+    req.topic_data.push(td);
+    req
+}
+
+fn produce(
+    c: &mut Conn,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> produce_response::PartitionProduceResponse {
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request(topic, partition, records, acks),
+    );
+    resp.responses[0].partition_responses[0].clone()
+}
+
+fn batch(n: usize, value: &[u8]) -> Bytes {
+    let mut b = BatchBuilder::new(1_000);
+    for i in 0..n {
+        b.push(
+            Some(format!("k{i}").as_bytes()),
+            Some(value),
+            1_000 + i as i64,
+        );
+    }
+    Bytes::from(b.build())
+}
+
+fn api_versions_ok(addr: SocketAddr) {
+    let mut c = Conn::open(addr);
+    let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(r.error_code, 0);
+}
+
+#[test]
+fn api_versions_lists_what_is_served_and_refuses_unknown_versions_with_the_list() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    let r: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(r.error_code, 0);
+    for (key, min, max) in strom_broker::handler::SUPPORTED {
+        assert!(r
+            .api_keys
+            .iter()
+            .any(|k| k.api_key == *key as i16 && k.min_version == *min && k.max_version == *max));
+    }
+    assert_eq!(r.api_keys.len(), strom_broker::handler::SUPPORTED.len());
+
+    // ApiVersions v99: UNSUPPORTED_VERSION, in the v0 layout, with the list.
+    let mut raw = BytesMut::new();
+    raw.put_i16(ApiKey::ApiVersions as i16);
+    raw.put_i16(99);
+    raw.put_i32(77);
+    raw.put_i16(-1); // null client id
+    raw.put_u8(0); // tagged fields
+    let mut frame = (raw.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&raw);
+    c.send_raw(&frame);
+    let mut resp = c.read_frame().unwrap();
+    assert_eq!(resp.get_i32(), 77);
+    let v0 = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(v0.error_code, 35);
+    assert!(!v0.api_keys.is_empty());
+    rt.block_on(b.shutdown()).unwrap();
+}
+
+#[test]
+fn oversized_unknown_and_malformed_frames_close_only_their_connection() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[("socket.request.max.bytes", "1000")]);
+    let addr = b.addr();
+    let mut bystander = Conn::open(addr);
+    assert_eq!(create_topic(&mut bystander, "safe", 1), 0);
+
+    // Larger than socket.request.max.bytes: refused on the size alone, body never sent.
+    let mut c = Conn::open(addr);
+    c.send_raw(&100_000i32.to_be_bytes());
+    assert!(c.closed(), "oversized frame closes the connection");
+    let mut c = Conn::open(addr);
+    c.send_raw(&(-5i32).to_be_bytes());
+    assert!(c.closed(), "negative size closes the connection");
+
+    // Unknown API key.
+    let mut c = Conn::open(addr);
+    c.send_raw(&[0, 0, 0, 8, 0x7f, 0x00, 0, 0, 0, 0, 0, 1]);
+    assert!(c.closed(), "unknown API key closes the connection");
+
+    // A known API at a version nobody supports, and a truncated body.
+    let mut c = Conn::open(addr);
+    c.send_raw(&[0, 0, 0, 10, 0, 3, 0, 99, 0, 0, 0, 1, 0xff, 0xff]);
+    assert!(c.closed());
+    let mut c = Conn::open(addr);
+    let mut f = c.frame(ApiKey::Metadata, 12, &MetadataRequest::default());
+    f.truncate(f.len() - 1);
+    let len = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&len.to_be_bytes());
+    c.send_raw(&f);
+    assert!(c.closed(), "a malformed body closes the connection");
+
+    // The other connection was not disturbed.
+    let r = produce(&mut bystander, "safe", 0, batch(3, b"v"), -1);
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    rt.block_on(b.shutdown()).unwrap();
+}
+
+#[test]
+fn a_corpus_of_malformed_frames_leaves_the_broker_serving() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let addr = b.addr();
+    let mut setup = Conn::open(addr);
+    assert_eq!(create_topic(&mut setup, "t", 2), 0);
+
+    // For every served API and version: truncations and bit flips of a real request, and a
+    // valid header followed by garbage; plus random frames.
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut framer = Conn::open(addr);
+    for (key, min, max) in strom_broker::handler::SUPPORTED {
+        for version in *min..=*max {
+            let real = match key {
+                ApiKey::Produce => {
+                    framer.frame(*key, version, &produce_request("t", 0, batch(2, b"x"), 1))
+                }
+                ApiKey::Metadata => framer.frame(*key, version, &MetadataRequest::default()),
+                _ => framer.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
+            };
+            for cut in [5usize, 9, 13, real.len() / 2, real.len() - 1] {
+                let mut f = real[..cut.min(real.len())].to_vec();
+                let len = (f.len() - 4) as i32;
+                f[..4].copy_from_slice(&len.to_be_bytes());
+                frames.push(f);
+            }
+            for _ in 0..4 {
+                let mut f = real.clone();
+                let at = 8 + (next() as usize) % (f.len() - 8);
+                f[at] ^= 1 << (next() % 8);
+                frames.push(f);
+            }
+            let mut garbage = vec![0u8; 8];
+            garbage[..2].copy_from_slice(&(*key as i16).to_be_bytes());
+            garbage[2..4].copy_from_slice(&version.to_be_bytes());
+            garbage.extend((0..(next() % 200)).map(|_| next() as u8));
+            let mut f = (garbage.len() as i32).to_be_bytes().to_vec();
+            f.extend(garbage);
+            frames.push(f);
+        }
+    }
+    for _ in 0..200 {
+        let len = (next() % 300) as usize;
+        let mut f = (len as i32).to_be_bytes().to_vec();
+        f.extend((0..len).map(|_| next() as u8));
+        frames.push(f);
+    }
+    for f in &frames {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(f).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut sink = Vec::new();
+        // Either a response or a close: never a hang (the read timeout would fail this).
+        let r = s.read_to_end(&mut sink);
+        assert!(r.is_ok(), "frame {f:?}: {r:?}");
+    }
+    // Still serving, with the data intact.
+    api_versions_ok(addr);
+    let mut c = Conn::open(addr);
+    let r = produce(&mut c, "t", 0, batch(1, b"after"), -1);
+    assert_eq!(r.error_code, 0);
+    rt.block_on(b.shutdown()).unwrap();
+}
+
+#[test]
+fn bad_records_and_names_get_kafkas_error_codes() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(
+        &rt,
+        tmp.path(),
+        &[
+            ("message.max.bytes", "2000"),
+            ("auto.create.topics.enable", "false"),
+        ],
+    );
+    let mut c = Conn::open(b.addr());
+    assert_eq!(create_topic(&mut c, "t", 1), 0);
+
+    let mut corrupt = batch(2, b"value").to_vec();
+    let n = corrupt.len();
+    corrupt[n - 2] ^= 0xff;
+    assert_eq!(
+        produce(&mut c, "t", 0, Bytes::from(corrupt), -1).error_code,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    assert_eq!(
+        produce(&mut c, "t", 0, batch(1, &[7u8; 3000]), -1).error_code,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    assert_eq!(
+        produce(&mut c, "nope", 0, batch(1, b"v"), -1).error_code,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(produce(&mut c, "t", 5, batch(1, b"v"), -1).error_code, 3);
+    assert_eq!(
+        produce(&mut c, "t", 0, batch(1, b"v"), 2).error_code,
+        21,
+        "INVALID_REQUIRED_ACKS"
+    );
+    assert_eq!(
+        create_topic(&mut c, "bad/name", 1),
+        17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
+    assert_eq!(create_topic(&mut c, "..", 1), 17);
+    assert_eq!(create_topic(&mut c, "t", 1), 36, "TOPIC_ALREADY_EXISTS");
+    assert_eq!(create_topic(&mut c, "zero", 0), 37, "INVALID_PARTITIONS");
+
+    let mut req = MetadataRequest::default();
+    let mut t = metadata_request::MetadataRequestTopic::default();
+    t.name = Some(topic_name("bad name"));
+    req.topics = Some(vec![t.clone()]);
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    assert_eq!(r.topics[0].error_code, 17);
+    t.name = Some(topic_name("missing"));
+    req.topics = Some(vec![t]);
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &req);
+    assert_eq!(r.topics[0].error_code, 3, "no auto-creation when disabled");
+
+    // Nothing of that reached the log.
+    let ok = produce(&mut c, "t", 0, batch(1, b"v"), -1);
+    assert_eq!((ok.error_code, ok.base_offset), (0, 0));
+    rt.block_on(b.shutdown()).unwrap();
+}
+
+#[test]
+fn idempotent_retries_get_their_original_offsets_and_gaps_are_refused() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    assert_eq!(create_topic(&mut c, "idem", 1), 0);
+    let mut init = InitProducerIdRequest::default();
+    init.transactional_id = None;
+    let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &init);
+    assert_eq!(r.error_code, 0);
+    let pid = r.producer_id.0;
+    let seq_batch = |seq: i32, n: usize| {
+        let mut b = BatchBuilder::new(0).producer(pid, 0, seq);
+        for _ in 0..n {
+            b.push(None, Some(b"v"), 0);
+        }
+        Bytes::from(b.build())
+    };
+    let first = produce(&mut c, "idem", 0, seq_batch(0, 3), -1);
+    assert_eq!((first.error_code, first.base_offset), (0, 0));
+    let second = produce(&mut c, "idem", 0, seq_batch(3, 2), -1);
+    assert_eq!((second.error_code, second.base_offset), (0, 3));
+    let retry = produce(&mut c, "idem", 0, seq_batch(0, 3), -1);
+    assert_eq!(
+        (retry.error_code, retry.base_offset),
+        (0, 0),
+        "a retried batch gets its original offset"
+    );
+    let gap = produce(&mut c, "idem", 0, seq_batch(9, 1), -1);
+    assert_eq!(gap.error_code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    let next = produce(&mut c, "idem", 0, seq_batch(5, 1), -1);
+    assert_eq!((next.error_code, next.base_offset), (0, 5));
+
+    // The state survives a restart (rebuilt from the log).
+    rt.block_on(b.shutdown()).unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    let retry = produce(&mut c, "idem", 0, seq_batch(5, 1), -1);
+    assert_eq!((retry.error_code, retry.base_offset), (0, 5));
+    let next = produce(&mut c, "idem", 0, seq_batch(6, 1), -1);
+    assert_eq!((next.error_code, next.base_offset), (0, 6));
+    rt.block_on(b.shutdown()).unwrap();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    assert_eq!(create_topic(&mut c, "p", 1), 0);
+    let mut frames = Vec::new();
+    let first_correlation = c.correlation + 1;
+    for i in 0..20 {
+        let acks = if i % 2 == 0 { -1 } else { 1 };
+        let req = produce_request("p", 0, batch(1, format!("{i}").as_bytes()), acks);
+        frames.extend(c.frame(ApiKey::Produce, 9, &req));
+        frames.extend(c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()));
+    }
+    c.send_raw(&frames);
+    let mut produced = 0;
+    for n in 0..40 {
+        let mut resp = c.read_frame().unwrap();
+        let correlation = resp.get_i32();
+        assert_eq!(
+            correlation,
+            first_correlation + n,
+            "responses come back in request order"
+        );
+        if n % 2 == 0 {
+            resp.advance(1); // produce v9's response header is flexible: its tagged fields
+            let r = ProduceResponse::decode(&mut resp, 9).unwrap();
+            assert_eq!(r.responses[0].partition_responses[0].base_offset, produced);
+            produced += 1;
+        }
+    }
+    rt.block_on(b.shutdown()).unwrap();
+}
+
+#[test]
+fn fetch_long_poll_wakes_on_new_data() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let addr = b.addr();
+    let mut c = Conn::open(addr);
+    assert_eq!(create_topic(&mut c, "lp", 1), 0);
+    let mut fp = fetch_request::FetchPartition::default();
+    fp.fetch_offset = 0;
+    fp.partition_max_bytes = 1 << 20;
+    let mut ft = fetch_request::FetchTopic::default();
+    ft.topic = topic_name("lp");
+    ft.partitions.push(fp);
+    let mut req = FetchRequest::default();
+    req.max_wait_ms = 10_000;
+    req.min_bytes = 1;
+    req.max_bytes = 1 << 20;
+    req.topics.push(ft);
+    let f = c.frame(ApiKey::Fetch, 12, &req);
+    let started = std::time::Instant::now();
+    c.send_raw(&f);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut p = Conn::open(addr);
+    let sent = batch(2, b"wake");
+    assert_eq!(produce(&mut p, "lp", 0, sent.clone(), 1).error_code, 0);
+    let mut resp = c.read_frame().unwrap();
+    let waited = started.elapsed();
+    ResponseHeader::decode(&mut resp, ApiKey::Fetch.response_header_version(12)).unwrap();
+    let r = FetchResponse::decode(&mut resp, 12).unwrap();
+    let pd = &r.responses[0].partitions[0];
+    assert_eq!(pd.high_watermark, 2);
+    let mut stored = sent.to_vec();
+    strom_proto::batch::set_base_offset(&mut stored, 0);
+    assert_eq!(
+        pd.records.as_ref().unwrap().to_vec(),
+        stored,
+        "the batch, byte for byte"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "woken by the append, not the 10 s timeout: {waited:?}"
+    );
+    rt.block_on(b.shutdown()).unwrap();
+}
+
+#[test]
+fn kafkas_own_server_properties_start_the_broker() {
+    for fixture in ["kafka-server.properties", "kafka-zk-server.properties"] {
+        let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut props = strom_broker::parse_properties(&text).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        props.insert(
+            "log.dirs".into(),
+            tmp.path().join("data").display().to_string(),
+        );
+        props.insert("listeners".into(), "PLAINTEXT://127.0.0.1:0".into());
+        props.remove("advertised.listeners");
+        let (config, ignored) =
+            BrokerConfig::from_properties(&props).unwrap_or_else(|e| panic!("{fixture}: {e}"));
+        assert!(
+            !ignored.is_empty(),
+            "{fixture}: keys Strom has no use for are reported"
+        );
+        let rt = runtime();
+        let b = rt.block_on(Broker::start(config)).unwrap();
+        api_versions_ok(b.addr());
+        rt.block_on(b.shutdown()).unwrap();
+    }
+}
+
+#[test]
+fn a_restart_restores_topics_configs_and_records() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    assert_eq!(create_topic(&mut c, "keep", 2), 0);
+    let mut req = IncrementalAlterConfigsRequest::default();
+    let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_static_str("keep");
+    let mut cfg = incremental_alter_configs_request::AlterableConfig::default();
+    cfg.name = StrBytes::from_static_str("retention.ms");
+    cfg.value = Some(StrBytes::from_static_str("12345"));
+    res.configs.push(cfg);
+    req.resources.push(res);
+    let r: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+    assert_eq!(r.responses[0].error_code, 0);
+    for i in 0..10 {
+        assert_eq!(
+            produce(&mut c, "keep", i % 2, batch(1, b"x"), -1).error_code,
+            0
+        );
+    }
+    rt.block_on(b.shutdown()).unwrap();
+    assert!(tmp.path().join("data/.clean-shutdown").exists());
+
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    let mut all = MetadataRequest::default();
+    all.topics = None;
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &all);
+    let t = r
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("keep"))
+        .unwrap();
+    assert_eq!(t.partitions.len(), 2);
+    assert!(!r.topics.iter().any(|t| t
+        .name
+        .as_ref()
+        .is_some_and(|n| n.0.as_str().starts_with("__cluster"))));
+    let mut req = DescribeConfigsRequest::default();
+    let mut res = describe_configs_request::DescribeConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_static_str("keep");
+    req.resources.push(res);
+    let r: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
+    let v = r.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "retention.ms")
+        .unwrap();
+    assert_eq!(v.value.as_ref().unwrap().as_str(), "12345");
+    assert_eq!(
+        produce(&mut c, "keep", 0, batch(1, b"x"), -1).base_offset,
+        5
+    );
+    rt.block_on(b.shutdown()).unwrap();
+}
