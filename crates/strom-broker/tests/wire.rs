@@ -241,6 +241,35 @@ fn oversized_unknown_and_malformed_frames_close_only_their_connection() {
     rt.block_on(b.shutdown()).unwrap();
 }
 
+/// A 16-byte request claiming a 2^31-element array: the codec reserved that many elements
+/// up front and the allocator aborted the whole broker (found by the frame_decode fuzzer).
+#[test]
+fn a_huge_array_count_does_not_abort_the_broker() {
+    let body: [u8; 16] = [
+        0x00, 0x25, 0x00, 0x00, 0x00, 0x25, 0x00, 0x00, 0x00, 0x00, 0x25, 0x00, 0x00, 0x00, 0x00,
+        0x29,
+    ];
+    assert!(strom_broker::server::decode(Bytes::copy_from_slice(&body)).is_err());
+    let mut huge = BytesMut::new();
+    huge.put_i16(ApiKey::CreateTopics as i16);
+    huge.put_i16(4);
+    huge.put_i32(1);
+    huge.put_i16(-1);
+    huge.put_i32(i32::MAX); // topics: 2^31 - 1 of them, in a 14-byte frame
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    for frame_body in [&body[..], &huge[..]] {
+        let mut c = Conn::open(b.addr());
+        let mut f = (frame_body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(frame_body);
+        c.send_raw(&f);
+        assert!(c.closed());
+    }
+    api_versions_ok(b.addr());
+    rt.block_on(b.shutdown()).unwrap();
+}
+
 #[test]
 fn a_corpus_of_malformed_frames_leaves_the_broker_serving() {
     let rt = runtime();
