@@ -28,6 +28,7 @@ pub struct Broker {
     advertised: OnceLock<Endpoint>,
     /// Producer ids this broker may hand out: `[next, end)`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    pub fetch_sessions: std::sync::Mutex<crate::fetch_session::FetchSessions>,
 }
 
 /// A started broker: its bound addresses and the handle to stop it.
@@ -173,6 +174,7 @@ impl Broker {
             meta,
             advertised: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            fetch_sessions: std::sync::Mutex::new(Default::default()),
         });
         let _ = broker.advertised.set(advertised.clone());
         // Register (or re-register with new endpoints) in the metadata.

@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod fetch_session;
 pub mod handler;
 pub mod kafka_config_keys;
 pub mod limits;

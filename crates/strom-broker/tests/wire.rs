@@ -621,3 +621,65 @@ fn a_restart_restores_topics_configs_and_records() {
     );
     rt.block_on(b.shutdown()).unwrap();
 }
+
+#[test]
+fn incremental_fetch_sessions_send_only_partitions_with_news() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    assert_eq!(create_topic(&mut c, "s", 2), 0);
+    assert_eq!(produce(&mut c, "s", 0, batch(2, b"a"), 1).error_code, 0);
+    let fetch =
+        |c: &mut Conn, session_id: i32, epoch: i32, partitions: &[(i32, i64)]| -> FetchResponse {
+            let mut req = FetchRequest::default();
+            req.max_wait_ms = 0;
+            req.max_bytes = 1 << 20;
+            req.session_id = session_id;
+            req.session_epoch = epoch;
+            if !partitions.is_empty() {
+                let mut ft = fetch_request::FetchTopic::default();
+                ft.topic = topic_name("s");
+                for (p, offset) in partitions {
+                    let mut fp = fetch_request::FetchPartition::default();
+                    fp.partition = *p;
+                    fp.fetch_offset = *offset;
+                    fp.partition_max_bytes = 1 << 20;
+                    ft.partitions.push(fp);
+                }
+                req.topics.push(ft);
+            }
+            c.call(ApiKey::Fetch, 12, &req)
+        };
+    // Epoch 0 opens a session and answers every partition.
+    let full = fetch(&mut c, 0, 0, &[(0, 0), (1, 0)]);
+    assert_ne!(full.session_id, 0);
+    assert_eq!(full.responses[0].partitions.len(), 2);
+    let id = full.session_id;
+    // Nothing new: the incremental answer is empty, though the request names nothing.
+    let quiet = fetch(&mut c, id, 1, &[(0, 2)]);
+    assert_eq!(quiet.error_code, 0);
+    assert!(
+        quiet.responses.iter().all(|t| t.partitions.is_empty()),
+        "{quiet:?}"
+    );
+    // New data on partition 1 (remembered at offset 0): only it comes back.
+    assert_eq!(produce(&mut c, "s", 1, batch(3, b"b"), 1).error_code, 0);
+    let news = fetch(&mut c, id, 2, &[]);
+    assert_eq!(news.responses.len(), 1);
+    assert_eq!(news.responses[0].partitions.len(), 1);
+    assert_eq!(news.responses[0].partitions[0].partition_index, 1);
+    assert_eq!(news.responses[0].partitions[0].high_watermark, 3);
+    // Wrong epoch, unknown session.
+    assert_eq!(
+        fetch(&mut c, id, 9, &[]).error_code,
+        71,
+        "INVALID_FETCH_SESSION_EPOCH"
+    );
+    assert_eq!(
+        fetch(&mut c, 12345, 1, &[]).error_code,
+        70,
+        "FETCH_SESSION_ID_NOT_FOUND"
+    );
+    rt.block_on(b.shutdown()).unwrap();
+}

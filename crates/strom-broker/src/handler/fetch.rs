@@ -1,59 +1,95 @@
 //! Fetch: reads whole batches from each requested partition as file slices (sent with
-//! sendfile), and parks the request on the partitions' notifiers until `min_bytes` arrive
-//! or `max_wait_ms` passes. Sessionless: every response carries session id 0, which tells
-//! clients to send full fetch requests (Kafka does the same when its session cache is full).
+//! sendfile), and parks the request on the partitions' notifiers until `min_bytes` arrive or
+//! `max_wait_ms` passes. Incremental fetch sessions (v7+) remember a consumer's partitions;
+//! their responses carry only partitions with news.
 
 use crate::broker::Broker;
 use crate::error::{self, code};
+use crate::fetch_session::{Resolved, SessionPartition};
 use crate::handler::{Pending, Reply};
 use crate::replica_manager::Partition;
 use crate::response::new_marker;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
-use std::sync::Arc;
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 use strom_log::{FileSlice, LogError};
 use tokio::sync::Notify;
 
 struct Wanted {
-    topic: usize,
+    at: SessionPartition,
     partition: Option<Arc<Partition>>,
-    index: i32,
-    fetch_offset: i64,
-    partition_max_bytes: i64,
-    missing_code: i16,
 }
 
 pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending {
-    let mut topics = Vec::new();
-    let mut wanted = Vec::new();
-    for (ti, t) in req.topics.iter().enumerate() {
-        let mut tr = FetchableTopicResponse::default();
-        tr.topic = t.topic.clone();
-        tr.topic_id = t.topic_id;
-        topics.push(tr);
-        for p in &t.partitions {
-            let partition = if version >= 13 {
-                broker.replicas.get_by_id(&t.topic_id, p.partition)
-            } else {
-                broker.replicas.get(t.topic.0.as_str(), p.partition)
-            };
-            wanted.push(Wanted {
-                topic: ti,
-                partition,
-                index: p.partition,
+    let by_id = version >= 13;
+    let requested: Vec<SessionPartition> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| SessionPartition {
+                topic: t.topic.0.as_str().to_string(),
+                topic_id: t.topic_id,
+                partition: p.partition,
                 fetch_offset: p.fetch_offset,
-                partition_max_bytes: i64::from(p.partition_max_bytes.max(0)),
-                missing_code: if version >= 13 {
-                    code(ResponseError::UnknownTopicId)
-                } else {
-                    code(ResponseError::UnknownTopicOrPartition)
-                },
-            });
+                max_bytes: p.partition_max_bytes,
+                last_sent: None,
+            })
+        })
+        .collect();
+    let forgotten: Vec<(String, uuid::Uuid, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.topic.0.as_str().to_string(), t.topic_id, *p))
+        })
+        .collect();
+    let resolved = if version >= 7 {
+        broker
+            .fetch_sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolve(req.session_id, req.session_epoch, requested, &forgotten)
+    } else {
+        Resolved::Full {
+            session_id: 0,
+            partitions: requested,
         }
-    }
+    };
+    let (session_id, parts, incremental) = match resolved {
+        Resolved::Error(code) => {
+            let mut response = FetchResponse::default();
+            response.error_code = code;
+            return Box::pin(std::future::ready(Reply::Fetch {
+                response,
+                slices: Vec::new(),
+            }));
+        }
+        Resolved::Full {
+            session_id,
+            partitions,
+        } => (session_id, partitions, false),
+        Resolved::Incremental {
+            session_id,
+            partitions,
+        } => (session_id, partitions, true),
+    };
+    let wanted: Vec<Wanted> = parts
+        .into_iter()
+        .map(|at| {
+            let partition = if by_id {
+                broker.replicas.get_by_id(&at.topic_id, at.partition)
+            } else {
+                broker.replicas.get(&at.topic, at.partition)
+            };
+            Wanted { at, partition }
+        })
+        .collect();
     let max_bytes = if req.max_bytes > 0 {
         i64::from(req.max_bytes)
     } else {
@@ -62,8 +98,16 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
     let min_bytes = i64::from(req.min_bytes.max(0));
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let read_committed = req.isolation_level == 1;
+    let broker = Arc::clone(broker);
     Box::pin(async move {
         let deadline = tokio::time::Instant::now() + max_wait;
+        let reads = Reads {
+            wanted: &wanted,
+            max_bytes,
+            read_committed,
+            incremental,
+            by_id,
+        };
         loop {
             let notify = Arc::new(Notify::new());
             // Registered before reading, so an append after the read wakes this fetch.
@@ -74,87 +118,158 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
                     }
                 }
             }
-            let (response, slices, bytes, errors) =
-                read_all(&topics, &wanted, max_bytes, read_committed);
-            if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
-                return Reply::Fetch { response, slices };
+            let read = reads.read();
+            let timed_out = tokio::time::Instant::now() >= deadline;
+            if read.bytes >= min_bytes.max(1) || read.errors || timed_out {
+                return finish(&broker, session_id, read);
             }
             if tokio::time::timeout_at(deadline, notify.notified())
                 .await
                 .is_err()
             {
-                let (response, slices, _, _) =
-                    read_all(&topics, &wanted, max_bytes, read_committed);
-                return Reply::Fetch { response, slices };
+                return finish(&broker, session_id, reads.read());
             }
         }
     })
 }
 
-type Read = (FetchResponse, Vec<(Bytes, FileSlice)>, i64, bool);
+fn finish(broker: &Broker, session_id: i32, read: Read) -> Reply {
+    let mut response = read.response;
+    response.session_id = session_id;
+    if session_id != 0 {
+        broker
+            .fetch_sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sent(session_id, &read.sent);
+    }
+    Reply::Fetch {
+        response,
+        slices: read.slices,
+    }
+}
 
-fn read_all(
-    topics: &[FetchableTopicResponse],
-    wanted: &[Wanted],
+struct Reads<'a> {
+    wanted: &'a [Wanted],
     max_bytes: i64,
     read_committed: bool,
-) -> Read {
-    let mut response = FetchResponse::default();
-    response.responses = topics.to_vec();
-    let mut slices = Vec::new();
-    let mut total = 0i64;
-    let mut errors = false;
-    for w in wanted {
-        let mut pd = PartitionData::default();
-        pd.partition_index = w.index;
-        pd.high_watermark = -1;
-        pd.last_stable_offset = -1;
-        pd.log_start_offset = -1;
-        pd.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
-        pd.aborted_transactions = read_committed.then(Vec::new);
-        pd.records = Some(Bytes::new());
-        match &w.partition {
-            None => {
-                pd.error_code = w.missing_code;
-                errors = true;
-            }
-            Some(p) => {
-                let remaining = max_bytes - total;
-                let limit = w.partition_max_bytes.min(remaining).max(0) as u64;
-                match p.log.read(w.fetch_offset, limit.max(1), None) {
-                    Ok(info) => {
-                        pd.high_watermark = info.log_end_offset;
-                        pd.last_stable_offset = info.log_end_offset;
-                        pd.log_start_offset = info.log_start_offset;
-                        // A batch larger than the limits is still sent when it is the first
-                        // data of the response, so a consumer always makes progress (KIP-74).
-                        if let Some(slice) = info.slice.filter(|s| total == 0 || s.len <= limit) {
-                            total += slice.len as i64;
-                            let marker = new_marker();
-                            pd.records = Some(marker.clone());
-                            slices.push((marker, slice));
+    incremental: bool,
+    by_id: bool,
+}
+
+struct Read {
+    response: FetchResponse,
+    slices: Vec<(Bytes, FileSlice)>,
+    bytes: i64,
+    errors: bool,
+    /// (topic, topic id, partition, high watermark, log start) of every partition answered.
+    sent: Vec<(String, uuid::Uuid, i32, i64, i64)>,
+}
+
+impl Reads<'_> {
+    fn read(&self) -> Read {
+        let mut response = FetchResponse::default();
+        let mut slices = Vec::new();
+        let mut bytes = 0i64;
+        let mut errors = false;
+        let mut sent = Vec::new();
+        for w in self.wanted {
+            let at = &w.at;
+            let mut pd = PartitionData::default();
+            pd.partition_index = at.partition;
+            pd.high_watermark = -1;
+            pd.last_stable_offset = -1;
+            pd.log_start_offset = -1;
+            pd.preferred_read_replica = BrokerId(-1);
+            pd.aborted_transactions = self.read_committed.then(Vec::new);
+            pd.records = Some(Bytes::new());
+            let mut has_records = false;
+            match &w.partition {
+                None => {
+                    pd.error_code = if self.by_id {
+                        code(ResponseError::UnknownTopicId)
+                    } else {
+                        code(ResponseError::UnknownTopicOrPartition)
+                    };
+                    errors = true;
+                }
+                Some(p) => {
+                    let limit = i64::from(at.max_bytes.max(0))
+                        .min(self.max_bytes - bytes)
+                        .max(0) as u64;
+                    match p.log.read(at.fetch_offset, limit.max(1), None) {
+                        Ok(info) => {
+                            pd.high_watermark = info.log_end_offset;
+                            pd.last_stable_offset = info.log_end_offset;
+                            pd.log_start_offset = info.log_start_offset;
+                            // A batch larger than the limits is still sent when it is the first
+                            // data of the response, so a consumer always makes progress (KIP-74).
+                            if let Some(slice) = info.slice.filter(|s| bytes == 0 || s.len <= limit)
+                            {
+                                bytes += slice.len as i64;
+                                let marker = new_marker();
+                                pd.records = Some(marker.clone());
+                                slices.push((marker, slice));
+                                has_records = true;
+                            }
                         }
-                    }
-                    Err(e) => {
-                        if let LogError::OffsetOutOfRange {
-                            log_start_offset,
-                            log_end_offset,
-                            ..
-                        } = &e
-                        {
-                            pd.high_watermark = *log_end_offset;
-                            pd.last_stable_offset = *log_end_offset;
-                            pd.log_start_offset = *log_start_offset;
+                        Err(e) => {
+                            if let LogError::OffsetOutOfRange {
+                                log_start_offset,
+                                log_end_offset,
+                                ..
+                            } = &e
+                            {
+                                pd.high_watermark = *log_end_offset;
+                                pd.last_stable_offset = *log_end_offset;
+                                pd.log_start_offset = *log_start_offset;
+                            }
+                            pd.error_code = error::log_error(&e);
+                            errors = true;
                         }
-                        pd.error_code = error::log_error(&e);
-                        errors = true;
                     }
                 }
             }
+            let news = pd.error_code != 0
+                || has_records
+                || at.last_sent != Some((pd.high_watermark, pd.log_start_offset));
+            if self.incremental && !news {
+                continue;
+            }
+            sent.push((
+                at.topic.clone(),
+                at.topic_id,
+                at.partition,
+                pd.high_watermark,
+                pd.log_start_offset,
+            ));
+            let same_topic = |t: &&mut FetchableTopicResponse| {
+                if self.by_id {
+                    t.topic_id == at.topic_id
+                } else {
+                    t.topic.0.as_str() == at.topic
+                }
+            };
+            match response.responses.iter_mut().rev().find(same_topic) {
+                Some(t) => t.partitions.push(pd),
+                None => {
+                    let mut t = FetchableTopicResponse::default();
+                    if self.by_id {
+                        t.topic_id = at.topic_id;
+                    } else {
+                        t.topic = TopicName(StrBytes::from_string(at.topic.clone()));
+                    }
+                    t.partitions.push(pd);
+                    response.responses.push(t);
+                }
+            }
         }
-        if let Some(t) = response.responses.get_mut(w.topic) {
-            t.partitions.push(pd);
+        Read {
+            response,
+            slices,
+            bytes,
+            errors,
+            sent,
         }
     }
-    (response, slices, total, errors)
 }
