@@ -160,6 +160,15 @@ fn unescape(v: &str) -> String {
     out
 }
 
+/// Whether `key` is a configuration key Strom knows: its own, a topic default, or Kafka's.
+pub fn is_known_key(key: &str) -> bool {
+    STROM_KEYS.iter().any(|(k, _, _)| *k == key)
+        || topic_config::TOPIC_CONFIGS
+            .iter()
+            .any(|d| d.broker_key == Some(key))
+        || is_kafka_key(key)
+}
+
 fn is_kafka_key(key: &str) -> bool {
     KAFKA_BROKER_KEYS.binary_search(&key).is_ok()
         || KAFKA_BROKER_KEY_PREFIXES.iter().any(|p| key.starts_with(p))

@@ -33,14 +33,16 @@ enum Command {
 }
 
 /// `STROM_LOG_DIRS=/x` sets `log.dirs`: strip the prefix, lower-case, `_` becomes `.`.
+/// Environment variables are ambient, so one that names no configuration key (say
+/// `STROM_LOG`, the log filter) is skipped rather than refused.
 fn env_overrides() -> BTreeMap<String, String> {
     std::env::vars()
         .filter_map(|(k, v)| {
-            let key = k.strip_prefix("STROM_")?;
-            if key == "LOG" || key.starts_with("TEST") || key.starts_with("CRASH") {
-                return None;
-            }
-            Some((key.to_ascii_lowercase().replace('_', "."), v))
+            let key = k
+                .strip_prefix("STROM_")?
+                .to_ascii_lowercase()
+                .replace('_', ".");
+            strom_broker::config::is_known_key(&key).then_some((key, v))
         })
         .collect()
 }

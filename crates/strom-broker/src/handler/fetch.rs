@@ -99,8 +99,10 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let read_committed = req.isolation_level == 1;
     let broker = Arc::clone(broker);
+    // max_wait_ms counts from the request's arrival, not from when its turn to be answered
+    // comes on a pipelined connection.
+    let deadline = tokio::time::Instant::now() + max_wait;
     Box::pin(async move {
-        let deadline = tokio::time::Instant::now() + max_wait;
         let reads = Reads {
             wanted: &wanted,
             max_bytes,

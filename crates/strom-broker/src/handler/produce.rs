@@ -73,19 +73,22 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
         return ready(ResponseKind::Produce(response));
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    // Durability is requested now, not when the writer first polls the future: the writer
+    // polls responses one by one, so waiting until then would give each pipelined request
+    // a flush cycle of its own instead of sharing one.
+    let mut pending = Vec::with_capacity(waits.len());
+    for (ti, pi, log, last_offset) in waits {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        log.on_durable(
+            last_offset,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        pending.push((ti, pi, rx));
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
     Box::pin(async move {
-        let mut pending = Vec::with_capacity(waits.len());
-        for (ti, pi, log, last_offset) in waits {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            log.on_durable(
-                last_offset,
-                Box::new(move |r| {
-                    let _ = tx.send(r);
-                }),
-            );
-            pending.push((ti, pi, rx));
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
         for (ti, pi, rx) in pending {
             let outcome = tokio::time::timeout_at(deadline, rx).await;
             let error_code = match outcome {
