@@ -40,3 +40,21 @@ pub fn small_config() -> LogConfig {
         ..LogConfig::default()
     }
 }
+
+/// Every batch from `offset` to the log end, read through `Log::read` as a consumer reads
+/// them and checked (header and CRC); an error says what was wrong.
+pub fn read_batches(log: &crate::Log, mut offset: i64) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    loop {
+        let info = log.read(offset, 1 << 20, None).map_err(|e| e.to_string())?;
+        let Some(slice) = info.slice else { break };
+        let bytes = slice.read_to_vec().map_err(|e| e.to_string())?;
+        for (h, b) in
+            strom_proto::batch::split(&bytes).map_err(|e| format!("bad batch served: {e}"))?
+        {
+            offset = h.next_offset();
+            out.push(b.to_vec());
+        }
+    }
+    Ok(out)
+}

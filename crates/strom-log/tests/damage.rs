@@ -27,19 +27,7 @@ fn write_log(path: &Path) -> Vec<Vec<u8>> {
 }
 
 fn read_all(log: &Log) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    loop {
-        let Some(slice) = log.read(offset, 1 << 20, None).unwrap().slice else {
-            break;
-        };
-        let bytes = slice.read_to_vec().unwrap();
-        for (h, b) in split(&bytes).expect("only valid batches are served") {
-            offset = h.next_offset();
-            out.push(b.to_vec());
-        }
-    }
-    out
+    strom_log::testing::read_batches(log, log.log_start_offset()).unwrap()
 }
 
 fn segment_files(path: &Path, ext: &str) -> Vec<PathBuf> {

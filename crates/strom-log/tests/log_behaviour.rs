@@ -30,18 +30,8 @@ impl Fixture {
 }
 
 /// Reads every batch from `offset` to the end, one read call per step.
-fn read_all(log: &strom_log::Log, mut offset: i64) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let info = log.read(offset, 1 << 20, None).unwrap();
-        let Some(slice) = info.slice else { break };
-        let bytes = slice.read_to_vec().unwrap();
-        for (h, b) in split(&bytes).unwrap() {
-            offset = h.next_offset();
-            out.push(b.to_vec());
-        }
-    }
-    out
+fn read_all(log: &strom_log::Log, offset: i64) -> Vec<Vec<u8>> {
+    strom_log::testing::read_batches(log, offset).unwrap()
 }
 
 #[test]
