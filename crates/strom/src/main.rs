@@ -74,6 +74,10 @@ fn load_config(file: Option<PathBuf>, overrides: Vec<String>) -> anyhow::Result<
 }
 
 async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrives right after the ready line must still mean a
+    // clean shutdown, not the default of dying on the spot.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let running = Broker::start(config).await?;
     // One line on stdout once clients can connect: scripts and test harnesses wait for it.
     let addrs: Vec<String> = running.addrs.iter().map(|a| a.to_string()).collect();
@@ -84,9 +88,8 @@ async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
