@@ -3,6 +3,8 @@
 
 use crate::config::{BrokerConfig, Endpoint};
 use crate::error::{self, BrokerError, Code};
+use crate::group::offsets::{partition_for, OffsetRecord, OffsetStore, OFFSETS_TOPIC};
+use crate::group::GroupCoordinator;
 use crate::metadata_store::{MetadataStore, METADATA_TOPIC};
 use crate::replica_manager::{log_config, ReplicaManager};
 use crate::server;
@@ -29,6 +31,10 @@ pub struct Broker {
     /// Producer ids this broker may hand out: `[next, end)`.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     pub fetch_sessions: std::sync::Mutex<crate::fetch_session::FetchSessions>,
+    pub groups: GroupCoordinator,
+    pub offsets: OffsetStore,
+    /// Serialises the creation of `__consumer_offsets`.
+    offsets_topic: tokio::sync::Mutex<()>,
 }
 
 /// A started broker: its bound addresses and the handle to stop it.
@@ -168,13 +174,16 @@ impl Broker {
         let advertised = advertised_endpoint(&config, &addrs);
         let broker = Arc::new(Broker {
             replicas: ReplicaManager::new(node_id, config.clone(), Arc::clone(&dir)),
-            config,
+            config: config.clone(),
             node_id,
             cluster_id,
             meta,
             advertised: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             fetch_sessions: std::sync::Mutex::new(Default::default()),
+            groups: GroupCoordinator::new(config.group_initial_rebalance_delay_ms),
+            offsets: OffsetStore::default(),
+            offsets_topic: tokio::sync::Mutex::new(()),
         });
         let _ = broker.advertised.set(advertised.clone());
         // Register (or re-register with new endpoints) in the metadata.
@@ -194,12 +203,14 @@ impl Broker {
                 .map_err(|e| BrokerError::Metadata(e.to_string()))?;
         }
         broker.replicas.reconcile(&broker.meta.image())?;
+        broker.replay_offsets()?;
 
         let (shutdown, rx) = watch::channel(false);
-        let tasks = listeners
+        let mut tasks: Vec<JoinHandle<()>> = listeners
             .into_iter()
             .map(|l| tokio::spawn(server::serve(Arc::clone(&broker), l, rx.clone())))
             .collect();
+        tasks.push(tokio::spawn(group_ticker(Arc::clone(&broker), rx.clone())));
         tracing::info!(node_id, addrs = ?addrs, advertised = %format!("{}:{}", advertised.host, advertised.port), "broker started");
         Ok(RunningBroker {
             broker,
@@ -304,9 +315,131 @@ impl Broker {
         Ok(id)
     }
 
+    /// The host and port clients are told to connect to.
+    pub fn advertised_endpoint(&self) -> (String, u16) {
+        self.advertised
+            .get()
+            .map_or((String::new(), 0), |a| (a.host.clone(), a.port))
+    }
+
+    /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions` partitions)
+    /// the first time a group needs it, as Kafka does.
+    pub async fn ensure_offsets_topic(&self) -> Result<(), Code> {
+        if self.meta.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let _g = self.offsets_topic.lock().await;
+        if self.meta.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let t = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: self.config.offsets_topic_num_partitions,
+            replication_factor: 1,
+            assignments: Vec::new(),
+            configs: vec![
+                ("cleanup.policy".into(), "compact".into()),
+                ("segment.bytes".into(), "104857600".into()),
+            ],
+        };
+        self.commit_topic(&t).await.map(|_| ()).map_err(|(c, _)| c)
+    }
+
+    /// Makes offset records durable in the group's `__consumer_offsets` partition, then
+    /// applies them.
+    pub async fn persist_offsets(&self, group: &str, records: &[OffsetRecord]) -> Result<(), Code> {
+        let unavailable =
+            error::code(kafka_protocol::error::ResponseError::CoordinatorNotAvailable);
+        self.ensure_offsets_topic().await?;
+        let partitions = self
+            .meta
+            .image()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let partition = self
+            .replicas
+            .get(OFFSETS_TOPIC, partition_for(group, partitions))
+            .ok_or(unavailable)?;
+        let now = crate::metadata_store::now_ms();
+        let mut batch = strom_proto::BatchBuilder::new(now);
+        for r in records {
+            let value = serde_json::to_vec(r).unwrap_or_default();
+            batch.push(Some(group.as_bytes()), Some(&value), now);
+        }
+        let mut bytes = batch.build();
+        let appended = partition.append(&mut bytes).map_err(|(c, _)| c)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        partition.log.on_durable(
+            appended.last_offset,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        match rx.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(error::log_error(&e)),
+            Err(_) => return Err(unavailable),
+        }
+        for r in records {
+            self.offsets.apply(r);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds committed offsets (and the groups that own them) from `__consumer_offsets`.
+    fn replay_offsets(&self) -> Result<(), BrokerError> {
+        for p in self
+            .replicas
+            .all()
+            .into_iter()
+            .filter(|p| p.topic == OFFSETS_TOPIC)
+        {
+            let log = &p.log;
+            let mut offset = log.log_start_offset();
+            while offset < log.log_end_offset() {
+                let Some(slice) = log.read(offset, 1 << 20, None)?.slice else {
+                    break;
+                };
+                let bytes = slice.read_to_vec()?;
+                let batches = strom_proto::batch::split(&bytes)
+                    .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+                for (h, b) in batches {
+                    offset = h.next_offset();
+                    let Ok(records) = strom_proto::records::decode(b) else {
+                        continue;
+                    };
+                    for r in records {
+                        match serde_json::from_slice::<OffsetRecord>(r.value.unwrap_or_default()) {
+                            Ok(rec) => self.offsets.apply(&rec),
+                            Err(e) => {
+                                tracing::warn!(partition = p.index, offset = r.offset, error = %e, "unreadable offset record skipped")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for g in self.offsets.groups() {
+            self.groups.touch(&g);
+        }
+        Ok(())
+    }
+
     /// Configs of a topic set explicitly on it.
     pub fn topic_overrides(&self, topic: &str) -> Option<BTreeMap<String, String>> {
         self.meta.image().topic_config(topic).cloned()
+    }
+}
+
+/// Expires group members and ends timed-out rebalances.
+async fn group_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = every.tick() => broker.groups.tick(crate::metadata_store::now_ms()),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

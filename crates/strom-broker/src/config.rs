@@ -80,6 +80,7 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("listener.security.protocol.map", Kind::Str, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"),
     ("controller.listener.names", Kind::Str, ""),
     ("process.roles", Kind::Str, "broker,controller"),
+    ("offsets.topic.num.partitions", Kind::Int { min: 1 }, "50"),
     ("strom.fetch.sendfile", Kind::Bool, "true"),
 ];
 
@@ -100,6 +101,7 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: i64,
     pub log_flush_offset_checkpoint_interval_ms: i64,
     pub fetch_sendfile: bool,
+    pub offsets_topic_num_partitions: i32,
     /// Broker-level values of topic configs (topic config name → value), from the keys
     /// given explicitly (`log.retention.ms` → `retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
@@ -302,6 +304,7 @@ impl BrokerConfig {
             log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
             log_flush_offset_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms"),
             fetch_sendfile: boolean("strom.fetch.sendfile"),
+            offsets_topic_num_partitions: int("offsets.topic.num.partitions") as i32,
             topic_defaults,
             given: given.clone(),
         };

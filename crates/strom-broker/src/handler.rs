@@ -22,10 +22,18 @@ pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_topic_partitions;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod groups_admin;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 /// A handler's answer.
 pub enum Reply {
@@ -64,6 +72,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 pub fn supported(api_key: ApiKey, version: i16) -> bool {
@@ -79,8 +97,15 @@ pub fn handle(
     header: &RequestHeader,
     version: i16,
     request: Option<RequestKind>,
+    peer: &str,
 ) -> Pending {
-    let _ = header;
+    let client_id = || {
+        header
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str().to_string())
+            .unwrap_or_default()
+    };
     match request {
         None => ready(ResponseKind::ApiVersions(api_versions::unsupported())),
         Some(RequestKind::ApiVersions(_)) => {
@@ -112,6 +137,28 @@ pub fn handle(
         Some(RequestKind::DescribeLogDirs(r)) => ready(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(broker, r),
         )),
+        Some(RequestKind::FindCoordinator(r)) => find_coordinator::handle(broker, version, r),
+        Some(RequestKind::JoinGroup(r)) => {
+            join_group::handle(broker, version, r, client_id(), peer.to_string())
+        }
+        Some(RequestKind::SyncGroup(r)) => sync_group::handle(broker, r),
+        Some(RequestKind::Heartbeat(r)) => {
+            ready(ResponseKind::Heartbeat(heartbeat::handle(broker, r)))
+        }
+        Some(RequestKind::LeaveGroup(r)) => ready(ResponseKind::LeaveGroup(leave_group::handle(
+            broker, version, r,
+        ))),
+        Some(RequestKind::OffsetCommit(r)) => offset_commit::handle(broker, version, r),
+        Some(RequestKind::OffsetFetch(r)) => ready(ResponseKind::OffsetFetch(
+            offset_fetch::handle(broker, version, r),
+        )),
+        Some(RequestKind::ListGroups(r)) => {
+            ready(ResponseKind::ListGroups(groups_admin::list(broker, r)))
+        }
+        Some(RequestKind::DescribeGroups(r)) => ready(ResponseKind::DescribeGroups(
+            groups_admin::describe(broker, r),
+        )),
+        Some(RequestKind::DeleteGroups(r)) => groups_admin::delete(broker, r),
         Some(RequestKind::DescribeTopicPartitions(r)) => ready(
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r)),
         ),

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod config;
 pub mod error;
 pub mod fetch_session;
+pub mod group;
 pub mod handler;
 pub mod kafka_config_keys;
 pub mod limits;

@@ -63,6 +63,10 @@ async fn connection(
     stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let stream = Arc::new(stream);
     let (tx, rx) = mpsc::channel::<Outgoing>(INFLIGHT_PER_CONNECTION_MAX);
     let writer = tokio::spawn(write_responses(
@@ -93,7 +97,7 @@ async fn connection(
                         let correlation_id = header.correlation_id;
                         // An unknown ApiVersions version is answered in the v0 layout.
                         let version = if request.is_none() { 0 } else { version };
-                        let reply = handler::handle(&broker, &header, version, request);
+                        let reply = handler::handle(&broker, &header, version, request, &peer);
                         let out = Outgoing {
                             api_key,
                             version,

@@ -1,0 +1,165 @@
+//! Committed offsets, kept in memory and made durable as records in the internal topic
+//! `__consumer_offsets` (one partition per group, chosen as Kafka chooses it: the Java hash
+//! of the group id modulo `offsets.topic.num.partitions`). Replayed at start-up.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// One committed offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_ms: i64,
+}
+
+/// A record of `__consumer_offsets` (the record value, as JSON; the key is the group id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum OffsetRecord {
+    Commit {
+        group: String,
+        topic: String,
+        partition: i32,
+        committed: Committed,
+    },
+    DeleteOffset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    DeleteGroup {
+        group: String,
+    },
+}
+
+impl OffsetRecord {
+    pub fn group(&self) -> &str {
+        match self {
+            OffsetRecord::Commit { group, .. }
+            | OffsetRecord::DeleteOffset { group, .. }
+            | OffsetRecord::DeleteGroup { group } => group,
+        }
+    }
+}
+
+/// Java's `String.hashCode`, so groups land in the partition Kafka would put them in.
+pub fn java_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// The `__consumer_offsets` partition of a group (Kafka's `Utils.abs(hash) % n`).
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let h = java_hash(group);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+/// A group's committed offsets by (topic, partition).
+type GroupOffsets = BTreeMap<(String, i32), Committed>;
+
+#[derive(Debug, Default)]
+pub struct OffsetStore {
+    groups: Mutex<HashMap<String, GroupOffsets>>,
+}
+
+impl OffsetStore {
+    pub fn apply(&self, r: &OffsetRecord) {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        match r {
+            OffsetRecord::Commit {
+                group,
+                topic,
+                partition,
+                committed,
+            } => {
+                groups
+                    .entry(group.clone())
+                    .or_default()
+                    .insert((topic.clone(), *partition), committed.clone());
+            }
+            OffsetRecord::DeleteOffset {
+                group,
+                topic,
+                partition,
+            } => {
+                if let Some(g) = groups.get_mut(group) {
+                    g.remove(&(topic.clone(), *partition));
+                }
+            }
+            OffsetRecord::DeleteGroup { group } => {
+                groups.remove(group);
+            }
+        }
+    }
+
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups
+            .get(group)
+            .and_then(|g| g.get(&(topic.to_string(), partition)))
+            .cloned()
+    }
+
+    /// Every committed offset of a group.
+    pub fn all(&self, group: &str) -> Vec<((String, i32), Committed)> {
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups
+            .get(group)
+            .map(|g| g.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn groups(&self) -> Vec<String> {
+        self.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_match_kafkas_choice() {
+        // Java: "test-group".hashCode() == 627841412; % 50 == 12.
+        assert_eq!(java_hash("test-group"), 627841412);
+        assert_eq!(partition_for("test-group", 50), 12);
+        assert_eq!(java_hash(""), 0);
+    }
+
+    #[test]
+    fn records_apply_in_order() {
+        let s = OffsetStore::default();
+        let c = Committed {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: None,
+            commit_ms: 1,
+        };
+        s.apply(&OffsetRecord::Commit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            committed: c.clone(),
+        });
+        assert_eq!(s.get("g", "t", 0), Some(c));
+        s.apply(&OffsetRecord::DeleteOffset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+        });
+        assert_eq!(s.get("g", "t", 0), None);
+        s.apply(&OffsetRecord::DeleteGroup { group: "g".into() });
+        assert!(s.groups().is_empty());
+    }
+}

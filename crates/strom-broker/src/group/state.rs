@@ -1,0 +1,860 @@
+//! The classic group state machine, as Kafka runs it: Empty → PreparingRebalance →
+//! CompletingRebalance → Stable, and Dead once deleted.
+//!
+//! Everything happens under one lock and without I/O; the time is passed in (`now_ms`), so
+//! the machine is deterministic and testable. A JoinGroup or SyncGroup that must wait leaves
+//! a oneshot sender in its member; completing the phase answers them all.
+
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::oneshot;
+
+pub const NONE: i16 = 0;
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+pub const INVALID_GROUP_ID: i16 = 24;
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
+pub const ILLEGAL_GENERATION: i16 = 22;
+pub const NON_EMPTY_GROUP: i16 = 68;
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+pub const MEMBER_ID_REQUIRED: i16 = 79;
+pub const FENCED_INSTANCE_ID: i16 = 82;
+pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+
+/// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`, Kafka's defaults.
+pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
+pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
+/// `group.max.size` (Kafka: unlimited); a bound all the same.
+pub const MEMBERS_PER_GROUP_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl State {
+    /// The names DescribeGroups and ListGroups use.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Empty => "Empty",
+            State::PreparingRebalance => "PreparingRebalance",
+            State::CompletingRebalance => "CompletingRebalance",
+            State::Stable => "Stable",
+            State::Dead => "Dead",
+        }
+    }
+}
+
+/// The answer to a JoinGroup.
+#[derive(Debug, Clone, Default)]
+pub struct JoinReply {
+    pub error_code: i16,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// For the leader only: every member with its metadata for the chosen protocol.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+/// The answer to a SyncGroup.
+#[derive(Debug, Clone, Default)]
+pub struct SyncReply {
+    pub error_code: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug)]
+struct Member {
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout_ms: i32,
+    rebalance_timeout_ms: i32,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_heartbeat_ms: i64,
+    join_waiter: Option<oneshot::Sender<JoinReply>>,
+    sync_waiter: Option<oneshot::Sender<SyncReply>>,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// (member id, instance id, client id, host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+#[derive(Debug)]
+struct Group {
+    state: State,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet.
+    pending: Vec<String>,
+    /// When the current join phase ends at the latest.
+    rebalance_deadline_ms: i64,
+    /// For a group that was empty: the join phase does not end before this.
+    initial_delay_until_ms: i64,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            state: State::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: Vec::new(),
+            rebalance_deadline_ms: 0,
+            initial_delay_until_ms: 0,
+        }
+    }
+
+    /// The protocol every member supports that most members prefer (Kafka's vote).
+    fn select_protocol(&self) -> Option<String> {
+        let first = self.members.values().next()?;
+        let candidates: Vec<&String> = first
+            .protocols
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(p, _)| p == *n))
+            })
+            .collect();
+        let mut votes: HashMap<&String, usize> = HashMap::new();
+        for m in self.members.values() {
+            if let Some((p, _)) = m.protocols.iter().find(|(p, _)| candidates.contains(&p)) {
+                *votes.entry(p).or_default() += 1;
+            }
+        }
+        candidates
+            .into_iter()
+            .max_by_key(|c| votes.get(c).copied().unwrap_or(0))
+            .cloned()
+    }
+
+    fn supports(&self, protocols: &[(String, Bytes)]) -> bool {
+        self.members.is_empty()
+            || protocols.iter().any(|(p, _)| {
+                self.members
+                    .values()
+                    .all(|m| m.protocols.iter().any(|(q, _)| q == p))
+            })
+    }
+
+    fn prepare_rebalance(&mut self, now_ms: i64, initial_delay_ms: i64) {
+        let was_empty = self.state == State::Empty;
+        // Members waiting in SyncGroup learn of the new round.
+        for m in self.members.values_mut() {
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncReply {
+                    error_code: REBALANCE_IN_PROGRESS,
+                    ..SyncReply::default()
+                });
+            }
+        }
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0);
+        self.state = State::PreparingRebalance;
+        self.rebalance_deadline_ms = now_ms + i64::from(timeout);
+        self.initial_delay_until_ms = if was_empty {
+            now_ms + initial_delay_ms.min(i64::from(timeout))
+        } else {
+            0
+        };
+    }
+
+    fn all_joined(&self) -> bool {
+        self.members.values().all(|m| m.join_waiter.is_some())
+    }
+
+    /// Ends the join phase: members that did not rejoin leave, a new generation starts.
+    fn complete_join(&mut self) {
+        self.members.retain(|_, m| m.join_waiter.is_some());
+        self.pending.clear();
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = State::Empty;
+            self.protocol = None;
+            self.leader = None;
+            return;
+        }
+        self.protocol = self.select_protocol();
+        if self
+            .leader
+            .as_ref()
+            .is_none_or(|l| !self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.state = State::CompletingRebalance;
+        let protocol = self.protocol.clone().unwrap_or_default();
+        let all: Vec<(String, Option<String>, Bytes)> = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let meta = m
+                    .protocols
+                    .iter()
+                    .find(|(p, _)| *p == protocol)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                (id.clone(), m.instance_id.clone(), meta)
+            })
+            .collect();
+        let leader = self.leader.clone().unwrap_or_default();
+        for (id, m) in self.members.iter_mut() {
+            if let Some(w) = m.join_waiter.take() {
+                let _ = w.send(JoinReply {
+                    error_code: NONE,
+                    generation_id: self.generation,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol_name: self.protocol.clone(),
+                    leader: leader.clone(),
+                    member_id: id.clone(),
+                    members: if *id == leader {
+                        all.clone()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
+        }
+    }
+
+    fn check_join(&mut self, now_ms: i64) {
+        if self.state == State::PreparingRebalance
+            && ((self.all_joined() && now_ms >= self.initial_delay_until_ms)
+                || now_ms >= self.rebalance_deadline_ms)
+        {
+            self.complete_join();
+        }
+    }
+
+    fn remove_member(&mut self, id: &str, now_ms: i64, initial_delay_ms: i64) {
+        if let Some(m) = self.members.remove(id) {
+            if let Some(w) = m.join_waiter {
+                let _ = w.send(JoinReply {
+                    error_code: UNKNOWN_MEMBER_ID,
+                    member_id: id.to_string(),
+                    ..JoinReply::default()
+                });
+            }
+            if let Some(w) = m.sync_waiter {
+                let _ = w.send(SyncReply {
+                    error_code: UNKNOWN_MEMBER_ID,
+                    ..SyncReply::default()
+                });
+            }
+        }
+        match self.state {
+            State::Stable | State::CompletingRebalance => {
+                self.prepare_rebalance(now_ms, initial_delay_ms)
+            }
+            _ => {}
+        }
+        if self.members.is_empty() && self.state == State::PreparingRebalance {
+            self.complete_join();
+        }
+        self.check_join(now_ms);
+    }
+}
+
+/// What JoinGroup asked, already decoded.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// v4+: a new member must first get its id (MEMBER_ID_REQUIRED) and rejoin.
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct GroupCoordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    initial_delay_ms: i64,
+}
+
+impl GroupCoordinator {
+    pub fn new(initial_delay_ms: i64) -> GroupCoordinator {
+        GroupCoordinator {
+            groups: Mutex::new(HashMap::new()),
+            initial_delay_ms,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Handles a JoinGroup; the answer arrives on the returned channel (at once, or when the
+    /// join phase completes).
+    pub fn join(&self, r: JoinRequest, now_ms: i64) -> oneshot::Receiver<JoinReply> {
+        let (tx, rx) = oneshot::channel();
+        let fail = |tx: oneshot::Sender<JoinReply>, code: i16, member_id: String| {
+            let _ = tx.send(JoinReply {
+                error_code: code,
+                member_id,
+                ..JoinReply::default()
+            });
+        };
+        if r.group_id.is_empty() {
+            fail(tx, INVALID_GROUP_ID, r.member_id);
+            return rx;
+        }
+        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&r.session_timeout_ms) {
+            fail(tx, INVALID_SESSION_TIMEOUT, r.member_id);
+            return rx;
+        }
+        let mut groups = self.lock();
+        let group = groups.entry(r.group_id.clone()).or_insert_with(Group::new);
+        if group.state == State::Dead {
+            *group = Group::new();
+        }
+        if r.protocols.is_empty()
+            || (!group.members.is_empty()
+                && group.protocol_type.as_deref() != Some(r.protocol_type.as_str()))
+            || !group.supports(&r.protocols)
+        {
+            fail(tx, INCONSISTENT_GROUP_PROTOCOL, r.member_id);
+            return rx;
+        }
+        // Which member is this?
+        let static_id = r.instance_id.as_ref().and_then(|i| {
+            group
+                .members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_ref() == Some(i))
+                .map(|(id, _)| id.clone())
+        });
+        let member_id = if r.member_id.is_empty() {
+            if let Some(id) = static_id {
+                // A static member coming back: it keeps its id; a stable group with the same
+                // subscription does not rebalance for it (KIP-345).
+                let unchanged = group
+                    .members
+                    .get(&id)
+                    .is_some_and(|m| m.protocols == r.protocols);
+                if group.state == State::Stable && unchanged && group.leader.as_ref() != Some(&id) {
+                    if let Some(m) = group.members.get_mut(&id) {
+                        m.last_heartbeat_ms = now_ms;
+                        m.session_timeout_ms = r.session_timeout_ms;
+                    }
+                    let _ = tx.send(JoinReply {
+                        error_code: NONE,
+                        generation_id: group.generation,
+                        protocol_type: group.protocol_type.clone(),
+                        protocol_name: group.protocol.clone(),
+                        leader: group.leader.clone().unwrap_or_default(),
+                        member_id: id,
+                        members: Vec::new(),
+                    });
+                    return rx;
+                }
+                id
+            } else {
+                if group.members.len() + group.pending.len() >= MEMBERS_PER_GROUP_MAX {
+                    fail(tx, GROUP_MAX_SIZE_REACHED, String::new());
+                    return rx;
+                }
+                let id = format!(
+                    "{}-{}",
+                    if r.client_id.is_empty() {
+                        "member"
+                    } else {
+                        &r.client_id
+                    },
+                    uuid::Uuid::new_v4()
+                );
+                if r.require_known_member_id && r.instance_id.is_none() {
+                    group.pending.push(id.clone());
+                    fail(tx, MEMBER_ID_REQUIRED, id);
+                    return rx;
+                }
+                id
+            }
+        } else {
+            if let (Some(inst), Some(known)) = (&r.instance_id, &static_id) {
+                if *known != r.member_id {
+                    fail(tx, FENCED_INSTANCE_ID, r.member_id);
+                    return rx;
+                }
+                let _ = inst;
+            }
+            if !group.members.contains_key(&r.member_id) && !group.pending.contains(&r.member_id) {
+                fail(tx, UNKNOWN_MEMBER_ID, r.member_id);
+                return rx;
+            }
+            r.member_id.clone()
+        };
+        group.pending.retain(|p| *p != member_id);
+        let is_new = !group.members.contains_key(&member_id);
+        let changed = group
+            .members
+            .get(&member_id)
+            .is_some_and(|m| m.protocols != r.protocols);
+        let member = group
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                instance_id: r.instance_id.clone(),
+                client_id: r.client_id.clone(),
+                client_host: r.client_host.clone(),
+                session_timeout_ms: r.session_timeout_ms,
+                rebalance_timeout_ms: r.rebalance_timeout_ms,
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_heartbeat_ms: now_ms,
+                join_waiter: None,
+                sync_waiter: None,
+            });
+        member.protocols = r.protocols;
+        member.session_timeout_ms = r.session_timeout_ms;
+        member.rebalance_timeout_ms = r.rebalance_timeout_ms;
+        member.last_heartbeat_ms = now_ms;
+        if let Some(old) = member.join_waiter.replace(tx) {
+            let _ = old.send(JoinReply {
+                error_code: UNKNOWN_MEMBER_ID,
+                ..JoinReply::default()
+            });
+        }
+        group.protocol_type = Some(r.protocol_type);
+        match group.state {
+            State::Empty | State::Dead => group.prepare_rebalance(now_ms, self.initial_delay_ms),
+            State::Stable | State::CompletingRebalance => {
+                let leader_rejoins = group.leader.as_ref() == Some(&member_id);
+                if is_new || changed || leader_rejoins || group.state == State::CompletingRebalance
+                {
+                    group.prepare_rebalance(now_ms, self.initial_delay_ms);
+                } else {
+                    // A known follower rejoining a stable group unchanged: answer with the
+                    // current generation at once.
+                    if let Some(m) = group.members.get_mut(&member_id) {
+                        if let Some(w) = m.join_waiter.take() {
+                            let _ = w.send(JoinReply {
+                                error_code: NONE,
+                                generation_id: group.generation,
+                                protocol_type: group.protocol_type.clone(),
+                                protocol_name: group.protocol.clone(),
+                                leader: group.leader.clone().unwrap_or_default(),
+                                member_id: member_id.clone(),
+                                members: Vec::new(),
+                            });
+                        }
+                    }
+                }
+            }
+            State::PreparingRebalance => {}
+        }
+        group.check_join(now_ms);
+        rx
+    }
+
+    pub fn sync(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+        now_ms: i64,
+    ) -> oneshot::Receiver<SyncReply> {
+        let (tx, rx) = oneshot::channel();
+        let reply = |code: i16| SyncReply {
+            error_code: code,
+            ..SyncReply::default()
+        };
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            let _ = tx.send(reply(UNKNOWN_MEMBER_ID));
+            return rx;
+        };
+        if !group.members.contains_key(member_id) {
+            let _ = tx.send(reply(UNKNOWN_MEMBER_ID));
+            return rx;
+        }
+        if generation != group.generation {
+            let _ = tx.send(reply(ILLEGAL_GENERATION));
+            return rx;
+        }
+        match group.state {
+            State::PreparingRebalance => {
+                let _ = tx.send(reply(REBALANCE_IN_PROGRESS));
+            }
+            State::Stable => {
+                let m = &group.members[member_id];
+                let _ = tx.send(SyncReply {
+                    error_code: NONE,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol_name: group.protocol.clone(),
+                    assignment: m.assignment.clone(),
+                });
+            }
+            State::CompletingRebalance => {
+                if let Some(m) = group.members.get_mut(member_id) {
+                    m.last_heartbeat_ms = now_ms;
+                    m.sync_waiter = Some(tx);
+                }
+                if group.leader.as_deref() == Some(member_id) {
+                    let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                    for (id, m) in group.members.iter_mut() {
+                        m.assignment = given.remove(id).unwrap_or_default();
+                    }
+                    group.state = State::Stable;
+                    let (pt, pn) = (group.protocol_type.clone(), group.protocol.clone());
+                    for m in group.members.values_mut() {
+                        if let Some(w) = m.sync_waiter.take() {
+                            let _ = w.send(SyncReply {
+                                error_code: NONE,
+                                protocol_type: pt.clone(),
+                                protocol_name: pn.clone(),
+                                assignment: m.assignment.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            State::Empty | State::Dead => {
+                let _ = tx.send(reply(UNKNOWN_MEMBER_ID));
+            }
+        }
+        rx
+    }
+
+    pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str, now_ms: i64) -> i16 {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return UNKNOWN_MEMBER_ID;
+        };
+        let Some(m) = group.members.get_mut(member_id) else {
+            return UNKNOWN_MEMBER_ID;
+        };
+        m.last_heartbeat_ms = now_ms;
+        match group.state {
+            State::PreparingRebalance => REBALANCE_IN_PROGRESS,
+            _ if generation != group.generation => ILLEGAL_GENERATION,
+            State::Stable | State::CompletingRebalance => NONE,
+            State::Empty | State::Dead => UNKNOWN_MEMBER_ID,
+        }
+    }
+
+    /// LeaveGroup for one member, by member id or (static members) instance id.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now_ms: i64,
+    ) -> i16 {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return UNKNOWN_MEMBER_ID;
+        };
+        let id = if member_id.is_empty() {
+            match instance_id.and_then(|i| {
+                group
+                    .members
+                    .iter()
+                    .find(|(_, m)| m.instance_id.as_deref() == Some(i))
+            }) {
+                Some((id, _)) => id.clone(),
+                None => return UNKNOWN_MEMBER_ID,
+            }
+        } else {
+            member_id.to_string()
+        };
+        if !group.members.contains_key(&id) {
+            return UNKNOWN_MEMBER_ID;
+        }
+        group.remove_member(&id, now_ms, self.initial_delay_ms);
+        NONE
+    }
+
+    /// Time passes: expire members whose session lapsed, end join phases that timed out.
+    pub fn tick(&self, now_ms: i64) {
+        let mut groups = self.lock();
+        for group in groups.values_mut() {
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.join_waiter.is_none()
+                        && now_ms - m.last_heartbeat_ms > i64::from(m.session_timeout_ms)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(member = %id, "group member's session expired");
+                group.remove_member(&id, now_ms, self.initial_delay_ms);
+            }
+            group.check_join(now_ms);
+        }
+    }
+
+    /// Whether a commit by this member and generation is accepted (generation -1 with no
+    /// member id: a consumer outside the group protocol, allowed while the group is empty).
+    pub fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+        let groups = self.lock();
+        let Some(group) = groups.get(group_id) else {
+            return if generation < 0 {
+                NONE
+            } else {
+                ILLEGAL_GENERATION
+            };
+        };
+        if generation < 0 && member_id.is_empty() {
+            return if group.members.is_empty() {
+                NONE
+            } else {
+                ILLEGAL_GENERATION
+            };
+        }
+        if !group.members.contains_key(member_id) {
+            return UNKNOWN_MEMBER_ID;
+        }
+        if group.state == State::PreparingRebalance {
+            return REBALANCE_IN_PROGRESS;
+        }
+        if generation != group.generation {
+            return ILLEGAL_GENERATION;
+        }
+        NONE
+    }
+
+    /// Records that a group exists (it committed offsets), so it is listed as Empty.
+    pub fn touch(&self, group_id: &str) {
+        self.lock()
+            .entry(group_id.to_string())
+            .or_insert_with(Group::new);
+    }
+
+    pub fn list(&self) -> Vec<(String, &'static str, String)> {
+        let mut out: Vec<_> = self
+            .lock()
+            .iter()
+            .filter(|(_, g)| g.state != State::Dead)
+            .map(|(id, g)| {
+                (
+                    id.clone(),
+                    g.state.name(),
+                    g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.lock();
+        let g = groups.get(group_id).filter(|g| g.state != State::Dead)?;
+        let protocol = g.protocol.clone().unwrap_or_default();
+        Some(GroupDescription {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if g.state == State::Stable || g.state == State::CompletingRebalance {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| {
+                    let meta = m
+                        .protocols
+                        .iter()
+                        .find(|(p, _)| *p == protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default();
+                    (
+                        id.clone(),
+                        m.instance_id.clone(),
+                        m.client_id.clone(),
+                        m.client_host.clone(),
+                        meta,
+                        m.assignment.clone(),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// Deletes an empty group; its offsets are the caller's to drop.
+    pub fn delete(&self, group_id: &str) -> i16 {
+        let mut groups = self.lock();
+        match groups.get(group_id) {
+            None => GROUP_ID_NOT_FOUND,
+            Some(g) if g.state == State::Dead => GROUP_ID_NOT_FOUND,
+            Some(g) if !g.members.is_empty() => NON_EMPTY_GROUP,
+            Some(_) => {
+                groups.remove(group_id);
+                NONE
+            }
+        }
+    }
+
+    pub fn exists(&self, group_id: &str) -> bool {
+        self.lock()
+            .get(group_id)
+            .is_some_and(|g| g.state != State::Dead)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(c: &GroupCoordinator, member: &str, now: i64) -> oneshot::Receiver<JoinReply> {
+        c.join(
+            JoinRequest {
+                group_id: "g".into(),
+                member_id: member.into(),
+                instance_id: None,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 30_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+                require_known_member_id: true,
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn two_members_rebalance_sync_and_expire() {
+        let c = GroupCoordinator::new(0);
+        // New members first get an id.
+        let a = join(&c, "", 0).try_recv().unwrap();
+        assert_eq!(a.error_code, MEMBER_ID_REQUIRED);
+        let mut ja = join(&c, &a.member_id, 0);
+        let ja = ja.try_recv().unwrap();
+        assert_eq!((ja.error_code, ja.generation_id), (NONE, 1));
+        assert_eq!(ja.leader, a.member_id);
+        assert_eq!(ja.members.len(), 1);
+        let s = c
+            .sync(
+                "g",
+                1,
+                &a.member_id,
+                vec![(a.member_id.clone(), Bytes::from_static(b"all"))],
+                0,
+            )
+            .try_recv()
+            .unwrap();
+        assert_eq!(&s.assignment[..], b"all");
+        // A second member triggers a rebalance; the first learns from its heartbeat.
+        let b = join(&c, "", 100).try_recv().unwrap();
+        let mut jb = join(&c, &b.member_id, 100);
+        assert!(jb.try_recv().is_err(), "waits for the others to rejoin");
+        assert_eq!(
+            c.heartbeat("g", 1, &a.member_id, 100),
+            REBALANCE_IN_PROGRESS
+        );
+        let mut ja = join(&c, &a.member_id, 200);
+        let (ra, rb) = (ja.try_recv().unwrap(), jb.try_recv().unwrap());
+        assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
+        assert_eq!(ra.members.len(), 2, "the leader sees both");
+        assert!(rb.members.is_empty());
+        let mut sb = c.sync("g", 2, &b.member_id, vec![], 200);
+        assert!(sb.try_recv().is_err(), "followers wait for the leader");
+        let assign = vec![
+            (a.member_id.clone(), Bytes::from_static(b"p0")),
+            (b.member_id.clone(), Bytes::from_static(b"p1")),
+        ];
+        assert_eq!(
+            &c.sync("g", 2, &a.member_id, assign, 200)
+                .try_recv()
+                .unwrap()
+                .assignment[..],
+            b"p0"
+        );
+        assert_eq!(&sb.try_recv().unwrap().assignment[..], b"p1");
+        assert_eq!(c.heartbeat("g", 1, &a.member_id, 300), ILLEGAL_GENERATION);
+        assert_eq!(c.check_commit("g", 2, &b.member_id), NONE);
+        // b stops heartbeating: its session expires and a rebalance starts.
+        c.heartbeat("g", 2, &a.member_id, 10_000);
+        c.tick(10_500);
+        assert_eq!(c.describe("g").unwrap().state, "PreparingRebalance");
+        assert_eq!(c.heartbeat("g", 2, &b.member_id, 10_500), UNKNOWN_MEMBER_ID);
+        let ra = join(&c, &a.member_id, 10_600).try_recv().unwrap();
+        assert_eq!((ra.generation_id, ra.members.len()), (3, 1));
+        // Leaving empties the group; it can then be deleted.
+        assert_eq!(c.leave("g", &a.member_id, None, 10_700), NONE);
+        assert_eq!(c.describe("g").unwrap().state, "Empty");
+        assert_eq!(c.delete("g"), NONE);
+        assert_eq!(c.delete("g"), GROUP_ID_NOT_FOUND);
+    }
+
+    #[test]
+    fn bad_joins_get_kafkas_errors() {
+        let c = GroupCoordinator::new(0);
+        let mut r = JoinRequest {
+            group_id: String::new(),
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: String::new(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::new())],
+            require_known_member_id: false,
+        };
+        assert_eq!(
+            c.join(r.clone(), 0).try_recv().unwrap().error_code,
+            INVALID_GROUP_ID
+        );
+        r.group_id = "g".into();
+        r.session_timeout_ms = 10;
+        assert_eq!(
+            c.join(r.clone(), 0).try_recv().unwrap().error_code,
+            INVALID_SESSION_TIMEOUT
+        );
+        r.session_timeout_ms = 10_000;
+        r.member_id = "nobody".into();
+        assert_eq!(
+            c.join(r.clone(), 0).try_recv().unwrap().error_code,
+            UNKNOWN_MEMBER_ID
+        );
+        r.member_id = String::new();
+        assert_eq!(c.join(r.clone(), 0).try_recv().unwrap().error_code, NONE);
+        r.protocols = vec![("other".into(), Bytes::new())];
+        assert_eq!(
+            c.join(r, 0).try_recv().unwrap().error_code,
+            INCONSISTENT_GROUP_PROTOCOL
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! Heartbeat: keeps a member's session alive and tells it when to rejoin.
+
+use crate::broker::Broker;
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use std::sync::Arc;
+
+pub fn handle(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let mut r = HeartbeatResponse::default();
+    r.error_code = broker.groups.heartbeat(
+        req.group_id.0.as_str(),
+        req.generation_id,
+        req.member_id.as_str(),
+        crate::metadata_store::now_ms(),
+    );
+    r
+}

@@ -1,0 +1,83 @@
+//! OffsetCommit: checks the member's generation, writes the offsets to the group's
+//! `__consumer_offsets` partition, and answers once they are durable.
+
+use crate::broker::Broker;
+use crate::error::code;
+use crate::group::offsets::{Committed, OffsetRecord};
+use crate::handler::{Pending, Reply};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, ResponseKind};
+use std::sync::Arc;
+
+pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetCommitRequest) -> Pending {
+    let broker = Arc::clone(broker);
+    Box::pin(async move {
+        let group = req.group_id.0.as_str().to_string();
+        let generation = if version >= 1 {
+            req.generation_id_or_member_epoch
+        } else {
+            -1
+        };
+        let mut check = if group.is_empty() {
+            code(ResponseError::InvalidGroupId)
+        } else {
+            broker
+                .groups
+                .check_commit(&group, generation, req.member_id.as_str())
+        };
+        let now = crate::metadata_store::now_ms();
+        let mut records = Vec::new();
+        for t in &req.topics {
+            let topic = if version >= 10 {
+                broker
+                    .meta
+                    .image()
+                    .topic_by_id(&t.topic_id)
+                    .map(|x| x.name.clone())
+                    .unwrap_or_default()
+            } else {
+                t.name.0.as_str().to_string()
+            };
+            for p in &t.partitions {
+                records.push(OffsetRecord::Commit {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    committed: Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.as_str().to_string()),
+                        commit_ms: now,
+                    },
+                });
+            }
+        }
+        if check == 0 {
+            if let Err(c) = broker.persist_offsets(&group, &records).await {
+                check = c;
+            } else {
+                broker.groups.touch(&group);
+            }
+        }
+        let mut r = OffsetCommitResponse::default();
+        for t in req.topics {
+            let mut tr = OffsetCommitResponseTopic::default();
+            tr.name = t.name.clone();
+            tr.topic_id = t.topic_id;
+            for p in t.partitions {
+                let mut pr = OffsetCommitResponsePartition::default();
+                pr.partition_index = p.partition_index;
+                pr.error_code = check;
+                tr.partitions.push(pr);
+            }
+            r.topics.push(tr);
+        }
+        Reply::Message(ResponseKind::OffsetCommit(r))
+    })
+}

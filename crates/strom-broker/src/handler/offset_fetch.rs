@@ -1,0 +1,103 @@
+//! OffsetFetch: committed offsets of one group (v0–7) or several (v8+); -1 where nothing was
+//! committed.
+
+use crate::broker::Broker;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// (topic, partition) → (offset, leader epoch, metadata) for the wanted partitions, or all.
+fn lookup(
+    broker: &Broker,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> BTreeMap<String, Vec<(i32, i64, i32, String)>> {
+    let mut out: BTreeMap<String, Vec<(i32, i64, i32, String)>> = BTreeMap::new();
+    match wanted {
+        None => {
+            for ((t, p), c) in broker.offsets.all(group) {
+                out.entry(t).or_default().push((
+                    p,
+                    c.offset,
+                    c.leader_epoch,
+                    c.metadata.unwrap_or_default(),
+                ));
+            }
+        }
+        Some(topics) => {
+            for (t, parts) in topics {
+                for p in parts {
+                    let entry = match broker.offsets.get(group, &t, p) {
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata.unwrap_or_default()),
+                        None => (p, -1, -1, String::new()),
+                    };
+                    out.entry(t.clone()).or_default().push(entry);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let mut r = OffsetFetchResponse::default();
+    if version >= 8 {
+        for g in req.groups {
+            let wanted = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let mut out = OffsetFetchResponseGroup::default();
+            out.group_id = g.group_id.clone();
+            for (topic, parts) in lookup(broker, g.group_id.0.as_str(), wanted) {
+                let mut t = OffsetFetchResponseTopics::default();
+                t.name = TopicName(StrBytes::from_string(topic.clone()));
+                t.topic_id = broker
+                    .meta
+                    .image()
+                    .topics
+                    .get(&topic)
+                    .map(|x| x.topic_id)
+                    .unwrap_or_default();
+                for (p, offset, epoch, meta) in parts {
+                    let mut pr = OffsetFetchResponsePartitions::default();
+                    pr.partition_index = p;
+                    pr.committed_offset = offset;
+                    pr.committed_leader_epoch = epoch;
+                    pr.metadata = Some(StrBytes::from_string(meta));
+                    t.partitions.push(pr);
+                }
+                out.topics.push(t);
+            }
+            r.groups.push(out);
+        }
+        return r;
+    }
+    let wanted = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
+            .collect()
+    });
+    for (topic, parts) in lookup(broker, req.group_id.0.as_str(), wanted) {
+        let mut t = OffsetFetchResponseTopic::default();
+        t.name = TopicName(StrBytes::from_string(topic));
+        for (p, offset, epoch, meta) in parts {
+            let mut pr = OffsetFetchResponsePartition::default();
+            pr.partition_index = p;
+            pr.committed_offset = offset;
+            if version >= 5 {
+                pr.committed_leader_epoch = epoch;
+            }
+            pr.metadata = Some(StrBytes::from_string(meta));
+            t.partitions.push(pr);
+        }
+        r.topics.push(t);
+    }
+    r
+}

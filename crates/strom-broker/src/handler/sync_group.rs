@@ -1,0 +1,31 @@
+//! SyncGroup: the leader hands out assignments; every member gets its own once it has.
+
+use crate::broker::Broker;
+use crate::handler::{Pending, Reply};
+use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+
+pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
+    let assignments = req
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.as_str().to_string(), a.assignment.clone()))
+        .collect();
+    let rx = broker.groups.sync(
+        req.group_id.0.as_str(),
+        req.generation_id,
+        req.member_id.as_str(),
+        assignments,
+        crate::metadata_store::now_ms(),
+    );
+    Box::pin(async move {
+        let s = rx.await.unwrap_or_default();
+        let mut r = SyncGroupResponse::default();
+        r.error_code = s.error_code;
+        r.protocol_type = s.protocol_type.map(StrBytes::from_string);
+        r.protocol_name = s.protocol_name.map(StrBytes::from_string);
+        r.assignment = s.assignment;
+        Reply::Message(ResponseKind::SyncGroup(r))
+    })
+}
