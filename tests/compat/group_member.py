@@ -1,0 +1,30 @@
+"""A consumer-group member in its own process (so tests can SIGKILL it): consumes a topic in
+a group, prints each record it processed and commits after processing (at-least-once)."""
+import json
+import sys
+import time
+
+from confluent_kafka import Consumer
+
+bootstrap, group, topic, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+
+
+def on_assign(c, partitions):
+    print(json.dumps({"assigned": sorted(p.partition for p in partitions)}), flush=True)
+
+
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+              "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **extra})
+c.subscribe([topic], on_assign=on_assign)
+deadline = time.time() + seconds
+while time.time() < deadline:
+    m = c.poll(0.2)
+    if m is None or m.error():
+        continue
+    print(json.dumps({"p": m.partition(), "o": m.offset(), "v": m.value().decode()}), flush=True)
+    try:
+        c.commit(m, asynchronous=False)
+    except Exception as e:  # a commit refused during a rebalance is retried by redelivery
+        print(json.dumps({"commit_error": str(e)}), flush=True)
+c.close()
