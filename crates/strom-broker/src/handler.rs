@@ -31,6 +31,7 @@ pub mod leave_group;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
@@ -82,6 +83,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported(api_key: ApiKey, version: i16) -> bool {
@@ -159,6 +161,7 @@ pub fn handle(
             groups_admin::describe(broker, r),
         )),
         Some(RequestKind::DeleteGroups(r)) => groups_admin::delete(broker, r),
+        Some(RequestKind::OffsetDelete(r)) => offset_delete::handle(broker, r),
         Some(RequestKind::DescribeTopicPartitions(r)) => ready(
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r)),
         ),

@@ -683,3 +683,63 @@ fn incremental_fetch_sessions_send_only_partitions_with_news() {
     );
     rt.block_on(b.shutdown()).unwrap();
 }
+
+#[test]
+fn offsets_committed_outside_a_group_are_fetched_and_deleted() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    assert_eq!(create_topic(&mut c, "o", 2), 0);
+    let group = GroupId(StrBytes::from_static_str("standalone"));
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = group.clone();
+    req.generation_id_or_member_epoch = -1;
+    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+    t.name = topic_name("o");
+    for (p, off) in [(0, 7i64), (1, 9)] {
+        let mut pp = offset_commit_request::OffsetCommitRequestPartition::default();
+        pp.partition_index = p;
+        pp.committed_offset = off;
+        t.partitions.push(pp);
+    }
+    req.topics.push(t);
+    let r: OffsetCommitResponse = c.call(ApiKey::OffsetCommit, 8, &req);
+    assert!(r.topics[0].partitions.iter().all(|p| p.error_code == 0));
+    let fetch = |c: &mut Conn| -> Vec<i64> {
+        let mut f = OffsetFetchRequest::default();
+        f.group_id = group.clone();
+        let mut ft = offset_fetch_request::OffsetFetchRequestTopic::default();
+        ft.name = topic_name("o");
+        ft.partition_indexes = vec![0, 1];
+        f.topics = Some(vec![ft]);
+        let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 7, &f);
+        r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.committed_offset)
+            .collect()
+    };
+    assert_eq!(fetch(&mut c), vec![7, 9]);
+    let mut del = OffsetDeleteRequest::default();
+    del.group_id = group.clone();
+    let mut dt = offset_delete_request::OffsetDeleteRequestTopic::default();
+    dt.name = topic_name("o");
+    let mut dp = offset_delete_request::OffsetDeleteRequestPartition::default();
+    dp.partition_index = 0;
+    dt.partitions.push(dp);
+    del.topics.push(dt);
+    let r: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, 0, &del);
+    assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+    assert_eq!(fetch(&mut c), vec![-1, 9]);
+    // They survive a restart.
+    rt.block_on(b.shutdown()).unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    assert_eq!(fetch(&mut c), vec![-1, 9]);
+    let mut unknown = del.clone();
+    unknown.group_id = GroupId(StrBytes::from_static_str("nobody"));
+    let r: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, 0, &unknown);
+    assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
+    rt.block_on(b.shutdown()).unwrap();
+}

@@ -724,6 +724,29 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether a live member of the group subscribes to `topic` (consumer protocol
+    /// metadata: a version, then the subscription).
+    pub fn subscribed_to(&self, group_id: &str, topic: &str) -> bool {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::Decodable;
+        let groups = self.lock();
+        let Some(g) = groups.get(group_id) else {
+            return false;
+        };
+        g.members.values().any(|m| {
+            m.protocols.iter().any(|(_, meta)| {
+                let mut b = meta.clone();
+                if b.len() < 2 {
+                    return false;
+                }
+                let version = i16::from_be_bytes([b[0], b[1]]);
+                bytes::Buf::advance(&mut b, 2);
+                ConsumerProtocolSubscription::decode(&mut b, version.clamp(0, 3))
+                    .is_ok_and(|s| s.topics.iter().any(|t| t.as_str() == topic))
+            })
+        })
+    }
+
     pub fn exists(&self, group_id: &str) -> bool {
         self.lock()
             .get(group_id)
