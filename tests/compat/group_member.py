@@ -10,16 +10,19 @@ bootstrap, group, topic, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(
 extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
 
 
-def on_assign(c, partitions):
-    print(json.dumps({"assigned": sorted(p.partition for p in partitions)}), flush=True)
-
-
 c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
               "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **extra})
-c.subscribe([topic], on_assign=on_assign)
+c.subscribe([topic])
 deadline = time.time() + seconds
+current = None
 while time.time() < deadline:
     m = c.poll(0.2)
+    # The whole current assignment whenever it changes (with cooperative rebalancing the
+    # assign callbacks only carry increments).
+    now = sorted(p.partition for p in c.assignment())
+    if now != current and (now or current is not None):
+        current = now
+        print(json.dumps({"assigned": now}), flush=True)
     if m is None or m.error():
         continue
     print(json.dumps({"p": m.partition(), "o": m.offset(), "v": m.value().decode()}), flush=True)

@@ -208,3 +208,48 @@ def test_admin_lists_describes_and_deletes_groups(broker):
     c.close()
     a.delete_consumer_groups(["adm-group"])["adm-group"].result(30)
     assert "adm-group" not in [g.group_id for g in a.list_consumer_groups().result(30).valid]
+
+
+def test_cooperative_sticky_members_rebalance_incrementally(broker):
+    topic = topic_with(broker.bootstrap, partitions=6)
+    produce(broker.bootstrap, topic, 600)
+    group = f"coop-{uuid.uuid4().hex[:6]}"
+    coop = {"partition.assignment.strategy": "cooperative-sticky"}
+    first = Member(broker.bootstrap, group, topic, 25, coop)
+    assert wait_for(lambda: first.assigned() == list(range(6)))
+    second = Member(broker.bootstrap, group, topic, 20, coop)
+    # Incremental: the first member keeps what it is not asked to give up.
+    assert wait_for(lambda: second.assigned() and len(second.assigned()) == 3
+                    and sorted((first.assigned() or []) + second.assigned()) == list(range(6)), 40), \
+        (first.lines[-3:], second.lines[-3:])
+    first.wait()
+    second.wait()
+    assert {r["v"] for m in (first, second) for r in m.records()} == {str(i) for i in range(600)}
+
+
+def test_a_static_member_rejoins_without_a_rebalance(broker):
+    topic = topic_with(broker.bootstrap, partitions=2)
+    group = f"static-{uuid.uuid4().hex[:6]}"
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    static = {"group.instance.id": "instance-1", "session.timeout.ms": 30000}
+    other = Member(broker.bootstrap, group, topic, 30)
+    first = Member(broker.bootstrap, group, topic, 6, static)
+    assert wait_for(lambda: first.assigned() is not None and other.assigned() is not None
+                    and len(first.assigned()) + len(other.assigned()) == 2)
+    time.sleep(2)  # let the group settle
+    changes_before = len([l for l in other.lines if "assigned" in l])
+    first.proc.send_signal(signal.SIGKILL)  # gone without leaving: its session is 30 s
+    first.wait()
+    before = a.describe_consumer_groups([group])[group].result(30)
+    again = Member(broker.bootstrap, group, topic, 6, static)
+    assert wait_for(lambda: again.assigned() is not None, 20)
+    after = a.describe_consumer_groups([group])[group].result(30)
+    assert len(after.members) == 2
+    assert sorted(m.member_id for m in after.members) == sorted(m.member_id for m in before.members), \
+        "the static member kept its member id"
+    time.sleep(2)
+    other_assignments = [l["assigned"] for l in other.lines if "assigned" in l]
+    assert len(other_assignments) == changes_before, f"the other member was rebalanced: {other_assignments}"
+    again.wait()
+    other.proc.send_signal(signal.SIGTERM)
+    other.wait()
