@@ -387,6 +387,29 @@ impl Broker {
         Ok(())
     }
 
+    /// Deletes the offsets of groups empty for longer than `offsets.retention.minutes`.
+    pub async fn expire_offsets(&self, now_ms: i64) {
+        let cutoff = now_ms - self.config.offsets_retention_minutes * 60_000;
+        for group in self
+            .groups
+            .expirable(&self.offsets.newest_commits(), cutoff)
+        {
+            tracing::info!(group, "offsets expired (offsets.retention.minutes)");
+            if self
+                .persist_offsets(
+                    &group,
+                    &[OffsetRecord::DeleteGroup {
+                        group: group.clone(),
+                    }],
+                )
+                .await
+                .is_ok()
+            {
+                self.groups.forget_if_empty(&group);
+            }
+        }
+    }
+
     /// Rebuilds committed offsets (and the groups that own them) from `__consumer_offsets`.
     fn replay_offsets(&self) -> Result<(), BrokerError> {
         for p in self
@@ -432,12 +455,22 @@ impl Broker {
     }
 }
 
-/// Expires group members and ends timed-out rebalances.
+/// Expires group members and ends timed-out rebalances; every
+/// `offsets.retention.check.interval.ms`, drops the offsets of groups empty for longer than
+/// `offsets.retention.minutes`.
 async fn group_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut last_retention = crate::metadata_store::now_ms();
     loop {
         tokio::select! {
-            _ = every.tick() => broker.groups.tick(crate::metadata_store::now_ms()),
+            _ = every.tick() => {
+                let now = crate::metadata_store::now_ms();
+                broker.groups.tick(now);
+                if now - last_retention >= broker.config.offsets_retention_check_interval_ms {
+                    last_retention = now;
+                    broker.expire_offsets(now).await;
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

@@ -81,6 +81,8 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("controller.listener.names", Kind::Str, ""),
     ("process.roles", Kind::Str, "broker,controller"),
     ("offsets.topic.num.partitions", Kind::Int { min: 1 }, "50"),
+    ("offsets.retention.minutes", Kind::Int { min: 1 }, "10080"),
+    ("offsets.retention.check.interval.ms", Kind::Long { min: 1 }, "600000"),
     ("strom.fetch.sendfile", Kind::Bool, "true"),
 ];
 
@@ -102,6 +104,8 @@ pub struct BrokerConfig {
     pub log_flush_offset_checkpoint_interval_ms: i64,
     pub fetch_sendfile: bool,
     pub offsets_topic_num_partitions: i32,
+    pub offsets_retention_minutes: i64,
+    pub offsets_retention_check_interval_ms: i64,
     /// Broker-level values of topic configs (topic config name → value), from the keys
     /// given explicitly (`log.retention.ms` → `retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
@@ -305,6 +309,8 @@ impl BrokerConfig {
             log_flush_offset_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms"),
             fetch_sendfile: boolean("strom.fetch.sendfile"),
             offsets_topic_num_partitions: int("offsets.topic.num.partitions") as i32,
+            offsets_retention_minutes: int("offsets.retention.minutes"),
+            offsets_retention_check_interval_ms: int("offsets.retention.check.interval.ms"),
             topic_defaults,
             given: given.clone(),
         };

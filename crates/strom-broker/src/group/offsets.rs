@@ -115,6 +115,20 @@ impl OffsetStore {
             .unwrap_or_default()
     }
 
+    /// Each group with the time of its newest commit.
+    pub fn newest_commits(&self) -> Vec<(String, i64)> {
+        let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups
+            .iter()
+            .map(|(g, offsets)| {
+                (
+                    g.clone(),
+                    offsets.values().map(|c| c.commit_ms).max().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
     pub fn groups(&self) -> Vec<String> {
         self.groups
             .lock()

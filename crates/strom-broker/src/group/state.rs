@@ -111,6 +111,8 @@ struct Group {
     rebalance_deadline_ms: i64,
     /// For a group that was empty: the join phase does not end before this.
     initial_delay_until_ms: i64,
+    /// When the group last became empty (0: never had members here).
+    empty_since_ms: i64,
 }
 
 impl Group {
@@ -125,6 +127,7 @@ impl Group {
             pending: Vec::new(),
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
+            empty_since_ms: 0,
         }
     }
 
@@ -193,12 +196,13 @@ impl Group {
     }
 
     /// Ends the join phase: members that did not rejoin leave, a new generation starts.
-    fn complete_join(&mut self) {
+    fn complete_join(&mut self, now_ms: i64) {
         self.members.retain(|_, m| m.join_waiter.is_some());
         self.pending.clear();
         self.generation += 1;
         if self.members.is_empty() {
             self.state = State::Empty;
+            self.empty_since_ms = now_ms;
             self.protocol = None;
             self.leader = None;
             return;
@@ -251,7 +255,7 @@ impl Group {
             && ((self.all_joined() && now_ms >= self.initial_delay_until_ms)
                 || now_ms >= self.rebalance_deadline_ms)
         {
-            self.complete_join();
+            self.complete_join(now_ms);
         }
     }
 
@@ -278,7 +282,7 @@ impl Group {
             _ => {}
         }
         if self.members.is_empty() && self.state == State::PreparingRebalance {
-            self.complete_join();
+            self.complete_join(now_ms);
         }
         self.check_join(now_ms);
     }
@@ -747,6 +751,32 @@ impl GroupCoordinator {
         })
     }
 
+    /// Groups without members whose offsets are due to expire: empty since before `cutoff_ms`
+    /// (or never joined here), given each group's newest commit time.
+    pub fn expirable(&self, newest_commit_ms: &[(String, i64)], cutoff_ms: i64) -> Vec<String> {
+        let groups = self.lock();
+        newest_commit_ms
+            .iter()
+            .filter(|(g, last)| {
+                let empty_since = match groups.get(g) {
+                    Some(grp) if !grp.members.is_empty() => return false,
+                    Some(grp) => grp.empty_since_ms,
+                    None => 0,
+                };
+                (*last).max(empty_since) < cutoff_ms
+            })
+            .map(|(g, _)| g.clone())
+            .collect()
+    }
+
+    /// Forgets a group whose offsets expired (only while it has no members).
+    pub fn forget_if_empty(&self, group_id: &str) {
+        let mut groups = self.lock();
+        if groups.get(group_id).is_some_and(|g| g.members.is_empty()) {
+            groups.remove(group_id);
+        }
+    }
+
     pub fn exists(&self, group_id: &str) -> bool {
         self.lock()
             .get(group_id)
@@ -837,6 +867,16 @@ mod tests {
         // Leaving empties the group; it can then be deleted.
         assert_eq!(c.leave("g", &a.member_id, None, 10_700), NONE);
         assert_eq!(c.describe("g").unwrap().state, "Empty");
+        // Offsets expire only once the group has been empty for the retention time.
+        assert_eq!(
+            c.expirable(&[("g".into(), 5_000)], 10_700),
+            Vec::<String>::new(),
+            "empty since 10_700"
+        );
+        assert_eq!(
+            c.expirable(&[("g".into(), 5_000)], 10_701),
+            vec!["g".to_string()]
+        );
         assert_eq!(c.delete("g"), NONE);
         assert_eq!(c.delete("g"), GROUP_ID_NOT_FOUND);
     }
