@@ -87,6 +87,17 @@ struct Member {
     sync_waiter: Option<oneshot::Sender<SyncReply>>,
 }
 
+impl Member {
+    /// The member's metadata for `protocol` (empty if it does not support it).
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(p, _)| p == protocol)
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// A group as DescribeGroups shows it.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
@@ -191,6 +202,19 @@ impl Group {
         };
     }
 
+    /// A JoinGroup answer with the current generation, for a member that needs no rebalance.
+    fn current_reply(&self, member_id: &str) -> JoinReply {
+        JoinReply {
+            error_code: NONE,
+            generation_id: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol.clone(),
+            leader: self.leader.clone().unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+
     fn all_joined(&self) -> bool {
         self.members.values().all(|m| m.join_waiter.is_some())
     }
@@ -221,12 +245,7 @@ impl Group {
             .members
             .iter()
             .map(|(id, m)| {
-                let meta = m
-                    .protocols
-                    .iter()
-                    .find(|(p, _)| *p == protocol)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
+                let meta = m.metadata_for(&protocol);
                 (id.clone(), m.instance_id.clone(), meta)
             })
             .collect();
@@ -375,15 +394,7 @@ impl GroupCoordinator {
                         m.last_heartbeat_ms = now_ms;
                         m.session_timeout_ms = r.session_timeout_ms;
                     }
-                    let _ = tx.send(JoinReply {
-                        error_code: NONE,
-                        generation_id: group.generation,
-                        protocol_type: group.protocol_type.clone(),
-                        protocol_name: group.protocol.clone(),
-                        leader: group.leader.clone().unwrap_or_default(),
-                        member_id: id,
-                        members: Vec::new(),
-                    });
+                    let _ = tx.send(group.current_reply(&id));
                     return rx;
                 }
                 id
@@ -466,15 +477,7 @@ impl GroupCoordinator {
                     // current generation at once.
                     if let Some(m) = group.members.get_mut(&member_id) {
                         if let Some(w) = m.join_waiter.take() {
-                            let _ = w.send(JoinReply {
-                                error_code: NONE,
-                                generation_id: group.generation,
-                                protocol_type: group.protocol_type.clone(),
-                                protocol_name: group.protocol.clone(),
-                                leader: group.leader.clone().unwrap_or_default(),
-                                member_id: member_id.clone(),
-                                members: Vec::new(),
-                            });
+                            let _ = w.send(group.current_reply(&member_id));
                         }
                     }
                 }
@@ -695,12 +698,7 @@ impl GroupCoordinator {
                 .members
                 .iter()
                 .map(|(id, m)| {
-                    let meta = m
-                        .protocols
-                        .iter()
-                        .find(|(p, _)| *p == protocol)
-                        .map(|(_, b)| b.clone())
-                        .unwrap_or_default();
+                    let meta = m.metadata_for(&protocol);
                     (
                         id.clone(),
                         m.instance_id.clone(),
