@@ -5,6 +5,7 @@
 //! from the `kafka-protocol` crate, except the splice of file slices into Fetch responses
 //! (`response.rs`), tested byte-for-byte against the crate's encoding.
 
+pub mod authz;
 pub mod broker;
 pub mod config;
 pub mod error;

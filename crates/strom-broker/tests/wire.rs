@@ -743,3 +743,45 @@ fn offsets_committed_outside_a_group_are_fetched_and_deleted() {
     assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
     rt.block_on(b.shutdown()).unwrap();
 }
+
+#[test]
+fn compacted_topics_refuse_records_without_keys_and_ops_are_reported() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    let mut t = create_topics_request::CreatableTopic::default();
+    t.name = topic_name("compacted");
+    t.num_partitions = 1;
+    t.replication_factor = 1;
+    let mut cfg = create_topics_request::CreatableTopicConfig::default();
+    cfg.name = StrBytes::from_static_str("cleanup.policy");
+    cfg.value = Some(StrBytes::from_static_str("compact"));
+    t.configs.push(cfg);
+    let mut req = CreateTopicsRequest::default();
+    req.topics.push(t);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
+    assert_eq!(r.topics[0].error_code, 0);
+    let mut keyless = BatchBuilder::new(0);
+    keyless.push(Some(b"k"), Some(b"v"), 0);
+    keyless.push(None, Some(b"v"), 0);
+    let r = produce(&mut c, "compacted", 0, Bytes::from(keyless.build()), -1);
+    assert_eq!(r.error_code, 87, "INVALID_RECORD");
+    assert_eq!(r.record_errors[0].batch_index, 1);
+    assert_eq!(
+        produce(&mut c, "compacted", 0, batch(2, b"v"), -1).base_offset,
+        0
+    );
+
+    let mut m = MetadataRequest::default();
+    m.topics = None;
+    m.include_topic_authorized_operations = true;
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &m);
+    assert_eq!(r.topics[0].topic_authorized_operations, 0xDF8);
+    let mut d = DescribeClusterRequest::default();
+    d.include_cluster_authorized_operations = true;
+    d.endpoint_type = 1;
+    let r: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &d);
+    assert_eq!(r.cluster_authorized_operations, 0x1FA0);
+    rt.block_on(b.shutdown()).unwrap();
+}

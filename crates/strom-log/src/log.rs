@@ -744,18 +744,31 @@ impl Log {
         Ok(())
     }
 
-    /// The largest timestamp in the log and the last offset of the batch that carries it.
-    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
-        self.segments()
+    /// The largest timestamp in the log and the offset of the first record carrying it (as
+    /// Kafka 3.8+ answers ListOffsets MAX_TIMESTAMP). Inside a compressed batch the answer is
+    /// the batch's first offset.
+    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>> {
+        let start = self.log_start_offset();
+        let segments = self.segments();
+        let best = segments
             .iter()
-            .filter(|s| s.max_timestamp() >= 0)
-            .fold(None, |best: Option<TimestampOffset>, s| match best {
-                Some(b) if b.timestamp >= s.max_timestamp() => Some(b),
-                _ => Some(TimestampOffset {
-                    offset: s.offset_of_max_timestamp(),
-                    timestamp: s.max_timestamp(),
-                }),
-            })
+            .filter(|s| s.max_timestamp() >= 0 && s.next_offset() > start)
+            .fold(None::<&Arc<Segment>>, |best, s| match best {
+                Some(b) if b.max_timestamp() >= s.max_timestamp() => Some(b),
+                _ => Some(s),
+            });
+        let Some(seg) = best else { return Ok(None) };
+        let (ts, batch_last) = (seg.max_timestamp(), seg.offset_of_max_timestamp());
+        let size = seg.size();
+        match seg.locate(batch_last.max(start), size)? {
+            Some((position, h)) if h.max_timestamp == ts => {
+                self.first_record_at_or_after(seg, position, &h, ts, start)
+            }
+            _ => Ok(Some(TimestampOffset {
+                offset: batch_last,
+                timestamp: ts,
+            })),
+        }
     }
 
     /// Removes every batch that ends at or after `offset` (replication's truncation). Below

@@ -345,8 +345,16 @@ fn offset_for_timestamp_and_max_timestamp() {
     assert_eq!(at(7_004), Some((32, 8_000)), "next batch");
     assert_eq!(at(49_003), Some((199, 49_003)));
     assert_eq!(at(49_004), None);
-    let max = log.max_timestamp().unwrap();
+    let max = log.max_timestamp().unwrap().unwrap();
     assert_eq!((max.timestamp, max.offset), (49_003, 199));
+    // The record carrying the max, not the end of its batch (KAFKA-16310).
+    let mut b = strom_proto::BatchBuilder::new(100_000);
+    for ts in [100_100, 100_400, 100_250] {
+        b.push(None, Some(b"v"), ts);
+    }
+    log.append(&mut b.build()).unwrap();
+    let max = log.max_timestamp().unwrap().unwrap();
+    assert_eq!((max.timestamp, max.offset), (100_400, 201));
 }
 
 #[test]

@@ -13,7 +13,10 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClus
     r.endpoint_type = req.endpoint_type;
     r.cluster_id = StrBytes::from_string(broker.cluster_id.clone());
     r.controller_id = BrokerId(broker.node_id);
-    r.cluster_authorized_operations = i32::MIN;
+    r.cluster_authorized_operations = crate::authz::if_asked(
+        req.include_cluster_authorized_operations,
+        crate::authz::CLUSTER_OPERATIONS,
+    );
     if !matches!(req.endpoint_type, 1 | 2) {
         r.error_code = code(ResponseError::UnsupportedEndpointType);
         return r;

@@ -40,7 +40,7 @@ pub fn handle(
     for name in names.into_iter().filter(|n| *n >= cursor_topic) {
         let mut t = DescribeTopicPartitionsResponseTopic::default();
         t.name = Some(TopicName(StrBytes::from_string(name.clone())));
-        t.topic_authorized_operations = i32::MIN;
+        t.topic_authorized_operations = crate::authz::TOPIC_OPERATIONS;
         match image.topics.get(&name) {
             None => t.error_code = code(ResponseError::UnknownTopicOrPartition),
             Some(topic) => {

@@ -45,10 +45,14 @@ pub fn list(broker: &Arc<Broker>, req: ListGroupsRequest) -> ListGroupsResponse 
 
 pub fn describe(broker: &Arc<Broker>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let mut r = DescribeGroupsResponse::default();
+    let ops = crate::authz::if_asked(
+        req.include_authorized_operations,
+        crate::authz::GROUP_OPERATIONS,
+    );
     for id in req.groups {
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();
-        g.authorized_operations = i32::MIN;
+        g.authorized_operations = ops;
         match broker.groups.describe(id.0.as_str()) {
             None => g.group_state = StrBytes::from_static_str("Dead"),
             Some(d) => {

@@ -38,12 +38,14 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
                         LATEST => pr.offset = log.log_end_offset(),
                         EARLIEST | EARLIEST_LOCAL => pr.offset = log.log_start_offset(),
                         EARLIEST_PENDING_UPLOAD => {}
-                        MAX_TIMESTAMP => {
-                            if let Some(m) = log.max_timestamp() {
+                        MAX_TIMESTAMP => match log.max_timestamp() {
+                            Ok(Some(m)) => {
                                 pr.offset = m.offset;
                                 pr.timestamp = m.timestamp;
                             }
-                        }
+                            Ok(None) => {}
+                            Err(e) => pr.error_code = error::log_error(&e),
+                        },
                         ts if ts >= 0 => match log.offset_for_timestamp(ts) {
                             Ok(Some(found)) => {
                                 pr.offset = found.offset;

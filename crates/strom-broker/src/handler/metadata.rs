@@ -23,6 +23,11 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
             None => true,
             Some(t) => t.is_empty() && version == 0,
         };
+        let topic_ops = crate::authz::if_asked(
+            version >= 8 && req.include_topic_authorized_operations,
+            crate::authz::TOPIC_OPERATIONS,
+        );
+        let req_cluster_ops = req.include_cluster_authorized_operations;
         let auto_create = broker.config.auto_create_topics_enable
             && (version < 4 || req.allow_auto_topic_creation);
         let mut image = broker.meta.image();
@@ -34,7 +39,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
                     .topics
                     .values()
                     .filter(|t| !broker.is_hidden_topic(&t.name))
-                    .map(|t| topic(&image, t)),
+                    .map(|t| topic(&image, t, topic_ops)),
             );
         } else {
             for wanted in req.topics.unwrap_or_default() {
@@ -42,21 +47,21 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
                     (Some(name), _) => {
                         let name = name.0.as_str().to_string();
                         match image.topics.get(&name) {
-                            Some(t) => topic(&image, t),
+                            Some(t) => topic(&image, t, topic_ops),
                             None => {
                                 let (err, new_image) = missing(&broker, &name, auto_create).await;
                                 if let Some(img) = new_image {
                                     image = img;
                                 }
                                 match image.topics.get(&name) {
-                                    Some(t) if err == error::NONE => topic(&image, t),
+                                    Some(t) if err == error::NONE => topic(&image, t, topic_ops),
                                     _ => error_topic(Some(name), uuid::Uuid::nil(), err),
                                 }
                             }
                         }
                     }
                     (None, false) => match image.topic_by_id(&wanted.topic_id) {
-                        Some(t) => topic(&image, t),
+                        Some(t) => topic(&image, t, topic_ops),
                         None => {
                             error_topic(None, wanted.topic_id, code(ResponseError::UnknownTopicId))
                         }
@@ -83,7 +88,10 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
             .collect();
         response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
         response.controller_id = BrokerId(broker.node_id);
-        response.cluster_authorized_operations = i32::MIN;
+        response.cluster_authorized_operations = crate::authz::if_asked(
+            req_cluster_ops && (8..=10).contains(&version),
+            crate::authz::CLUSTER_OPERATIONS,
+        );
         Reply::Message(ResponseKind::Metadata(response))
     })
 }
@@ -121,12 +129,13 @@ fn error_topic(name: Option<String>, id: uuid::Uuid, error_code: i16) -> Metadat
     t.name = Some(TopicName(StrBytes::from_string(name.unwrap_or_default())));
     t.topic_id = id;
     t.error_code = error_code;
-    t.topic_authorized_operations = i32::MIN;
+    t.topic_authorized_operations = crate::authz::OMITTED;
     t
 }
 
-fn topic(_image: &MetadataImage, t: &TopicImage) -> MetadataResponseTopic {
+fn topic(_image: &MetadataImage, t: &TopicImage, ops: i32) -> MetadataResponseTopic {
     let mut out = error_topic(Some(t.name.clone()), t.topic_id, error::NONE);
+    out.topic_authorized_operations = ops;
     out.is_internal = t.name.starts_with("__");
     out.partitions = t
         .partitions

@@ -5,7 +5,9 @@ use crate::broker::Broker;
 use crate::error::{self, code};
 use crate::handler::{ready, Pending, Reply};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    self, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
@@ -44,6 +46,21 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                 (None, _) if version >= 13 => pr.error_code = code(ResponseError::UnknownTopicId),
                 (None, _) => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
                 (Some(_), None) => pr.error_code = code(ResponseError::CorruptMessage),
+                (Some(p), Some(records))
+                    if compacted(broker, &p.topic) && keyless_record(&records).is_some() =>
+                {
+                    let index = keyless_record(&records).unwrap_or(0);
+                    let message = format!(
+                        "Compacted topic cannot accept message without key in topic partition {}-{}.",
+                        p.topic, p.index
+                    );
+                    let mut e = produce_response::BatchIndexAndErrorMessage::default();
+                    e.batch_index = index;
+                    e.batch_index_error_message = Some(StrBytes::from_string(message.clone()));
+                    pr.error_code = code(ResponseError::InvalidRecord);
+                    pr.error_message = Some(StrBytes::from_string(message));
+                    pr.record_errors = vec![e];
+                }
                 (Some(p), Some(records)) => {
                     let mut bytes = records.to_vec();
                     match p.append(&mut bytes) {
@@ -107,4 +124,32 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
         }
         Reply::Message(ResponseKind::Produce(response))
     })
+}
+
+/// Whether the topic's `cleanup.policy` includes `compact`.
+fn compacted(broker: &Broker, topic: &str) -> bool {
+    let overrides = broker.topic_overrides(topic);
+    broker
+        .config
+        .topic_value("cleanup.policy", overrides.as_ref())
+        .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "compact"))
+}
+
+/// The index (within the record set) of the first record without a key, as Kafka refuses
+/// them on compacted topics. Records inside compressed batches are not looked at: Strom
+/// stores compressed batches without decompressing them.
+fn keyless_record(records: &[u8]) -> Option<i32> {
+    let mut index = 0i32;
+    for (_, batch) in strom_proto::batch::split(records).ok()? {
+        let Ok(decoded) = strom_proto::records::decode(batch) else {
+            continue;
+        };
+        for r in decoded {
+            if r.key.is_none() {
+                return Some(index);
+            }
+            index += 1;
+        }
+    }
+    None
 }
