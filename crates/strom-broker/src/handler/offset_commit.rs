@@ -58,7 +58,25 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetCommitRequest) -> P
                 });
             }
         }
-        if check == 0 {
+        // Partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION and are not stored.
+        let image = broker.meta.image();
+        let exists = |topic: &str, partition: i32| {
+            image
+                .topics
+                .get(topic)
+                .is_some_and(|t| t.partitions.contains_key(&partition))
+        };
+        let mut unknown = Vec::new();
+        records.retain(|rec| match rec {
+            OffsetRecord::Commit {
+                topic, partition, ..
+            } if !exists(topic, *partition) => {
+                unknown.push((topic.clone(), *partition));
+                false
+            }
+            _ => true,
+        });
+        if check == 0 && !records.is_empty() {
             if let Err(c) = broker.persist_offsets(&group, &records).await {
                 check = c;
             } else {
@@ -73,7 +91,12 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetCommitRequest) -> P
             for p in t.partitions {
                 let mut pr = OffsetCommitResponsePartition::default();
                 pr.partition_index = p.partition_index;
-                pr.error_code = check;
+                pr.error_code =
+                    if unknown.contains(&(t.name.0.as_str().to_string(), p.partition_index)) {
+                        code(ResponseError::UnknownTopicOrPartition)
+                    } else {
+                        check
+                    };
                 tr.partitions.push(pr);
             }
             r.topics.push(tr);

@@ -47,19 +47,24 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                 (None, _) => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
                 (Some(_), None) => pr.error_code = code(ResponseError::CorruptMessage),
                 (Some(p), Some(records))
-                    if compacted(broker, &p.topic) && keyless_record(&records).is_some() =>
+                    if compacted(broker, &p.topic) && !keyless_records(&records).is_empty() =>
                 {
-                    let index = keyless_record(&records).unwrap_or(0);
                     let message = format!(
                         "Compacted topic cannot accept message without key in topic partition {}-{}.",
                         p.topic, p.index
                     );
-                    let mut e = produce_response::BatchIndexAndErrorMessage::default();
-                    e.batch_index = index;
-                    e.batch_index_error_message = Some(StrBytes::from_string(message.clone()));
+                    pr.record_errors = keyless_records(&records)
+                        .into_iter()
+                        .map(|index| {
+                            let mut e = produce_response::BatchIndexAndErrorMessage::default();
+                            e.batch_index = index;
+                            e.batch_index_error_message =
+                                Some(StrBytes::from_string(message.clone()));
+                            e
+                        })
+                        .collect();
                     pr.error_code = code(ResponseError::InvalidRecord);
                     pr.error_message = Some(StrBytes::from_string(message));
-                    pr.record_errors = vec![e];
                 }
                 (Some(p), Some(records)) => {
                     let mut bytes = records.to_vec();
@@ -135,21 +140,22 @@ fn compacted(broker: &Broker, topic: &str) -> bool {
         .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "compact"))
 }
 
-/// The index (within the record set) of the first record without a key, as Kafka refuses
-/// them on compacted topics. Records inside compressed batches are not looked at: Strom
-/// stores compressed batches without decompressing them.
-fn keyless_record(records: &[u8]) -> Option<i32> {
+/// The indexes (within the record set) of the records without a key, as Kafka refuses them
+/// on compacted topics. Records inside compressed batches are not looked at: Strom stores
+/// compressed batches without decompressing them.
+fn keyless_records(records: &[u8]) -> Vec<i32> {
+    let mut out = Vec::new();
     let mut index = 0i32;
-    for (_, batch) in strom_proto::batch::split(records).ok()? {
+    for (_, batch) in strom_proto::batch::split(records).unwrap_or_default() {
         let Ok(decoded) = strom_proto::records::decode(batch) else {
             continue;
         };
         for r in decoded {
             if r.key.is_none() {
-                return Some(index);
+                out.push(index);
             }
             index += 1;
         }
     }
-    None
+    out
 }
