@@ -8,7 +8,6 @@ use crate::group::GroupCoordinator;
 use crate::metadata_store::{MetadataStore, METADATA_TOPIC};
 use crate::replica_manager::{log_config, ReplicaManager};
 use crate::server;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -447,11 +446,6 @@ impl Broker {
             self.groups.touch(&g);
         }
         Ok(())
-    }
-
-    /// Configs of a topic set explicitly on it.
-    pub fn topic_overrides(&self, topic: &str) -> Option<BTreeMap<String, String>> {
-        self.meta.image().topic_config(topic).cloned()
     }
 }
 

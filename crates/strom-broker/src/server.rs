@@ -93,7 +93,7 @@ async fn connection(
                 buf.advance(4);
                 let frame = buf.split_to(size).freeze();
                 match decode(frame) {
-                    Ok(Some((header, api_key, version, request))) => {
+                    Ok((header, api_key, version, request)) => {
                         let correlation_id = header.correlation_id;
                         // An unknown ApiVersions version is answered in the v0 layout.
                         let version = if request.is_none() { 0 } else { version };
@@ -108,7 +108,6 @@ async fn connection(
                             break Ok(());
                         }
                     }
-                    Ok(None) => {}
                     Err(e) => break Err(e),
                 }
                 continue;
@@ -138,13 +137,11 @@ async fn connection(
     result
 }
 
-/// Decodes a request frame. `Ok(None)`: answered without a handler (never happens today);
-/// `Err`: the connection is closed, as Kafka closes it for an unknown API key, an
+/// Decodes a request frame; the request is None only for an ApiVersions request at a
+/// version Strom does not know. `Err`: the connection is closed, as Kafka closes it for an unknown API key, an
 /// unsupported version of anything but ApiVersions, or a malformed request.
 #[allow(clippy::type_complexity)]
-pub fn decode(
-    mut frame: Bytes,
-) -> io::Result<Option<(RequestHeader, ApiKey, i16, Option<RequestKind>)>> {
+pub fn decode(mut frame: Bytes) -> io::Result<(RequestHeader, ApiKey, i16, Option<RequestKind>)> {
     let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     if frame.len() < 4 {
         return Err(bad("frame too short for a request header".into()));
@@ -167,13 +164,13 @@ pub fn decode(
         .map_err(|e| bad(format!("bad request header: {e}")))?;
     if !supported {
         if api_key == ApiKey::ApiVersions {
-            return Ok(Some((header, api_key, version, None)));
+            return Ok((header, api_key, version, None));
         }
         return Err(bad(format!("{api_key:?} v{version} is not supported")));
     }
     let request = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| bad(format!("malformed {api_key:?} v{version} request: {e}")))?;
-    Ok(Some((header, api_key, version, Some(request))))
+    Ok((header, api_key, version, Some(request)))
 }
 
 async fn write_responses(stream: Arc<TcpStream>, mut rx: mpsc::Receiver<Outgoing>, sendfile: bool) {

@@ -39,7 +39,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
                     .topics
                     .values()
                     .filter(|t| !broker.is_hidden_topic(&t.name))
-                    .map(|t| topic(&image, t, topic_ops)),
+                    .map(|t| topic(t, topic_ops)),
             );
         } else {
             for wanted in req.topics.unwrap_or_default() {
@@ -47,21 +47,21 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
                     (Some(name), _) => {
                         let name = name.0.as_str().to_string();
                         match image.topics.get(&name) {
-                            Some(t) => topic(&image, t, topic_ops),
+                            Some(t) => topic(t, topic_ops),
                             None => {
                                 let (err, new_image) = missing(&broker, &name, auto_create).await;
                                 if let Some(img) = new_image {
                                     image = img;
                                 }
                                 match image.topics.get(&name) {
-                                    Some(t) if err == error::NONE => topic(&image, t, topic_ops),
+                                    Some(t) if err == error::NONE => topic(t, topic_ops),
                                     _ => error_topic(Some(name), uuid::Uuid::nil(), err),
                                 }
                             }
                         }
                     }
                     (None, false) => match image.topic_by_id(&wanted.topic_id) {
-                        Some(t) => topic(&image, t, topic_ops),
+                        Some(t) => topic(t, topic_ops),
                         None => {
                             error_topic(None, wanted.topic_id, code(ResponseError::UnknownTopicId))
                         }
@@ -133,7 +133,7 @@ fn error_topic(name: Option<String>, id: uuid::Uuid, error_code: i16) -> Metadat
     t
 }
 
-fn topic(_image: &MetadataImage, t: &TopicImage, ops: i32) -> MetadataResponseTopic {
+fn topic(t: &TopicImage, ops: i32) -> MetadataResponseTopic {
     let mut out = error_topic(Some(t.name.clone()), t.topic_id, error::NONE);
     out.topic_authorized_operations = ops;
     out.is_internal = t.name.starts_with("__");

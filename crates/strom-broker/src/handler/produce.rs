@@ -46,27 +46,19 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                 (None, _) if version >= 13 => pr.error_code = code(ResponseError::UnknownTopicId),
                 (None, _) => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
                 (Some(_), None) => pr.error_code = code(ResponseError::CorruptMessage),
-                (Some(p), Some(records))
-                    if compacted(broker, &p.topic) && !keyless_records(&records).is_empty() =>
-                {
-                    let message = format!(
-                        "Compacted topic cannot accept message without key in topic partition {}-{}.",
-                        p.topic, p.index
-                    );
-                    pr.record_errors = keyless_records(&records)
-                        .into_iter()
-                        .map(|index| {
-                            let mut e = produce_response::BatchIndexAndErrorMessage::default();
-                            e.batch_index = index;
-                            e.batch_index_error_message =
-                                Some(StrBytes::from_string(message.clone()));
-                            e
-                        })
-                        .collect();
-                    pr.error_code = code(ResponseError::InvalidRecord);
-                    pr.error_message = Some(StrBytes::from_string(message));
-                }
                 (Some(p), Some(records)) => {
+                    // Kafka refuses records without a key on compacted topics; only those
+                    // topics pay for looking inside the batches.
+                    let keyless = if compacted(broker, &p.topic) {
+                        keyless_records(&records)
+                    } else {
+                        Vec::new()
+                    };
+                    if !keyless.is_empty() {
+                        refuse_keyless(&mut pr, &p.topic, p.index, keyless);
+                        tr.partition_responses.push(pr);
+                        continue;
+                    }
                     let mut bytes = records.to_vec();
                     match p.append(&mut bytes) {
                         Ok(a) => {
@@ -133,11 +125,35 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
 
 /// Whether the topic's `cleanup.policy` includes `compact`.
 fn compacted(broker: &Broker, topic: &str) -> bool {
-    let overrides = broker.topic_overrides(topic);
+    let image = broker.meta.image();
     broker
         .config
-        .topic_value("cleanup.policy", overrides.as_ref())
+        .topic_value("cleanup.policy", image.topic_config(topic))
         .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "compact"))
+}
+
+/// INVALID_RECORD with the index of every key-less record, as Kafka answers (librdkafka fails
+/// those records and the rest of the batch with _INVALID_DIFFERENT_RECORD).
+fn refuse_keyless(
+    pr: &mut PartitionProduceResponse,
+    topic: &str,
+    partition: i32,
+    indexes: Vec<i32>,
+) {
+    let message = format!(
+        "Compacted topic cannot accept message without key in topic partition {topic}-{partition}."
+    );
+    pr.record_errors = indexes
+        .into_iter()
+        .map(|index| {
+            let mut e = produce_response::BatchIndexAndErrorMessage::default();
+            e.batch_index = index;
+            e.batch_index_error_message = Some(StrBytes::from_string(message.clone()));
+            e
+        })
+        .collect();
+    pr.error_code = code(ResponseError::InvalidRecord);
+    pr.error_message = Some(StrBytes::from_string(message));
 }
 
 /// The indexes (within the record set) of the records without a key, as Kafka refuses them
