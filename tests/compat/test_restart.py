@@ -69,27 +69,46 @@ def test_idempotent_producer_retries_across_a_crash_are_not_duplicated(fresh_bro
     def done(err, msg):
         (errors if err else acked).append(err or msg.value())
 
-    n = 30_000
+    # The producer runs until told to stop; the crash waits for the first acknowledgements
+    # (not a fixed sleep: a slow CI machine may take seconds to the first ack), and the stop
+    # waits for acknowledgements after the restart, so the crash always lands mid-stream.
+    stop = threading.Event()
+    produced = [0]
+
     def produce():
-        for i in range(n):
-            while True:
-                try:
-                    p.produce("idem", key=str(i % 50), value=f"{i}", on_delivery=done)
-                    break
-                except BufferError:
-                    p.poll(0.05)
+        i = 0
+        while not stop.is_set():
+            try:
+                p.produce("idem", key=str(i % 50), value=f"{i}", on_delivery=done)
+                i += 1
+            except BufferError:
+                p.poll(0.05)
+                continue
             p.poll(0)
             if i % 200 == 0:
-                time.sleep(0.01)  # ~3 s of producing, so the crash lands mid-stream
+                time.sleep(0.01)
+        produced[0] = i
         p.flush(120)
+
+    def wait_for_acks(at_least, timeout=60):
+        deadline = time.time() + timeout
+        while len(acked) < at_least and time.time() < deadline and not errors:
+            time.sleep(0.02)
+        assert len(acked) >= at_least, f"{len(acked)} acknowledged, wanted {at_least}"
+
     t = threading.Thread(target=produce)
     t.start()
-    time.sleep(1.0)
-    b.stop(signal.SIGKILL)  # batches in flight are retried by the producer
-    acked_at_crash = len(acked)
-    time.sleep(0.5)
-    b.start()
-    t.join(180)
+    try:
+        wait_for_acks(500)
+        b.stop(signal.SIGKILL)  # batches in flight are retried by the producer
+        acked_at_crash = len(acked)
+        time.sleep(0.5)
+        b.start()
+        wait_for_acks(acked_at_crash + 2000)
+    finally:
+        stop.set()
+        t.join(180)
+    n = produced[0]
     assert not errors, errors[:3]
     assert 0 < acked_at_crash < n, "the crash happened mid-stream"
     assert len(acked) == n
