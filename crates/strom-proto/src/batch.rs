@@ -60,6 +60,31 @@ pub enum Compression {
     Zstd,
 }
 
+impl Compression {
+    /// The attributes bits that mark this codec.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    /// Kafka's `compression.type` names (`none`, `gzip`, `snappy`, `lz4`, `zstd`).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        Some(match name {
+            "none" | "uncompressed" => Compression::None,
+            "gzip" => Compression::Gzip,
+            "snappy" => Compression::Snappy,
+            "lz4" => Compression::Lz4,
+            "zstd" => Compression::Zstd,
+            _ => return None,
+        })
+    }
+}
+
 /// Which clock the batch's timestamps come from (attributes bit 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimestampType {

@@ -1,10 +1,11 @@
-//! Builds uncompressed v2 record batches: what a producer sends. Used by Strom's own client
+//! Builds v2 record batches (uncompressed or compressed): what a producer sends. Used by Strom's own client
 //! and by tests that need real batches.
 
-use crate::batch::{self, HEADER_BYTES, MAGIC_V2};
+use crate::batch::{self, Compression, HEADER_BYTES, MAGIC_V2};
+use crate::compression::{self, CompressionError};
 use crate::varint;
 
-/// Accumulates records and encodes them as one uncompressed v2 batch with base offset 0.
+/// Accumulates records and encodes them as one v2 batch with base offset 0.
 #[derive(Debug, Clone)]
 pub struct BatchBuilder {
     base_timestamp: i64,
@@ -81,13 +82,27 @@ impl BatchBuilder {
     }
 
     pub fn build(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.size());
+        self.encode(0, &self.records)
+    }
+
+    /// Builds the batch with its records section compressed by `codec`.
+    pub fn build_compressed(&self, codec: Compression) -> Result<Vec<u8>, CompressionError> {
+        if codec == Compression::None {
+            return Ok(self.build());
+        }
+        let packed = compression::compress(codec, &self.records)?;
+        Ok(self.encode(codec.attribute_bits(), &packed))
+    }
+
+    fn encode(&self, attributes: i16, records: &[u8]) -> Vec<u8> {
+        let size = HEADER_BYTES + records.len();
+        let mut out = Vec::with_capacity(size);
         out.extend_from_slice(&0i64.to_be_bytes());
-        out.extend_from_slice(&((self.size() - batch::LOG_OVERHEAD_BYTES) as i32).to_be_bytes());
+        out.extend_from_slice(&((size - batch::LOG_OVERHEAD_BYTES) as i32).to_be_bytes());
         out.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
         out.push(MAGIC_V2 as u8);
         out.extend_from_slice(&0u32.to_be_bytes()); // crc, filled in below
-        out.extend_from_slice(&0i16.to_be_bytes()); // attributes: no compression, CreateTime
+        out.extend_from_slice(&attributes.to_be_bytes()); // compression; CreateTime
         out.extend_from_slice(&(self.count - 1).max(0).to_be_bytes());
         out.extend_from_slice(&self.base_timestamp.to_be_bytes());
         out.extend_from_slice(&self.max_timestamp.to_be_bytes());
@@ -95,7 +110,7 @@ impl BatchBuilder {
         out.extend_from_slice(&self.producer_epoch.to_be_bytes());
         out.extend_from_slice(&self.base_sequence.to_be_bytes());
         out.extend_from_slice(&self.count.to_be_bytes());
-        out.extend_from_slice(&self.records);
+        out.extend_from_slice(records);
         let crc = batch::crc(&out);
         if let Some(field) = out.get_mut(17..21) {
             field.copy_from_slice(&crc.to_be_bytes());

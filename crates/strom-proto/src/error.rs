@@ -18,4 +18,6 @@ pub enum BatchError {
     InvalidField(&'static str),
     #[error("records are compressed")]
     Compressed,
+    #[error("records cannot be decompressed: {0}")]
+    Decompress(String),
 }

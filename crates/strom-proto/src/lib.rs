@@ -1,5 +1,6 @@
 //! The I/O-free pieces that Strom's log, broker and client share beyond the `kafka-protocol`
-//! crate: record-batch header access and validation, and building batches.
+//! crate: record-batch header access and validation, building batches, compression codecs and
+//! Kafka's murmur2 key partitioning.
 //!
 //! Architecture invariant: this crate does no I/O and depends on no other Strom crate.
 
@@ -8,7 +9,9 @@
 
 pub mod batch;
 pub mod builder;
+pub mod compression;
 pub mod error;
+pub mod murmur2;
 pub mod records;
 pub mod varint;
 

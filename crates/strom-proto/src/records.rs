@@ -2,6 +2,7 @@
 //! the places that must look inside (timestamp lookups, compaction, tests).
 
 use crate::batch::{BatchHeader, Compression, HEADER_BYTES};
+use crate::compression;
 use crate::error::BatchError;
 use crate::varint;
 
@@ -21,12 +22,39 @@ pub fn decode(batch: &[u8]) -> Result<Vec<Record<'_>>, BatchError> {
     if header.compression() != Compression::None {
         return Err(BatchError::Compressed);
     }
-    let mut buf = batch
+    decode_section(&header, body(&header, batch)?)
+}
+
+/// Decodes every record of a validated batch, compressed or not; a compressed batch's records
+/// are decompressed into `scratch` (at most `max_bytes` of them) and borrow from it.
+pub fn decode_any<'a>(
+    batch: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+    max_bytes: usize,
+) -> Result<Vec<Record<'a>>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let section = body(&header, batch)?;
+    if header.compression() == Compression::None {
+        return decode_section(&header, section);
+    }
+    *scratch = compression::decompress(header.compression(), section, max_bytes)
+        .map_err(|e| BatchError::Decompress(e.to_string()))?;
+    decode_section(&header, scratch)
+}
+
+fn body<'a>(header: &BatchHeader, batch: &'a [u8]) -> Result<&'a [u8], BatchError> {
+    batch
         .get(HEADER_BYTES..header.size())
         .ok_or(BatchError::Truncated {
             needed: header.size(),
             have: batch.len(),
-        })?;
+        })
+}
+
+fn decode_section<'a>(
+    header: &BatchHeader,
+    mut buf: &'a [u8],
+) -> Result<Vec<Record<'a>>, BatchError> {
     let mut out = Vec::with_capacity(header.record_count.clamp(0, 1 << 16) as usize);
     for _ in 0..header.record_count {
         let len = usize::try_from(varint::get_varint(&mut buf)?)
