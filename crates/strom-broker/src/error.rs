@@ -26,6 +26,7 @@ pub fn log_error(e: &LogError) -> Code {
         LogError::Offline { .. }
         | LogError::Io { .. }
         | LogError::Corrupt { .. }
+        | LogError::Uncleanable { .. }
         | LogError::Closed => code(ResponseError::KafkaStorageError),
     }
 }

@@ -163,6 +163,15 @@ pub fn log_config(
     };
     let long = |k: &str, d: i64| value(k).trim().parse::<i64>().unwrap_or(d);
     let d = LogConfig::default();
+    let policy = value("cleanup.policy").to_ascii_lowercase();
+    let policies: Vec<&str> = policy.split(',').map(str::trim).collect();
+    // An empty list neither deletes nor compacts: the log keeps everything.
+    let ratio = value("min.cleanable.dirty.ratio")
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .unwrap_or(d.min_cleanable_dirty_ratio);
     LogConfig {
         segment_bytes: long("segment.bytes", d.segment_bytes as i64).max(14) as u64,
         segment_ms: long("segment.ms", d.segment_ms),
@@ -179,6 +188,12 @@ pub fn log_config(
         } else {
             TimestampType::CreateTime
         },
+        cleanup_policy_delete: policies.contains(&"delete"),
+        cleanup_policy_compact: policies.contains(&"compact"),
+        min_cleanable_dirty_ratio: ratio,
+        delete_retention_ms: long("delete.retention.ms", d.delete_retention_ms).max(0),
+        min_compaction_lag_ms: long("min.compaction.lag.ms", 0).max(0),
+        max_compaction_lag_ms: long("max.compaction.lag.ms", i64::MAX).max(1),
     }
 }
 

@@ -5,7 +5,7 @@ use strom_proto::TimestampType;
 
 /// A partition log's configuration. Field names are Kafka's topic config names with dots
 /// replaced by underscores; defaults are Kafka's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would grow past this.
     pub segment_bytes: u64,
@@ -27,6 +27,21 @@ pub struct LogConfig {
     pub max_message_bytes: u64,
     /// `message.timestamp.type`: `LogAppendTime` stamps every batch with the broker's clock.
     pub message_timestamp_type: TimestampType,
+    /// `cleanup.policy` contains `delete`: `retention.ms` and `retention.bytes` apply.
+    pub cleanup_policy_delete: bool,
+    /// `cleanup.policy` contains `compact`: the cleaner keeps the latest record per key.
+    pub cleanup_policy_compact: bool,
+    /// `min.cleanable.dirty.ratio`: the cleaner takes a log once the not-yet-cleaned part of
+    /// its closed segments is more than this fraction of them.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `delete.retention.ms`: how long a tombstone stays readable after the cleaning that
+    /// first saw it, so that a consumer reading the log from the start sees the delete.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: a segment whose newest record is younger is not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record older than this makes its log cleanable whatever
+    /// the dirty ratio, and the active segment of a compacted log rolls by then.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -42,6 +57,12 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
+            cleanup_policy_delete: true,
+            cleanup_policy_compact: false,
+            min_cleanable_dirty_ratio: 0.5,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }
@@ -68,6 +89,26 @@ impl LogConfig {
         if self.flush_messages < 1 || self.flush_ms < 0 {
             return Err("flush.messages must be at least 1 and flush.ms at least 0".into());
         }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return Err("min.cleanable.dirty.ratio must be in [0, 1]".into());
+        }
+        if self.delete_retention_ms < 0 || self.min_compaction_lag_ms < 0 {
+            return Err("delete.retention.ms and min.compaction.lag.ms must be 0 or more".into());
+        }
+        if self.max_compaction_lag_ms < 1 {
+            return Err("max.compaction.lag.ms must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The age at which the active segment rolls: `segment.ms`, or sooner for a compacted
+    /// log with a `max.compaction.lag.ms` (only closed segments are cleaned, so a record can
+    /// only meet its deadline once its segment is closed), as Kafka's `maxSegmentMs`.
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_policy_compact {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
+        }
     }
 }

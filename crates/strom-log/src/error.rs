@@ -36,6 +36,10 @@ pub enum LogError {
         position: u64,
         reason: String,
     },
+    /// The cleaner cannot clean this log (a batch too large to buffer); the log itself is
+    /// fine and stays as it is.
+    #[error("{} cannot be cleaned: {reason}", path.display())]
+    Uncleanable { path: PathBuf, reason: String },
     #[error("the log dir is closed")]
     Closed,
     #[error("invalid config: {0}")]

@@ -8,6 +8,7 @@
 //! the timestamp and CRC) rewritten in place.
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod log_dir;
 pub mod segment;
 pub mod testing;
 
+pub use cleaner::{CleanOptions, CleanReport, Cleanable, CleanerOptions};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LogConfig;
 pub use error::{LogError, Result};

@@ -17,5 +17,25 @@ pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
 /// Smallest `segment.bytes` Kafka accepts (LegacyRecord.RECORD_OVERHEAD_V0 + 1 batch header).
 pub const SEGMENT_BYTES_MIN: u64 = 14;
 
+/// The cleaner reads segments in chunks of this size (Kafka's `log.cleaner.io.buffer.size`
+/// is 512 KiB per buffer).
+pub const CLEAN_READ_BUFFER_BYTES: usize = 1 << 20;
+/// The cleaner writes a cleaned segment in chunks of this size.
+pub const CLEAN_WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// The largest batch the cleaner reads into memory; a log holding a larger one is left
+/// uncleaned (Kafka's cleaner likewise gives up on such a log) rather than buffered whole.
+pub const CLEAN_BATCH_BYTES_MAX: usize = 64 << 20;
+/// The most a compressed batch may decompress to in the cleaner; a batch that would pass it
+/// is kept as it is (never loses data, only leaves superseded records in place).
+pub const CLEAN_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+/// Bytes the cleaner's key map counts per entry, as Kafka's `SkimpyOffsetMap` (a 16-byte
+/// key hash and an 8-byte offset): `log.cleaner.dedupe.buffer.size` over this, at Kafka's
+/// 0.9 load factor, bounds the keys one clean can deduplicate.
+pub const DEDUPE_ENTRY_BYTES: u64 = 24;
+/// Smallest `log.cleaner.dedupe.buffer.size` accepted: room for one large batch of keys.
+pub const DEDUPE_BUFFER_BYTES_MIN: u64 = 1 << 20;
+
 const _: () = assert!(FLUSH_BATCH_MAX <= FLUSH_QUEUE_MAX);
+const _: () = assert!(CLEAN_READ_BUFFER_BYTES >= strom_proto::batch::HEADER_BYTES);
+const _: () = assert!(CLEAN_BATCH_BYTES_MAX >= CLEAN_READ_BUFFER_BYTES);
 const _: () = assert!(SCAN_BUFFER_BYTES >= strom_proto::batch::HEADER_BYTES);

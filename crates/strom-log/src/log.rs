@@ -11,6 +11,7 @@
 //! `recovery_point <= log_end_offset`; segments are sorted by base offset and only the last
 //! takes appends.
 
+use crate::cleaner::{self, CleanOptions, CleanReport, Cleanable, SwapStep};
 use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::error::{io_err, LogError, Result};
@@ -83,11 +84,17 @@ pub struct Log {
     flush_tx: SyncSender<Request>,
     dir_shared: Weak<DirShared>,
     writer: Mutex<Writer>,
+    /// Held by whatever removes or replaces closed segments (retention, DeleteRecords,
+    /// truncation, the cleaner's swap, deletion), so they never race one another over segment
+    /// files by name; taken before `writer`. Appends and reads never take it.
+    segment_ops: Mutex<()>,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     durable_offset: AtomicI64,
     recovery_point: AtomicI64,
+    /// The cleaner checkpoint: where the not-yet-cleaned part starts; -1 before any clean.
+    cleaner_checkpoint: AtomicI64,
     unflushed_records: AtomicI64,
     /// fsyncs of the active segment so far: shows how many waiters share one.
     flush_count: AtomicI64,
@@ -115,17 +122,19 @@ pub(crate) struct OpenParams {
     pub clean: bool,
     pub recovery_point: i64,
     pub log_start_offset: i64,
+    pub cleaner_checkpoint: i64,
 }
 
 impl Log {
     /// Opens the log in `p.dir`, recovering whatever a crash left behind.
     pub(crate) fn open(p: OpenParams) -> Result<Arc<Log>> {
+        let mut report = RecoveryReport::default();
+        recover_swaps(&p.dir, &p.config, &mut report)?;
         let mut bases = list_segments(&p.dir)?;
         let fresh = bases.is_empty();
         if fresh {
             bases.push(p.log_start_offset.max(0));
         }
-        let mut report = RecoveryReport::default();
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len());
         let interval = p.config.index_interval_bytes;
         let index_bytes = p.config.segment_index_bytes;
@@ -215,11 +224,13 @@ impl Log {
                 rolling_base_timestamp,
                 created_ms: now,
             }),
+            segment_ops: Mutex::new(()),
             segments: RwLock::new(Arc::new(segments)),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             durable_offset: AtomicI64::new(recovery_point),
             recovery_point: AtomicI64::new(recovery_point),
+            cleaner_checkpoint: AtomicI64::new(p.cleaner_checkpoint),
             unflushed_records: AtomicI64::new(0),
             flush_count: AtomicI64::new(0),
             last_flush_ms: AtomicI64::new(now),
@@ -292,6 +303,133 @@ impl Log {
 
     fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
         Arc::clone(&self.segments.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A snapshot of the segment list, the active segment last.
+    pub(crate) fn segment_list(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.segments()
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Takes the dir offline if `e` is an I/O failure (fail-stop); returns `e`.
+    pub(crate) fn fail(&self, e: LogError) -> LogError {
+        self.health.fail(e)
+    }
+
+    /// Where the part of the log not yet cleaned starts (Kafka's cleaner checkpoint); -1
+    /// before the first clean.
+    pub fn cleaner_checkpoint(&self) -> i64 {
+        self.cleaner_checkpoint.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_cleaner_checkpoint(&self, offset: i64) {
+        self.cleaner_checkpoint.store(offset, Ordering::Release);
+    }
+
+    /// How dirty the log is now, as the cleaner thread measures it.
+    pub fn cleanable(&self) -> Result<Cleanable> {
+        cleaner::measure(self, &self.segments(), self.clock.now_ms())
+    }
+
+    /// Compacts the closed segments now, whatever the dirty ratio (the cleaner thread waits
+    /// for `min.cleanable.dirty.ratio`): keeps the latest record per key, drops tombstones
+    /// past their delete horizon. Reads and appends go on meanwhile. The checkpoint files are
+    /// written afterwards, so the cleaner checkpoint survives a restart.
+    pub fn clean(&self, options: &CleanOptions) -> Result<CleanReport> {
+        self.check_writable()?;
+        let report = cleaner::clean(self, options, &AtomicBool::new(false))?;
+        self.after_clean(&report)?;
+        Ok(report)
+    }
+
+    pub(crate) fn after_clean(&self, report: &CleanReport) -> Result<()> {
+        if report.segments_before > 0 && !report.interrupted {
+            if let Some(shared) = self.dir_shared.upgrade() {
+                shared.write_checkpoints()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces `old` (consecutive closed segments) by `new`, whose files are `.swap` files
+    /// already synced and committed by a directory sync. Returns false, undoing nothing that
+    /// matters, when `old` is no longer in the log (truncated or deleted meanwhile).
+    ///
+    /// Order, so that a crash at any point leaves either the old segments or the new one
+    /// (recovery, `recover_swaps`, finishes a swap whose `.log.swap` file exists):
+    /// old files renamed to `.deleted`, directory synced; `.swap` renamed to the final names
+    /// (log file last) and the list published; directory synced; `.deleted` files removed.
+    /// Appends are held up only for the publication; readers keep the old files open (and
+    /// readable, unlinked or not) for as long as they hold their slices.
+    pub(crate) fn swap_in(
+        &self,
+        old: &[Arc<Segment>],
+        mut new: Segment,
+        stop_after: Option<SwapStep>,
+    ) -> Result<bool> {
+        let _ops = lock(&self.segment_ops);
+        let base = new.base_offset;
+        let current = self.segments();
+        let intact = match old.first() {
+            Some(first) => current
+                .iter()
+                .position(|s| Arc::ptr_eq(s, first))
+                .is_some_and(|at| {
+                    at + old.len() < current.len()
+                        && old
+                            .iter()
+                            .zip(current.iter().skip(at))
+                            .all(|(a, b)| Arc::ptr_eq(a, b))
+                }),
+            None => false,
+        };
+        if !intact || self.is_deleted() {
+            drop(new);
+            segment::remove_stage(&self.dir, base, Some(segment::SWAP))?;
+            return Ok(false);
+        }
+        for s in old {
+            segment::rename_stage(&self.dir, s.base_offset, None, Some(segment::DELETED))?;
+        }
+        sync_dir(&self.dir)?;
+        if stop_after == Some(SwapStep::Deleted) {
+            return Ok(false);
+        }
+        segment::rename_stage(&self.dir, base, Some(segment::SWAP), None)?;
+        new.set_path(segment::file_path(&self.dir, base, segment::LOG_SUFFIX));
+        let new = Arc::new(new);
+        {
+            let _w = lock(&self.writer);
+            let current = self.segments();
+            let mut list: Vec<Arc<Segment>> = Vec::with_capacity(current.len());
+            let mut placed = false;
+            for s in current.iter() {
+                if old.iter().any(|o| Arc::ptr_eq(o, s)) {
+                    if !placed {
+                        list.push(Arc::clone(&new));
+                        placed = true;
+                    }
+                } else {
+                    list.push(Arc::clone(s));
+                }
+            }
+            self.publish_segments(list);
+        }
+        sync_dir(&self.dir)?;
+        if stop_after == Some(SwapStep::Renamed) {
+            return Ok(false);
+        }
+        for s in old {
+            segment::remove_stage(&self.dir, s.base_offset, Some(segment::DELETED))?;
+        }
+        Ok(true)
     }
 
     fn publish_segments(&self, segments: Vec<Arc<Segment>>) {
@@ -409,7 +547,7 @@ impl Log {
             !active.can_hold_offset(last_offset)
         } else {
             active.size() + bytes > config.segment_bytes
-                || waited_ms > config.segment_ms
+                || waited_ms > config.roll_ms()
                 || active.offset_index.is_full()
                 || active.time_index.is_full()
                 || !active.can_hold_offset(last_offset)
@@ -775,6 +913,7 @@ impl Log {
     /// the log start offset, the log is emptied and restarts at `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
         self.check_writable()?;
+        let _ops = lock(&self.segment_ops);
         let mut w = lock(&self.writer);
         if offset >= self.log_end_offset() {
             return Ok(());
@@ -865,18 +1004,23 @@ impl Log {
     }
 
     /// Applies `retention.ms` and `retention.bytes` to closed segments, oldest first; the
-    /// active segment is never deleted. Returns how many segments went.
+    /// active segment is never deleted. Only a log whose `cleanup.policy` includes `delete`
+    /// loses data this way; any log drops the closed segments wholly below its log start
+    /// offset (DeleteRecords), as Kafka does for compacted logs too. Returns how many
+    /// segments went.
     pub fn apply_retention(&self) -> Result<usize> {
         let config = self.config();
         let now = self.clock.now_ms();
         let start = self.log_start_offset();
-        let mut excess = if config.retention_bytes >= 0 {
+        let delete = config.cleanup_policy_delete;
+        let mut excess = if delete && config.retention_bytes >= 0 {
             self.size_bytes() as i64 - config.retention_bytes
         } else {
             i64::MIN
         };
         self.delete_segments(|seg, next_base| {
-            let expired = config.retention_ms >= 0
+            let expired = delete
+                && config.retention_ms >= 0
                 && seg.max_timestamp() >= 0
                 && now - seg.max_timestamp() > config.retention_ms;
             let over_size = excess >= seg.size() as i64;
@@ -892,6 +1036,7 @@ impl Log {
 
     /// Deletes closed segments from the oldest while `doomed(segment, next base)` holds.
     fn delete_segments(&self, mut doomed: impl FnMut(&Segment, i64) -> bool) -> Result<usize> {
+        let _ops = lock(&self.segment_ops);
         let gone = {
             let _w = lock(&self.writer);
             let segments = self.segments();
@@ -922,6 +1067,7 @@ impl Log {
 
     /// Marks the log deleted: later appends fail with `NotFound`.
     pub(crate) fn mark_deleted(&self) {
+        let _ops = lock(&self.segment_ops);
         let _w = lock(&self.writer);
         self.deleted.store(true, Ordering::Release);
     }
@@ -933,6 +1079,96 @@ fn check_trusted(seg: &Segment) -> Result<(), String> {
     seg.offset_index.check(seg.size())?;
     seg.summarize_tail()?;
     seg.time_index.check(seg.next_offset() - seg.base_offset)
+}
+
+/// Finishes or rolls back what a crash left of a cleaner's swap (see `Log::swap_in`), before
+/// the segments are listed:
+/// - `.cleaned` files are an unfinished clean: removed.
+/// - `<B>.log.swap` is a committed clean of the segments in `[B, its end)`: those still
+///   under their names are renamed to `.deleted`, then the `.swap` files take the final
+///   names (indexes rebuilt). A `.swap` log found damaged while `<B>.log` is still there
+///   is rolled back instead (removed).
+/// - `.deleted` files are the replaced segments of a finished swap: removed; so are `.swap`
+///   index files without their log file.
+fn recover_swaps(dir: &Path, config: &LogConfig, report: &mut RecoveryReport) -> Result<()> {
+    let mut swaps: Vec<i64> = Vec::new();
+    let mut logs: Vec<i64> = Vec::new();
+    let mut removals: Vec<PathBuf> = Vec::new();
+    let mut stray_swaps: Vec<PathBuf> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let mut parts = name.splitn(3, '.');
+        let (Some(stem), Some(suffix), stage) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(base) = stem.parse::<i64>() else {
+            continue;
+        };
+        if stem.len() != 20 || !segment::SUFFIXES.contains(&suffix) {
+            continue;
+        }
+        match (suffix, stage) {
+            (segment::LOG_SUFFIX, None) => logs.push(base),
+            (segment::LOG_SUFFIX, Some(segment::SWAP)) => swaps.push(base),
+            (_, Some(segment::SWAP)) => stray_swaps.push(entry.path()),
+            (_, Some(segment::CLEANED | segment::DELETED)) => removals.push(entry.path()),
+            _ => {}
+        }
+    }
+    if swaps.is_empty() && removals.is_empty() && stray_swaps.is_empty() {
+        return Ok(());
+    }
+    swaps.sort_unstable();
+    logs.sort_unstable();
+    for &base in &swaps {
+        let seg = Segment::open_staged(
+            dir,
+            base,
+            config.segment_index_bytes,
+            true,
+            Some(segment::SWAP),
+        )?;
+        let damage = seg.rebuild(true, config.index_interval_bytes)?;
+        let end = seg.next_offset();
+        if damage.is_some() && logs.binary_search(&base).is_ok() {
+            report.damage.push(format!(
+                "{}: damaged; the clean it came from was rolled back",
+                seg.path().display()
+            ));
+            drop(seg);
+            segment::remove_stage(dir, base, Some(segment::SWAP))?;
+            continue;
+        }
+        seg.close()?;
+        seg.sync_all()?;
+        drop(seg);
+        for &old in logs.iter().filter(|&&o| o >= base && o < end.max(base + 1)) {
+            segment::rename_stage(dir, old, None, Some(segment::DELETED))?;
+            removals.extend(
+                segment::SUFFIXES
+                    .iter()
+                    .map(|s| segment::staged_path(dir, old, s, Some(segment::DELETED))),
+            );
+        }
+        sync_dir(dir)?;
+        segment::rename_stage(dir, base, Some(segment::SWAP), None)?;
+        stray_swaps.retain(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{base:020}.")))
+        });
+        tracing::warn!(dir = %dir.display(), base, "finished a cleaner swap interrupted by a crash");
+    }
+    for p in removals.iter().chain(stray_swaps.iter()) {
+        match fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(p)(e)),
+        }
+    }
+    sync_dir(dir)
 }
 
 /// Base offsets of the segments in `dir`, sorted; stray index files are removed.

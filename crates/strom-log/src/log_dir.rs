@@ -5,7 +5,8 @@
 //! later operation on any of its logs gets `LogError::Offline` until the process restarts,
 //! because what reached the disk after a failed fsync is unknown.
 
-use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
+use crate::checkpoint::{self, CLEANER_FILE, LOG_START_FILE, RECOVERY_POINT_FILE};
+use crate::cleaner::{self, CleanerOptions};
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::{io_err, LogError, Result};
@@ -105,8 +106,14 @@ impl DirShared {
             .iter()
             .map(|l| (l.name().to_string(), l.log_start_offset()))
             .collect();
+        let cleaned: BTreeMap<String, i64> = logs
+            .iter()
+            .filter(|l| l.cleaner_checkpoint() >= 0)
+            .map(|l| (l.name().to_string(), l.cleaner_checkpoint()))
+            .collect();
         checkpoint::write(&self.path.join(RECOVERY_POINT_FILE), &recovery)
             .and_then(|()| checkpoint::write(&self.path.join(LOG_START_FILE), &starts))
+            .and_then(|()| checkpoint::write(&self.path.join(CLEANER_FILE), &cleaned))
             .map_err(|e| self.health.fail(e))
     }
 }
@@ -137,8 +144,17 @@ pub struct LogDir {
     shared: Arc<DirShared>,
     flush_tx: SyncSender<Request>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    cleaner: Mutex<Option<CleanerThread>>,
     /// Whether the previous run ended with a clean shutdown.
     was_clean: bool,
+}
+
+/// The running cleaner thread and how to stop it.
+#[derive(Debug)]
+struct CleanerThread {
+    stop: Arc<AtomicBool>,
+    wake: SyncSender<()>,
+    handle: JoinHandle<()>,
 }
 
 /// Splits `<topic>-<partition>`; the topic may itself contain dashes.
@@ -176,6 +192,7 @@ impl LogDir {
         };
         let recovery_points = read_checkpoint(RECOVERY_POINT_FILE);
         let log_starts = read_checkpoint(LOG_START_FILE);
+        let cleaned = read_checkpoint(CLEANER_FILE);
         let health = Arc::new(DirHealth {
             path: path.clone(),
             offline: AtomicBool::new(false),
@@ -193,6 +210,7 @@ impl LogDir {
             shared: Arc::clone(&shared),
             flush_tx,
             thread: Mutex::new(None),
+            cleaner: Mutex::new(None),
             was_clean: clean,
         };
         let mut entries: Vec<PathBuf> = Vec::new();
@@ -228,6 +246,7 @@ impl LogDir {
                 clean,
                 recovery_point: recovery_points.get(&name).copied().unwrap_or(0),
                 log_start_offset: log_starts.get(&name).copied().unwrap_or(0),
+                cleaner_checkpoint: cleaned.get(&name).copied().unwrap_or(-1),
             })?;
             shared
                 .logs
@@ -303,6 +322,7 @@ impl LogDir {
             clean: true,
             recovery_point: 0,
             log_start_offset: 0,
+            cleaner_checkpoint: -1,
         })
         .map_err(|e| self.shared.health.fail(e))?;
         logs.insert(name, Arc::clone(&log));
@@ -351,6 +371,41 @@ impl LogDir {
         Ok(n)
     }
 
+    /// Starts the cleaner thread (`log.cleaner.enable`): it compacts the logs whose
+    /// `cleanup.policy` includes `compact` once they are dirty enough. Started by the caller
+    /// once the logs have their topic configs, so no log is cleaned under a default config.
+    pub fn start_cleaner(&self, options: CleanerOptions) -> Result<()> {
+        let mut slot = self.cleaner.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_some() {
+            return Ok(());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (wake, rx) = sync_channel(1);
+        let shared = Arc::clone(&self.shared);
+        let thread_stop = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("strom-cleaner".into())
+            .spawn(move || cleaner::run(shared, options, thread_stop, rx))
+            .map_err(io_err(&self.shared.path))?;
+        *slot = Some(CleanerThread { stop, wake, handle });
+        Ok(())
+    }
+
+    /// Stops the cleaner thread, interrupting a clean in progress (what was already
+    /// swapped in stays; the rest is cleaned again later).
+    pub fn stop_cleaner(&self) {
+        let thread = self
+            .cleaner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            t.stop.store(true, Ordering::Release);
+            let _ = t.wake.try_send(());
+            let _ = t.handle.join();
+        }
+    }
+
     fn stop_flusher(&self) {
         let handle = self
             .thread
@@ -366,6 +421,7 @@ impl LogDir {
     /// Clean shutdown: flushes every log with its indexes, writes the checkpoints, then the
     /// clean-shutdown marker, so the next open trusts the files without scanning them.
     pub fn close(&self) -> Result<()> {
+        self.stop_cleaner();
         self.stop_flusher();
         self.shared.health.check()?;
         for log in self.logs() {
@@ -384,6 +440,7 @@ impl Drop for LogDir {
     /// Without `close`, a drop stops the flusher but writes no marker: the next open recovers
     /// as after a crash.
     fn drop(&mut self) {
+        self.stop_cleaner();
         self.stop_flusher();
         self.shared
             .logs

@@ -19,9 +19,65 @@ pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 
+/// The three files of a segment, the log file first.
+pub(crate) const SUFFIXES: [&str; 3] = [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX];
+
+/// Stages of a segment file during a clean (Kafka's names): being written, complete and
+/// about to replace the segments it was cleaned from, and replaced (about to be removed).
+pub(crate) const CLEANED: &str = "cleaned";
+pub(crate) const SWAP: &str = "swap";
+pub(crate) const DELETED: &str = "deleted";
+
 /// `<dir>/<base offset, 20 digits>.<suffix>`, Kafka's segment file naming.
 pub(crate) fn file_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// `<dir>/<base offset>.<suffix>[.<stage>]`: a segment file, or one staged by the cleaner.
+pub(crate) fn staged_path(
+    dir: &Path,
+    base_offset: i64,
+    suffix: &str,
+    stage: Option<&str>,
+) -> PathBuf {
+    match stage {
+        None => file_path(dir, base_offset, suffix),
+        Some(stage) => dir.join(format!("{base_offset:020}.{suffix}.{stage}")),
+    }
+}
+
+/// Renames the segment files at `base_offset` from one stage to another, index files first
+/// and the log file last: the log file's name decides what recovery does, so it moves only
+/// once its indexes are in place. A missing index file is skipped (recovery rebuilds it).
+pub(crate) fn rename_stage(
+    dir: &Path,
+    base_offset: i64,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<()> {
+    for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
+        let src = staged_path(dir, base_offset, suffix, from);
+        let dst = staged_path(dir, base_offset, suffix, to);
+        match std::fs::rename(&src, &dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && suffix != LOG_SUFFIX => {}
+            Err(e) => return Err(io_err(src)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the segment files at `base_offset` in `stage`; missing ones are fine.
+pub(crate) fn remove_stage(dir: &Path, base_offset: i64, stage: Option<&str>) -> Result<()> {
+    for suffix in SUFFIXES {
+        let p = staged_path(dir, base_offset, suffix, stage);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(p)(e)),
+        }
+    }
+    Ok(())
 }
 
 /// A run of bytes in a segment file: what a fetch sends to the socket with sendfile.
@@ -73,7 +129,20 @@ impl Segment {
     /// Opens the files of the segment at `base_offset`, creating missing ones. The indexes
     /// are trusted as found; `recover` or `check_indexes` decide whether to rebuild them.
     pub fn open(dir: &Path, base_offset: i64, index_bytes: u64, writable: bool) -> Result<Self> {
-        let path = file_path(dir, base_offset, LOG_SUFFIX);
+        Self::open_staged(dir, base_offset, index_bytes, writable, None)
+    }
+
+    /// `open` of the files of a stage of cleaning (`<base>.log.cleaned`, ...). The files
+    /// stay open across renames, so the segment keeps working once they get their final
+    /// names (`set_path` then fixes the name used in messages).
+    pub fn open_staged(
+        dir: &Path,
+        base_offset: i64,
+        index_bytes: u64,
+        writable: bool,
+        stage: Option<&str>,
+    ) -> Result<Self> {
+        let path = staged_path(dir, base_offset, LOG_SUFFIX, stage);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -83,12 +152,12 @@ impl Segment {
             .map_err(io_err(&path))?;
         let size = file.metadata().map_err(io_err(&path))?.len();
         let offset_index = OffsetIndex::open(
-            &file_path(dir, base_offset, INDEX_SUFFIX),
+            &staged_path(dir, base_offset, INDEX_SUFFIX, stage),
             index_bytes,
             writable,
         )?;
         let time_index = TimeIndex::open(
-            &file_path(dir, base_offset, TIME_INDEX_SUFFIX),
+            &staged_path(dir, base_offset, TIME_INDEX_SUFFIX, stage),
             index_bytes,
             writable,
         )?;
@@ -109,6 +178,17 @@ impl Segment {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
+    /// Reads file bytes at `position`; the cleaner's bulk reads.
+    pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
+        self.file
+            .read_exact_at(buf, position)
+            .map_err(io_err(&self.path))
     }
 
     pub fn size(&self) -> u64 {
@@ -513,14 +593,6 @@ impl Segment {
 
     /// Removes the segment's files. Readers holding its file keep reading until they drop it.
     pub fn delete_files(&self, dir: &Path) -> Result<()> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            let p = file_path(dir, self.base_offset, suffix);
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(p)(e)),
-            }
-        }
-        Ok(())
+        remove_stage(dir, self.base_offset, None)
     }
 }
