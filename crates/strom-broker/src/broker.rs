@@ -3,7 +3,7 @@
 
 use crate::config::{BrokerConfig, Endpoint};
 use crate::error::{self, BrokerError, Code};
-use crate::group::offsets::{partition_for, OffsetRecord, OffsetStore, OFFSETS_TOPIC};
+use crate::group::offsets::{partition_for, OffsetKey, OffsetRecord, OffsetStore, OFFSETS_TOPIC};
 use crate::group::GroupCoordinator;
 use crate::metadata_store::{MetadataStore, METADATA_TOPIC};
 use crate::replica_manager::{log_config, ReplicaManager};
@@ -11,7 +11,7 @@ use crate::server;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use strom_log::{LogConfig, LogDir, LogDirOptions};
+use strom_log::{CleanOptions, CleanerOptions, LogConfig, LogDir, LogDirOptions};
 use strom_meta::controller::{self, NewTopic};
 use strom_meta::{ApiError, MetadataImage, MetadataRecord};
 use tokio::net::TcpListener;
@@ -203,6 +203,19 @@ impl Broker {
         }
         broker.replicas.reconcile(&broker.meta.image())?;
         broker.replay_offsets()?;
+        // Only now: every log has its topic's config, so nothing is cleaned under defaults.
+        if broker.config.log_cleaner_enable {
+            broker.replicas.log_dir().start_cleaner(CleanerOptions {
+                backoff_ms: broker.config.log_cleaner_backoff_ms.max(0) as u64,
+                clean: CleanOptions {
+                    dedupe_buffer_bytes: broker
+                        .config
+                        .log_cleaner_dedupe_buffer_bytes
+                        .max(strom_log::limits::DEDUPE_BUFFER_BYTES_MIN),
+                    ..CleanOptions::default()
+                },
+            })?;
+        }
 
         let (shutdown, rx) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = listeners
@@ -363,8 +376,27 @@ impl Broker {
         let now = crate::metadata_store::now_ms();
         let mut batch = strom_proto::BatchBuilder::new(now);
         for r in records {
-            let value = serde_json::to_vec(r).unwrap_or_default();
-            batch.push(Some(group.as_bytes()), Some(&value), now);
+            match r.stored() {
+                Some((key, value)) => batch.push(Some(&key), value.as_deref(), now),
+                // A group is deleted as a tombstone per committed offset, so that compaction
+                // removes every trace of it.
+                None => {
+                    for ((topic, partition), _) in self.offsets.all(r.group()) {
+                        let key = OffsetKey {
+                            group: r.group().to_string(),
+                            topic,
+                            partition,
+                        };
+                        batch.push(Some(&key.encode()), None, now);
+                    }
+                }
+            }
+        }
+        if batch.is_empty() {
+            for r in records {
+                self.offsets.apply(r);
+            }
+            return Ok(());
         }
         let mut bytes = batch.build();
         let appended = partition.append(&mut bytes).map_err(|(c, _)| c)?;
@@ -432,7 +464,7 @@ impl Broker {
                         continue;
                     };
                     for r in records {
-                        match serde_json::from_slice::<OffsetRecord>(r.value.unwrap_or_default()) {
+                        match OffsetRecord::from_stored(r.key, r.value) {
                             Ok(rec) => self.offsets.apply(&rec),
                             Err(e) => {
                                 tracing::warn!(partition = p.index, offset = r.offset, error = %e, "unreadable offset record skipped")

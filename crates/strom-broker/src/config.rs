@@ -84,6 +84,10 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("offsets.retention.minutes", Kind::Int { min: 1 }, "10080"),
     ("offsets.retention.check.interval.ms", Kind::Long { min: 1 }, "600000"),
     ("strom.fetch.sendfile", Kind::Bool, "true"),
+    ("log.cleaner.enable", Kind::Bool, "true"),
+    ("log.cleaner.backoff.ms", Kind::Long { min: 0 }, "15000"),
+    ("log.cleaner.threads", Kind::Int { min: 0 }, "1"),
+    ("log.cleaner.dedupe.buffer.size", Kind::Long { min: 0 }, "134217728"),
 ];
 
 /// The parsed configuration.
@@ -106,6 +110,13 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     pub offsets_retention_minutes: i64,
     pub offsets_retention_check_interval_ms: i64,
+    /// `log.cleaner.enable` (and `log.cleaner.threads` > 0): compacted topics get cleaned.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: the cleaner's pause when no log is dirty enough.
+    pub log_cleaner_backoff_ms: i64,
+    /// `log.cleaner.dedupe.buffer.size`: the key map's memory (one cleaner thread per log
+    /// dir, so all of it; Kafka splits it between its threads).
+    pub log_cleaner_dedupe_buffer_bytes: u64,
     /// Broker-level values of topic configs (topic config name → value), from the keys
     /// given explicitly (`log.retention.ms` → `retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
@@ -311,6 +322,11 @@ impl BrokerConfig {
             offsets_topic_num_partitions: int("offsets.topic.num.partitions") as i32,
             offsets_retention_minutes: int("offsets.retention.minutes"),
             offsets_retention_check_interval_ms: int("offsets.retention.check.interval.ms"),
+            // Kafka's `log.cleaner.threads` sizes a pool; Strom runs one cleaner thread per
+            // log dir, so the count only matters as 0 (no cleaning).
+            log_cleaner_enable: boolean("log.cleaner.enable") && int("log.cleaner.threads") > 0,
+            log_cleaner_backoff_ms: int("log.cleaner.backoff.ms"),
+            log_cleaner_dedupe_buffer_bytes: int("log.cleaner.dedupe.buffer.size").max(0) as u64,
             topic_defaults,
             given: given.clone(),
         };
@@ -458,5 +474,36 @@ mod tests {
             c.topic_value("cleanup.policy", None),
             Some(("delete".into(), ConfigSource::Default))
         );
+    }
+
+    #[test]
+    fn cleaner_keys_and_their_topic_defaults() {
+        let (c, ignored) = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        assert!(c.log_cleaner_enable);
+        assert_eq!(c.log_cleaner_backoff_ms, 15_000);
+        assert_eq!(c.log_cleaner_dedupe_buffer_bytes, 128 << 20);
+        assert!(ignored.is_empty());
+        let (c, ignored) = BrokerConfig::from_properties(&props(&[
+            ("log.cleaner.enable", "false"),
+            ("log.cleaner.backoff.ms", "100"),
+            ("log.cleaner.min.cleanable.ratio", "0.1"),
+            ("log.cleaner.delete.retention.ms", "5"),
+            ("log.cleaner.min.compaction.lag.ms", "7"),
+            ("log.cleanup.policy", "compact"),
+        ]))
+        .unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert!(!c.log_cleaner_enable);
+        assert_eq!(c.log_cleaner_backoff_ms, 100);
+        assert_eq!(
+            c.topic_value("min.cleanable.dirty.ratio", None),
+            Some(("0.1".into(), ConfigSource::StaticBroker))
+        );
+        assert_eq!(c.topic_defaults["delete.retention.ms"], "5");
+        assert_eq!(c.topic_defaults["min.compaction.lag.ms"], "7");
+        assert_eq!(c.topic_defaults["cleanup.policy"], "compact");
+        let (c, _) =
+            BrokerConfig::from_properties(&props(&[("log.cleaner.threads", "0")])).unwrap();
+        assert!(!c.log_cleaner_enable);
     }
 }

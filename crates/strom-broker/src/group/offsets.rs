@@ -37,7 +37,78 @@ pub enum OffsetRecord {
     },
 }
 
+/// The key of an offset record in `__consumer_offsets` (JSON): one key per group, topic and
+/// partition, so that compaction keeps each partition's latest commit (with the group id
+/// alone as the key, it would keep one commit per group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetKey {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl OffsetKey {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 impl OffsetRecord {
+    /// The key and value stored for this record: a commit under its partition's key; a
+    /// deleted offset as a tombstone (no value) under the same key, which compaction drops
+    /// after `delete.retention.ms`. None for `DeleteGroup`, which is stored as a tombstone
+    /// per committed offset of the group (see `Broker::persist_offsets`).
+    pub fn stored(&self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        match self {
+            OffsetRecord::Commit {
+                group,
+                topic,
+                partition,
+                ..
+            } => {
+                let key = OffsetKey {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                Some((
+                    key.encode(),
+                    Some(serde_json::to_vec(self).unwrap_or_default()),
+                ))
+            }
+            OffsetRecord::DeleteOffset {
+                group,
+                topic,
+                partition,
+            } => {
+                let key = OffsetKey {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                };
+                Some((key.encode(), None))
+            }
+            OffsetRecord::DeleteGroup { .. } => None,
+        }
+    }
+
+    /// Reads a stored record back: from its value when it has one (every record written
+    /// before offset keys existed too), else from a tombstone's key.
+    pub fn from_stored(key: Option<&[u8]>, value: Option<&[u8]>) -> Result<Self, String> {
+        match value {
+            Some(v) => serde_json::from_slice(v).map_err(|e| e.to_string()),
+            None => {
+                let k: OffsetKey = serde_json::from_slice(key.unwrap_or_default())
+                    .map_err(|e| format!("tombstone with an unreadable key: {e}"))?;
+                Ok(OffsetRecord::DeleteOffset {
+                    group: k.group,
+                    topic: k.topic,
+                    partition: k.partition,
+                })
+            }
+        }
+    }
+
     pub fn group(&self) -> &str {
         match self {
             OffsetRecord::Commit { group, .. }
@@ -90,6 +161,10 @@ impl OffsetStore {
             } => {
                 if let Some(g) = groups.get_mut(group) {
                     g.remove(&(topic.clone(), *partition));
+                    // A group deleted as tombstones (one per offset) leaves nothing behind.
+                    if g.is_empty() {
+                        groups.remove(group);
+                    }
                 }
             }
             OffsetRecord::DeleteGroup { group } => {
@@ -142,6 +217,44 @@ impl OffsetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_records_read_back() {
+        let commit = OffsetRecord::Commit {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+            committed: Committed {
+                offset: 7,
+                leader_epoch: -1,
+                metadata: None,
+                commit_ms: 1,
+            },
+        };
+        let delete = OffsetRecord::DeleteOffset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+        };
+        let (ck, cv) = commit.stored().unwrap();
+        let (dk, dv) = delete.stored().unwrap();
+        assert_eq!(ck, dk, "a delete supersedes the commit under compaction");
+        assert!(dv.is_none(), "a delete is a tombstone");
+        assert_eq!(
+            OffsetRecord::from_stored(Some(&ck), cv.as_deref()),
+            Ok(commit)
+        );
+        assert_eq!(OffsetRecord::from_stored(Some(&dk), None), Ok(delete));
+        let other = OffsetKey {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 4,
+        };
+        assert_ne!(ck, other.encode(), "each partition has its own key");
+        assert!(OffsetRecord::DeleteGroup { group: "g".into() }
+            .stored()
+            .is_none());
+    }
 
     #[test]
     fn partitions_match_kafkas_choice() {
