@@ -1,6 +1,9 @@
-//! The `strom` binary: `strom broker` starts a broker; the operator tools come with their
-//! issue. Configuration: a Kafka properties file, then `STROM_*` environment variables, then
+//! The `strom` binary: `strom broker` starts a broker; `topics`, `produce`, `consume`,
+//! `groups`, `configs`, `cluster` and `perf` are the operator's tools (see `cli`). Broker
+//! configuration: a Kafka properties file, then `STROM_*` environment variables, then
 //! `--override key=value` flags, each over the one before.
+
+mod cli;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -29,6 +32,55 @@ enum Command {
         /// Set one configuration key, as Kafka's `--override`; may be repeated.
         #[arg(long = "override", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+    },
+    /// Create, list, describe, alter and delete topics.
+    Topics {
+        #[command(subcommand)]
+        command: cli::topics::TopicsCommand,
+        #[command(flatten)]
+        common: cli::Common,
+    },
+    /// The console producer: one record per stdin line.
+    Produce {
+        #[command(flatten)]
+        args: cli::produce::ProduceArgs,
+        #[command(flatten)]
+        common: cli::Common,
+    },
+    /// The console consumer: one record per stdout line.
+    Consume {
+        #[command(flatten)]
+        args: cli::consume::ConsumeArgs,
+        #[command(flatten)]
+        common: cli::Common,
+    },
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    Groups {
+        #[command(subcommand)]
+        command: cli::groups::GroupsCommand,
+        #[command(flatten)]
+        common: cli::Common,
+    },
+    /// Describe and alter topic and broker configs.
+    Configs {
+        #[command(subcommand)]
+        command: cli::configs::ConfigsCommand,
+        #[command(flatten)]
+        common: cli::Common,
+    },
+    /// Describe the cluster: id, controller, brokers.
+    Cluster {
+        #[command(subcommand)]
+        command: cli::cluster::ClusterCommand,
+        #[command(flatten)]
+        common: cli::Common,
+    },
+    /// Load tests: produce, consume, end-to-end latency.
+    Perf {
+        #[command(subcommand)]
+        command: cli::perf::PerfCommand,
+        #[command(flatten)]
+        common: cli::Common,
     },
 }
 
@@ -98,15 +150,31 @@ async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a client command on a runtime of its own.
+fn run_tool<F: std::future::Future<Output = anyhow::Result<()>>>(
+    f: impl FnOnce() -> F,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(f())
+}
+
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The broker logs at info; the tools only say what went wrong (their output is data).
+    let default_level = match cli.command {
+        Command::Broker { .. } => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STROM_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Broker { config, overrides } => load_config(config, overrides).and_then(|c| {
             tokio::runtime::Builder::new_multi_thread()
@@ -115,6 +183,13 @@ fn main() -> std::process::ExitCode {
                 .context("starting the runtime")?
                 .block_on(run_broker(c))
         }),
+        Command::Topics { command, common } => run_tool(|| cli::topics::run(command, &common)),
+        Command::Produce { args, common } => run_tool(|| cli::produce::run(args, &common)),
+        Command::Consume { args, common } => run_tool(|| cli::consume::run(args, &common)),
+        Command::Groups { command, common } => run_tool(|| cli::groups::run(command, &common)),
+        Command::Configs { command, common } => run_tool(|| cli::configs::run(command, &common)),
+        Command::Cluster { command, common } => run_tool(|| cli::cluster::run(command, &common)),
+        Command::Perf { command, common } => run_tool(|| cli::perf::run(command, &common)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,21 @@
+//! Every bound the client keeps, in one place.
+
+/// Requests one connection may have outstanding (Kafka's `max.in.flight.requests.per.connection`
+/// caps produce requests at 5; this caps everything, including fetches and heartbeats).
+pub const IN_FLIGHT_PER_CONNECTION_MAX: usize = 32;
+/// The largest response frame accepted (a fetch answer is capped by `fetch.max.bytes`, 50 MiB
+/// by default; this leaves room for a larger `--max-bytes`).
+pub const RESPONSE_BYTES_MAX: i32 = 256 << 20;
+/// The most a compressed batch may decompress to, for a consumer (bounds memory on hostile
+/// or corrupt input).
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 << 20;
+/// Attempts of one operation against retriable errors before giving up.
+pub const RETRIES_MAX: u32 = 20;
+/// Backoff between retries, doubled each time up to the maximum.
+pub const RETRY_BACKOFF_MS: u64 = 100;
+pub const RETRY_BACKOFF_MS_MAX: u64 = 1_000;
+/// Records a consumer buffers before `poll` must be called again.
+pub const CONSUMER_BUFFERED_BATCHES_MAX: usize = 1_024;
+
+const _: () = assert!(RETRY_BACKOFF_MS <= RETRY_BACKOFF_MS_MAX);
+const _: () = assert!(IN_FLIGHT_PER_CONNECTION_MAX >= 5);

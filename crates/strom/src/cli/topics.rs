@@ -1,0 +1,297 @@
+//! `strom topics create|list|describe|alter|delete`, as `kafka-topics.sh` does them.
+
+use super::{one_name, parse_pairs, print_json, print_table, Common, Output};
+use clap::Subcommand;
+use serde_json::json;
+use strom_client::admin::ConfigEntry;
+use strom_client::{AlterOp, NewTopic, OffsetSpec, ResourceType};
+
+#[derive(Subcommand, Debug)]
+pub enum TopicsCommand {
+    /// Create a topic.
+    Create {
+        #[arg(value_name = "TOPIC")]
+        name: Option<String>,
+        #[arg(long)]
+        topic: Option<String>,
+        /// Partition count (default: the broker's num.partitions).
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// Replica count (default: the broker's default.replication.factor).
+        #[arg(long = "replication-factor")]
+        replication_factor: Option<i16>,
+        /// A topic config, KEY=VALUE; may be repeated or comma-separated.
+        #[arg(long = "config")]
+        configs: Vec<String>,
+        /// Succeed if the topic already exists.
+        #[arg(long = "if-not-exists")]
+        if_not_exists: bool,
+    },
+    /// List topic names.
+    List {
+        /// Include internal topics (`__consumer_offsets`).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Describe topics: partitions with leader, replicas, ISR and log offsets.
+    Describe {
+        #[arg(value_name = "TOPIC")]
+        name: Option<String>,
+        /// Only this topic (default: every topic).
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Add partitions or change configs.
+    Alter {
+        #[arg(value_name = "TOPIC")]
+        name: Option<String>,
+        #[arg(long)]
+        topic: Option<String>,
+        /// The new, larger, partition count.
+        #[arg(long)]
+        partitions: Option<i32>,
+        /// Set a topic config, KEY=VALUE; may be repeated or comma-separated.
+        #[arg(long = "config")]
+        configs: Vec<String>,
+        /// Remove a topic config (back to the broker default); may be repeated.
+        #[arg(long = "delete-config")]
+        delete_configs: Vec<String>,
+    },
+    /// Delete a topic.
+    Delete {
+        #[arg(value_name = "TOPIC")]
+        name: Option<String>,
+        #[arg(long)]
+        topic: Option<String>,
+        /// Succeed if the topic does not exist.
+        #[arg(long = "if-exists")]
+        if_exists: bool,
+    },
+}
+
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
+    let admin = common.admin().await?;
+    match cmd {
+        TopicsCommand::Create {
+            name,
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+            if_not_exists,
+        } => {
+            let name = one_name(&topic, &name, "topic")?;
+            let new = NewTopic {
+                name: name.clone(),
+                partitions: partitions.unwrap_or(-1),
+                replication_factor: replication_factor.unwrap_or(-1),
+                configs: parse_pairs(&configs)?,
+            };
+            let results = admin.create_topics(&[new]).await?;
+            match results.into_iter().next() {
+                Some(Ok(())) => {}
+                Some(Err(e)) if if_not_exists && e.code() == Some(TOPIC_ALREADY_EXISTS) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("no result for topic {name}"),
+            }
+            match common.output {
+                Output::Table => println!("Created topic {name}."),
+                Output::Json => print_json(&json!({"created": name})),
+            }
+        }
+        TopicsCommand::List { internal } => {
+            let md = admin.metadata(None).await?;
+            let names: Vec<&String> = md
+                .topics
+                .values()
+                .filter(|t| internal || !t.internal)
+                .map(|t| &t.name)
+                .collect();
+            match common.output {
+                Output::Table => names.iter().for_each(|n| println!("{n}")),
+                Output::Json => print_json(&json!(names)),
+            }
+        }
+        TopicsCommand::Describe { name, topic } => {
+            let only = match (&topic, &name) {
+                (None, None) => None,
+                _ => Some(vec![one_name(&topic, &name, "topic")?]),
+            };
+            let md = admin.metadata(only.as_deref()).await?;
+            let mut out = Vec::new();
+            for t in md.topics.values() {
+                if only.is_none() && t.internal {
+                    continue;
+                }
+                if t.error_code != 0 {
+                    return Err(strom_client::Error::kafka(
+                        t.error_code,
+                        format!("topic {}", t.name),
+                        None,
+                    )
+                    .into());
+                }
+                let tps: Vec<(String, i32)> = t
+                    .partitions
+                    .iter()
+                    .map(|p| (t.name.clone(), p.partition))
+                    .collect();
+                let start = admin.list_offsets(&tps, OffsetSpec::Earliest).await?;
+                let end = admin.list_offsets(&tps, OffsetSpec::Latest).await?;
+                let configs: Vec<ConfigEntry> = admin
+                    .describe_configs(ResourceType::Topic, &t.name)
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.source == "DYNAMIC_TOPIC_CONFIG")
+                    .collect();
+                out.push((t.clone(), start, end, configs));
+            }
+            if let Some(names) = &only {
+                if out.is_empty() {
+                    anyhow::bail!("topic {} does not exist", names[0]);
+                }
+            }
+            match common.output {
+                Output::Json => {
+                    let v: Vec<_> = out
+                        .iter()
+                        .map(|(t, start, end, configs)| {
+                            json!({
+                                "topic": t.name,
+                                "topic_id": t.id.to_string(),
+                                "partition_count": t.partitions.len(),
+                                "replication_factor": t.partitions.first().map_or(0, |p| p.replicas.len()),
+                                "configs": configs.iter().map(|c| (c.name.clone(), json!(c.value))).collect::<serde_json::Map<_, _>>(),
+                                "partitions": t.partitions.iter().map(|p| json!({
+                                    "partition": p.partition,
+                                    "leader": p.leader,
+                                    "replicas": p.replicas,
+                                    "isr": p.isr,
+                                    "log_start_offset": start.get(&(t.name.clone(), p.partition)).copied().flatten(),
+                                    "log_end_offset": end.get(&(t.name.clone(), p.partition)).copied().flatten(),
+                                })).collect::<Vec<_>>(),
+                            })
+                        })
+                        .collect();
+                    print_json(&json!(v));
+                }
+                Output::Table => {
+                    for (i, (t, start, end, configs)) in out.iter().enumerate() {
+                        if i > 0 {
+                            println!();
+                        }
+                        let configs: Vec<String> = configs
+                            .iter()
+                            .map(|c| format!("{}={}", c.name, c.value.as_deref().unwrap_or("")))
+                            .collect();
+                        println!(
+                            "Topic: {}  TopicId: {}  PartitionCount: {}  ReplicationFactor: {}  Configs: {}",
+                            t.name,
+                            t.id,
+                            t.partitions.len(),
+                            t.partitions.first().map_or(0, |p| p.replicas.len()),
+                            configs.join(",")
+                        );
+                        let offset =
+                            |m: &std::collections::BTreeMap<(String, i32), Option<i64>>, p: i32| {
+                                m.get(&(t.name.clone(), p))
+                                    .copied()
+                                    .flatten()
+                                    .map_or("-".to_string(), |o| o.to_string())
+                            };
+                        let rows: Vec<Vec<String>> = t
+                            .partitions
+                            .iter()
+                            .map(|p| {
+                                vec![
+                                    p.partition.to_string(),
+                                    p.leader.to_string(),
+                                    ids(&p.replicas),
+                                    ids(&p.isr),
+                                    offset(start, p.partition),
+                                    offset(end, p.partition),
+                                ]
+                            })
+                            .collect();
+                        print_table(
+                            &[
+                                "PARTITION",
+                                "LEADER",
+                                "REPLICAS",
+                                "ISR",
+                                "LOG-START-OFFSET",
+                                "LOG-END-OFFSET",
+                            ],
+                            &rows,
+                        );
+                    }
+                }
+            }
+        }
+        TopicsCommand::Alter {
+            name,
+            topic,
+            partitions,
+            configs,
+            delete_configs,
+        } => {
+            let name = one_name(&topic, &name, "topic")?;
+            if partitions.is_none() && configs.is_empty() && delete_configs.is_empty() {
+                anyhow::bail!("nothing to alter: give --partitions, --config or --delete-config");
+            }
+            if let Some(n) = partitions {
+                admin.create_partitions(&name, n).await?;
+            }
+            let mut ops: Vec<AlterOp> = parse_pairs(&configs)?
+                .into_iter()
+                .map(|(k, v)| AlterOp::Set(k, v))
+                .collect();
+            ops.extend(
+                delete_configs
+                    .iter()
+                    .flat_map(|d| d.split(','))
+                    .filter(|k| !k.trim().is_empty())
+                    .map(|k| AlterOp::Delete(k.trim().to_string())),
+            );
+            if !ops.is_empty() {
+                admin
+                    .alter_configs(ResourceType::Topic, &name, &ops)
+                    .await?;
+            }
+            match common.output {
+                Output::Table => println!("Altered topic {name}."),
+                Output::Json => print_json(&json!({"altered": name})),
+            }
+        }
+        TopicsCommand::Delete {
+            name,
+            topic,
+            if_exists,
+        } => {
+            let name = one_name(&topic, &name, "topic")?;
+            match admin
+                .delete_topics(std::slice::from_ref(&name))
+                .await?
+                .into_iter()
+                .next()
+            {
+                Some(Ok(())) => {}
+                Some(Err(e)) if if_exists && e.code() == Some(UNKNOWN_TOPIC_OR_PARTITION) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("no result for topic {name}"),
+            }
+            match common.output {
+                Output::Table => println!("Deleted topic {name}."),
+                Output::Json => print_json(&json!({"deleted": name})),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ids(v: &[i32]) -> String {
+    v.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
