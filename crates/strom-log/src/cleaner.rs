@@ -205,6 +205,7 @@ pub(crate) fn measure(log: &Log, segments: &[Arc<Segment>], now_ms: i64) -> Resu
 /// Cleans `log` up to its first uncleanable offset, whatever its dirty ratio. `stop` ends
 /// it early (between batches) at shutdown.
 pub(crate) fn clean(log: &Log, options: &CleanOptions, stop: &AtomicBool) -> Result<CleanReport> {
+    let _one_at_a_time = log.lock_clean();
     let now = log.now_ms();
     let config = log.config();
     let segments = log.segment_list();

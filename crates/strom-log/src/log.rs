@@ -88,6 +88,9 @@ pub struct Log {
     /// truncation, the cleaner's swap, deletion), so they never race one another over segment
     /// files by name; taken before `writer`. Appends and reads never take it.
     segment_ops: Mutex<()>,
+    /// One clean of this log at a time (the cleaner thread, or a direct `clean`): two would
+    /// write the same `.cleaned` files.
+    clean_lock: Mutex<()>,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
@@ -225,6 +228,7 @@ impl Log {
                 created_ms: now,
             }),
             segment_ops: Mutex::new(()),
+            clean_lock: Mutex::new(()),
             segments: RwLock::new(Arc::new(segments)),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
@@ -306,6 +310,10 @@ impl Log {
     }
 
     /// A snapshot of the segment list, the active segment last.
+    pub(crate) fn lock_clean(&self) -> MutexGuard<'_, ()> {
+        lock(&self.clean_lock)
+    }
+
     pub(crate) fn segment_list(&self) -> Arc<Vec<Arc<Segment>>> {
         self.segments()
     }

@@ -453,6 +453,38 @@ fn a_crash_at_every_step_of_the_swap_recovers() {
     }
 }
 
+/// A committed `.swap` file that turns out damaged (bit rot between the commit and the
+/// crash) while the segments it replaces are all still there: the clean is rolled back
+/// rather than finished with a cut-short copy.
+#[test]
+fn a_damaged_swap_with_its_originals_present_is_rolled_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let before = {
+        let (dir, log) = open(tmp.path(), &clock);
+        fill(&log, 9, 6, Compression::None);
+        log.roll().unwrap();
+        let before = all_records(&log);
+        let options = CleanOptions {
+            stop_after: Some(SwapStep::Swap),
+            ..CleanOptions::default()
+        };
+        assert!(log.clean(&options).unwrap().interrupted);
+        std::mem::forget(log);
+        drop(dir);
+        before
+    };
+    let swap = tmp.path().join("t-0/00000000000000000000.log.swap");
+    let mut bytes = std::fs::read(&swap).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&swap, bytes).unwrap();
+    let (_dir, log) = open(tmp.path(), &clock);
+    assert_eq!(all_records(&log), before);
+    assert!(!swap.exists());
+    assert!(!log.recovery_report().damage.is_empty());
+}
+
 #[test]
 fn the_cleaner_thread_cleans_dirty_logs() {
     let tmp = tempfile::tempdir().unwrap();
