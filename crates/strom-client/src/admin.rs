@@ -505,45 +505,14 @@ impl Admin {
         group: &str,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<()> {
-        let mut req = OffsetCommitRequest::default();
-        req.group_id = GroupId(sb(group));
-        req.generation_id_or_member_epoch = -1;
-        req.retention_time_ms = -1;
-        let mut topics: BTreeMap<&str, OffsetCommitRequestTopic> = BTreeMap::new();
-        for ((topic, partition), offset) in offsets {
-            let t = topics.entry(topic).or_insert_with(|| {
-                let mut t = OffsetCommitRequestTopic::default();
-                t.name = name(topic);
-                t
-            });
-            let mut p = OffsetCommitRequestPartition::default();
-            p.partition_index = *partition;
-            p.committed_offset = *offset;
-            p.committed_leader_epoch = -1;
-            t.partitions.push(p);
-        }
-        req.topics = topics.into_values().collect();
+        let req = offset_commit_request(group, -1, "", offsets);
         let resp = self
             .client
             .retry("OffsetCommit", || async {
                 self.client.coordinator(group, 0).await?.call(&req).await
             })
             .await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                check(
-                    p.error_code,
-                    || {
-                        format!(
-                            "committing {}-{} for group {group}",
-                            t.name.0, p.partition_index
-                        )
-                    },
-                    None,
-                )?;
-            }
-        }
-        Ok(())
+        check_offset_commit(group, resp)
     }
 
     pub async fn delete_group(&self, group: &str) -> Result<()> {
@@ -595,6 +564,58 @@ impl Admin {
                 .collect(),
         })
     }
+}
+
+/// An OffsetCommit of `offsets` (the next offset to read per partition) for a group member
+/// (`generation` -1 and no member id: a commit for a group with no active members).
+pub(crate) fn offset_commit_request(
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> OffsetCommitRequest {
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(sb(group));
+    req.generation_id_or_member_epoch = generation;
+    req.member_id = sb(member_id);
+    req.retention_time_ms = -1;
+    let mut topics: BTreeMap<&str, OffsetCommitRequestTopic> = BTreeMap::new();
+    for ((topic, partition), offset) in offsets {
+        let t = topics.entry(topic).or_insert_with(|| {
+            let mut t = OffsetCommitRequestTopic::default();
+            t.name = name(topic);
+            t
+        });
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = *partition;
+        p.committed_offset = *offset;
+        p.committed_leader_epoch = -1;
+        t.partitions.push(p);
+    }
+    req.topics = topics.into_values().collect();
+    req
+}
+
+/// The first per-partition error of an OffsetCommit response.
+pub(crate) fn check_offset_commit(
+    group: &str,
+    resp: kafka_protocol::messages::OffsetCommitResponse,
+) -> Result<()> {
+    for t in resp.topics {
+        for p in t.partitions {
+            check(
+                p.error_code,
+                || {
+                    format!(
+                        "committing {}-{} for group {group}",
+                        t.name.0, p.partition_index
+                    )
+                },
+                None,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// A classic consumer's assignment bytes: a version (i16) then ConsumerProtocolAssignment.

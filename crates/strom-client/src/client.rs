@@ -121,11 +121,17 @@ impl Client {
 
     /// The cached metadata (as of the last refresh).
     pub fn cached(&self) -> Metadata {
-        self.inner
+        self.with_cached(Metadata::clone)
+    }
+
+    /// Reads the cache in place: the producer and consumer look a topic up per record or
+    /// per fetch, which must not copy the whole cache each time.
+    pub fn with_cached<T>(&self, f: impl FnOnce(&Metadata) -> T) -> T {
+        f(&self
+            .inner
             .metadata
             .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A pooled connection to `addr`, reopened if the last one died.
@@ -151,22 +157,15 @@ impl Client {
     /// A connection to broker `node_id`.
     pub async fn broker_conn(&self, node_id: i32) -> Result<Arc<Connection>> {
         let addr = self
-            .cached()
-            .brokers
-            .get(&node_id)
-            .map(BrokerInfo::addr)
+            .with_cached(|m| m.brokers.get(&node_id).map(BrokerInfo::addr))
             .ok_or_else(|| Error::kafka(8, format!("broker {node_id}"), None))?;
         self.conn_to(&addr).await
     }
 
     /// A connection to any broker: known brokers first, then the bootstrap list.
     pub async fn any_conn(&self) -> Result<Arc<Connection>> {
-        let mut addrs: Vec<String> = self
-            .cached()
-            .brokers
-            .values()
-            .map(BrokerInfo::addr)
-            .collect();
+        let mut addrs: Vec<String> =
+            self.with_cached(|m| m.brokers.values().map(BrokerInfo::addr).collect());
         addrs.extend(self.inner.config.bootstrap.iter().cloned());
         let mut last = None;
         for addr in addrs {
@@ -180,7 +179,7 @@ impl Client {
 
     /// A connection to the active controller (for admin requests Kafka routes there).
     pub async fn controller_conn(&self) -> Result<Arc<Connection>> {
-        let id = self.cached().controller_id;
+        let id = self.with_cached(|m| m.controller_id);
         if id >= 0 {
             if let Ok(c) = self.broker_conn(id).await {
                 return Ok(c);
@@ -278,8 +277,8 @@ impl Client {
 
     /// A topic's metadata, from the cache or a refresh; UNKNOWN_TOPIC_OR_PARTITION if none.
     pub async fn topic(&self, name: &str) -> Result<TopicInfo> {
-        if let Some(t) = self.cached().topics.get(name) {
-            return Ok(t.clone());
+        if let Some(t) = self.with_cached(|m| m.topics.get(name).cloned()) {
+            return Ok(t);
         }
         let md = self.refresh(Some(&[name.to_string()])).await?;
         let t = md

@@ -14,10 +14,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchRequest, FetchTopic, ForgottenTopic,
 };
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequest, OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
-use kafka_protocol::messages::{BrokerId, FetchResponse, GroupId, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -559,7 +556,7 @@ impl Consumer {
                 }
             }
             position = header.next_offset();
-            if self.buffered.len() >= limits::CONSUMER_BUFFERED_BATCHES_MAX * 64 {
+            if self.buffered.len() >= limits::CONSUMER_BUFFERED_RECORDS_MAX {
                 break;
             }
         }
@@ -589,36 +586,8 @@ impl Consumer {
             ),
             None => (-1, String::new(), self.client.coordinator(&group, 0).await?),
         };
-        let mut req = OffsetCommitRequest::default();
-        req.group_id = GroupId(StrBytes::from_string(group.clone()));
-        req.generation_id_or_member_epoch = generation;
-        req.member_id = StrBytes::from_string(member);
-        req.retention_time_ms = -1;
-        let mut topics: BTreeMap<&str, OffsetCommitRequestTopic> = BTreeMap::new();
-        for ((t, p), o) in offsets {
-            let topic = topics.entry(t).or_insert_with(|| {
-                let mut x = OffsetCommitRequestTopic::default();
-                x.name = TopicName(StrBytes::from_string(t.clone()));
-                x
-            });
-            let mut part = OffsetCommitRequestPartition::default();
-            part.partition_index = *p;
-            part.committed_offset = *o;
-            part.committed_leader_epoch = -1;
-            topic.partitions.push(part);
-        }
-        req.topics = topics.into_values().collect();
-        let resp = conn.call(&req).await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                check(
-                    p.error_code,
-                    || format!("committing {}-{}", t.name.0, p.partition_index),
-                    None,
-                )?;
-            }
-        }
-        Ok(())
+        let req = crate::admin::offset_commit_request(&group, generation, &member, offsets);
+        crate::admin::check_offset_commit(&group, conn.call(&req).await?)
     }
 
     /// Commits (with auto-commit on) and leaves the group.

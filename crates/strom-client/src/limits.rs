@@ -14,8 +14,9 @@ pub const RETRIES_MAX: u32 = 20;
 /// Backoff between retries, doubled each time up to the maximum.
 pub const RETRY_BACKOFF_MS: u64 = 100;
 pub const RETRY_BACKOFF_MS_MAX: u64 = 1_000;
-/// Records a consumer buffers before `poll` must be called again.
-pub const CONSUMER_BUFFERED_BATCHES_MAX: usize = 1_024;
+/// Records a consumer decodes from one fetch response before it stops and lets `poll`
+/// return them (the rest is fetched again from the new position).
+pub const CONSUMER_BUFFERED_RECORDS_MAX: usize = 65_536;
 
 const _: () = assert!(RETRY_BACKOFF_MS <= RETRY_BACKOFF_MS_MAX);
 const _: () = assert!(IN_FLIGHT_PER_CONNECTION_MAX >= 5);

@@ -521,10 +521,9 @@ async fn dispatch(inner: &Arc<Inner>, ready: Vec<Outgoing>) {
         };
         by_leader.entry(leader).or_default().push(out);
     }
-    let mut tasks = Vec::new();
     for (leader, batches) in by_leader {
         let inner = Arc::clone(inner);
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             if leader < 0 {
                 let e = Error::kafka(5, "no leader known", None);
                 for out in batches {
@@ -533,11 +532,8 @@ async fn dispatch(inner: &Arc<Inner>, ready: Vec<Outgoing>) {
                 return;
             }
             send_to(&inner, leader, batches).await;
-        }));
+        });
     }
-    // The sender does not wait for these: the partitions are marked in flight, and each
-    // completion wakes the sender again.
-    drop(tasks);
 }
 
 async fn send_to(inner: &Arc<Inner>, leader: i32, batches: Vec<Outgoing>) {
@@ -555,14 +551,19 @@ async fn send_to(inner: &Arc<Inner>, leader: i32, batches: Vec<Outgoing>) {
     req.acks = inner.config.acks;
     req.timeout_ms = 30_000;
     let mut topics: BTreeMap<String, TopicProduceData> = BTreeMap::new();
-    let cached = inner.client.cached();
+    let ids: BTreeMap<String, uuid::Uuid> = inner.client.with_cached(|m| {
+        batches
+            .iter()
+            .filter_map(|o| m.topics.get(&o.tp.0).map(|t| (o.tp.0.clone(), t.id)))
+            .collect()
+    });
     // v13 (KIP-516) names topics by id only.
     let by_id = conn.version_of::<ProduceRequest>().is_ok_and(|v| v >= 13);
     for out in &batches {
         let t = topics.entry(out.tp.0.clone()).or_insert_with(|| {
             let mut t = TopicProduceData::default();
-            match cached.topics.get(&out.tp.0) {
-                Some(info) if by_id => t.topic_id = info.id,
+            match ids.get(&out.tp.0) {
+                Some(id) if by_id => t.topic_id = *id,
                 _ => t.name = TopicName(StrBytes::from_string(out.tp.0.clone())),
             }
             t
@@ -594,7 +595,7 @@ async fn send_to(inner: &Arc<Inner>, leader: i32, batches: Vec<Outgoing>) {
         }
     };
     for out in batches {
-        let topic_id = cached.topics.get(&out.tp.0).map(|t| t.id);
+        let topic_id = ids.get(&out.tp.0).copied();
         let p = resp
             .responses
             .iter()

@@ -108,6 +108,22 @@ pub fn parse_pairs(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// Config changes from `KEY=VALUE` sets and keys to delete (both repeated or comma-separated).
+pub fn alter_ops(set: &[String], delete: &[String]) -> anyhow::Result<Vec<strom_client::AlterOp>> {
+    let mut ops: Vec<strom_client::AlterOp> = parse_pairs(set)?
+        .into_iter()
+        .map(|(k, v)| strom_client::AlterOp::Set(k, v))
+        .collect();
+    ops.extend(
+        delete
+            .iter()
+            .flat_map(|d| d.split(','))
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| strom_client::AlterOp::Delete(k.trim().to_string())),
+    );
+    Ok(ops)
+}
+
 /// `all`/`-1`, `1`, `0` as Kafka's `acks`.
 pub fn parse_acks(s: &str) -> anyhow::Result<i16> {
     match s {

@@ -1,9 +1,9 @@
 //! `strom configs describe|alter` for topics and brokers, as `kafka-configs.sh` does them.
 
-use super::{parse_pairs, print_json, print_table, Common, Output};
+use super::{print_json, print_table, Common, Output};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use strom_client::{AlterOp, ResourceType};
+use strom_client::ResourceType;
 
 #[derive(Args, Debug)]
 pub struct Entity {
@@ -105,17 +105,7 @@ pub async fn run(cmd: ConfigsCommand, common: &Common) -> anyhow::Result<()> {
             delete,
         } => {
             let (kind, name) = entity.resolve()?;
-            let mut ops: Vec<AlterOp> = parse_pairs(&add)?
-                .into_iter()
-                .map(|(k, v)| AlterOp::Set(k, v))
-                .collect();
-            ops.extend(
-                delete
-                    .iter()
-                    .flat_map(|d| d.split(','))
-                    .filter(|k| !k.trim().is_empty())
-                    .map(|k| AlterOp::Delete(k.trim().to_string())),
-            );
+            let ops = super::alter_ops(&add, &delete)?;
             if ops.is_empty() {
                 anyhow::bail!("nothing to alter: give --add-config or --delete-config");
             }

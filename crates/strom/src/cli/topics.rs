@@ -4,7 +4,7 @@ use super::{one_name, parse_pairs, print_json, print_table, Common, Output};
 use clap::Subcommand;
 use serde_json::json;
 use strom_client::admin::ConfigEntry;
-use strom_client::{AlterOp, NewTopic, OffsetSpec, ResourceType};
+use strom_client::{NewTopic, OffsetSpec, ResourceType};
 
 #[derive(Subcommand, Debug)]
 pub enum TopicsCommand {
@@ -245,17 +245,7 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
             if let Some(n) = partitions {
                 admin.create_partitions(&name, n).await?;
             }
-            let mut ops: Vec<AlterOp> = parse_pairs(&configs)?
-                .into_iter()
-                .map(|(k, v)| AlterOp::Set(k, v))
-                .collect();
-            ops.extend(
-                delete_configs
-                    .iter()
-                    .flat_map(|d| d.split(','))
-                    .filter(|k| !k.trim().is_empty())
-                    .map(|k| AlterOp::Delete(k.trim().to_string())),
-            );
+            let ops = super::alter_ops(&configs, &delete_configs)?;
             if !ops.is_empty() {
                 admin
                     .alter_configs(ResourceType::Topic, &name, &ops)
