@@ -75,6 +75,8 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("log.roll.ms", Kind::Long { min: 1 }, ""),
     ("socket.request.max.bytes", Kind::Int { min: 1 }, "104857600"),
     ("group.initial.rebalance.delay.ms", Kind::Int { min: 0 }, "3000"),
+    ("group.consumer.session.timeout.ms", Kind::Int { min: 1 }, "45000"),
+    ("group.consumer.heartbeat.interval.ms", Kind::Int { min: 1 }, "5000"),
     ("log.retention.check.interval.ms", Kind::Long { min: 1 }, "300000"),
     ("log.flush.offset.checkpoint.interval.ms", Kind::Int { min: 0 }, "60000"),
     ("listener.security.protocol.map", Kind::Str, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"),
@@ -104,6 +106,10 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     pub socket_request_max_bytes: usize,
     pub group_initial_rebalance_delay_ms: i64,
+    /// `group.consumer.session.timeout.ms` and `group.consumer.heartbeat.interval.ms`
+    /// (KIP-848 consumer groups).
+    pub group_consumer_session_timeout_ms: i32,
+    pub group_consumer_heartbeat_interval_ms: i32,
     pub log_retention_check_interval_ms: i64,
     pub log_flush_offset_checkpoint_interval_ms: i64,
     pub fetch_sendfile: bool,
@@ -316,6 +322,9 @@ impl BrokerConfig {
             delete_topic_enable: boolean("delete.topic.enable"),
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,
             group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms"),
+            group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms") as i32,
+            group_consumer_heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms")
+                as i32,
             log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
             log_flush_offset_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms"),
             fetch_sendfile: boolean("strom.fetch.sendfile"),

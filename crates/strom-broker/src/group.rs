@@ -1,9 +1,12 @@
 //! The group coordinator: consumer groups with the classic rebalance protocol (JoinGroup,
 //! SyncGroup, Heartbeat, LeaveGroup) and committed offsets kept in `__consumer_offsets`.
 //!
-//! `state.rs` is the state machine, with no I/O and no clock of its own: requests and ticks
+//! `consumer.rs` is the KIP-848 consumer protocol (ConsumerGroupHeartbeat), whose groups
+//! live beside the classic ones under the same coordinator.
+//! `state.rs` is the classic state machine, with no I/O and no clock of its own: requests and ticks
 //! go in, replies come out through the waiters' channels. `offsets.rs` persists commits.
 
+pub mod consumer;
 pub mod offsets;
 pub mod state;
 

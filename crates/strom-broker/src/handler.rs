@@ -13,6 +13,7 @@ use strom_log::FileSlice;
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
@@ -84,6 +85,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn supported(api_key: ApiKey, version: i16) -> bool {
@@ -162,6 +165,14 @@ pub fn handle(
         )),
         Some(RequestKind::DeleteGroups(r)) => groups_admin::delete(broker, r),
         Some(RequestKind::OffsetDelete(r)) => offset_delete::handle(broker, r),
+        Some(RequestKind::ConsumerGroupHeartbeat(r)) => {
+            ready(ResponseKind::ConsumerGroupHeartbeat(
+                consumer_group::heartbeat(broker, version, r, client_id(), peer),
+            ))
+        }
+        Some(RequestKind::ConsumerGroupDescribe(r)) => ready(ResponseKind::ConsumerGroupDescribe(
+            consumer_group::describe(broker, r),
+        )),
         Some(RequestKind::DescribeTopicPartitions(r)) => ready(
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(broker, r)),
         ),

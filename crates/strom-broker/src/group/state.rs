@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use tokio::sync::oneshot;
 
+use super::consumer;
+
 pub const NONE: i16 = 0;
 pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 pub const INVALID_GROUP_ID: i16 = 24;
@@ -323,22 +325,85 @@ pub struct JoinRequest {
     pub require_known_member_id: bool,
 }
 
+/// The coordinator of every group on this broker: classic groups here, consumer-protocol
+/// (KIP-848) groups in `consumer.rs`. A group id names one or the other. When both locks are
+/// taken, the classic one is taken first.
 #[derive(Debug, Default)]
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
+    consumer: Mutex<HashMap<String, consumer::Group>>,
     initial_delay_ms: i64,
+    timing: consumer::Timing,
 }
 
 impl GroupCoordinator {
     pub fn new(initial_delay_ms: i64) -> GroupCoordinator {
+        GroupCoordinator::with_timing(initial_delay_ms, consumer::Timing::default())
+    }
+
+    pub fn with_timing(initial_delay_ms: i64, timing: consumer::Timing) -> GroupCoordinator {
         GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
+            consumer: Mutex::new(HashMap::new()),
             initial_delay_ms,
+            timing,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_consumer(&self) -> std::sync::MutexGuard<'_, HashMap<String, consumer::Group>> {
+        self.consumer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A ConsumerGroupHeartbeat. An empty classic group (known only by its offsets) becomes
+    /// a consumer group; one with members is not a consumer group.
+    pub fn consumer_heartbeat(
+        &self,
+        req: &consumer::Heartbeat,
+        now_ms: i64,
+        topics: &dyn consumer::Topics,
+    ) -> consumer::HeartbeatReply {
+        let fail = |code: i16, message: String| consumer::HeartbeatReply {
+            error_code: code,
+            error_message: Some(message),
+            ..consumer::HeartbeatReply::default()
+        };
+        if req.group_id.is_empty() {
+            return fail(INVALID_GROUP_ID, "the group id is empty".into());
+        }
+        let mut classic = self.lock();
+        if let Some(g) = classic.get(&req.group_id) {
+            if !g.members.is_empty() {
+                return fail(
+                    GROUP_ID_NOT_FOUND,
+                    format!("group {} is not a consumer group", req.group_id),
+                );
+            }
+            classic.remove(&req.group_id);
+        }
+        let mut groups = self.lock_consumer();
+        drop(classic);
+        let group = match groups.get_mut(&req.group_id) {
+            Some(g) => g,
+            None if req.member_epoch == 0 => groups.entry(req.group_id.clone()).or_default(),
+            None => return fail(UNKNOWN_MEMBER_ID, "unknown member id".into()),
+        };
+        group.heartbeat(req, now_ms, self.timing, topics)
+    }
+
+    /// ConsumerGroupDescribe: None when no consumer group has this id.
+    pub fn consumer_describe(&self, group_id: &str) -> Option<consumer::Description> {
+        self.lock_consumer()
+            .get(group_id)
+            .map(consumer::Group::describe)
+    }
+
+    /// Whether `group_id` is a classic group (one that has or had members here).
+    pub fn is_classic(&self, group_id: &str) -> bool {
+        self.lock().contains_key(group_id)
     }
 
     /// Handles a JoinGroup; the answer arrives on the returned channel (at once, or when the
@@ -626,11 +691,18 @@ impl GroupCoordinator {
             }
             group.check_join(now_ms);
         }
+        drop(groups);
+        for group in self.lock_consumer().values_mut() {
+            group.tick(now_ms, self.timing);
+        }
     }
 
     /// Whether a commit by this member and generation is accepted (generation -1 with no
     /// member id: a consumer outside the group protocol, allowed while the group is empty).
     pub fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+        if let Some(g) = self.lock_consumer().get(group_id) {
+            return g.check_commit(member_id, generation);
+        }
         let groups = self.lock();
         let Some(group) = groups.get(group_id) else {
             return if generation < 0 {
@@ -660,12 +732,16 @@ impl GroupCoordinator {
 
     /// Records that a group exists (it committed offsets), so it is listed as Empty.
     pub fn touch(&self, group_id: &str) {
+        if self.lock_consumer().contains_key(group_id) {
+            return;
+        }
         self.lock()
             .entry(group_id.to_string())
             .or_insert_with(Group::new);
     }
 
-    pub fn list(&self) -> Vec<(String, &'static str, String)> {
+    /// Every group: id, state, protocol type and group type (`classic` or `consumer`).
+    pub fn list(&self) -> Vec<(String, &'static str, String, &'static str)> {
         let mut out: Vec<_> = self
             .lock()
             .iter()
@@ -675,14 +751,29 @@ impl GroupCoordinator {
                     id.clone(),
                     g.state.name(),
                     g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+                    "classic",
                 )
             })
             .collect();
+        out.extend(
+            self.lock_consumer()
+                .iter()
+                .map(|(id, g)| (id.clone(), g.state(), "consumer".to_string(), "consumer")),
+        );
         out.sort();
         out
     }
 
-    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+    /// DescribeGroups; `names` gives a topic's name by id (consumer-protocol groups keep
+    /// topic ids).
+    pub fn describe(
+        &self,
+        group_id: &str,
+        names: &dyn Fn(&uuid::Uuid) -> Option<String>,
+    ) -> Option<GroupDescription> {
+        if let Some(d) = self.consumer_describe(group_id) {
+            return Some(consumer_as_classic(d, names));
+        }
         let groups = self.lock();
         let g = groups.get(group_id).filter(|g| g.state != State::Dead)?;
         let protocol = g.protocol.clone().unwrap_or_default();
@@ -714,6 +805,17 @@ impl GroupCoordinator {
 
     /// Deletes an empty group; its offsets are the caller's to drop.
     pub fn delete(&self, group_id: &str) -> i16 {
+        {
+            let mut consumer = self.lock_consumer();
+            match consumer.get(group_id) {
+                Some(g) if !g.is_empty() => return NON_EMPTY_GROUP,
+                Some(_) => {
+                    consumer.remove(group_id);
+                    return NONE;
+                }
+                None => {}
+            }
+        }
         let mut groups = self.lock();
         match groups.get(group_id) {
             None => GROUP_ID_NOT_FOUND,
@@ -731,6 +833,9 @@ impl GroupCoordinator {
     pub fn subscribed_to(&self, group_id: &str, topic: &str) -> bool {
         use kafka_protocol::messages::ConsumerProtocolSubscription;
         use kafka_protocol::protocol::Decodable;
+        if let Some(g) = self.lock_consumer().get(group_id) {
+            return g.subscribes_to(topic);
+        }
         let groups = self.lock();
         let Some(g) = groups.get(group_id) else {
             return false;
@@ -753,9 +858,13 @@ impl GroupCoordinator {
     /// (or never joined here), given each group's newest commit time.
     pub fn expirable(&self, newest_commit_ms: &[(String, i64)], cutoff_ms: i64) -> Vec<String> {
         let groups = self.lock();
+        let consumer = self.lock_consumer();
         newest_commit_ms
             .iter()
             .filter(|(g, last)| {
+                if consumer.get(g).is_some_and(|c| !c.is_empty()) {
+                    return false;
+                }
                 let empty_since = match groups.get(g) {
                     Some(grp) if !grp.members.is_empty() => return false,
                     Some(grp) => grp.empty_since_ms,
@@ -769,6 +878,15 @@ impl GroupCoordinator {
 
     /// Forgets a group whose offsets expired (only while it has no members).
     pub fn forget_if_empty(&self, group_id: &str) {
+        {
+            let mut consumer = self.lock_consumer();
+            if consumer
+                .get(group_id)
+                .is_some_and(consumer::Group::is_empty)
+            {
+                consumer.remove(group_id);
+            }
+        }
         let mut groups = self.lock();
         if groups.get(group_id).is_some_and(|g| g.members.is_empty()) {
             groups.remove(group_id);
@@ -776,9 +894,41 @@ impl GroupCoordinator {
     }
 
     pub fn exists(&self, group_id: &str) -> bool {
+        if self.lock_consumer().contains_key(group_id) {
+            return true;
+        }
         self.lock()
             .get(group_id)
             .is_some_and(|g| g.state != State::Dead)
+    }
+}
+
+/// A consumer-protocol group described for DescribeGroups, as a classic "consumer" group
+/// whose protocol is the server-side assignor and whose assignments are encoded the way
+/// classic consumers encode theirs (ConsumerProtocolAssignment v0), so tools that only know
+/// DescribeGroups still show members and partitions.
+fn consumer_as_classic(
+    d: consumer::Description,
+    names: &dyn Fn(&uuid::Uuid) -> Option<String>,
+) -> GroupDescription {
+    GroupDescription {
+        state: d.state,
+        protocol_type: "consumer".into(),
+        protocol: d.assignor,
+        members: d
+            .members
+            .into_iter()
+            .map(|m| {
+                (
+                    m.member_id,
+                    m.instance_id,
+                    m.client_id,
+                    m.client_host,
+                    Bytes::new(),
+                    consumer::encode_classic_assignment(&m.assignment, names),
+                )
+            })
+            .collect(),
     }
 }
 
@@ -858,13 +1008,16 @@ mod tests {
         // b stops heartbeating: its session expires and a rebalance starts.
         c.heartbeat("g", 2, &a.member_id, 10_000);
         c.tick(10_500);
-        assert_eq!(c.describe("g").unwrap().state, "PreparingRebalance");
+        assert_eq!(
+            c.describe("g", &|_| None).unwrap().state,
+            "PreparingRebalance"
+        );
         assert_eq!(c.heartbeat("g", 2, &b.member_id, 10_500), UNKNOWN_MEMBER_ID);
         let ra = join(&c, &a.member_id, 10_600).try_recv().unwrap();
         assert_eq!((ra.generation_id, ra.members.len()), (3, 1));
         // Leaving empties the group; it can then be deleted.
         assert_eq!(c.leave("g", &a.member_id, None, 10_700), NONE);
-        assert_eq!(c.describe("g").unwrap().state, "Empty");
+        assert_eq!(c.describe("g", &|_| None).unwrap().state, "Empty");
         // Offsets expire only once the group has been empty for the retention time.
         assert_eq!(
             c.expirable(&[("g".into(), 5_000)], 10_700),

@@ -26,18 +26,18 @@ pub fn list(broker: &Arc<Broker>, req: ListGroupsRequest) -> ListGroupsResponse 
         .iter()
         .map(|s| s.as_str().to_ascii_lowercase())
         .collect();
-    for (id, state, protocol_type) in broker.groups.list() {
+    for (id, state, protocol_type, group_type) in broker.groups.list() {
         if !states.is_empty() && !states.contains(&state.to_ascii_lowercase()) {
             continue;
         }
-        if !types.is_empty() && !types.contains(&"classic".to_string()) {
+        if !types.is_empty() && !types.iter().any(|t| t == group_type) {
             continue;
         }
         let mut g = ListedGroup::default();
         g.group_id = GroupId(StrBytes::from_string(id));
         g.protocol_type = StrBytes::from_string(protocol_type);
         g.group_state = StrBytes::from_static_str(state);
-        g.group_type = StrBytes::from_static_str("classic");
+        g.group_type = StrBytes::from_static_str(group_type);
         r.groups.push(g);
     }
     r
@@ -49,11 +49,13 @@ pub fn describe(broker: &Arc<Broker>, req: DescribeGroupsRequest) -> DescribeGro
         req.include_authorized_operations,
         crate::authz::GROUP_OPERATIONS,
     );
+    let image = broker.meta.image();
+    let names = |t: &uuid::Uuid| image.topic_names.get(t).cloned();
     for id in req.groups {
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();
         g.authorized_operations = ops;
-        match broker.groups.describe(id.0.as_str()) {
+        match broker.groups.describe(id.0.as_str(), &names) {
             None => g.group_state = StrBytes::from_static_str("Dead"),
             Some(d) => {
                 g.group_state = StrBytes::from_static_str(d.state);

@@ -1,0 +1,993 @@
+//! The consumer group protocol of KIP-848 (`group.protocol=consumer`): the broker computes
+//! the assignment, and each member moves toward it through its own heartbeats, so no member
+//! stops for another's rebalance.
+//!
+//! Three epochs drive it, as in Kafka. The group epoch rises whenever something that shapes
+//! the assignment changes (a member joins, leaves or changes its subscription; a subscribed
+//! topic gains partitions). The assignment epoch is the group epoch the target assignment
+//! was computed for. A member's epoch reaches the assignment epoch once the member has given
+//! up every partition the target takes from it; partitions it gains are handed over only
+//! when their previous owner has released them.
+//!
+//! Like `state.rs`, this is a state machine without I/O or a clock: time and the topics'
+//! metadata are passed in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use uuid::Uuid;
+
+use super::state::{GROUP_MAX_SIZE_REACHED, MEMBERS_PER_GROUP_MAX, NONE, UNKNOWN_MEMBER_ID};
+
+pub const INVALID_REQUEST: i16 = 42;
+pub const FENCED_MEMBER_EPOCH: i16 = 110;
+pub const UNRELEASED_INSTANCE_ID: i16 = 111;
+pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
+pub const STALE_MEMBER_EPOCH: i16 = 113;
+
+/// The member epochs a leaving member sends: -1 leaves, -2 leaves for now (static members).
+pub const LEAVE_EPOCH: i32 = -1;
+pub const STATIC_LEAVE_EPOCH: i32 = -2;
+
+/// `group.consumer.assignors`: the server-side assignors, the first one the default.
+pub const ASSIGNORS: &[&str] = &["uniform", "range"];
+
+/// Partitions by topic id.
+pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
+
+/// What the coordinator needs to know about topics.
+pub trait Topics {
+    /// The topic's id and partition count.
+    fn lookup(&self, name: &str) -> Option<(Uuid, i32)>;
+    fn name_of(&self, id: &Uuid) -> Option<String>;
+}
+
+/// A ConsumerGroupHeartbeat, decoded.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    pub version: i16,
+    pub group_id: String,
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    pub owned: Option<Assignment>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeartbeatReply {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// The member's assignment, when it changed since the member last heard it.
+    pub assignment: Option<Assignment>,
+}
+
+impl HeartbeatReply {
+    fn error(code: i16, message: &str) -> HeartbeatReply {
+        HeartbeatReply {
+            error_code: code,
+            error_message: Some(message.to_string()),
+            ..HeartbeatReply::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemberState {
+    /// Holds what the target gives it, or waits for nothing.
+    Stable,
+    /// Must release partitions (`revoking`) before it moves on.
+    UnrevokedPartitions,
+    /// At the target epoch, waiting for partitions other members still hold.
+    UnreleasedPartitions,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    epoch: i32,
+    previous_epoch: i32,
+    state: MemberState,
+    instance_id: Option<String>,
+    rack_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    rebalance_timeout_ms: i32,
+    subscribed: BTreeSet<String>,
+    regex: Option<String>,
+    server_assignor: Option<String>,
+    /// The partitions given to the member.
+    assigned: Assignment,
+    /// Partitions taken from the member that it has not confirmed releasing yet.
+    revoking: Assignment,
+    revoke_deadline_ms: i64,
+    last_heartbeat_ms: i64,
+    /// What the member last heard as its assignment (None: nothing yet).
+    last_sent: Option<Assignment>,
+}
+
+/// A group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct Description {
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<MemberDescription>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed: Vec<String>,
+    pub regex: Option<String>,
+    pub assignment: Assignment,
+    pub target: Assignment,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Group {
+    epoch: i32,
+    assignment_epoch: i32,
+    members: BTreeMap<String, Member>,
+    target: HashMap<String, Assignment>,
+    /// The subscribed topics' ids and partition counts the target was computed over.
+    topics: BTreeMap<String, (Uuid, i32)>,
+    assignor: String,
+}
+
+/// Timing settings: `group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub session_timeout_ms: i32,
+    pub heartbeat_interval_ms: i32,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            session_timeout_ms: 45_000,
+            heartbeat_interval_ms: 5_000,
+        }
+    }
+}
+
+fn count(a: &Assignment) -> usize {
+    a.values().map(BTreeSet::len).sum()
+}
+
+fn contains(a: &Assignment, topic: &Uuid, p: i32) -> bool {
+    a.get(topic).is_some_and(|s| s.contains(&p))
+}
+
+fn insert(a: &mut Assignment, topic: Uuid, p: i32) {
+    a.entry(topic).or_default().insert(p);
+}
+
+/// `a` minus `b`, and `a` ∩ `b`.
+fn split(a: &Assignment, b: &Assignment) -> (Assignment, Assignment) {
+    let (mut only, mut both) = (Assignment::new(), Assignment::new());
+    for (t, ps) in a {
+        for &p in ps {
+            if contains(b, t, p) {
+                insert(&mut both, *t, p);
+            } else {
+                insert(&mut only, *t, p);
+            }
+        }
+    }
+    (only, both)
+}
+
+fn intersects(a: &Assignment, b: &Assignment) -> bool {
+    a.iter()
+        .any(|(t, ps)| ps.iter().any(|&p| contains(b, t, p)))
+}
+
+impl Group {
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn state(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.assignment_epoch < self.epoch {
+            "Assigning"
+        } else if self
+            .members
+            .values()
+            .filter(|m| m.epoch != STATIC_LEAVE_EPOCH)
+            .any(|m| m.epoch != self.assignment_epoch || m.state != MemberState::Stable)
+        {
+            "Reconciling"
+        } else {
+            "Stable"
+        }
+    }
+
+    pub fn has_member(&self, member_id: &str) -> bool {
+        self.members.contains_key(member_id)
+    }
+
+    pub fn subscribes_to(&self, topic: &str) -> bool {
+        self.members.values().any(|m| m.subscribed.contains(topic))
+    }
+
+    /// OffsetCommit's check: the member exists and commits at its current epoch.
+    pub fn check_commit(&self, member_id: &str, epoch: i32) -> i16 {
+        if member_id.is_empty() && epoch < 0 {
+            // A commit from outside the group protocol (assign() consumers, admin tools).
+            return if self.members.is_empty() {
+                NONE
+            } else {
+                UNKNOWN_MEMBER_ID
+            };
+        }
+        match self.members.get(member_id) {
+            None => UNKNOWN_MEMBER_ID,
+            Some(m) if epoch == m.epoch => NONE,
+            Some(m) if epoch < m.epoch => STALE_MEMBER_EPOCH,
+            Some(_) => FENCED_MEMBER_EPOCH,
+        }
+    }
+
+    /// The partitions held by members other than `except`: assigned or still being revoked.
+    fn held_by_others(&self, except: &str) -> Assignment {
+        let mut held = Assignment::new();
+        for (id, m) in &self.members {
+            if id != except {
+                for a in [&m.assigned, &m.revoking] {
+                    for (t, ps) in a {
+                        held.entry(*t).or_default().extend(ps.iter().copied());
+                    }
+                }
+            }
+        }
+        held
+    }
+
+    fn bump(&mut self) {
+        self.epoch += 1;
+    }
+
+    fn remove_member(&mut self, id: &str) {
+        if self.members.remove(id).is_some() {
+            self.target.remove(id);
+            self.bump();
+        }
+    }
+
+    /// The subscribed topics as they are now; a change (created, deleted, more partitions)
+    /// raises the group epoch.
+    fn refresh_topics(&mut self, topics: &dyn Topics) {
+        let names: BTreeSet<&String> = self
+            .members
+            .values()
+            .flat_map(|m| m.subscribed.iter())
+            .collect();
+        let now: BTreeMap<String, (Uuid, i32)> = names
+            .into_iter()
+            .filter_map(|n| topics.lookup(n).map(|x| (n.clone(), x)))
+            .collect();
+        if now != self.topics {
+            self.topics = now;
+            self.bump();
+        }
+    }
+
+    /// The assignor the members ask for most (the default when none asks).
+    fn choose_assignor(&self) -> String {
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in self.members.values() {
+            if let Some(a) = &m.server_assignor {
+                *votes.entry(a.as_str()).or_default() += 1;
+            }
+        }
+        votes
+            .into_iter()
+            .max_by_key(|(name, n)| (*n, std::cmp::Reverse(*name)))
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_else(|| ASSIGNORS[0].to_string())
+    }
+
+    fn compute_target(&mut self) {
+        self.assignor = self.choose_assignor();
+        let subs: BTreeMap<&String, &BTreeSet<String>> = self
+            .members
+            .iter()
+            .map(|(id, m)| (id, &m.subscribed))
+            .collect();
+        self.target = if self.assignor == "range" {
+            assign_range(&subs, &self.topics)
+        } else {
+            assign_uniform(&subs, &self.topics, &self.target)
+        };
+        self.assignment_epoch = self.epoch;
+    }
+
+    /// Moves the member one step toward its target (Kafka's CurrentAssignmentBuilder).
+    fn reconcile(&mut self, id: &str, owned: Option<&Assignment>, now_ms: i64) {
+        let held = self.held_by_others(id);
+        let target = self.target.get(id).cloned().unwrap_or_default();
+        let assignment_epoch = self.assignment_epoch;
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        if m.state == MemberState::UnrevokedPartitions {
+            match owned {
+                Some(o) if !intersects(o, &m.revoking) => m.revoking.clear(),
+                _ => return,
+            }
+        }
+        let (revoke, keep) = split(&m.assigned, &target);
+        if count(&revoke) > 0 {
+            m.assigned = keep;
+            m.revoking = revoke;
+            m.state = MemberState::UnrevokedPartitions;
+            m.revoke_deadline_ms = now_ms + i64::from(m.rebalance_timeout_ms);
+            return;
+        }
+        let (new, _) = split(&target, &m.assigned);
+        let mut waiting = false;
+        for (t, ps) in &new {
+            for &p in ps {
+                if contains(&held, t, p) {
+                    waiting = true;
+                } else {
+                    insert(&mut m.assigned, *t, p);
+                }
+            }
+        }
+        if m.epoch != assignment_epoch {
+            m.previous_epoch = m.epoch;
+            m.epoch = assignment_epoch;
+        }
+        m.state = if waiting {
+            MemberState::UnreleasedPartitions
+        } else {
+            MemberState::Stable
+        };
+    }
+
+    pub fn describe(&self) -> Description {
+        Description {
+            state: self.state(),
+            group_epoch: self.epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: if self.assignor.is_empty() {
+                ASSIGNORS[0].to_string()
+            } else {
+                self.assignor.clone()
+            },
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| MemberDescription {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    member_epoch: m.epoch,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed: m.subscribed.iter().cloned().collect(),
+                    regex: m.regex.clone(),
+                    assignment: m.assigned.clone(),
+                    target: self.target.get(id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Members whose session lapsed or who held on to revoked partitions past their
+    /// rebalance timeout leave the group.
+    pub fn tick(&mut self, now_ms: i64, timing: Timing) {
+        let gone: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                now_ms - m.last_heartbeat_ms > i64::from(timing.session_timeout_ms)
+                    || (m.state == MemberState::UnrevokedPartitions
+                        && now_ms > m.revoke_deadline_ms)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            tracing::info!(member = %id, "consumer group member fenced (session or rebalance timeout)");
+            self.remove_member(&id);
+        }
+    }
+
+    /// One ConsumerGroupHeartbeat.
+    pub fn heartbeat(
+        &mut self,
+        req: &Heartbeat,
+        now_ms: i64,
+        timing: Timing,
+        topics: &dyn Topics,
+    ) -> HeartbeatReply {
+        if let Some(a) = &req.server_assignor {
+            if !ASSIGNORS.contains(&a.as_str()) {
+                return HeartbeatReply::error(
+                    UNSUPPORTED_ASSIGNOR,
+                    &format!("assignor {a} is not one of {}", ASSIGNORS.join(", ")),
+                );
+            }
+        }
+        if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
+            return self.leave(req);
+        }
+        let id = if req.member_epoch == 0 {
+            match self.join(req, now_ms) {
+                Ok(id) => id,
+                Err(reply) => return reply,
+            }
+        } else {
+            let Some(m) = self.members.get(&req.member_id) else {
+                return HeartbeatReply::error(UNKNOWN_MEMBER_ID, "unknown member id");
+            };
+            let resent = req.member_epoch == m.previous_epoch
+                && req
+                    .owned
+                    .as_ref()
+                    .is_some_and(|o| count(&split(o, &m.assigned).0) == 0);
+            if req.member_epoch != m.epoch && !resent {
+                return HeartbeatReply::error(
+                    FENCED_MEMBER_EPOCH,
+                    &format!(
+                        "member epoch {} is not the current {}",
+                        req.member_epoch, m.epoch
+                    ),
+                );
+            }
+            req.member_id.clone()
+        };
+        // Fields that are null stay as they were.
+        let mut changed = false;
+        if let Some(m) = self.members.get_mut(&id) {
+            m.last_heartbeat_ms = now_ms;
+            if req.rebalance_timeout_ms > 0 {
+                m.rebalance_timeout_ms = req.rebalance_timeout_ms;
+            }
+            if req.rack_id.is_some() {
+                m.rack_id = req.rack_id.clone();
+            }
+            if let Some(names) = &req.subscribed_topic_names {
+                let names: BTreeSet<String> = names.iter().cloned().collect();
+                changed |= names != m.subscribed;
+                m.subscribed = names;
+            }
+            if req.subscribed_topic_regex.is_some() {
+                changed |= req.subscribed_topic_regex != m.regex;
+                m.regex = req.subscribed_topic_regex.clone();
+            }
+            if req.server_assignor.is_some() {
+                changed |= req.server_assignor != m.server_assignor;
+                m.server_assignor = req.server_assignor.clone();
+            }
+        }
+        if changed {
+            self.bump();
+        }
+        self.refresh_topics(topics);
+        if self.assignment_epoch < self.epoch {
+            self.compute_target();
+        }
+        self.reconcile(&id, req.owned.as_ref(), now_ms);
+        let Some(m) = self.members.get_mut(&id) else {
+            return HeartbeatReply::error(UNKNOWN_MEMBER_ID, "unknown member id");
+        };
+        let assignment = if m.last_sent.as_ref() != Some(&m.assigned) || req.member_epoch == 0 {
+            m.last_sent = Some(m.assigned.clone());
+            Some(m.assigned.clone())
+        } else {
+            None
+        };
+        HeartbeatReply {
+            error_code: NONE,
+            error_message: None,
+            member_id: id,
+            member_epoch: m.epoch,
+            heartbeat_interval_ms: timing.heartbeat_interval_ms,
+            assignment,
+        }
+    }
+
+    fn leave(&mut self, req: &Heartbeat) -> HeartbeatReply {
+        let id = if self.members.contains_key(&req.member_id) {
+            req.member_id.clone()
+        } else if let Some(i) = &req.instance_id {
+            match self
+                .members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_ref() == Some(i))
+            {
+                Some((id, _)) => id.clone(),
+                None => return HeartbeatReply::error(UNKNOWN_MEMBER_ID, "unknown member id"),
+            }
+        } else {
+            return HeartbeatReply::error(UNKNOWN_MEMBER_ID, "unknown member id");
+        };
+        if req.member_epoch == STATIC_LEAVE_EPOCH && req.instance_id.is_some() {
+            // A static member leaving for now keeps its partitions until its session ends
+            // or it comes back under the same instance id.
+            if let Some(m) = self.members.get_mut(&id) {
+                m.previous_epoch = m.epoch;
+                m.epoch = STATIC_LEAVE_EPOCH;
+            }
+        } else {
+            self.remove_member(&id);
+        }
+        HeartbeatReply {
+            member_id: id,
+            member_epoch: req.member_epoch,
+            ..HeartbeatReply::default()
+        }
+    }
+
+    /// A member with epoch 0: new, rejoining after being fenced, or a static member back.
+    fn join(&mut self, req: &Heartbeat, now_ms: i64) -> Result<String, HeartbeatReply> {
+        if req.rebalance_timeout_ms <= 0 {
+            return Err(HeartbeatReply::error(
+                INVALID_REQUEST,
+                "RebalanceTimeoutMs must be provided when joining",
+            ));
+        }
+        if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
+            return Err(HeartbeatReply::error(
+                INVALID_REQUEST,
+                "SubscribedTopicNames or SubscribedTopicRegex must be set when joining",
+            ));
+        }
+        if req.owned.as_ref().is_some_and(|o| count(o) > 0) {
+            return Err(HeartbeatReply::error(
+                INVALID_REQUEST,
+                "TopicPartitions must be empty when joining",
+            ));
+        }
+        let id = if req.member_id.is_empty() {
+            if req.version >= 1 {
+                return Err(HeartbeatReply::error(
+                    INVALID_REQUEST,
+                    "MemberId can't be empty",
+                ));
+            }
+            Uuid::new_v4().to_string()
+        } else {
+            req.member_id.clone()
+        };
+        let mut inherited: Option<Member> = None;
+        if let Some(instance) = &req.instance_id {
+            let previous = self
+                .members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
+                .map(|(pid, m)| (pid.clone(), m.epoch));
+            if let Some((pid, epoch)) = previous {
+                if epoch != STATIC_LEAVE_EPOCH && pid != id {
+                    return Err(HeartbeatReply::error(
+                        UNRELEASED_INSTANCE_ID,
+                        &format!("instance id {instance} is in use by another member"),
+                    ));
+                }
+                // The static member is back: it takes its old assignment and epoch over,
+                // and the group does not rebalance.
+                inherited = self.members.remove(&pid);
+                if let Some(t) = self.target.remove(&pid) {
+                    self.target.insert(id.clone(), t);
+                }
+            }
+        }
+        if inherited.is_none() && self.members.remove(&id).is_some() {
+            // Rejoining after being fenced: it starts over.
+            self.target.remove(&id);
+            self.bump();
+        }
+        if inherited.is_none() && self.members.len() >= MEMBERS_PER_GROUP_MAX {
+            return Err(HeartbeatReply::error(
+                GROUP_MAX_SIZE_REACHED,
+                "the group has reached its maximum size",
+            ));
+        }
+        let member = match inherited {
+            Some(mut m) => {
+                m.epoch = m.previous_epoch;
+                m.last_sent = None;
+                m
+            }
+            None => {
+                self.bump();
+                Member {
+                    epoch: 0,
+                    previous_epoch: 0,
+                    state: MemberState::Stable,
+                    instance_id: req.instance_id.clone(),
+                    rack_id: req.rack_id.clone(),
+                    client_id: req.client_id.clone(),
+                    client_host: req.client_host.clone(),
+                    rebalance_timeout_ms: req.rebalance_timeout_ms,
+                    subscribed: BTreeSet::new(),
+                    regex: None,
+                    server_assignor: None,
+                    assigned: Assignment::new(),
+                    revoking: Assignment::new(),
+                    revoke_deadline_ms: 0,
+                    last_heartbeat_ms: now_ms,
+                    last_sent: None,
+                }
+            }
+        };
+        self.members.insert(id.clone(), member);
+        Ok(id)
+    }
+}
+
+/// An assignment as a classic consumer's SyncGroup carries it: ConsumerProtocolAssignment
+/// v0, prefixed by its version. Topics whose name is unknown (deleted) are left out.
+pub fn encode_classic_assignment(
+    a: &Assignment,
+    names: &dyn Fn(&Uuid) -> Option<String>,
+) -> bytes::Bytes {
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
+    use kafka_protocol::messages::{ConsumerProtocolAssignment, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let mut msg = ConsumerProtocolAssignment::default();
+    for (t, ps) in a {
+        if let Some(name) = names(t) {
+            let mut tp = TopicPartition::default();
+            tp.topic = TopicName(StrBytes::from_string(name));
+            tp.partitions = ps.iter().copied().collect();
+            msg.assigned_partitions.push(tp);
+        }
+    }
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(&0i16.to_be_bytes());
+    if msg.encode(&mut out, 0).is_err() {
+        return bytes::Bytes::new();
+    }
+    out.freeze()
+}
+
+/// Kafka's uniform assignor, sticky: every subscribed partition goes to one of the members
+/// subscribed to its topic; partitions stay where the previous target put them unless the
+/// counts differ by more than one.
+fn assign_uniform(
+    subs: &BTreeMap<&String, &BTreeSet<String>>,
+    topics: &BTreeMap<String, (Uuid, i32)>,
+    previous: &HashMap<String, Assignment>,
+) -> HashMap<String, Assignment> {
+    let mut owner: BTreeMap<(Uuid, i32), String> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = subs.keys().map(|id| ((*id).clone(), 0)).collect();
+    let subscribed = |member: &str, topic: &Uuid| {
+        subs.get(&member.to_string()).is_some_and(|s| {
+            s.iter()
+                .any(|n| topics.get(n).is_some_and(|(id, _)| id == topic))
+        })
+    };
+    let partitions: BTreeMap<Uuid, i32> = topics.values().map(|(id, n)| (*id, *n)).collect();
+    // Keep what the previous target gave, where it is still valid.
+    let mut kept: Vec<(&String, &Assignment)> = previous.iter().collect();
+    kept.sort();
+    for (member, a) in kept {
+        if !counts.contains_key(member) {
+            continue;
+        }
+        for (t, ps) in a {
+            let Some(&n) = partitions.get(t) else {
+                continue;
+            };
+            if !subscribed(member, t) {
+                continue;
+            }
+            for &p in ps {
+                if p < n && !owner.contains_key(&(*t, p)) {
+                    owner.insert((*t, p), member.clone());
+                    *counts.entry(member.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    // Members subscribed to each topic.
+    let eligible: BTreeMap<Uuid, Vec<String>> = partitions
+        .keys()
+        .map(|t| {
+            (
+                *t,
+                counts
+                    .keys()
+                    .filter(|m| subscribed(m, t))
+                    .cloned()
+                    .collect(),
+            )
+        })
+        .collect();
+    // The rest to the least loaded eligible member.
+    for (t, &n) in &partitions {
+        for p in 0..n {
+            if owner.contains_key(&(*t, p)) {
+                continue;
+            }
+            if let Some(m) = eligible[t]
+                .iter()
+                .min_by_key(|m| (counts[*m], (*m).clone()))
+            {
+                owner.insert((*t, p), m.clone());
+                *counts.get_mut(m).expect("member counted") += 1;
+            }
+        }
+    }
+    // Balance: move a partition from a member to an eligible one with at least two fewer.
+    // Every move lowers the sum of squared counts, so this ends.
+    let mut moved = true;
+    while moved {
+        moved = false;
+        let keys: Vec<(Uuid, i32)> = owner.keys().copied().collect();
+        for key in keys {
+            let from = owner[&key].clone();
+            let best = eligible[&key.0]
+                .iter()
+                .filter(|m| counts[*m] + 1 < counts[&from])
+                .min_by_key(|m| (counts[*m], (*m).clone()))
+                .cloned();
+            if let Some(to) = best {
+                *counts.get_mut(&from).expect("member counted") -= 1;
+                *counts.get_mut(&to).expect("member counted") += 1;
+                owner.insert(key, to);
+                moved = true;
+            }
+        }
+    }
+    let mut out: HashMap<String, Assignment> = HashMap::new();
+    for ((t, p), m) in owner {
+        insert(out.entry(m).or_default(), t, p);
+    }
+    out
+}
+
+/// Kafka's range assignor, per topic: the members subscribed to it, sorted, each get a
+/// contiguous range of partitions, the first ones one more when the division is uneven.
+fn assign_range(
+    subs: &BTreeMap<&String, &BTreeSet<String>>,
+    topics: &BTreeMap<String, (Uuid, i32)>,
+) -> HashMap<String, Assignment> {
+    let mut out: HashMap<String, Assignment> = HashMap::new();
+    for (name, (id, n)) in topics {
+        let members: Vec<&String> = subs
+            .iter()
+            .filter(|(_, s)| s.contains(name))
+            .map(|(m, _)| *m)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let n = usize::try_from(*n).unwrap_or(0);
+        let (each, extra) = (n / members.len(), n % members.len());
+        let mut next = 0usize;
+        for (i, m) in members.iter().enumerate() {
+            let take = each + usize::from(i < extra);
+            for p in next..next + take {
+                insert(
+                    out.entry((*m).clone()).or_default(),
+                    *id,
+                    i32::try_from(p).unwrap_or(i32::MAX),
+                );
+            }
+            next += take;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(BTreeMap<String, (Uuid, i32)>);
+
+    impl Topics for Fixed {
+        fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
+            self.0.get(name).copied()
+        }
+        fn name_of(&self, id: &Uuid) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(_, (t, _))| t == id)
+                .map(|(n, _)| n.clone())
+        }
+    }
+
+    fn topics(list: &[(&str, i32)]) -> Fixed {
+        Fixed(
+            list.iter()
+                .enumerate()
+                .map(|(i, (n, p))| (n.to_string(), (Uuid::from_u128(i as u128 + 1), *p)))
+                .collect(),
+        )
+    }
+
+    fn hb(member: &str, epoch: i32, owned: Option<&Assignment>) -> Heartbeat {
+        Heartbeat {
+            version: 1,
+            group_id: "g".into(),
+            member_id: member.into(),
+            member_epoch: epoch,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: (epoch == 0).then(|| vec!["t".to_string()]),
+            owned: owned
+                .cloned()
+                .or_else(|| (epoch == 0).then(Assignment::new)),
+            ..Heartbeat::default()
+        }
+    }
+
+    /// Heartbeats until the member's epoch and assignment stop changing; returns them.
+    fn settle(
+        g: &mut Group,
+        member: &str,
+        held: &mut Assignment,
+        epoch: &mut i32,
+        now: i64,
+        t: &Fixed,
+    ) {
+        for _ in 0..4 {
+            let r = g.heartbeat(&hb(member, *epoch, Some(held)), now, Timing::default(), t);
+            assert_eq!(r.error_code, NONE, "{r:?}");
+            *epoch = r.member_epoch;
+            if let Some(a) = r.assignment {
+                *held = a;
+            }
+        }
+    }
+
+    #[test]
+    fn a_second_member_gets_half_only_after_the_first_releases_it() {
+        let t = topics(&[("t", 6)]);
+        let mut g = Group::default();
+        let r = g.heartbeat(&hb("a", 0, None), 0, Timing::default(), &t);
+        assert_eq!(r.error_code, NONE);
+        assert_eq!(count(r.assignment.as_ref().unwrap()), 6);
+        let (mut a_held, mut a_epoch) = (r.assignment.unwrap(), r.member_epoch);
+        assert_eq!(g.state(), "Stable");
+
+        // b joins: its target is 3 partitions, all still held by a.
+        let r = g.heartbeat(&hb("b", 0, None), 1, Timing::default(), &t);
+        assert_eq!(count(r.assignment.as_ref().unwrap()), 0);
+        let (mut b_held, mut b_epoch) = (r.assignment.unwrap(), r.member_epoch);
+        assert_eq!(g.state(), "Reconciling");
+
+        // a hears it must give three up; its epoch stays until it has.
+        let r = g.heartbeat(&hb("a", a_epoch, Some(&a_held)), 2, Timing::default(), &t);
+        assert_eq!(r.member_epoch, a_epoch);
+        let keep = r.assignment.unwrap();
+        assert_eq!(count(&keep), 3);
+        // b still waits: a has not confirmed.
+        settle(&mut g, "b", &mut b_held, &mut b_epoch, 3, &t);
+        assert_eq!(count(&b_held), 0);
+        // a confirms; then b gets the three.
+        a_held = keep;
+        settle(&mut g, "a", &mut a_held, &mut a_epoch, 4, &t);
+        settle(&mut g, "b", &mut b_held, &mut b_epoch, 5, &t);
+        assert_eq!(count(&a_held), 3);
+        assert_eq!(count(&b_held), 3);
+        assert!(!intersects(&a_held, &b_held));
+        assert_eq!(a_epoch, b_epoch);
+        assert_eq!(g.state(), "Stable");
+    }
+
+    #[test]
+    fn fencing_stale_epochs_and_expiry() {
+        let t = topics(&[("t", 4)]);
+        let mut g = Group::default();
+        let r = g.heartbeat(&hb("a", 0, None), 0, Timing::default(), &t);
+        let e = r.member_epoch;
+        let r = g.heartbeat(&hb("a", e + 5, None), 1, Timing::default(), &t);
+        assert_eq!(r.error_code, FENCED_MEMBER_EPOCH);
+        let r = g.heartbeat(&hb("zz", 3, None), 1, Timing::default(), &t);
+        assert_eq!(r.error_code, UNKNOWN_MEMBER_ID);
+        assert_eq!(g.check_commit("a", e), NONE);
+        assert_eq!(g.check_commit("a", e - 1), STALE_MEMBER_EPOCH);
+        assert_eq!(g.check_commit("", -1), UNKNOWN_MEMBER_ID);
+        g.tick(46_000, Timing::default());
+        assert!(g.is_empty());
+        assert_eq!(g.check_commit("", -1), NONE);
+    }
+
+    #[test]
+    fn bad_joins_are_refused() {
+        let t = topics(&[("t", 4)]);
+        let mut g = Group::default();
+        let mut r = hb("", 0, None);
+        assert_eq!(
+            g.heartbeat(&r, 0, Timing::default(), &t).error_code,
+            INVALID_REQUEST
+        );
+        r.version = 0;
+        let ok = g.heartbeat(&r, 0, Timing::default(), &t);
+        assert_eq!(ok.error_code, NONE);
+        assert!(!ok.member_id.is_empty());
+        let mut r = hb("b", 0, None);
+        r.server_assignor = Some("sticky".into());
+        assert_eq!(
+            g.heartbeat(&r, 0, Timing::default(), &t).error_code,
+            UNSUPPORTED_ASSIGNOR
+        );
+        let mut r = hb("b", 0, None);
+        r.rebalance_timeout_ms = -1;
+        assert_eq!(
+            g.heartbeat(&r, 0, Timing::default(), &t).error_code,
+            INVALID_REQUEST
+        );
+    }
+
+    #[test]
+    fn a_static_member_comes_back_without_a_rebalance() {
+        let t = topics(&[("t", 4)]);
+        let mut g = Group::default();
+        let mut a = hb("a", 0, None);
+        a.instance_id = Some("i1".into());
+        let ra = g.heartbeat(&a, 0, Timing::default(), &t);
+        let rb = g.heartbeat(&hb("b", 0, None), 0, Timing::default(), &t);
+        let (mut b_held, mut b_epoch) = (rb.assignment.unwrap(), rb.member_epoch);
+        let mut a_held = ra.assignment.unwrap();
+        let mut a_epoch = ra.member_epoch;
+        settle(&mut g, "a", &mut a_held, &mut a_epoch, 1, &t);
+        settle(&mut g, "b", &mut b_held, &mut b_epoch, 1, &t);
+        assert_eq!(g.state(), "Stable");
+        let epoch = g.epoch;
+        let mut leave = hb("a", STATIC_LEAVE_EPOCH, None);
+        leave.instance_id = Some("i1".into());
+        assert_eq!(
+            g.heartbeat(&leave, 2, Timing::default(), &t).error_code,
+            NONE
+        );
+        let mut back = hb("a2", 0, None);
+        back.instance_id = Some("i1".into());
+        let r = g.heartbeat(&back, 3, Timing::default(), &t);
+        assert_eq!(r.error_code, NONE);
+        assert_eq!(r.assignment.unwrap(), a_held);
+        assert_eq!(g.epoch, epoch, "no rebalance");
+        // An active instance id cannot be taken.
+        let mut thief = hb("a3", 0, None);
+        thief.instance_id = Some("i1".into());
+        assert_eq!(
+            g.heartbeat(&thief, 4, Timing::default(), &t).error_code,
+            UNRELEASED_INSTANCE_ID
+        );
+    }
+
+    #[test]
+    fn uniform_is_balanced_and_sticky_and_range_is_ranges() {
+        let t = topics(&[("t", 7), ("u", 3)]);
+        let names: BTreeSet<String> = ["t".to_string(), "u".to_string()].into();
+        let ids: Vec<String> = (0..3).map(|i| format!("m{i}")).collect();
+        let subs: BTreeMap<&String, &BTreeSet<String>> = ids.iter().map(|i| (i, &names)).collect();
+        let first = assign_uniform(&subs, &t.0, &HashMap::new());
+        let counts: Vec<usize> = ids.iter().map(|i| count(&first[i])).collect();
+        assert_eq!(counts.iter().sum::<usize>(), 10);
+        assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1);
+        // A fourth member: the first three keep all they can.
+        let ids4: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
+        let subs4: BTreeMap<&String, &BTreeSet<String>> =
+            ids4.iter().map(|i| (i, &names)).collect();
+        let second = assign_uniform(&subs4, &t.0, &first);
+        for i in &ids {
+            assert_eq!(count(&split(&second[i], &first[i]).0), 0, "{i} only loses");
+        }
+        assert!(count(&second["m3"]) >= 2);
+        let range = assign_range(&subs, &t.0);
+        let tid = t.0["t"].0;
+        assert_eq!(range["m0"][&tid], [0, 1, 2].into());
+        assert_eq!(range["m2"][&tid], [5, 6].into());
+    }
+}

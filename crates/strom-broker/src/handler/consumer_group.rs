@@ -1,0 +1,172 @@
+//! ConsumerGroupHeartbeat and ConsumerGroupDescribe: the consumer group protocol of KIP-848
+//! (`group.protocol=consumer`), whose state machine is `group/consumer.rs`.
+
+use crate::broker::Broker;
+use crate::group::consumer::{Assignment, Heartbeat, Topics};
+use crate::group::state::GROUP_ID_NOT_FOUND;
+use kafka_protocol::messages::consumer_group_describe_response::{
+    self as describe, DescribedGroup, Member,
+};
+use kafka_protocol::messages::consumer_group_heartbeat_response::{
+    Assignment as WireAssignment, TopicPartitions,
+};
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use std::sync::Arc;
+use strom_meta::image::MetadataImage;
+use uuid::Uuid;
+
+struct ImageTopics<'a>(&'a MetadataImage);
+
+impl Topics for ImageTopics<'_> {
+    fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
+        let t = self.0.topics.get(name)?;
+        Some((
+            t.topic_id,
+            i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+        ))
+    }
+
+    fn name_of(&self, id: &Uuid) -> Option<String> {
+        self.0.topic_names.get(id).cloned()
+    }
+}
+
+pub fn heartbeat(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: ConsumerGroupHeartbeatRequest,
+    client_id: String,
+    peer: &str,
+) -> ConsumerGroupHeartbeatResponse {
+    let owned = req.topic_partitions.map(|tps| {
+        let mut a = Assignment::new();
+        for tp in tps {
+            a.entry(tp.topic_id).or_default().extend(tp.partitions);
+        }
+        a
+    });
+    let hb = Heartbeat {
+        version,
+        group_id: req.group_id.0.as_str().to_string(),
+        member_id: req.member_id.as_str().to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.map(|s| s.as_str().to_string()),
+        rack_id: req.rack_id.map(|s| s.as_str().to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topic_names: req
+            .subscribed_topic_names
+            .map(|v| v.into_iter().map(|t| t.0.as_str().to_string()).collect()),
+        subscribed_topic_regex: req.subscribed_topic_regex.map(|s| s.as_str().to_string()),
+        server_assignor: req.server_assignor.map(|s| s.as_str().to_string()),
+        owned,
+        client_id,
+        client_host: format!("/{peer}"),
+    };
+    let image = broker.meta.image();
+    let reply = broker.groups.consumer_heartbeat(
+        &hb,
+        crate::metadata_store::now_ms(),
+        &ImageTopics(&image),
+    );
+    let mut r = ConsumerGroupHeartbeatResponse::default();
+    r.error_code = reply.error_code;
+    r.error_message = reply.error_message.map(StrBytes::from_string);
+    r.member_id = (!reply.member_id.is_empty()).then(|| StrBytes::from_string(reply.member_id));
+    r.member_epoch = reply.member_epoch;
+    r.heartbeat_interval_ms = reply.heartbeat_interval_ms;
+    r.assignment = reply.assignment.map(|a| {
+        let mut w = WireAssignment::default();
+        w.topic_partitions = a
+            .into_iter()
+            .map(|(t, ps)| {
+                let mut tp = TopicPartitions::default();
+                tp.topic_id = t;
+                tp.partitions = ps.into_iter().collect();
+                tp
+            })
+            .collect();
+        w
+    });
+    r
+}
+
+pub fn describe(
+    broker: &Arc<Broker>,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    let image = broker.meta.image();
+    let names = ImageTopics(&image);
+    let ops = crate::authz::if_asked(
+        req.include_authorized_operations,
+        crate::authz::GROUP_OPERATIONS,
+    );
+    let wire = |a: &Assignment| {
+        let mut w = describe::Assignment::default();
+        w.topic_partitions = a
+            .iter()
+            .filter_map(|(t, ps)| {
+                let mut tp = describe::TopicPartitions::default();
+                tp.topic_id = *t;
+                tp.topic_name = TopicName(StrBytes::from_string(names.name_of(t)?));
+                tp.partitions = ps.iter().copied().collect();
+                Some(tp)
+            })
+            .collect();
+        w
+    };
+    let mut r = ConsumerGroupDescribeResponse::default();
+    for id in req.group_ids {
+        let mut g = DescribedGroup::default();
+        g.group_id = id.clone();
+        g.authorized_operations = ops;
+        match broker.groups.consumer_describe(id.0.as_str()) {
+            None => {
+                g.error_code = GROUP_ID_NOT_FOUND;
+                g.error_message = Some(StrBytes::from_string(
+                    if broker.groups.is_classic(id.0.as_str()) {
+                        format!("group {} is not a consumer group", id.0.as_str())
+                    } else {
+                        format!("group {} not found", id.0.as_str())
+                    },
+                ));
+                g.group_state = StrBytes::from_static_str("Dead");
+            }
+            Some(d) => {
+                g.group_state = StrBytes::from_static_str(d.state);
+                g.group_epoch = d.group_epoch;
+                g.assignment_epoch = d.assignment_epoch;
+                g.assignor_name = StrBytes::from_string(d.assignor);
+                g.members = d
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let mut w = Member::default();
+                        w.member_id = StrBytes::from_string(m.member_id.clone());
+                        w.instance_id = m.instance_id.clone().map(StrBytes::from_string);
+                        w.rack_id = m.rack_id.clone().map(StrBytes::from_string);
+                        w.member_epoch = m.member_epoch;
+                        w.client_id = StrBytes::from_string(m.client_id.clone());
+                        w.client_host = StrBytes::from_string(m.client_host.clone());
+                        w.subscribed_topic_names = m
+                            .subscribed
+                            .iter()
+                            .map(|n| TopicName(StrBytes::from_string(n.clone())))
+                            .collect();
+                        w.subscribed_topic_regex = m.regex.clone().map(StrBytes::from_string);
+                        w.assignment = wire(&m.assignment);
+                        w.target_assignment = wire(&m.target);
+                        // 1: a member of the consumer protocol (0 would be a classic one).
+                        w.member_type = 1;
+                        w
+                    })
+                    .collect();
+            }
+        }
+        r.groups.push(g);
+    }
+    r
+}
