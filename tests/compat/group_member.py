@@ -10,8 +10,12 @@ bootstrap, group, topic, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(
 extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
 
 
-c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-              "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **extra})
+conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, **extra}
+if extra.get("group.protocol") != "consumer":
+    # With the consumer protocol (KIP-848) the broker sets these; the client refuses them.
+    conf = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **conf}
+c = Consumer(conf)
 c.subscribe([topic])
 deadline = time.time() + seconds
 current = None
