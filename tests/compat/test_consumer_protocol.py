@@ -108,3 +108,32 @@ def test_admin_describes_and_lists_a_consumer_group(broker):
     assert group not in [g.group_id for g in classic_only.valid]
     m.proc.send_signal(signal.SIGTERM)
     m.wait()
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_classic_and_consumer_members_share_one_group(broker, strategy):
+    # A classic group in use; a consumer-protocol member joins it (the group becomes a
+    # consumer group, the classic members carry on); then one more classic member joins.
+    topic = topic_with(broker.bootstrap)
+    produce(broker.bootstrap, topic, 3000)
+    group = f"mixed-{uuid.uuid4().hex[:6]}"
+    classic = {"partition.assignment.strategy": strategy}
+    first = Member(broker.bootstrap, group, topic, 45, classic)
+    assert wait_for(lambda: first.assigned() == list(range(6)))
+    second = Member(broker.bootstrap, group, topic, 40, CONSUMER)
+    assert wait_for(lambda: len(second.assigned() or []) == 3 and owned([first, second]) == list(range(6)), 40), \
+        (first.lines[-3:], second.lines[-3:])
+    third = Member(broker.bootstrap, group, topic, 35, classic)
+    members = [first, second, third]
+    assert wait_for(lambda: all(len(m.assigned() or []) == 2 for m in members)
+                    and owned(members) == list(range(6)), 40), [m.assigned() for m in members]
+    produce(broker.bootstrap, topic, 3000, start=3000)
+    assert wait_for(lambda: len({r["v"] for m in members for r in m.records()}) >= 6000, 60)
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    d = a.describe_consumer_groups([group])[group].result(30)
+    assert d.type == ConsumerGroupType.CONSUMER
+    assert len(d.members) == 3
+    for m in members:
+        m.proc.send_signal(signal.SIGTERM)
+        m.wait()
+    assert {r["v"] for m in members for r in m.records()} == {str(i) for i in range(6000)}

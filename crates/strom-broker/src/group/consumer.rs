@@ -40,6 +40,70 @@ pub trait Topics {
     fn name_of(&self, id: &Uuid) -> Option<String>;
 }
 
+/// No topics at all (tests of the classic protocol).
+pub struct NoTopics;
+
+impl Topics for NoTopics {
+    fn lookup(&self, _: &str) -> Option<(Uuid, i32)> {
+        None
+    }
+    fn name_of(&self, _: &Uuid) -> Option<String> {
+        None
+    }
+}
+
+/// A classic consumer's JoinGroup metadata (ConsumerProtocolSubscription, after its version):
+/// the topics it subscribes to and the partitions it owns (v1+), by topic name.
+pub fn decode_subscription(meta: &bytes::Bytes) -> Option<(Vec<String>, Vec<(String, Vec<i32>)>)> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut b = meta.clone();
+    if b.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([b[0], b[1]]);
+    bytes::Buf::advance(&mut b, 2);
+    let s = ConsumerProtocolSubscription::decode(&mut b, version.clamp(0, 3)).ok()?;
+    Some((
+        s.topics.iter().map(|t| t.as_str().to_string()).collect(),
+        s.owned_partitions
+            .iter()
+            .map(|o| (o.topic.0.as_str().to_string(), o.partitions.clone()))
+            .collect(),
+    ))
+}
+
+/// A classic assignment (ConsumerProtocolAssignment after its version), by topic name.
+pub fn decode_classic_assignment(data: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
+    use kafka_protocol::protocol::Decodable;
+    let mut b = data.clone();
+    if b.len() < 2 {
+        return Vec::new();
+    }
+    let version = i16::from_be_bytes([b[0], b[1]]);
+    bytes::Buf::advance(&mut b, 2);
+    ConsumerProtocolAssignment::decode(&mut b, version.clamp(0, 3))
+        .map(|a| {
+            a.assigned_partitions
+                .iter()
+                .map(|t| (t.topic.0.as_str().to_string(), t.partitions.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Partitions by topic name to partitions by topic id (unknown topics left out).
+pub fn by_id(list: &[(String, Vec<i32>)], topics: &dyn Topics) -> Assignment {
+    let mut a = Assignment::new();
+    for (name, ps) in list {
+        if let Some((id, _)) = topics.lookup(name) {
+            a.entry(id).or_default().extend(ps.iter().copied());
+        }
+    }
+    a
+}
+
 /// A ConsumerGroupHeartbeat, decoded.
 #[derive(Debug, Clone, Default)]
 pub struct Heartbeat {
@@ -110,6 +174,39 @@ struct Member {
     last_heartbeat_ms: i64,
     /// What the member last heard as its assignment (None: nothing yet).
     last_sent: Option<Assignment>,
+    /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat).
+    classic: Option<Classic>,
+}
+
+/// What a classic member of a consumer group keeps from its JoinGroup.
+#[derive(Debug, Clone)]
+pub struct Classic {
+    pub session_timeout_ms: i32,
+    /// (name, metadata) as the member sent them; the first is the one it is answered with.
+    pub protocols: Vec<(String, bytes::Bytes)>,
+}
+
+/// A classic member's JoinGroup into a consumer group, decoded.
+#[derive(Debug, Clone)]
+pub struct ClassicJoin {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub classic: Classic,
+    /// From the member's ConsumerProtocolSubscription: its topics and owned partitions.
+    pub subscribed: BTreeSet<String>,
+    pub owned: Assignment,
+}
+
+/// A classic member of a classic group that becomes a consumer group.
+#[derive(Debug, Clone)]
+pub struct Converted {
+    pub member_id: String,
+    pub join: ClassicJoin,
+    pub assigned: Assignment,
+    pub last_heartbeat_ms: i64,
 }
 
 /// A group as ConsumerGroupDescribe shows it.
@@ -134,6 +231,8 @@ pub struct MemberDescription {
     pub regex: Option<String>,
     pub assignment: Assignment,
     pub target: Assignment,
+    /// The member speaks the classic protocol.
+    pub classic: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -385,6 +484,7 @@ impl Group {
                     regex: m.regex.clone(),
                     assignment: m.assigned.clone(),
                     target: self.target.get(id).cloned().unwrap_or_default(),
+                    classic: m.classic.is_some(),
                 })
                 .collect(),
         }
@@ -397,7 +497,12 @@ impl Group {
             .members
             .iter()
             .filter(|(_, m)| {
-                now_ms - m.last_heartbeat_ms > i64::from(timing.session_timeout_ms)
+                now_ms - m.last_heartbeat_ms
+                    > i64::from(
+                        m.classic
+                            .as_ref()
+                            .map_or(timing.session_timeout_ms, |c| c.session_timeout_ms),
+                    )
                     || (m.state == MemberState::UnrevokedPartitions
                         && now_ms > m.revoke_deadline_ms)
             })
@@ -502,6 +607,180 @@ impl Group {
             heartbeat_interval_ms: timing.heartbeat_interval_ms,
             assignment,
         }
+    }
+
+    /// A classic group whose members carry on in a consumer group (a consumer-protocol
+    /// member joined it): the generation becomes the group epoch and each member's current
+    /// assignment its assignment and target, so nobody loses anything by the conversion.
+    pub fn from_classic(generation: i32, members: Vec<Converted>) -> Group {
+        let mut g = Group {
+            epoch: generation,
+            assignment_epoch: generation,
+            ..Group::default()
+        };
+        for c in members {
+            g.target.insert(c.member_id.clone(), c.assigned.clone());
+            let member = g.classic_member(&c.join, c.last_heartbeat_ms);
+            g.members.insert(
+                c.member_id,
+                Member {
+                    epoch: generation,
+                    previous_epoch: generation,
+                    assigned: c.assigned.clone(),
+                    last_sent: Some(c.assigned),
+                    ..member
+                },
+            );
+        }
+        g
+    }
+
+    fn classic_member(&self, j: &ClassicJoin, now_ms: i64) -> Member {
+        Member {
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            instance_id: j.instance_id.clone(),
+            rack_id: None,
+            client_id: j.client_id.clone(),
+            client_host: j.client_host.clone(),
+            rebalance_timeout_ms: j.rebalance_timeout_ms,
+            subscribed: j.subscribed.clone(),
+            regex: None,
+            server_assignor: None,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            revoke_deadline_ms: 0,
+            last_heartbeat_ms: now_ms,
+            last_sent: None,
+            classic: Some(j.classic.clone()),
+        }
+    }
+
+    /// A classic member's JoinGroup: the member is added (or updated) like a heartbeat with
+    /// its owned partitions, and answered at once with its member epoch as the generation.
+    /// Returns (generation, protocol name) or an error code.
+    pub fn classic_join(
+        &mut self,
+        j: &ClassicJoin,
+        now_ms: i64,
+        topics: &dyn Topics,
+    ) -> Result<(i32, String), i16> {
+        let id = j.member_id.clone();
+        if let Some(instance) = &j.instance_id {
+            if let Some((pid, _)) = self
+                .members
+                .iter()
+                .find(|(pid, m)| m.instance_id.as_ref() == Some(instance) && **pid != id)
+            {
+                // A static member back under a new member id takes its old place.
+                let pid = pid.clone();
+                if let Some(old) = self.members.remove(&pid) {
+                    self.members.insert(id.clone(), old);
+                }
+                if let Some(t) = self.target.remove(&pid) {
+                    self.target.insert(id.clone(), t);
+                }
+            }
+        }
+        match self.members.get_mut(&id) {
+            Some(m) => {
+                if m.subscribed != j.subscribed {
+                    m.subscribed = j.subscribed.clone();
+                    self.epoch += 1;
+                }
+                let m = self.members.get_mut(&id).expect("present");
+                m.classic = Some(j.classic.clone());
+                m.rebalance_timeout_ms = j.rebalance_timeout_ms;
+                m.last_heartbeat_ms = now_ms;
+                if m.epoch == STATIC_LEAVE_EPOCH {
+                    m.epoch = m.previous_epoch;
+                }
+            }
+            None => {
+                if self.members.len() >= MEMBERS_PER_GROUP_MAX {
+                    return Err(GROUP_MAX_SIZE_REACHED);
+                }
+                let m = self.classic_member(j, now_ms);
+                self.members.insert(id.clone(), m);
+                self.bump();
+            }
+        }
+        self.refresh_topics(topics);
+        if self.assignment_epoch < self.epoch {
+            self.compute_target();
+        }
+        self.reconcile(&id, Some(&j.owned), now_ms);
+        let m = &self.members[&id];
+        let protocol = j
+            .classic
+            .protocols
+            .first()
+            .map(|(n, _)| n.clone())
+            .unwrap_or_default();
+        Ok((m.epoch, protocol))
+    }
+
+    /// A classic member's SyncGroup: its current assignment.
+    pub fn classic_sync(&mut self, member_id: &str, generation: i32) -> Result<Assignment, i16> {
+        let m = self.members.get_mut(member_id).ok_or(UNKNOWN_MEMBER_ID)?;
+        if generation != m.epoch {
+            return Err(super::state::ILLEGAL_GENERATION);
+        }
+        m.last_sent = Some(m.assigned.clone());
+        Ok(m.assigned.clone())
+    }
+
+    /// A classic member's Heartbeat: REBALANCE_IN_PROGRESS once its assignment should change,
+    /// so that it rejoins (and, if it must, gives partitions up first).
+    pub fn classic_heartbeat(&mut self, member_id: &str, generation: i32, now_ms: i64) -> i16 {
+        let Some(m) = self.members.get_mut(member_id) else {
+            return UNKNOWN_MEMBER_ID;
+        };
+        m.last_heartbeat_ms = now_ms;
+        if generation != m.epoch {
+            return super::state::ILLEGAL_GENERATION;
+        }
+        if self.assignment_epoch < self.epoch {
+            self.compute_target();
+        }
+        self.reconcile(member_id, None, now_ms);
+        let m = &self.members[member_id];
+        if m.state == MemberState::UnrevokedPartitions
+            || m.epoch != generation
+            || m.last_sent.as_ref() != Some(&m.assigned)
+        {
+            super::state::REBALANCE_IN_PROGRESS
+        } else {
+            NONE
+        }
+    }
+
+    /// A classic member's LeaveGroup (by member id, or instance id for static members).
+    pub fn classic_leave(&mut self, member_id: &str, instance_id: Option<&str>) -> i16 {
+        let id = if member_id.is_empty() {
+            match self
+                .members
+                .iter()
+                .find(|(_, m)| instance_id.is_some() && m.instance_id.as_deref() == instance_id)
+            {
+                Some((id, _)) => id.clone(),
+                None => return UNKNOWN_MEMBER_ID,
+            }
+        } else {
+            member_id.to_string()
+        };
+        if !self.members.contains_key(&id) {
+            return UNKNOWN_MEMBER_ID;
+        }
+        self.remove_member(&id);
+        NONE
+    }
+
+    /// The protocol name a classic member is answered with (the first it offered).
+    pub fn classic_protocol(&self, member_id: &str) -> Option<String> {
+        let c = self.members.get(member_id)?.classic.as_ref()?;
+        c.protocols.first().map(|(n, _)| n.clone())
     }
 
     fn leave(&mut self, req: &Heartbeat) -> HeartbeatReply {
@@ -625,6 +904,7 @@ impl Group {
                     revoke_deadline_ms: 0,
                     last_heartbeat_ms: now_ms,
                     last_sent: None,
+                    classic: None,
                 }
             }
         };

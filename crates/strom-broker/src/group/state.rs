@@ -24,6 +24,7 @@ pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`, Kafka's defaults.
 pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
@@ -375,16 +376,29 @@ impl GroupCoordinator {
             return fail(INVALID_GROUP_ID, "the group id is empty".into());
         }
         let mut classic = self.lock();
+        let mut groups = self.lock_consumer();
         if let Some(g) = classic.get(&req.group_id) {
-            if !g.members.is_empty() {
+            if g.members.is_empty() {
+                classic.remove(&req.group_id);
+            } else if g.state == State::Stable && g.protocol_type.as_deref() == Some("consumer") {
+                // A consumer-protocol member joins a classic group: the group becomes a
+                // consumer group and its classic members carry on in it (KIP-848's upgrade).
+                if let Some(g) = classic.remove(&req.group_id) {
+                    groups.insert(req.group_id.clone(), classic_to_consumer(g, topics));
+                }
+            } else if g.protocol_type.as_deref() == Some("consumer") {
+                // Mid-rebalance: the member retries once the classic round is over.
+                return fail(
+                    COORDINATOR_NOT_AVAILABLE,
+                    format!("group {} is rebalancing", req.group_id),
+                );
+            } else {
                 return fail(
                     GROUP_ID_NOT_FOUND,
                     format!("group {} is not a consumer group", req.group_id),
                 );
             }
-            classic.remove(&req.group_id);
         }
-        let mut groups = self.lock_consumer();
         drop(classic);
         let group = match groups.get_mut(&req.group_id) {
             Some(g) => g,
@@ -408,7 +422,12 @@ impl GroupCoordinator {
 
     /// Handles a JoinGroup; the answer arrives on the returned channel (at once, or when the
     /// join phase completes).
-    pub fn join(&self, r: JoinRequest, now_ms: i64) -> oneshot::Receiver<JoinReply> {
+    pub fn join(
+        &self,
+        r: JoinRequest,
+        now_ms: i64,
+        topics: &dyn consumer::Topics,
+    ) -> oneshot::Receiver<JoinReply> {
         let (tx, rx) = oneshot::channel();
         let fail = |tx: oneshot::Sender<JoinReply>, code: i16, member_id: String| {
             let _ = tx.send(JoinReply {
@@ -426,6 +445,17 @@ impl GroupCoordinator {
             return rx;
         }
         let mut groups = self.lock();
+        {
+            let mut consumer = self.lock_consumer();
+            if let Some(cg) = consumer.get_mut(&r.group_id) {
+                if !cg.is_empty() {
+                    let _ = tx.send(join_consumer_group(cg, r, now_ms, topics));
+                    return rx;
+                }
+                // An empty consumer group becomes a classic one.
+                consumer.remove(&r.group_id);
+            }
+        }
         let group = groups.entry(r.group_id.clone()).or_insert_with(Group::new);
         if group.state == State::Dead {
             *group = Group::new();
@@ -560,12 +590,25 @@ impl GroupCoordinator {
         member_id: &str,
         assignments: Vec<(String, Bytes)>,
         now_ms: i64,
+        topics: &dyn consumer::Topics,
     ) -> oneshot::Receiver<SyncReply> {
         let (tx, rx) = oneshot::channel();
         let reply = |code: i16| SyncReply {
             error_code: code,
             ..SyncReply::default()
         };
+        if let Some(cg) = self.lock_consumer().get_mut(group_id) {
+            let _ = tx.send(match cg.classic_sync(member_id, generation) {
+                Ok(a) => SyncReply {
+                    error_code: NONE,
+                    protocol_type: Some("consumer".into()),
+                    protocol_name: cg.classic_protocol(member_id),
+                    assignment: consumer::encode_classic_assignment(&a, &|t| topics.name_of(t)),
+                },
+                Err(code) => reply(code),
+            });
+            return rx;
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             let _ = tx.send(reply(UNKNOWN_MEMBER_ID));
@@ -624,6 +667,9 @@ impl GroupCoordinator {
     }
 
     pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str, now_ms: i64) -> i16 {
+        if let Some(cg) = self.lock_consumer().get_mut(group_id) {
+            return cg.classic_heartbeat(member_id, generation, now_ms);
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return UNKNOWN_MEMBER_ID;
@@ -648,6 +694,9 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         now_ms: i64,
     ) -> i16 {
+        if let Some(cg) = self.lock_consumer().get_mut(group_id) {
+            return cg.classic_leave(member_id, instance_id);
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return UNKNOWN_MEMBER_ID;
@@ -831,8 +880,6 @@ impl GroupCoordinator {
     /// Whether a live member of the group subscribes to `topic` (consumer protocol
     /// metadata: a version, then the subscription).
     pub fn subscribed_to(&self, group_id: &str, topic: &str) -> bool {
-        use kafka_protocol::messages::ConsumerProtocolSubscription;
-        use kafka_protocol::protocol::Decodable;
         if let Some(g) = self.lock_consumer().get(group_id) {
             return g.subscribes_to(topic);
         }
@@ -842,14 +889,8 @@ impl GroupCoordinator {
         };
         g.members.values().any(|m| {
             m.protocols.iter().any(|(_, meta)| {
-                let mut b = meta.clone();
-                if b.len() < 2 {
-                    return false;
-                }
-                let version = i16::from_be_bytes([b[0], b[1]]);
-                bytes::Buf::advance(&mut b, 2);
-                ConsumerProtocolSubscription::decode(&mut b, version.clamp(0, 3))
-                    .is_ok_and(|s| s.topics.iter().any(|t| t.as_str() == topic))
+                consumer::decode_subscription(meta)
+                    .is_some_and(|(topics, _)| topics.iter().any(|t| t == topic))
             })
         })
     }
@@ -903,6 +944,95 @@ impl GroupCoordinator {
     }
 }
 
+/// A classic member's JoinGroup into a consumer group: the assignment is the broker's; the
+/// member is answered at once, as a follower (no one runs a client-side assignor).
+fn join_consumer_group(
+    cg: &mut consumer::Group,
+    r: JoinRequest,
+    now_ms: i64,
+    topics: &dyn consumer::Topics,
+) -> JoinReply {
+    let fail = |code: i16, member_id: String| JoinReply {
+        error_code: code,
+        member_id,
+        ..JoinReply::default()
+    };
+    if r.protocol_type != "consumer" || r.protocols.is_empty() {
+        return fail(INCONSISTENT_GROUP_PROTOCOL, r.member_id);
+    }
+    let member_id = if r.member_id.is_empty() {
+        let id = format!("{}-{}", r.client_id, uuid::Uuid::new_v4());
+        if r.require_known_member_id {
+            return fail(MEMBER_ID_REQUIRED, id);
+        }
+        id
+    } else {
+        r.member_id.clone()
+    };
+    let Some((subscribed, owned)) = consumer::decode_subscription(&r.protocols[0].1) else {
+        return fail(INCONSISTENT_GROUP_PROTOCOL, member_id);
+    };
+    let join = consumer::ClassicJoin {
+        member_id: member_id.clone(),
+        instance_id: r.instance_id.clone(),
+        client_id: r.client_id.clone(),
+        client_host: r.client_host.clone(),
+        rebalance_timeout_ms: r.rebalance_timeout_ms,
+        classic: consumer::Classic {
+            session_timeout_ms: r.session_timeout_ms,
+            protocols: r.protocols.clone(),
+        },
+        subscribed: subscribed.into_iter().collect(),
+        owned: consumer::by_id(&owned, topics),
+    };
+    match cg.classic_join(&join, now_ms, topics) {
+        Ok((generation, protocol)) => JoinReply {
+            error_code: NONE,
+            generation_id: generation,
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some(protocol),
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        },
+        Err(code) => fail(code, member_id),
+    }
+}
+
+/// A stable classic group of consumers as a consumer group (see `Group::from_classic`).
+fn classic_to_consumer(g: Group, topics: &dyn consumer::Topics) -> consumer::Group {
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let members = g
+        .members
+        .into_iter()
+        .map(|(id, m)| {
+            let (subscribed, _) =
+                consumer::decode_subscription(&m.metadata_for(&protocol)).unwrap_or_default();
+            let assigned =
+                consumer::by_id(&consumer::decode_classic_assignment(&m.assignment), topics);
+            consumer::Converted {
+                member_id: id.clone(),
+                join: consumer::ClassicJoin {
+                    member_id: id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    classic: consumer::Classic {
+                        session_timeout_ms: m.session_timeout_ms,
+                        protocols: m.protocols,
+                    },
+                    subscribed: subscribed.into_iter().collect(),
+                    owned: assigned.clone(),
+                },
+                assigned,
+                last_heartbeat_ms: m.last_heartbeat_ms,
+            }
+        })
+        .collect();
+    consumer::Group::from_classic(g.generation, members)
+}
+
 /// A consumer-protocol group described for DescribeGroups, as a classic "consumer" group
 /// whose protocol is the server-side assignor and whose assignments are encoded the way
 /// classic consumers encode theirs (ConsumerProtocolAssignment v0), so tools that only know
@@ -951,6 +1081,7 @@ mod tests {
                 require_known_member_id: true,
             },
             now,
+            &consumer::NoTopics,
         )
     }
 
@@ -972,6 +1103,7 @@ mod tests {
                 &a.member_id,
                 vec![(a.member_id.clone(), Bytes::from_static(b"all"))],
                 0,
+                &consumer::NoTopics,
             )
             .try_recv()
             .unwrap();
@@ -989,14 +1121,14 @@ mod tests {
         assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
         assert_eq!(ra.members.len(), 2, "the leader sees both");
         assert!(rb.members.is_empty());
-        let mut sb = c.sync("g", 2, &b.member_id, vec![], 200);
+        let mut sb = c.sync("g", 2, &b.member_id, vec![], 200, &consumer::NoTopics);
         assert!(sb.try_recv().is_err(), "followers wait for the leader");
         let assign = vec![
             (a.member_id.clone(), Bytes::from_static(b"p0")),
             (b.member_id.clone(), Bytes::from_static(b"p1")),
         ];
         assert_eq!(
-            &c.sync("g", 2, &a.member_id, assign, 200)
+            &c.sync("g", 2, &a.member_id, assign, 200, &consumer::NoTopics)
                 .try_recv()
                 .unwrap()
                 .assignment[..],
@@ -1048,26 +1180,44 @@ mod tests {
             require_known_member_id: false,
         };
         assert_eq!(
-            c.join(r.clone(), 0).try_recv().unwrap().error_code,
+            c.join(r.clone(), 0, &consumer::NoTopics)
+                .try_recv()
+                .unwrap()
+                .error_code,
             INVALID_GROUP_ID
         );
         r.group_id = "g".into();
         r.session_timeout_ms = 10;
         assert_eq!(
-            c.join(r.clone(), 0).try_recv().unwrap().error_code,
+            c.join(r.clone(), 0, &consumer::NoTopics)
+                .try_recv()
+                .unwrap()
+                .error_code,
             INVALID_SESSION_TIMEOUT
         );
         r.session_timeout_ms = 10_000;
         r.member_id = "nobody".into();
         assert_eq!(
-            c.join(r.clone(), 0).try_recv().unwrap().error_code,
+            c.join(r.clone(), 0, &consumer::NoTopics)
+                .try_recv()
+                .unwrap()
+                .error_code,
             UNKNOWN_MEMBER_ID
         );
         r.member_id = String::new();
-        assert_eq!(c.join(r.clone(), 0).try_recv().unwrap().error_code, NONE);
+        assert_eq!(
+            c.join(r.clone(), 0, &consumer::NoTopics)
+                .try_recv()
+                .unwrap()
+                .error_code,
+            NONE
+        );
         r.protocols = vec![("other".into(), Bytes::new())];
         assert_eq!(
-            c.join(r, 0).try_recv().unwrap().error_code,
+            c.join(r, 0, &consumer::NoTopics)
+                .try_recv()
+                .unwrap()
+                .error_code,
             INCONSISTENT_GROUP_PROTOCOL
         );
     }

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use strom_meta::image::MetadataImage;
 use uuid::Uuid;
 
-struct ImageTopics<'a>(&'a MetadataImage);
+/// The metadata image as the group coordinator sees topics.
+pub struct ImageTopics<'a>(pub &'a MetadataImage);
 
 impl Topics for ImageTopics<'_> {
     fn lookup(&self, name: &str) -> Option<(Uuid, i32)> {
@@ -159,8 +160,8 @@ pub fn describe(
                         w.subscribed_topic_regex = m.regex.clone().map(StrBytes::from_string);
                         w.assignment = wire(&m.assignment);
                         w.target_assignment = wire(&m.target);
-                        // 1: a member of the consumer protocol (0 would be a classic one).
-                        w.member_type = 1;
+                        // 0: a classic member, 1: a consumer-protocol member.
+                        w.member_type = if m.classic { 0 } else { 1 };
                         w
                     })
                     .collect();

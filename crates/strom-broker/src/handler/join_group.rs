@@ -40,7 +40,12 @@ pub fn handle(
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let rx = broker.groups.join(request, crate::metadata_store::now_ms());
+    let image = broker.meta.image();
+    let rx = broker.groups.join(
+        request,
+        crate::metadata_store::now_ms(),
+        &crate::handler::consumer_group::ImageTopics(&image),
+    );
     Box::pin(async move {
         let j = rx.await.unwrap_or_default();
         let mut r = JoinGroupResponse::default();

@@ -12,12 +12,14 @@ pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
         .iter()
         .map(|a| (a.member_id.as_str().to_string(), a.assignment.clone()))
         .collect();
+    let image = broker.meta.image();
     let rx = broker.groups.sync(
         req.group_id.0.as_str(),
         req.generation_id,
         req.member_id.as_str(),
         assignments,
         crate::metadata_store::now_ms(),
+        &crate::handler::consumer_group::ImageTopics(&image),
     );
     Box::pin(async move {
         let s = rx.await.unwrap_or_default();
