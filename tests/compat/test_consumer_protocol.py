@@ -137,3 +137,37 @@ def test_classic_and_consumer_members_share_one_group(broker, strategy):
         m.proc.send_signal(signal.SIGTERM)
         m.wait()
     assert {r["v"] for m in members for r in m.records()} == {str(i) for i in range(6000)}
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_group_membership_survives_a_broker_restart(protocol, sig):
+    # The coordinator restores members, generations/epochs and assignments from
+    # __consumer_offsets: after the restart the members carry on, nobody rebalances.
+    b = StromBroker({"group.consumer.session.timeout.ms": "6000",
+                     "group.consumer.heartbeat.interval.ms": "500"}).start()
+    try:
+        topic = topic_with(b.bootstrap, partitions=4)
+        produce(b.bootstrap, topic, 400)
+        group = f"restart-{protocol}-{uuid.uuid4().hex[:6]}"
+        extra = CONSUMER if protocol == "consumer" else {}
+        members = [Member(b.bootstrap, group, topic, 40, extra) for _ in range(2)]
+        assert wait_for(lambda: all(len(m.assigned() or []) == 2 for m in members)
+                        and owned(members) == list(range(4)), 40), [m.assigned() for m in members]
+        assert wait_for(lambda: len({r["v"] for m in members for r in m.records()}) >= 400)
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        before = sorted(m.member_id for m in a.describe_consumer_groups([group])[group].result(30).members)
+        changes = [len([l for l in m.lines if "assigned" in l]) for m in members]
+        time.sleep(1)  # the membership is written within 250 ms
+        b.restart(sig)
+        produce(b.bootstrap, topic, 400, start=400)
+        assert wait_for(lambda: len({r["v"] for m in members for r in m.records()}) >= 800, 60)
+        after = sorted(m.member_id for m in a.describe_consumer_groups([group])[group].result(30).members)
+        assert after == before, "the same members, restored"
+        assert [len([l for l in m.lines if "assigned" in l]) for m in members] == changes, \
+            "no member was reassigned"
+        for m in members:
+            m.proc.send_signal(signal.SIGTERM)
+            m.wait()
+    finally:
+        b.cleanup()

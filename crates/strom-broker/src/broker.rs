@@ -4,10 +4,12 @@
 use crate::config::{BrokerConfig, Endpoint};
 use crate::error::{self, BrokerError, Code};
 use crate::group::offsets::{partition_for, OffsetKey, OffsetRecord, OffsetStore, OFFSETS_TOPIC};
+use crate::group::state::GroupSnapshot;
 use crate::group::GroupCoordinator;
 use crate::metadata_store::{MetadataStore, METADATA_TOPIC};
 use crate::replica_manager::{log_config, ReplicaManager};
 use crate::server;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -229,6 +231,10 @@ impl Broker {
             .map(|l| tokio::spawn(server::serve(Arc::clone(&broker), l, rx.clone())))
             .collect();
         tasks.push(tokio::spawn(group_ticker(Arc::clone(&broker), rx.clone())));
+        tasks.push(tokio::spawn(group_persister(
+            Arc::clone(&broker),
+            rx.clone(),
+        )));
         tracing::info!(node_id, addrs = ?addrs, advertised = %format!("{}:{}", advertised.host, advertised.port), "broker started");
         Ok(RunningBroker {
             broker,
@@ -395,6 +401,8 @@ impl Broker {
                         };
                         batch.push(Some(&key.encode()), None, now);
                     }
+                    let key = crate::group::offsets::GroupMetadataKey::encode(r.group());
+                    batch.push(Some(&key), None, now);
                 }
             }
         }
@@ -447,8 +455,10 @@ impl Broker {
         }
     }
 
-    /// Rebuilds committed offsets (and the groups that own them) from `__consumer_offsets`.
+    /// Rebuilds committed offsets and the groups (members, generations, assignments) from
+    /// `__consumer_offsets`.
     fn replay_offsets(&self) -> Result<(), BrokerError> {
+        let mut membership = HashMap::new();
         for p in self
             .replicas
             .all()
@@ -471,6 +481,13 @@ impl Broker {
                     };
                     for r in records {
                         match OffsetRecord::from_stored(r.key, r.value) {
+                            Ok(OffsetRecord::GroupMetadata { group, snapshot }) => {
+                                membership.insert(group, snapshot);
+                            }
+                            Ok(OffsetRecord::DeleteGroup { group }) => {
+                                membership.remove(&group);
+                                self.offsets.apply(&OffsetRecord::DeleteGroup { group });
+                            }
                             Ok(rec) => self.offsets.apply(&rec),
                             Err(e) => {
                                 tracing::warn!(partition = p.index, offset = r.offset, error = %e, "unreadable offset record skipped")
@@ -480,10 +497,39 @@ impl Broker {
                 }
             }
         }
+        let now = crate::metadata_store::now_ms();
+        for (group, snapshot) in membership {
+            if let Some(s) = snapshot {
+                self.groups.restore(&group, s, now);
+            }
+        }
         for g in self.offsets.groups() {
             self.groups.touch(&g);
         }
         Ok(())
+    }
+
+    /// Writes the membership of every group that changed since it was last written.
+    async fn persist_groups(&self, written: &mut HashMap<String, GroupSnapshot>) {
+        let now: HashMap<String, GroupSnapshot> = self.groups.snapshots().into_iter().collect();
+        written.retain(|g, _| now.contains_key(g));
+        for (group, snapshot) in now {
+            if written.get(&group) == Some(&snapshot) {
+                continue;
+            }
+            let record = OffsetRecord::GroupMetadata {
+                group: group.clone(),
+                snapshot: Some(snapshot.clone()),
+            };
+            match self.persist_offsets(&group, &[record]).await {
+                Ok(()) => {
+                    written.insert(group, snapshot);
+                }
+                Err(code) => {
+                    tracing::warn!(%group, code, "group membership not persisted; retried");
+                }
+            }
+        }
     }
 }
 
@@ -504,6 +550,25 @@ async fn group_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
                 }
             }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Every `GROUP_PERSIST_INTERVAL_MS`, writes the membership of the groups that changed to
+/// `__consumer_offsets`, so that a restarted broker restores them (see ARCHITECTURE.md).
+async fn group_persister(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(
+        crate::limits::GROUP_PERSIST_INTERVAL_MS,
+    ));
+    let mut written: HashMap<String, GroupSnapshot> =
+        broker.groups.snapshots().into_iter().collect();
+    loop {
+        tokio::select! {
+            _ = every.tick() => broker.persist_groups(&mut written).await,
+            _ = shutdown.changed() => {
+                broker.persist_groups(&mut written).await;
+                return;
+            }
         }
     }
 }

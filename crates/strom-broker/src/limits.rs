@@ -9,3 +9,7 @@ const _: () = assert!(
     INFLIGHT_PER_CONNECTION_MAX >= 5,
     "librdkafka pipelines 5 produce requests"
 );
+
+/// How often changed group membership is written to `__consumer_offsets`. A crash loses at
+/// most this much membership history; members then rejoin, their offsets are safe.
+pub const GROUP_PERSIST_INTERVAL_MS: u64 = 250;

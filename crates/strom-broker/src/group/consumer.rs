@@ -12,6 +12,7 @@
 //! Like `state.rs`, this is a state machine without I/O or a clock: time and the topics'
 //! metadata are passed in.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -143,7 +144,7 @@ impl HeartbeatReply {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum MemberState {
     /// Holds what the target gives it, or waits for nothing.
     Stable,
@@ -153,7 +154,8 @@ enum MemberState {
     UnreleasedPartitions,
 }
 
-#[derive(Debug, Clone)]
+/// A member as persisted (see `Group`); the fields marked `skip` are runtime only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Member {
     epoch: i32,
     previous_epoch: i32,
@@ -170,20 +172,24 @@ struct Member {
     assigned: Assignment,
     /// Partitions taken from the member that it has not confirmed releasing yet.
     revoking: Assignment,
+    #[serde(skip)]
     revoke_deadline_ms: i64,
+    #[serde(skip)]
     last_heartbeat_ms: i64,
     /// What the member last heard as its assignment (None: nothing yet).
+    #[serde(skip)]
     last_sent: Option<Assignment>,
     /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat).
     classic: Option<Classic>,
 }
 
 /// What a classic member of a consumer group keeps from its JoinGroup.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Classic {
     pub session_timeout_ms: i32,
-    /// (name, metadata) as the member sent them; the first is the one it is answered with.
-    pub protocols: Vec<(String, bytes::Bytes)>,
+    /// The assignor name the member is answered with (its first choice): the member
+    /// follows that assignor's rules (eager or cooperative) when its assignment changes.
+    pub protocol: String,
 }
 
 /// A classic member's JoinGroup into a consumer group, decoded.
@@ -235,7 +241,10 @@ pub struct MemberDescription {
     pub classic: bool,
 }
 
-#[derive(Debug, Default, Clone)]
+/// A consumer group. It is persisted as it is (JSON in `__consumer_offsets`, see
+/// `GroupCoordinator::snapshots`), so a restarted coordinator knows every member, epoch and
+/// assignment.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     epoch: i32,
     assignment_epoch: i32,
@@ -490,6 +499,15 @@ impl Group {
         }
     }
 
+    /// After a restore: every member gets a full session (and rebalance timeout) from now.
+    pub fn restored(mut self, now_ms: i64) -> Group {
+        for m in self.members.values_mut() {
+            m.last_heartbeat_ms = now_ms;
+            m.revoke_deadline_ms = now_ms + i64::from(m.rebalance_timeout_ms);
+        }
+        self
+    }
+
     /// Members whose session lapsed or who held on to revoked partitions past their
     /// rebalance timeout leave the group.
     pub fn tick(&mut self, now_ms: i64, timing: Timing) {
@@ -712,13 +730,7 @@ impl Group {
         }
         self.reconcile(&id, Some(&j.owned), now_ms);
         let m = &self.members[&id];
-        let protocol = j
-            .classic
-            .protocols
-            .first()
-            .map(|(n, _)| n.clone())
-            .unwrap_or_default();
-        Ok((m.epoch, protocol))
+        Ok((m.epoch, j.classic.protocol.clone()))
     }
 
     /// A classic member's SyncGroup: its current assignment.
@@ -780,7 +792,7 @@ impl Group {
     /// The protocol name a classic member is answered with (the first it offered).
     pub fn classic_protocol(&self, member_id: &str) -> Option<String> {
         let c = self.members.get(member_id)?.classic.as_ref()?;
-        c.protocols.first().map(|(n, _)| n.clone())
+        Some(c.protocol.clone())
     }
 
     fn leave(&mut self, req: &Heartbeat) -> HeartbeatReply {

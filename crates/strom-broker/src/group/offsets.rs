@@ -35,6 +35,28 @@ pub enum OffsetRecord {
     DeleteGroup {
         group: String,
     },
+    /// A group's membership as its coordinator keeps it; None: the group is gone.
+    GroupMetadata {
+        group: String,
+        snapshot: Option<super::state::GroupSnapshot>,
+    },
+}
+
+/// The key of a group's membership record: one per group, so compaction keeps the latest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMetadataKey {
+    pub group: String,
+    pub metadata: bool,
+}
+
+impl GroupMetadataKey {
+    pub fn encode(group: &str) -> Vec<u8> {
+        serde_json::to_vec(&GroupMetadataKey {
+            group: group.to_string(),
+            metadata: true,
+        })
+        .unwrap_or_default()
+    }
 }
 
 /// The key of an offset record in `__consumer_offsets` (JSON): one key per group, topic and
@@ -89,6 +111,12 @@ impl OffsetRecord {
                 Some((key.encode(), None))
             }
             OffsetRecord::DeleteGroup { .. } => None,
+            OffsetRecord::GroupMetadata { group, snapshot } => Some((
+                GroupMetadataKey::encode(group),
+                snapshot
+                    .is_some()
+                    .then(|| serde_json::to_vec(self).unwrap_or_default()),
+            )),
         }
     }
 
@@ -98,7 +126,14 @@ impl OffsetRecord {
         match value {
             Some(v) => serde_json::from_slice(v).map_err(|e| e.to_string()),
             None => {
-                let k: OffsetKey = serde_json::from_slice(key.unwrap_or_default())
+                let key = key.unwrap_or_default();
+                if let Ok(k) = serde_json::from_slice::<GroupMetadataKey>(key) {
+                    return Ok(OffsetRecord::GroupMetadata {
+                        group: k.group,
+                        snapshot: None,
+                    });
+                }
+                let k: OffsetKey = serde_json::from_slice(key)
                     .map_err(|e| format!("tombstone with an unreadable key: {e}"))?;
                 Ok(OffsetRecord::DeleteOffset {
                     group: k.group,
@@ -113,7 +148,8 @@ impl OffsetRecord {
         match self {
             OffsetRecord::Commit { group, .. }
             | OffsetRecord::DeleteOffset { group, .. }
-            | OffsetRecord::DeleteGroup { group } => group,
+            | OffsetRecord::DeleteGroup { group }
+            | OffsetRecord::GroupMetadata { group, .. } => group,
         }
     }
 }
@@ -170,6 +206,8 @@ impl OffsetStore {
             OffsetRecord::DeleteGroup { group } => {
                 groups.remove(group);
             }
+            // Membership is the group coordinator's (see `Broker::replay_offsets`).
+            OffsetRecord::GroupMetadata { .. } => {}
         }
     }
 
@@ -254,6 +292,27 @@ mod tests {
         assert!(OffsetRecord::DeleteGroup { group: "g".into() }
             .stored()
             .is_none());
+        // Membership: its own key per group, a tombstone when the group is gone.
+        let gone = OffsetRecord::GroupMetadata {
+            group: "g".into(),
+            snapshot: None,
+        };
+        let (gk, gv) = gone.stored().unwrap();
+        assert!(gv.is_none());
+        assert_ne!(gk, ck);
+        assert_eq!(OffsetRecord::from_stored(Some(&gk), None), Ok(gone));
+        let kept = OffsetRecord::GroupMetadata {
+            group: "g".into(),
+            snapshot: Some(super::super::state::GroupSnapshot::Consumer(
+                Default::default(),
+            )),
+        };
+        let (kk, kv) = kept.stored().unwrap();
+        assert_eq!(kk, gk);
+        assert_eq!(
+            OffsetRecord::from_stored(Some(&kk), kv.as_deref()),
+            Ok(kept)
+        );
     }
 
     #[test]

@@ -310,6 +310,106 @@ impl Group {
     }
 }
 
+/// A classic group as persisted: what a restarted coordinator needs so that members of a
+/// stable group carry on with their generation (Kafka's GroupMetadata record).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClassicSnapshot {
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: Vec<MemberSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct MemberSnapshot {
+    id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout_ms: i32,
+    rebalance_timeout_ms: i32,
+    protocols: Vec<(String, Vec<u8>)>,
+    assignment: Vec<u8>,
+}
+
+/// A group as persisted in `__consumer_offsets`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type")]
+pub enum GroupSnapshot {
+    Classic(ClassicSnapshot),
+    Consumer(consumer::Group),
+}
+
+impl Group {
+    /// The group to persist: only a stable or empty group (a rebalance in progress keeps
+    /// the previous snapshot, as Kafka writes GroupMetadata when a generation completes).
+    fn snapshot(&self) -> Option<ClassicSnapshot> {
+        if !matches!(self.state, State::Stable | State::Empty) || self.generation == 0 {
+            return None;
+        }
+        Some(ClassicSnapshot {
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| MemberSnapshot {
+                    id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(n, b)| (n.clone(), b.to_vec()))
+                        .collect(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        })
+    }
+
+    fn restore(s: ClassicSnapshot, now_ms: i64) -> Group {
+        let mut g = Group::new();
+        g.generation = s.generation;
+        g.protocol_type = s.protocol_type;
+        g.protocol = s.protocol;
+        g.leader = s.leader;
+        for m in s.members {
+            g.members.insert(
+                m.id,
+                Member {
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocols: m
+                        .protocols
+                        .into_iter()
+                        .map(|(n, b)| (n, Bytes::from(b)))
+                        .collect(),
+                    assignment: Bytes::from(m.assignment),
+                    last_heartbeat_ms: now_ms,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        if g.members.is_empty() {
+            g.empty_since_ms = now_ms;
+        } else {
+            g.state = State::Stable;
+        }
+        g
+    }
+}
+
 /// What JoinGroup asked, already decoded.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {
@@ -406,6 +506,35 @@ impl GroupCoordinator {
             None => return fail(UNKNOWN_MEMBER_ID, "unknown member id".into()),
         };
         group.heartbeat(req, now_ms, self.timing, topics)
+    }
+
+    /// Every group's persistable state (classic groups only when stable or empty).
+    pub fn snapshots(&self) -> Vec<(String, GroupSnapshot)> {
+        let mut out: Vec<(String, GroupSnapshot)> = self
+            .lock()
+            .iter()
+            .filter_map(|(id, g)| Some((id.clone(), GroupSnapshot::Classic(g.snapshot()?))))
+            .collect();
+        out.extend(
+            self.lock_consumer()
+                .iter()
+                .map(|(id, g)| (id.clone(), GroupSnapshot::Consumer(g.clone()))),
+        );
+        out
+    }
+
+    /// Restores a group from its snapshot at start-up; its members get a full session.
+    pub fn restore(&self, group_id: &str, snapshot: GroupSnapshot, now_ms: i64) {
+        match snapshot {
+            GroupSnapshot::Classic(s) => {
+                self.lock()
+                    .insert(group_id.to_string(), Group::restore(s, now_ms));
+            }
+            GroupSnapshot::Consumer(g) => {
+                self.lock_consumer()
+                    .insert(group_id.to_string(), g.restored(now_ms));
+            }
+        }
     }
 
     /// ConsumerGroupDescribe: None when no consumer group has this id.
@@ -980,7 +1109,7 @@ fn join_consumer_group(
         rebalance_timeout_ms: r.rebalance_timeout_ms,
         classic: consumer::Classic {
             session_timeout_ms: r.session_timeout_ms,
-            protocols: r.protocols.clone(),
+            protocol: r.protocols[0].0.clone(),
         },
         subscribed: subscribed.into_iter().collect(),
         owned: consumer::by_id(&owned, topics),
@@ -1020,7 +1149,7 @@ fn classic_to_consumer(g: Group, topics: &dyn consumer::Topics) -> consumer::Gro
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     classic: consumer::Classic {
                         session_timeout_ms: m.session_timeout_ms,
-                        protocols: m.protocols,
+                        protocol: protocol.clone(),
                     },
                     subscribed: subscribed.into_iter().collect(),
                     owned: assigned.clone(),
