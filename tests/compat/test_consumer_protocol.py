@@ -171,3 +171,38 @@ def test_group_membership_survives_a_broker_restart(protocol, sig):
             m.wait()
     finally:
         b.cleanup()
+
+
+def test_a_regex_subscription_picks_up_new_topics(broker):
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import NewTopic
+    prefix = f"rx{uuid.uuid4().hex[:6]}"
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for t in (f"{prefix}-a", f"{prefix}-b", f"other{prefix}"):
+        a.create_topics([NewTopic(t, num_partitions=2, replication_factor=1)])[t].result(30)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for t in (f"{prefix}-a", f"{prefix}-b", f"other{prefix}"):
+        for i in range(10):
+            p.produce(t, value=f"{t}/{i}")
+    p.flush(30)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"g-{prefix}",
+                  "group.protocol": "consumer", "auto.offset.reset": "earliest"})
+    c.subscribe([f"^{prefix}-.*"])
+    got = set()
+
+    def poll_until(n, seconds=30):
+        deadline = time.time() + seconds
+        while time.time() < deadline and len(got) < n:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got.add(m.value().decode())
+
+    poll_until(20)
+    assert {v.split("/")[0] for v in got} == {f"{prefix}-a", f"{prefix}-b"}, "only matching topics"
+    a.create_topics([NewTopic(f"{prefix}-c", num_partitions=2, replication_factor=1)])[f"{prefix}-c"].result(30)
+    for i in range(10):
+        p.produce(f"{prefix}-c", value=f"{prefix}-c/{i}")
+    p.flush(30)
+    poll_until(30)
+    assert len(got) == 30 and f"{prefix}-c/9" in got
+    c.close()

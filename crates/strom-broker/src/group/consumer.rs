@@ -23,6 +23,12 @@ pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const UNRELEASED_INSTANCE_ID: i16 = 111;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
+pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+
+/// A subscription regex as Kafka applies it (RE2J `matches`): the whole topic name.
+fn compile(regex: &str) -> Option<regex::Regex> {
+    regex::Regex::new(&format!("^(?:{regex})$")).ok()
+}
 
 /// The member epochs a leaving member sends: -1 leaves, -2 leaves for now (static members).
 pub const LEAVE_EPOCH: i32 = -1;
@@ -39,6 +45,8 @@ pub trait Topics {
     /// The topic's id and partition count.
     fn lookup(&self, name: &str) -> Option<(Uuid, i32)>;
     fn name_of(&self, id: &Uuid) -> Option<String>;
+    /// Every topic a regex subscription may match (internal topics left out).
+    fn names(&self) -> Vec<String>;
 }
 
 /// No topics at all (tests of the classic protocol).
@@ -50,6 +58,9 @@ impl Topics for NoTopics {
     }
     fn name_of(&self, _: &Uuid) -> Option<String> {
         None
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -253,6 +264,9 @@ pub struct Group {
     /// The subscribed topics' ids and partition counts the target was computed over.
     topics: BTreeMap<String, (Uuid, i32)>,
     assignor: String,
+    /// Each subscription regex in use with the topics it matches now.
+    #[serde(default)]
+    resolved: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Timing settings: `group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`.
@@ -330,7 +344,18 @@ impl Group {
     }
 
     pub fn subscribes_to(&self, topic: &str) -> bool {
-        self.members.values().any(|m| m.subscribed.contains(topic))
+        self.members
+            .values()
+            .any(|m| self.subscription(m).contains(topic))
+    }
+
+    /// A member's topics: those it names and those its regex matches.
+    fn subscription(&self, m: &Member) -> BTreeSet<String> {
+        let mut all = m.subscribed.clone();
+        if let Some(found) = m.regex.as_ref().and_then(|r| self.resolved.get(r)) {
+            all.extend(found.iter().cloned());
+        }
+        all
     }
 
     /// OffsetCommit's check: the member exists and commits at its current epoch.
@@ -380,14 +405,33 @@ impl Group {
     /// The subscribed topics as they are now; a change (created, deleted, more partitions)
     /// raises the group epoch.
     fn refresh_topics(&mut self, topics: &dyn Topics) {
-        let names: BTreeSet<&String> = self
+        let regexes: BTreeSet<&String> = self
             .members
             .values()
-            .flat_map(|m| m.subscribed.iter())
+            .filter_map(|m| m.regex.as_ref())
+            .collect();
+        self.resolved = if regexes.is_empty() {
+            BTreeMap::new()
+        } else {
+            let all = topics.names();
+            regexes
+                .into_iter()
+                .map(|r| {
+                    let found = compile(r)
+                        .map(|re| all.iter().filter(|t| re.is_match(t)).cloned().collect())
+                        .unwrap_or_default();
+                    (r.clone(), found)
+                })
+                .collect()
+        };
+        let names: BTreeSet<String> = self
+            .members
+            .values()
+            .flat_map(|m| self.subscription(m))
             .collect();
         let now: BTreeMap<String, (Uuid, i32)> = names
             .into_iter()
-            .filter_map(|n| topics.lookup(n).map(|x| (n.clone(), x)))
+            .filter_map(|n| topics.lookup(&n).map(|x| (n, x)))
             .collect();
         if now != self.topics {
             self.topics = now;
@@ -412,11 +456,13 @@ impl Group {
 
     fn compute_target(&mut self) {
         self.assignor = self.choose_assignor();
-        let subs: BTreeMap<&String, &BTreeSet<String>> = self
+        let owned: BTreeMap<&String, BTreeSet<String>> = self
             .members
             .iter()
-            .map(|(id, m)| (id, &m.subscribed))
+            .map(|(id, m)| (id, self.subscription(m)))
             .collect();
+        let subs: BTreeMap<&String, &BTreeSet<String>> =
+            owned.iter().map(|(id, s)| (*id, s)).collect();
         self.target = if self.assignor == "range" {
             assign_range(&subs, &self.topics)
         } else {
@@ -551,6 +597,14 @@ impl Group {
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
             return self.leave(req);
         }
+        if let Some(r) = &req.subscribed_topic_regex {
+            if !r.is_empty() && compile(r).is_none() {
+                return HeartbeatReply::error(
+                    INVALID_REGULAR_EXPRESSION,
+                    &format!("invalid regular expression: {r}"),
+                );
+            }
+        }
         let id = if req.member_epoch == 0 {
             match self.join(req, now_ms) {
                 Ok(id) => id,
@@ -591,9 +645,11 @@ impl Group {
                 changed |= names != m.subscribed;
                 m.subscribed = names;
             }
-            if req.subscribed_topic_regex.is_some() {
-                changed |= req.subscribed_topic_regex != m.regex;
-                m.regex = req.subscribed_topic_regex.clone();
+            if let Some(r) = &req.subscribed_topic_regex {
+                // An empty regex clears the regex subscription.
+                let r = (!r.is_empty()).then(|| r.clone());
+                changed |= r != m.regex;
+                m.regex = r;
             }
             if req.server_assignor.is_some() {
                 changed |= req.server_assignor != m.server_assignor;
@@ -1097,6 +1153,9 @@ mod tests {
                 .find(|(_, (t, _))| t == id)
                 .map(|(n, _)| n.clone())
         }
+        fn names(&self) -> Vec<String> {
+            self.0.keys().cloned().collect()
+        }
     }
 
     fn topics(list: &[(&str, i32)]) -> Fixed {
@@ -1255,6 +1314,29 @@ mod tests {
         assert_eq!(
             g.heartbeat(&thief, 4, Timing::default(), &t).error_code,
             UNRELEASED_INSTANCE_ID
+        );
+    }
+
+    #[test]
+    fn a_regex_subscription_follows_the_topics_it_matches() {
+        let mut t = topics(&[("orders-eu", 2), ("orders-us", 2), ("payments", 2)]);
+        let mut g = Group::default();
+        let mut r = hb("a", 0, None);
+        r.subscribed_topic_names = None;
+        r.subscribed_topic_regex = Some("orders-.*".into());
+        let first = g.heartbeat(&r, 0, Timing::default(), &t);
+        assert_eq!(count(first.assignment.as_ref().unwrap()), 4);
+        // A new matching topic raises the group epoch and is assigned.
+        t.0.insert("orders-ap".into(), (Uuid::from_u128(99), 3));
+        let again = g.heartbeat(&hb("a", first.member_epoch, None), 1, Timing::default(), &t);
+        assert!(again.member_epoch > first.member_epoch);
+        assert_eq!(count(again.assignment.as_ref().unwrap()), 7);
+        assert!(g.subscribes_to("orders-ap") && !g.subscribes_to("payments"));
+        let mut bad = hb("b", 0, None);
+        bad.subscribed_topic_regex = Some("(".into());
+        assert_eq!(
+            g.heartbeat(&bad, 2, Timing::default(), &t).error_code,
+            INVALID_REGULAR_EXPRESSION
         );
     }
 

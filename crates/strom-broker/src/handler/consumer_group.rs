@@ -34,6 +34,15 @@ impl Topics for ImageTopics<'_> {
     fn name_of(&self, id: &Uuid) -> Option<String> {
         self.0.topic_names.get(id).cloned()
     }
+
+    fn names(&self) -> Vec<String> {
+        self.0
+            .topics
+            .keys()
+            .filter(|n| !n.starts_with("__"))
+            .cloned()
+            .collect()
+    }
 }
 
 pub fn heartbeat(
