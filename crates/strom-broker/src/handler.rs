@@ -21,6 +21,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod find_coordinator;
@@ -73,6 +74,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
@@ -138,6 +140,9 @@ pub fn handle(
         )),
         Some(RequestKind::DescribeCluster(r)) => ready(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, r),
+        )),
+        Some(RequestKind::DescribeQuorum(r)) => ready(ResponseKind::DescribeQuorum(
+            describe_quorum::handle(broker, r),
         )),
         Some(RequestKind::DescribeLogDirs(r)) => ready(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(broker, r),

@@ -51,6 +51,11 @@ impl MetadataStore {
         })
     }
 
+    /// The end of the metadata log: every record in it is committed (one voter).
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
     pub fn image(&self) -> Arc<MetadataImage> {
         Arc::clone(&self.image.read().unwrap_or_else(PoisonError::into_inner))
     }

@@ -121,6 +121,26 @@ pub struct ClusterDescription {
     pub brokers: Vec<ClusterBroker>,
 }
 
+/// The metadata quorum (DescribeQuorum on `__cluster_metadata-0`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumDescription {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumReplica>,
+    pub observers: Vec<QuorumReplica>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumReplica {
+    pub replica_id: i32,
+    pub log_end_offset: i64,
+    /// Records behind the leader's high watermark.
+    pub lag: i64,
+    /// When the replica last fetched (ms since the epoch; -1: unknown).
+    pub last_fetch_ms: i64,
+}
+
 /// The admin client.
 #[derive(Clone)]
 pub struct Admin {
@@ -562,6 +582,61 @@ impl Admin {
                     fenced: b.is_fenced,
                 })
                 .collect(),
+        })
+    }
+}
+
+impl Admin {
+    /// The metadata quorum: its leader, epoch, high watermark, voters and observers.
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription> {
+        use kafka_protocol::messages::describe_quorum_request::{
+            DescribeQuorumRequest, PartitionData, TopicData,
+        };
+        let mut req = DescribeQuorumRequest::default();
+        let mut t = TopicData::default();
+        t.topic_name = TopicName(StrBytes::from_static_str("__cluster_metadata"));
+        t.partitions.push(PartitionData::default());
+        req.topics.push(t);
+        let resp = self
+            .client
+            .retry("DescribeQuorum", || async {
+                self.client.any_conn().await?.call(&req).await
+            })
+            .await?;
+        check(
+            resp.error_code,
+            || "DescribeQuorum".into(),
+            msg(&resp.error_message).as_deref(),
+        )?;
+        let p = resp
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| Error::Protocol("DescribeQuorum: no partition in the answer".into()))?;
+        check(
+            p.error_code,
+            || "DescribeQuorum".into(),
+            msg(&p.error_message).as_deref(),
+        )?;
+        let hw = p.high_watermark;
+        let replicas =
+            |list: Vec<kafka_protocol::messages::describe_quorum_response::ReplicaState>| {
+                list.into_iter()
+                    .map(|r| QuorumReplica {
+                        replica_id: r.replica_id.0,
+                        log_end_offset: r.log_end_offset,
+                        lag: (hw - r.log_end_offset).max(0),
+                        last_fetch_ms: r.last_fetch_timestamp,
+                    })
+                    .collect()
+            };
+        Ok(QuorumDescription {
+            leader_id: p.leader_id.0,
+            leader_epoch: p.leader_epoch,
+            high_watermark: hw,
+            voters: replicas(p.current_voters),
+            observers: replicas(p.observers),
         })
     }
 }

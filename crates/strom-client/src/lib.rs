@@ -46,7 +46,9 @@ pub mod group;
 pub mod limits;
 pub mod producer;
 
-pub use admin::{Admin, AlterOp, NewTopic, OffsetSpec, ResourceType};
+pub use admin::{
+    Admin, AlterOp, NewTopic, OffsetSpec, QuorumDescription, QuorumReplica, ResourceType,
+};
 pub use client::{Client, ClientConfig, Metadata, PartitionInfo, TopicInfo};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
 pub use error::{Error, Result};

@@ -385,7 +385,12 @@ fn configs_cluster_and_perf() {
     let c = b.json(&["cluster", "describe"]);
     assert_eq!(c["controller_id"], 1);
     assert_eq!(c["brokers"].as_array().unwrap().len(), 1);
-    assert!(b.ok(&["cluster", "describe"]).contains("broker,controller"));
+    assert_eq!(c["quorum"]["leader_id"], 1);
+    assert!(c["quorum"]["high_watermark"].as_i64().unwrap() > 0);
+    assert_eq!(c["quorum"]["replicas"][0]["role"], "voter");
+    let table = b.ok(&["cluster", "describe"]);
+    assert!(table.contains("broker,controller"), "{table}");
+    assert!(table.contains("Quorum:     leader 1, epoch 1"), "{table}");
 
     let broker_configs = b.json(&["configs", "describe", "--broker", "1"]);
     assert!(broker_configs
