@@ -88,6 +88,55 @@ public class StromJavaClient {
             }
         }
         check(seen.size() == expected, "consumed all " + expected + " records once, in order per key, headers intact");
+
+        // Group consumers: the classic protocol and the consumer protocol (KIP-848), each
+        // reading everything and committing; then the admin client's group operations.
+        for (String protocol : new String[] {"classic", "consumer"}) {
+            String group = "java-" + protocol + "-" + UUID.randomUUID().toString().substring(0, 6);
+            Properties gp = new Properties();
+            gp.putAll(cp);
+            gp.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+            gp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol);
+            int got = 0;
+            try (Consumer<String, String> consumer = new KafkaConsumer<>(gp, new StringDeserializer(), new StringDeserializer())) {
+                consumer.subscribe(List.of(topic));
+                long deadline = System.currentTimeMillis() + 60_000;
+                while (got < expected && System.currentTimeMillis() < deadline) {
+                    got += consumer.poll(Duration.ofMillis(500)).count();
+                    consumer.commitSync();
+                }
+                check(got == expected, protocol + " group consumer read " + got + " of " + expected);
+                check(consumer.assignment().size() == 3, protocol + " group consumer owns all 3 partitions");
+                try (Admin admin = Admin.create(ap)) {
+                    check(admin.listConsumerGroups().all().get(30, TimeUnit.SECONDS).stream()
+                        .anyMatch(g -> g.groupId().equals(group)), protocol + " group listed");
+                    ConsumerGroupDescription gd = admin.describeConsumerGroups(List.of(group))
+                        .describedGroups().get(group).get(30, TimeUnit.SECONDS);
+                    check(gd.members().size() == 1 && gd.members().iterator().next().assignment().topicPartitions().size() == 3,
+                        protocol + " group described with its member and assignment");
+                }
+            }
+            try (Admin admin = Admin.create(ap)) {
+                Map<TopicPartition, OffsetAndMetadata> committed = admin.listConsumerGroupOffsets(group)
+                    .partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS);
+                long sum = committed.values().stream().mapToLong(OffsetAndMetadata::offset).sum();
+                check(sum == expected, protocol + " group's committed offsets add up to " + sum);
+                TopicPartition p0 = new TopicPartition(topic, 0);
+                admin.alterConsumerGroupOffsets(group, Map.of(p0, new OffsetAndMetadata(1))).all().get(30, TimeUnit.SECONDS);
+                check(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS)
+                    .get(p0).offset() == 1, protocol + " group offset altered");
+                admin.deleteConsumerGroupOffsets(group, Set.of(p0)).all().get(30, TimeUnit.SECONDS);
+                check(!admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS)
+                    .containsKey(p0), protocol + " group offset deleted");
+                admin.deleteConsumerGroups(List.of(group)).all().get(30, TimeUnit.SECONDS);
+                check(admin.listConsumerGroups().all().get(30, TimeUnit.SECONDS).stream()
+                    .noneMatch(g -> g.groupId().equals(group)), protocol + " group deleted");
+            }
+        }
+        try (Admin admin = Admin.create(ap)) {
+            QuorumInfo q = admin.describeMetadataQuorum().quorumInfo().get(30, TimeUnit.SECONDS);
+            check(q.leaderId() == 1 && q.voters().size() == 1, "metadata quorum described");
+        }
         try (Admin admin = Admin.create(ap)) {
             admin.deleteTopics(List.of(topic)).all().get(30, TimeUnit.SECONDS);
         }
