@@ -360,13 +360,10 @@ impl Group {
 
     /// OffsetCommit's check: the member exists and commits at its current epoch.
     pub fn check_commit(&self, member_id: &str, epoch: i32) -> i16 {
-        if member_id.is_empty() && epoch < 0 {
-            // A commit from outside the group protocol (assign() consumers, admin tools).
-            return if self.members.is_empty() {
-                NONE
-            } else {
-                UNKNOWN_MEMBER_ID
-            };
+        if epoch < 0 && self.members.is_empty() {
+            // A commit from outside the group protocol (assign() consumers, admin tools),
+            // whatever member id it carries.
+            return NONE;
         }
         match self.members.get(member_id) {
             None => UNKNOWN_MEMBER_ID,

@@ -889,12 +889,13 @@ impl GroupCoordinator {
                 ILLEGAL_GENERATION
             };
         };
+        // A commit from outside the group protocol (assign() consumers, admin tools) is
+        // accepted while the group has no members, whatever member id it carries.
+        if generation < 0 && group.members.is_empty() {
+            return NONE;
+        }
         if generation < 0 && member_id.is_empty() {
-            return if group.members.is_empty() {
-                NONE
-            } else {
-                ILLEGAL_GENERATION
-            };
+            return ILLEGAL_GENERATION;
         }
         if !group.members.contains_key(member_id) {
             return UNKNOWN_MEMBER_ID;
