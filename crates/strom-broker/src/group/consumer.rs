@@ -583,6 +583,9 @@ impl Group {
         timing: Timing,
         topics: &dyn Topics,
     ) -> HeartbeatReply {
+        if let Some(message) = invalid(req) {
+            return HeartbeatReply::error(INVALID_REQUEST, message);
+        }
         if let Some(a) = &req.server_assignor {
             if !ASSIGNORS.contains(&a.as_str()) {
                 return HeartbeatReply::error(
@@ -882,31 +885,7 @@ impl Group {
 
     /// A member with epoch 0: new, rejoining after being fenced, or a static member back.
     fn join(&mut self, req: &Heartbeat, now_ms: i64) -> Result<String, HeartbeatReply> {
-        if req.rebalance_timeout_ms <= 0 {
-            return Err(HeartbeatReply::error(
-                INVALID_REQUEST,
-                "RebalanceTimeoutMs must be provided when joining",
-            ));
-        }
-        if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
-            return Err(HeartbeatReply::error(
-                INVALID_REQUEST,
-                "SubscribedTopicNames or SubscribedTopicRegex must be set when joining",
-            ));
-        }
-        if req.owned.as_ref().is_some_and(|o| count(o) > 0) {
-            return Err(HeartbeatReply::error(
-                INVALID_REQUEST,
-                "TopicPartitions must be empty when joining",
-            ));
-        }
         let id = if req.member_id.is_empty() {
-            if req.version >= 1 {
-                return Err(HeartbeatReply::error(
-                    INVALID_REQUEST,
-                    "MemberId can't be empty",
-                ));
-            }
             Uuid::new_v4().to_string()
         } else {
             req.member_id.clone()
@@ -1002,6 +981,47 @@ pub fn encode_classic_assignment(
         return bytes::Bytes::new();
     }
     out.freeze()
+}
+
+/// Kafka's checks of a ConsumerGroupHeartbeat, with its messages: the fields a request must
+/// (or must not) carry for its member epoch.
+fn invalid(req: &Heartbeat) -> Option<&'static str> {
+    let blank = |s: Option<&String>| s.is_some_and(|s| s.trim().is_empty());
+    if (req.version >= 1 || req.member_epoch > 0 || req.member_epoch == LEAVE_EPOCH)
+        && req.member_id.trim().is_empty()
+    {
+        return Some("MemberId can't be empty.");
+    }
+    if req.group_id.trim().is_empty() {
+        return Some("GroupId can't be empty.");
+    }
+    if blank(req.instance_id.as_ref()) {
+        return Some("InstanceId can't be empty.");
+    }
+    if blank(req.rack_id.as_ref()) {
+        return Some("RackId can't be empty.");
+    }
+    match req.member_epoch {
+        0 => {
+            if req.rebalance_timeout_ms == -1 {
+                return Some("RebalanceTimeoutMs must be provided in first request.");
+            }
+            if req.owned.as_ref().is_none_or(|o| count(o) > 0) {
+                return Some("TopicPartitions must be empty when (re-)joining.");
+            }
+            if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
+                return Some(
+                    "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.",
+                );
+            }
+        }
+        STATIC_LEAVE_EPOCH if req.instance_id.is_none() => {
+            return Some("InstanceId can't be null.");
+        }
+        e if e < STATIC_LEAVE_EPOCH => return Some("MemberEpoch is invalid."),
+        _ => {}
+    }
+    None
 }
 
 /// Kafka's uniform assignor, sticky: every subscribed partition goes to one of the members
@@ -1269,6 +1289,12 @@ mod tests {
         assert_eq!(
             g.heartbeat(&r, 0, Timing::default(), &t).error_code,
             UNSUPPORTED_ASSIGNOR
+        );
+        let mut r = hb("b", 0, None);
+        r.owned = None;
+        assert_eq!(
+            g.heartbeat(&r, 0, Timing::default(), &t).error_code,
+            INVALID_REQUEST
         );
         let mut r = hb("b", 0, None);
         r.rebalance_timeout_ms = -1;

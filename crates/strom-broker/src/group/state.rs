@@ -472,8 +472,8 @@ impl GroupCoordinator {
             error_message: Some(message),
             ..consumer::HeartbeatReply::default()
         };
-        if req.group_id.is_empty() {
-            return fail(INVALID_GROUP_ID, "the group id is empty".into());
+        if req.group_id.trim().is_empty() {
+            return fail(consumer::INVALID_REQUEST, "GroupId can't be empty.".into());
         }
         let mut classic = self.lock();
         let mut groups = self.lock_consumer();

@@ -82,6 +82,10 @@ pub fn heartbeat(
         crate::metadata_store::now_ms(),
         &ImageTopics(&image),
     );
+    if reply.error_code == crate::group::consumer::INVALID_REQUEST {
+        tracing::info!(group = %hb.group_id, member = %hb.member_id, epoch = hb.member_epoch,
+            error = ?reply.error_message, "ConsumerGroupHeartbeat refused");
+    }
     let mut r = ConsumerGroupHeartbeatResponse::default();
     r.error_code = reply.error_code;
     r.error_message = reply.error_message.map(StrBytes::from_string);
