@@ -900,11 +900,14 @@ impl GroupCoordinator {
         if !group.members.contains_key(member_id) {
             return UNKNOWN_MEMBER_ID;
         }
-        if group.state == State::PreparingRebalance {
-            return REBALANCE_IN_PROGRESS;
-        }
         if generation != group.generation {
             return ILLEGAL_GENERATION;
+        }
+        // As Kafka: a member may commit while a rebalance is being prepared (an eager member
+        // commits what it processed before it gives its partitions up), not while the new
+        // generation's assignment is being handed out.
+        if group.state == State::CompletingRebalance {
+            return REBALANCE_IN_PROGRESS;
         }
         NONE
     }
@@ -1246,6 +1249,8 @@ mod tests {
             c.heartbeat("g", 1, &a.member_id, 100),
             REBALANCE_IN_PROGRESS
         );
+        // While the rebalance is prepared, a commits what it processed (Kafka allows it).
+        assert_eq!(c.check_commit("g", 1, &a.member_id), NONE);
         let mut ja = join(&c, &a.member_id, 200);
         let (ra, rb) = (ja.try_recv().unwrap(), jb.try_recv().unwrap());
         assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
@@ -1253,6 +1258,8 @@ mod tests {
         assert!(rb.members.is_empty());
         let mut sb = c.sync("g", 2, &b.member_id, vec![], 200, &consumer::NoTopics);
         assert!(sb.try_recv().is_err(), "followers wait for the leader");
+        assert_eq!(c.check_commit("g", 2, &b.member_id), REBALANCE_IN_PROGRESS);
+        assert_eq!(c.check_commit("g", 1, &b.member_id), ILLEGAL_GENERATION);
         let assign = vec![
             (a.member_id.clone(), Bytes::from_static(b"p0")),
             (b.member_id.clone(), Bytes::from_static(b"p1")),
