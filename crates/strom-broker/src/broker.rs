@@ -130,6 +130,7 @@ impl Broker {
         let options = LogDirOptions {
             checkpoint_interval_ms: config.log_flush_offset_checkpoint_interval_ms.max(1),
             retention_check_interval_ms: config.log_retention_check_interval_ms,
+            syncfs: config.log_flush_syncfs,
             ..LogDirOptions::default()
         };
         let metadata_log_name = format!("{METADATA_TOPIC}-0");

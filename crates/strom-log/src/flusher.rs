@@ -35,6 +35,8 @@ pub(crate) enum Request {
 pub(crate) struct Schedule {
     pub checkpoint_interval_ms: i64,
     pub retention_check_interval_ms: i64,
+    /// Sync a cycle of several logs with one `syncfs` of the dir's file system.
+    pub syncfs: bool,
 }
 
 pub(crate) fn run(shared: Arc<DirShared>, rx: Receiver<Request>, schedule: Schedule) {
@@ -78,8 +80,12 @@ pub(crate) fn run(shared: Arc<DirShared>, rx: Receiver<Request>, schedule: Sched
                 cycle.push((log, Vec::new()));
             }
         }
-        for (log, waiters) in cycle {
-            complete(&log, waiters, log.flush());
+        if schedule.syncfs && cycle.len() >= SYNCFS_LOGS_MIN {
+            flush_together(&shared, cycle);
+        } else {
+            for (log, waiters) in cycle {
+                complete(&log, waiters, log.flush());
+            }
         }
         if !stop && now - last_checkpoint >= schedule.checkpoint_interval_ms {
             last_checkpoint = now;
@@ -96,6 +102,42 @@ pub(crate) fn run(shared: Arc<DirShared>, rx: Receiver<Request>, schedule: Sched
             }
         }
     }
+}
+
+/// From this many logs in one cycle on, one `syncfs` replaces their fsyncs: on ext4 and xfs
+/// every fsync of a file whose size changed is a journal commit of its own, and the commits
+/// of one file system run one after another, so N fsyncs cost N commits while one syncfs
+/// costs one (BENCHMARKS.md, "acks=all latency").
+const SYNCFS_LOGS_MIN: usize = 2;
+
+/// Flushes a cycle's logs with one `syncfs`: each log notes what the sync covers, the file
+/// system is synced once, then every log's waiters are answered.
+fn flush_together(shared: &DirShared, cycle: Vec<(Arc<Log>, Waiters)>) {
+    let (logs, waiters): (Vec<Arc<Log>>, Vec<Waiters>) = cycle.into_iter().unzip();
+    let pending: Vec<_> = logs.iter().map(|log| log.begin_flush()).collect();
+    let synced = syncfs(shared.path());
+    for ((log, waiters), pending) in logs.iter().zip(waiters).zip(pending) {
+        let result = pending.and_then(|p| {
+            let sync = synced.as_ref().map(|_| ()).map_err(|e| LogError::Io {
+                path: shared.path().to_path_buf(),
+                source: std::io::Error::new(e.kind(), e.to_string()),
+            });
+            log.finish_flush(p, sync, true)
+        });
+        complete(log, waiters, result);
+    }
+}
+
+/// `syncfs(2)` of the file system holding `dir`: every file's data and metadata, directory
+/// entries included. Since Linux 5.8 it reports writeback errors of that file system.
+fn syncfs(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: syncfs only reads the descriptor, which `f` keeps open for the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn complete(log: &Log, waiters: Waiters, result: Result<i64, LogError>) {

@@ -112,6 +112,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A flush begun (`Log::begin_flush`) whose sync is still to come; holds the sync lock.
+pub(crate) struct PendingFlush<'a> {
+    _guard: MutexGuard<'a, ()>,
+    end: i64,
+    records_before: i64,
+    segments: Arc<Vec<Arc<Segment>>>,
+}
+
 /// Parameters of opening a log that come from its log dir.
 pub(crate) struct OpenParams {
     pub dir: PathBuf,
@@ -672,35 +680,69 @@ impl Log {
     /// pass them), then the active segment's data. Returns the new durable offset. Called by
     /// the flusher; a failure takes the log dir offline.
     pub(crate) fn flush(&self) -> Result<i64> {
-        let _g = lock(&self.sync_lock);
+        let pending = self.begin_flush()?;
+        let result = Self::sync_own(&self.dir, &pending.segments);
+        self.finish_flush(pending, result, false)
+    }
+
+    /// The first half of a flush: takes the sync lock and notes what the sync will cover.
+    /// Every offset below `end` lives in a segment of the list (see the module doc), because
+    /// the end offset is read first.
+    pub(crate) fn begin_flush(&self) -> Result<PendingFlush<'_>> {
+        let guard = lock(&self.sync_lock);
         self.health.check()?;
-        // The end offset is read before the segment list, so every offset below it lives in
-        // a segment of the list (see the module doc).
         let end = self.log_end_offset();
         let records_before = self.unflushed_records.load(Ordering::Acquire);
-        let segments = self.segments();
-        let (closed, active) = match segments.split_last() {
-            Some((active, closed)) => (closed, active),
-            None => return Ok(end),
+        Ok(PendingFlush {
+            _guard: guard,
+            end,
+            records_before,
+            segments: self.segments(),
+        })
+    }
+
+    /// This log's own sync: closed segments not synced yet (with their indexes), the
+    /// directory entry of a new active segment, and the active segment's data.
+    fn sync_own(dir: &Path, segments: &[Arc<Segment>]) -> Result<()> {
+        let Some((active, closed)) = segments.split_last() else {
+            return Ok(());
         };
-        let result = (|| {
-            for seg in closed.iter().filter(|s| !s.synced.load(Ordering::Acquire)) {
-                seg.sync_all()?;
+        for seg in closed.iter().filter(|s| !s.synced.load(Ordering::Acquire)) {
+            seg.sync_all()?;
+            seg.synced.store(true, Ordering::Release);
+        }
+        if !active.dir_synced.load(Ordering::Acquire) {
+            sync_dir(dir)?;
+            active.dir_synced.store(true, Ordering::Release);
+        }
+        active.sync_data()
+    }
+
+    /// The second half: `result` is the sync's outcome; `whole_fs` says it was a sync of the
+    /// whole file system (`syncfs`), which covered closed segments and directory entries too.
+    pub(crate) fn finish_flush(
+        &self,
+        pending: PendingFlush<'_>,
+        result: Result<()>,
+        whole_fs: bool,
+    ) -> Result<i64> {
+        result.map_err(|e| self.health.fail(e))?;
+        let Some((active, closed)) = pending.segments.split_last() else {
+            return Ok(pending.end);
+        };
+        if whole_fs {
+            for seg in closed {
                 seg.synced.store(true, Ordering::Release);
             }
-            if !active.dir_synced.load(Ordering::Acquire) {
-                sync_dir(&self.dir)?;
-                active.dir_synced.store(true, Ordering::Release);
-            }
-            active.sync_data()
-        })();
-        result.map_err(|e| self.health.fail(e))?;
+            active.dir_synced.store(true, Ordering::Release);
+        }
+        let end = pending.end;
         self.flush_count.fetch_add(1, Ordering::Relaxed);
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
         self.recovery_point
             .fetch_max(active.base_offset.min(end), Ordering::AcqRel);
         self.unflushed_records
-            .fetch_sub(records_before, Ordering::AcqRel);
+            .fetch_sub(pending.records_before, Ordering::AcqRel);
         self.last_flush_ms
             .store(self.clock.now_ms(), Ordering::Release);
         Ok(self.durable_offset())

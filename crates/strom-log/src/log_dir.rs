@@ -69,6 +69,10 @@ pub(crate) struct DirShared {
 }
 
 impl DirShared {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn clock(&self) -> Arc<dyn Clock> {
         Arc::clone(&self.clock)
     }
@@ -125,6 +129,10 @@ pub struct LogDirOptions {
     pub checkpoint_interval_ms: i64,
     /// `log.retention.check.interval.ms`
     pub retention_check_interval_ms: i64,
+    /// `strom.log.flush.syncfs`: a flush cycle of several logs syncs the dir's file system
+    /// once (`syncfs`) instead of each log's files; worth it when the file system holds the
+    /// log dir alone, as Kafka's deployment guide advises.
+    pub syncfs: bool,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -133,6 +141,7 @@ impl Default for LogDirOptions {
         LogDirOptions {
             checkpoint_interval_ms: 60_000,
             retention_check_interval_ms: 300_000,
+            syncfs: true,
             clock: Arc::new(SystemClock),
         }
     }
@@ -257,6 +266,7 @@ impl LogDir {
         let schedule = Schedule {
             checkpoint_interval_ms: options.checkpoint_interval_ms,
             retention_check_interval_ms: options.retention_check_interval_ms,
+            syncfs: options.syncfs,
         };
         let thread_shared = Arc::clone(&shared);
         let handle = std::thread::Builder::new()

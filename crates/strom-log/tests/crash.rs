@@ -50,6 +50,20 @@ fn crash_child() {
         Some(log) => log,
         None => dir.create("crash", 0, config()).unwrap(),
     };
+    // A second partition written at the same time, so that flush cycles often hold two
+    // logs and take the one-`syncfs` path (its data is not checked; crash-0's is).
+    let side = match dir.get("side-0") {
+        Some(log) => log,
+        None => dir.create("side", 0, config()).unwrap(),
+    };
+    std::thread::spawn(move || {
+        let mut i = 0u64;
+        loop {
+            let info = side.append(&mut batch(i, 2, 300, 0)).unwrap();
+            side.wait_durable(info.last_offset).unwrap();
+            i += 1;
+        }
+    });
     let mut seq = (log.log_end_offset() / RECORDS_PER_BATCH) as u64;
     loop {
         // A few appends per durability wait, so waiters share fsyncs as producers' do.

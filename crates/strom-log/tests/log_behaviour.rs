@@ -410,6 +410,62 @@ fn waiters_for_durability_share_fsyncs() {
     ));
 }
 
+/// Many partitions waiting at once: with `syncfs` (the default) a cycle syncs the file system
+/// once for all of them, without it each log's files; either way every waiter learns the
+/// offset it waited for is durable, and closed segments count as synced.
+#[test]
+fn many_logs_waiting_together_are_made_durable_with_or_without_syncfs() {
+    for syncfs in [true, false] {
+        let f = Fixture::new();
+        let options = LogDirOptions {
+            clock: f.clock.clone(),
+            syncfs,
+            ..LogDirOptions::default()
+        };
+        let config = small_config();
+        let cfg = config.clone();
+        let dir = LogDir::open(f.dir.path(), options, &move |_| cfg.clone()).unwrap();
+        let logs: Vec<_> = (0..6)
+            .map(|p| dir.create("many", p, config.clone()).unwrap())
+            .collect();
+        let done = Arc::new(AtomicUsize::new(0));
+        let per_log = 300u64;
+        for i in 0..per_log {
+            for log in &logs {
+                let info = log.append(&mut batch(i, 2, 200, 0)).unwrap();
+                let done = done.clone();
+                log.on_durable(
+                    info.last_offset,
+                    Box::new(move |r| {
+                        assert!(r.unwrap() > info.last_offset);
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }),
+                );
+            }
+        }
+        for log in &logs {
+            let end = log.log_end_offset();
+            assert_eq!(log.wait_durable(end - 1).unwrap(), end, "syncfs {syncfs}");
+        }
+        while done.load(Ordering::SeqCst) < 6 * per_log as usize {
+            std::thread::yield_now();
+        }
+        drop(logs);
+        dir.close().unwrap();
+        // A clean reopen needs no recovery: everything was synced.
+        let cfg = config.clone();
+        let dir = LogDir::open(f.dir.path(), LogDirOptions::default(), &move |_| {
+            cfg.clone()
+        })
+        .unwrap();
+        assert!(dir.was_clean_shutdown());
+        assert_eq!(
+            dir.get("many-5").unwrap().log_end_offset(),
+            2 * per_log as i64
+        );
+    }
+}
+
 #[test]
 fn flush_messages_and_flush_ms_make_data_durable_without_waiters() {
     let f = Fixture::new();
