@@ -132,3 +132,51 @@ def test_kafka_python_admin(broker):
     time.sleep(0.2)
     assert name not in a.list_topics()
     a.close()
+
+
+def test_dynamic_broker_configs(fresh_broker):
+    """AlterConfigs on brokers, as `kafka-configs --entity-type brokers [--entity-default]`:
+    log.* topic defaults take effect on topics without their own value, per broker over the
+    cluster-wide default; Kafka keys Strom has no use for are kept; start-up keys refused."""
+    from confluent_kafka.admin import ConfigSource, ResourceType
+    b = fresh_broker
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    name = f"dyn-{uuid.uuid4().hex[:6]}"
+    a.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(30)
+
+    def alter(resource_name, key, value, op=AlterConfigOpType.SET):
+        r = ConfigResource(ResourceType.BROKER, resource_name,
+                           incremental_configs=[ConfigEntry(key, value, incremental_operation=op)])
+        return a.incremental_alter_configs([r])[r].result(30)
+
+    def topic_retention():
+        r = ConfigResource(ResourceType.TOPIC, name)
+        e = a.describe_configs([r])[r].result(30)["retention.ms"]
+        return e.value, e.source
+
+    assert topic_retention() == ("604800000", ConfigSource.DEFAULT_CONFIG.value)
+    # (The cluster-wide default, an empty broker name, is refused client-side by both Python
+    # clients; the Java harness sets it.)
+    alter("1", "log.retention.ms", "3600000")
+    assert topic_retention() == ("3600000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    alter("1", "log.retention.ms", "", AlterConfigOpType.DELETE)
+    alter("1", "log.retention.minutes", "30")
+    assert topic_retention() == ("1800000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    alter("1", "sasl.kerberos.min.time.before.relogin", "58000")
+    r = ConfigResource(ResourceType.BROKER, "1")
+    described = a.describe_configs([r])[r].result(30)
+    assert described["log.retention.minutes"].value == "30"
+    assert described["log.retention.minutes"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert described["sasl.kerberos.min.time.before.relogin"].value == "58000"
+    assert described["node.id"].is_read_only
+    with pytest.raises(KafkaException) as e:
+        alter("1", "node.id", "7")
+    assert "INVALID_REQUEST" in str(e.value) or "dynamically" in str(e.value)
+    with pytest.raises(KafkaException):
+        alter("1", "log.segment.bytes", "not-a-number")
+    # Survives a restart (the metadata log keeps it), and DELETE brings the static value back.
+    b.restart()
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    assert topic_retention() == ("1800000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    alter("1", "log.retention.minutes", "", AlterConfigOpType.DELETE)
+    assert topic_retention() == ("604800000", ConfigSource.DEFAULT_CONFIG.value)

@@ -140,7 +140,7 @@ impl Broker {
             if name == meta_name {
                 metadata_log_config()
             } else {
-                log_config(&for_config, None)
+                log_config(&for_config, None, &crate::config::Dynamic::default())
             }
         };
         let dir = {

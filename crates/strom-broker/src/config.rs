@@ -347,30 +347,26 @@ impl BrokerConfig {
     }
 
     /// The value of a topic config for a topic with `overrides`: the topic's own value, else
-    /// the broker's, else Kafka's default. With the source DescribeConfigs reports.
+    /// the broker's dynamic one (this broker's, then the cluster-wide default), else the
+    /// broker's static one, else Kafka's default. With the source DescribeConfigs reports.
     pub fn topic_value(
         &self,
         name: &str,
         overrides: Option<&BTreeMap<String, String>>,
+        dynamic: &Dynamic<'_>,
     ) -> Option<(String, ConfigSource)> {
         let def = topic_config::find(name)?;
         if let Some(v) = overrides.and_then(|o| o.get(name)) {
             return Some((v.clone(), ConfigSource::Topic));
         }
+        if let Some(found) = dynamic.topic_default(name) {
+            return Some(found);
+        }
         if let Some(v) = self.topic_defaults.get(name) {
             let explicit = def.broker_key.is_some_and(|k| self.given.contains_key(k))
-                || (name == "retention.ms"
-                    && [
-                        "log.retention.ms",
-                        "log.retention.minutes",
-                        "log.retention.hours",
-                    ]
+                || broker_keys_of(name)
                     .iter()
-                    .any(|k| self.given.contains_key(*k)))
-                || (name == "segment.ms"
-                    && ["log.roll.ms", "log.roll.hours"]
-                        .iter()
-                        .any(|k| self.given.contains_key(*k)));
+                    .any(|(k, _)| self.given.contains_key(*k));
             let source = if explicit {
                 ConfigSource::StaticBroker
             } else {
@@ -382,10 +378,150 @@ impl BrokerConfig {
     }
 }
 
+/// Whether broker key `key` may be set at run time (AlterConfigs on a broker resource), with
+/// its value checked when given. The keys behind topic defaults (`log.retention.ms`,
+/// `log.segment.bytes`, `message.max.bytes`, `log.cleanup.policy`, ...) take effect at once
+/// on every topic without its own value; Kafka keys Strom has no use for are kept and
+/// described; the keys Strom reads only at start-up are refused, as Kafka refuses its
+/// read-only keys, with INVALID_REQUEST.
+pub fn check_dynamic(
+    key: &str,
+    value: Option<&str>,
+) -> Result<strom_meta::controller::BrokerKey, strom_meta::ApiError> {
+    use strom_meta::controller::BrokerKey;
+    use strom_meta::ApiError;
+    let invalid = |why: String| ApiError::InvalidConfig(format!("invalid value for {key}: {why}"));
+    if let Some(def) = topic_config::TOPIC_CONFIGS
+        .iter()
+        .find(|d| d.broker_key == Some(key))
+    {
+        if let Some(v) = value {
+            topic_config::check_kind(def.kind, v).map_err(invalid)?;
+        }
+        return Ok(BrokerKey {
+            default: def.default.to_string(),
+            is_list: matches!(def.kind, topic_config::Kind::List(_)),
+        });
+    }
+    let retention_or_roll = ["retention.ms", "segment.ms"]
+        .iter()
+        .any(|t| broker_keys_of(t).iter().any(|(k, _)| *k == key));
+    if let Some((_, kind, default)) = STROM_KEYS.iter().find(|(k, _, _)| *k == key) {
+        if !retention_or_roll {
+            return Err(ApiError::InvalidRequest(format!(
+                "Cannot update these configs dynamically: {key} (Strom reads it at start-up; set it in server.properties)"
+            )));
+        }
+        if let Some(v) = value {
+            topic_config::check_kind(*kind, v).map_err(invalid)?;
+        }
+        return Ok(BrokerKey {
+            default: default.to_string(),
+            is_list: false,
+        });
+    }
+    if READ_ONLY_KAFKA_KEYS.contains(&key) {
+        return Err(ApiError::InvalidRequest(format!(
+            "Cannot update these configs dynamically: {key}"
+        )));
+    }
+    if is_kafka_key(key) {
+        return Ok(BrokerKey {
+            default: String::new(),
+            is_list: true,
+        });
+    }
+    Err(ApiError::InvalidConfig(format!(
+        "unknown broker config {key}"
+    )))
+}
+
+/// Kafka broker keys that Kafka itself does not let change at run time (and Strom ignores).
+const READ_ONLY_KAFKA_KEYS: &[&str] = &[
+    "zookeeper.connect",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "metadata.log.dir",
+    "inter.broker.listener.name",
+    "broker.rack",
+];
+
+/// The broker keys that set a topic config's default, most precise first, with the factor
+/// to milliseconds (`retention.ms` from `log.retention.ms|minutes|hours`, `segment.ms` from
+/// `log.roll.ms|hours`); other topic configs have one key, their `broker_key`.
+fn broker_keys_of(topic_key: &str) -> &'static [(&'static str, i64)] {
+    match topic_key {
+        "retention.ms" => &[
+            ("log.retention.ms", 1),
+            ("log.retention.minutes", 60_000),
+            ("log.retention.hours", 3_600_000),
+        ],
+        "segment.ms" => &[("log.roll.ms", 1), ("log.roll.hours", 3_600_000)],
+        _ => &[],
+    }
+}
+
+/// Dynamic broker configs (set with AlterConfigs on a broker resource and kept in the
+/// metadata log): this broker's own over the cluster-wide default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dynamic<'a> {
+    pub broker: Option<&'a BTreeMap<String, String>>,
+    pub default: Option<&'a BTreeMap<String, String>>,
+}
+
+impl<'a> Dynamic<'a> {
+    pub fn of(image: &'a strom_meta::MetadataImage, node_id: i32) -> Dynamic<'a> {
+        Dynamic {
+            broker: image.broker_config(&node_id.to_string()),
+            default: image.broker_config(""),
+        }
+    }
+
+    /// A broker key's dynamic value with its source.
+    pub fn get(&self, key: &str) -> Option<(String, ConfigSource)> {
+        if let Some(v) = self.broker.and_then(|m| m.get(key)) {
+            return Some((v.clone(), ConfigSource::DynamicBroker));
+        }
+        self.default
+            .and_then(|m| m.get(key))
+            .map(|v| (v.clone(), ConfigSource::DynamicDefaultBroker))
+    }
+
+    /// The dynamic default of a topic config, from its broker key(s).
+    fn topic_default(&self, topic_key: &str) -> Option<(String, ConfigSource)> {
+        let keys = broker_keys_of(topic_key);
+        if keys.is_empty() {
+            let key = topic_config::find(topic_key)?.broker_key?;
+            return self.get(key);
+        }
+        // This broker's keys before the cluster's, each by precision.
+        let layers = [
+            (self.broker, ConfigSource::DynamicBroker),
+            (self.default, ConfigSource::DynamicDefaultBroker),
+        ];
+        for (layer, source) in layers {
+            let Some(m) = layer else { continue };
+            for (key, factor) in keys {
+                if let Some(v) = m.get(*key) {
+                    let value = match v.trim().parse::<i64>() {
+                        Ok(n) if n >= 0 => n.saturating_mul(*factor).to_string(),
+                        Ok(_) => "-1".to_string(),
+                        Err(_) => v.clone(),
+                    };
+                    return Some((value, source));
+                }
+            }
+        }
+        None
+    }
+}
+
 /// Where a config value came from, as DescribeConfigs (v1+) reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     Topic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
 }
@@ -406,6 +542,71 @@ fn parse_protocol_map(v: &str) -> Result<BTreeMap<String, String>, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dynamic_broker_configs_override_static_ones_and_some_keys_are_read_only() {
+        let (c, _) =
+            BrokerConfig::from_properties(&props(&[("log.retention.hours", "1")])).unwrap();
+        let none = Dynamic::default();
+        assert_eq!(
+            c.topic_value("retention.ms", None, &none),
+            Some(("3600000".into(), ConfigSource::StaticBroker))
+        );
+        let cluster = props(&[
+            ("log.retention.minutes", "2"),
+            ("log.segment.bytes", "4096"),
+        ]);
+        let mine = props(&[("log.retention.ms", "500")]);
+        let d = Dynamic {
+            broker: None,
+            default: Some(&cluster),
+        };
+        assert_eq!(
+            c.topic_value("retention.ms", None, &d),
+            Some(("120000".into(), ConfigSource::DynamicDefaultBroker))
+        );
+        let d = Dynamic {
+            broker: Some(&mine),
+            default: Some(&cluster),
+        };
+        assert_eq!(
+            c.topic_value("retention.ms", None, &d),
+            Some(("500".into(), ConfigSource::DynamicBroker))
+        );
+        assert_eq!(
+            c.topic_value("segment.bytes", None, &d),
+            Some(("4096".into(), ConfigSource::DynamicDefaultBroker))
+        );
+        // A topic's own value still wins.
+        let own = props(&[("retention.ms", "7")]);
+        assert_eq!(
+            c.topic_value("retention.ms", Some(&own), &d),
+            Some(("7".into(), ConfigSource::Topic))
+        );
+        assert!(check_dynamic("log.retention.ms", Some("1000")).is_ok());
+        assert!(
+            check_dynamic("log.cleanup.policy", Some("compact"))
+                .unwrap()
+                .is_list
+        );
+        assert!(matches!(
+            check_dynamic("log.segment.bytes", Some("lots")),
+            Err(strom_meta::ApiError::InvalidConfig(_))
+        ));
+        assert!(check_dynamic("sasl.kerberos.min.time.before.relogin", Some("58000")).is_ok());
+        assert!(matches!(
+            check_dynamic("node.id", Some("2")),
+            Err(strom_meta::ApiError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            check_dynamic("log.dirs", Some("/x")),
+            Err(strom_meta::ApiError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            check_dynamic("no.such.key", Some("1")),
+            Err(strom_meta::ApiError::InvalidConfig(_))
+        ));
+    }
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -480,11 +681,11 @@ mod tests {
         let (c, _) =
             BrokerConfig::from_properties(&props(&[("log.segment.bytes", "1048576")])).unwrap();
         assert_eq!(
-            c.topic_value("segment.bytes", None),
+            c.topic_value("segment.bytes", None, &Dynamic::default()),
             Some(("1048576".into(), ConfigSource::StaticBroker))
         );
         assert_eq!(
-            c.topic_value("cleanup.policy", None),
+            c.topic_value("cleanup.policy", None, &Dynamic::default()),
             Some(("delete".into(), ConfigSource::Default))
         );
     }
@@ -509,7 +710,7 @@ mod tests {
         assert!(!c.log_cleaner_enable);
         assert_eq!(c.log_cleaner_backoff_ms, 100);
         assert_eq!(
-            c.topic_value("min.cleanable.dirty.ratio", None),
+            c.topic_value("min.cleanable.dirty.ratio", None, &Dynamic::default()),
             Some(("0.1".into(), ConfigSource::StaticBroker))
         );
         assert_eq!(c.topic_defaults["delete.retention.ms"], "5");

@@ -154,10 +154,11 @@ impl Partition {
 pub fn log_config(
     broker: &BrokerConfig,
     overrides: Option<&BTreeMap<String, String>>,
+    dynamic: &crate::config::Dynamic<'_>,
 ) -> LogConfig {
     let value = |k: &str| {
         broker
-            .topic_value(k, overrides)
+            .topic_value(k, overrides, dynamic)
             .map(|v| v.0)
             .unwrap_or_default()
     };
@@ -252,7 +253,11 @@ impl ReplicaManager {
     pub fn reconcile(&self, image: &MetadataImage) -> Result<(), BrokerError> {
         let mut wanted: HashMap<(String, i32), (Uuid, LogConfig)> = HashMap::new();
         for topic in image.topics.values() {
-            let config = log_config(&self.config, image.topic_config(&topic.name));
+            let config = log_config(
+                &self.config,
+                image.topic_config(&topic.name),
+                &crate::config::Dynamic::of(image, self.node_id),
+            );
             for (p, part) in &topic.partitions {
                 if part.replicas.contains(&self.node_id) {
                     wanted.insert((topic.name.clone(), *p), (topic.topic_id, config.clone()));

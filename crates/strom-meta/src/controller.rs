@@ -250,41 +250,117 @@ pub fn alter_topic_configs(
         let def = topic_config::find(key)
             .ok_or_else(|| ApiError::InvalidConfig(format!("unknown topic config {key}")))?;
         let existing = current.get(key).map(String::as_str).unwrap_or(def.default);
-        let list = |s: &str| -> Vec<String> {
-            s.split(',')
-                .map(str::trim)
-                .filter(|x| !x.is_empty())
-                .map(String::from)
-                .collect()
-        };
-        let value = match op {
-            ConfigOp::Set(v) => Some(v.clone()),
-            ConfigOp::Delete => None,
-            ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
-                if !matches!(def.kind, topic_config::Kind::List(_)) {
-                    return Err(ApiError::InvalidConfig(format!(
-                        "{key} is not a list: APPEND and SUBTRACT do not apply"
-                    )));
-                }
-                let mut items = list(existing);
-                for item in list(v) {
-                    if matches!(op, ConfigOp::Append(_)) {
-                        if !items.contains(&item) {
-                            items.push(item);
-                        }
-                    } else {
-                        items.retain(|i| *i != item);
-                    }
-                }
-                Some(items.join(","))
-            }
-        };
+        let is_list = matches!(def.kind, topic_config::Kind::List(_));
+        let value = apply_op(key, existing, op, is_list)?;
         if let Some(v) = &value {
             topic_config::validate(key, v).map_err(ApiError::InvalidConfig)?;
         }
         records.push(config_record(name, key, value));
     }
     Ok(records)
+}
+
+/// What a broker needs to know of a broker config key to alter it.
+pub struct BrokerKey {
+    /// The value when none is set (for APPEND and SUBTRACT).
+    pub default: String,
+    pub is_list: bool,
+}
+
+/// IncrementalAlterConfigs on a broker (`name` its node id) or on every broker (`name`
+/// empty: the cluster-wide default). `check` vets each key and value (the broker knows its
+/// keys, their kinds and which may change at run time); the records are `Config` records of
+/// the `Broker` resource.
+pub fn alter_broker_configs(
+    image: &MetadataImage,
+    name: &str,
+    ops: &[(String, ConfigOp)],
+    check: &dyn Fn(&str, Option<&str>) -> Result<BrokerKey, ApiError>,
+) -> Result<Vec<MetadataRecord>, ApiError> {
+    let current = image.broker_config(name).cloned().unwrap_or_default();
+    let mut records = Vec::new();
+    for (key, op) in ops {
+        let info = check(key, None)?;
+        let existing = current.get(key).cloned().unwrap_or(info.default);
+        let value = apply_op(key, &existing, op, info.is_list)?;
+        if let Some(v) = &value {
+            check(key, Some(v))?;
+        }
+        records.push(broker_config_record(name, key, value));
+    }
+    Ok(records)
+}
+
+/// AlterConfigs on a broker: the given keys replace every dynamic key of that resource.
+pub fn replace_broker_configs(
+    image: &MetadataImage,
+    name: &str,
+    configs: &[(String, String)],
+    check: &dyn Fn(&str, Option<&str>) -> Result<BrokerKey, ApiError>,
+) -> Result<Vec<MetadataRecord>, ApiError> {
+    for (k, v) in configs {
+        check(k, Some(v))?;
+    }
+    let mut records = Vec::new();
+    if let Some(current) = image.broker_config(name) {
+        for key in current
+            .keys()
+            .filter(|k| !configs.iter().any(|(c, _)| c == *k))
+        {
+            records.push(broker_config_record(name, key, None));
+        }
+    }
+    for (k, v) in configs {
+        records.push(broker_config_record(name, k, Some(v.clone())));
+    }
+    Ok(records)
+}
+
+/// One IncrementalAlterConfigs operation on the current value `existing`.
+fn apply_op(
+    key: &str,
+    existing: &str,
+    op: &ConfigOp,
+    is_list: bool,
+) -> Result<Option<String>, ApiError> {
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    Ok(match op {
+        ConfigOp::Set(v) => Some(v.clone()),
+        ConfigOp::Delete => None,
+        ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
+            if !is_list {
+                return Err(ApiError::InvalidConfig(format!(
+                    "{key} is not a list: APPEND and SUBTRACT do not apply"
+                )));
+            }
+            let mut items = list(existing);
+            for item in list(v) {
+                if matches!(op, ConfigOp::Append(_)) {
+                    if !items.contains(&item) {
+                        items.push(item);
+                    }
+                } else {
+                    items.retain(|i| *i != item);
+                }
+            }
+            Some(items.join(","))
+        }
+    })
+}
+
+fn broker_config_record(name: &str, key: &str, value: Option<String>) -> MetadataRecord {
+    MetadataRecord::Config {
+        resource: ConfigResource::Broker,
+        name: name.to_string(),
+        key: key.to_string(),
+        value,
+    }
 }
 
 fn config_record(name: &str, key: &str, value: Option<String>) -> MetadataRecord {

@@ -145,6 +145,12 @@ impl MetadataImage {
             .get(&(ConfigResource::Topic, topic.to_string()))
     }
 
+    /// The dynamic configs of broker `name` (its node id), or of every broker (`name` "").
+    pub fn broker_config(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.configs
+            .get(&(ConfigResource::Broker, name.to_string()))
+    }
+
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
         self.topic_names.get(id).and_then(|n| self.topics.get(n))
     }

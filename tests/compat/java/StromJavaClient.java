@@ -37,6 +37,18 @@ public class StromJavaClient {
             Config c = admin.describeConfigs(List.of(r)).all().get(30, TimeUnit.SECONDS).get(r);
             check(c.get("retention.ms").value().equals("7200000"), "config altered and described");
             check(admin.describeCluster().nodes().get(30, TimeUnit.SECONDS).size() == 1, "describe cluster");
+            // A dynamic cluster-wide broker default (kafka-configs --entity-default): topics
+            // without their own value follow it; deleting it brings Kafka's default back.
+            ConfigResource all = new ConfigResource(ConfigResource.Type.BROKER, "");
+            admin.incrementalAlterConfigs(Map.of(all, List.of(new AlterConfigOp(
+                new ConfigEntry("log.segment.bytes", "2097152"), AlterConfigOp.OpType.SET)))).all().get(30, TimeUnit.SECONDS);
+            ConfigEntry seg = admin.describeConfigs(List.of(r)).all().get(30, TimeUnit.SECONDS).get(r).get("segment.bytes");
+            check(seg.value().equals("2097152") && seg.source() == ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG,
+                "cluster-wide broker default applies to the topic: " + seg);
+            admin.incrementalAlterConfigs(Map.of(all, List.of(new AlterConfigOp(
+                new ConfigEntry("log.segment.bytes", ""), AlterConfigOp.OpType.DELETE)))).all().get(30, TimeUnit.SECONDS);
+            seg = admin.describeConfigs(List.of(r)).all().get(30, TimeUnit.SECONDS).get(r).get("segment.bytes");
+            check(seg.value().equals("1073741824"), "cluster-wide default deleted: " + seg);
         }
 
         String[] codecs = {"none", "gzip", "snappy", "lz4", "zstd"};

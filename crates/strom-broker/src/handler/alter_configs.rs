@@ -1,5 +1,7 @@
-//! AlterConfigs (replaces a topic's whole config set) and IncrementalAlterConfigs (SET,
-//! DELETE, APPEND, SUBTRACT per key). Broker configs are static in Strom.
+//! AlterConfigs (replaces a resource's whole dynamic config set) and IncrementalAlterConfigs
+//! (SET, DELETE, APPEND, SUBTRACT per key), for topics and for brokers: this broker (its node
+//! id) or every broker (the empty name, Kafka's `--entity-default`). Which broker keys may
+//! change at run time: `config::check_dynamic`.
 
 use crate::broker::Broker;
 use crate::error::code;
@@ -34,10 +36,11 @@ async fn apply(
                 Some(format!("unknown topic {name}")),
             )
         }
+        RESOURCE_BROKER if name.is_empty() || name == broker.node_id.to_string() => {}
         RESOURCE_BROKER => {
             return (
                 code(ResponseError::InvalidRequest),
-                Some("broker configs are static in Strom: set them in server.properties".into()),
+                Some(format!("this is broker {}, not {name}", broker.node_id)),
             )
         }
         other => {
@@ -74,9 +77,19 @@ pub fn handle_alter(broker: &Arc<Broker>, req: AlterConfigsRequest) -> Pending {
                         .map(|v| (c.name.as_str().to_string(), v.as_str().to_string()))
                 })
                 .collect();
-            let topic = name.clone();
-            let decide: Decision =
-                Box::new(move |img| controller::replace_topic_configs(img, &topic, &configs));
+            let resource = name.clone();
+            let decide: Decision = if r.resource_type == RESOURCE_BROKER {
+                Box::new(move |img| {
+                    controller::replace_broker_configs(
+                        img,
+                        &resource,
+                        &configs,
+                        &crate::config::check_dynamic,
+                    )
+                })
+            } else {
+                Box::new(move |img| controller::replace_topic_configs(img, &resource, &configs))
+            };
             let (error_code, message) =
                 apply(&broker, r.resource_type, &name, req.validate_only, decide).await;
             let mut out = alter_configs_response::AlterConfigsResourceResponse::default();
@@ -119,9 +132,19 @@ pub fn handle_incremental(broker: &Arc<Broker>, req: IncrementalAlterConfigsRequ
             let (error_code, message) = if let Some(m) = bad {
                 (code(ResponseError::InvalidRequest), Some(m))
             } else {
-                let topic = name.clone();
-                let decide: Decision =
-                    Box::new(move |img| controller::alter_topic_configs(img, &topic, &ops));
+                let resource = name.clone();
+                let decide: Decision = if r.resource_type == RESOURCE_BROKER {
+                    Box::new(move |img| {
+                        controller::alter_broker_configs(
+                            img,
+                            &resource,
+                            &ops,
+                            &crate::config::check_dynamic,
+                        )
+                    })
+                } else {
+                    Box::new(move |img| controller::alter_topic_configs(img, &resource, &ops))
+                };
                 apply(&broker, r.resource_type, &name, req.validate_only, decide).await
             };
             let mut out =

@@ -88,8 +88,11 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: CreateTopicsRequest) -> P
                             TOPIC_CONFIGS
                                 .iter()
                                 .filter_map(|d| {
-                                    let (value, source) =
-                                        broker.config.topic_value(d.name, Some(&overrides))?;
+                                    let (value, source) = broker.config.topic_value(
+                                        d.name,
+                                        Some(&overrides),
+                                        &crate::config::Dynamic::of(&image, broker.node_id),
+                                    )?;
                                     let mut c = CreatableTopicConfigs::default();
                                     c.name = StrBytes::from_static_str(d.name);
                                     c.value = Some(StrBytes::from_string(value));

@@ -2,7 +2,7 @@
 //! for this broker (the keys Strom implements, as given or defaulted).
 
 use crate::broker::Broker;
-use crate::config::{ConfigSource, STROM_KEYS};
+use crate::config::{ConfigSource, Dynamic, STROM_KEYS};
 use crate::error::code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -55,6 +55,7 @@ fn synonym(name: &str, value: String, source: ConfigSource) -> DescribeConfigsSy
 pub fn handle(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
     let image = broker.meta.image();
+    let dynamic = Dynamic::of(&image, broker.node_id);
     for r in req.resources {
         let mut result = DescribeConfigsResult::default();
         result.resource_type = r.resource_type;
@@ -75,7 +76,8 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> DescribeConf
                 } else {
                     let overrides = image.topic_config(name);
                     for def in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
-                        let Some((value, source)) = broker.config.topic_value(def.name, overrides)
+                        let Some((value, source)) =
+                            broker.config.topic_value(def.name, overrides, &dynamic)
                         else {
                             continue;
                         };
@@ -90,6 +92,13 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> DescribeConf
                             if let Some(v) = overrides.and_then(|o| o.get(def.name)) {
                                 c.synonyms
                                     .push(synonym(def.name, v.clone(), ConfigSource::Topic));
+                            }
+                            if let Some((v, source)) = def.broker_key.and_then(|k| dynamic.get(k)) {
+                                c.synonyms.push(synonym(
+                                    def.broker_key.unwrap_or_default(),
+                                    v,
+                                    source,
+                                ));
                             }
                             if let (Some(key), Some(v)) =
                                 (def.broker_key, broker.config.topic_defaults.get(def.name))
@@ -132,15 +141,34 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeConfigsRequest) -> DescribeConf
                             d.broker_key.map(|k| (k, d.kind, d.default.to_string()))
                         }),
                     );
+                    // Dynamic keys Strom has no use for, kept as set.
+                    let extra: Vec<String> = [dynamic.broker, dynamic.default]
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|m| m.keys().cloned())
+                        .collect();
+                    keys.extend(extra.iter().map(|k| (k.as_str(), Kind::Str, String::new())));
                     keys.sort_by(|a, b| a.0.cmp(b.0));
                     keys.dedup_by(|a, b| a.0 == b.0);
+                    // Describing the cluster-wide default (name "") shows only what is set.
+                    let default_only = name.is_empty();
                     for (key, kind, default) in keys.into_iter().filter(|(k, _, _)| wanted(k)) {
-                        let (value, source) = match given.get(key) {
-                            Some(v) => (v.clone(), ConfigSource::StaticBroker),
-                            None => (default, ConfigSource::Default),
+                        let set_here = if default_only {
+                            dynamic
+                                .default
+                                .and_then(|m| m.get(key))
+                                .map(|v| (v.clone(), ConfigSource::DynamicDefaultBroker))
+                        } else {
+                            dynamic.get(key)
+                        };
+                        let (value, source) = match (set_here, given.get(key)) {
+                            (Some(found), _) => found,
+                            (None, _) if default_only => continue,
+                            (None, Some(v)) => (v.clone(), ConfigSource::StaticBroker),
+                            (None, None) => (default, ConfigSource::Default),
                         };
                         let mut c = entry(key, value, source, kind, None);
-                        c.read_only = true;
+                        c.read_only = crate::config::check_dynamic(key, None).is_err();
                         result.configs.push(c);
                     }
                 }

@@ -128,7 +128,11 @@ fn compacted(broker: &Broker, topic: &str) -> bool {
     let image = broker.meta.image();
     broker
         .config
-        .topic_value("cleanup.policy", image.topic_config(topic))
+        .topic_value(
+            "cleanup.policy",
+            image.topic_config(topic),
+            &crate::config::Dynamic::of(&image, broker.node_id),
+        )
         .is_some_and(|(v, _)| v.split(',').any(|p| p.trim() == "compact"))
 }
 
