@@ -267,6 +267,9 @@ pub struct BrokerKey {
     pub is_list: bool,
 }
 
+/// Vets a broker config key, and its value when given.
+pub type CheckBrokerKey = dyn Fn(&str, Option<&str>) -> Result<BrokerKey, ApiError>;
+
 /// IncrementalAlterConfigs on a broker (`name` its node id) or on every broker (`name`
 /// empty: the cluster-wide default). `check` vets each key and value (the broker knows its
 /// keys, their kinds and which may change at run time); the records are `Config` records of
@@ -275,7 +278,7 @@ pub fn alter_broker_configs(
     image: &MetadataImage,
     name: &str,
     ops: &[(String, ConfigOp)],
-    check: &dyn Fn(&str, Option<&str>) -> Result<BrokerKey, ApiError>,
+    check: &CheckBrokerKey,
 ) -> Result<Vec<MetadataRecord>, ApiError> {
     let current = image.broker_config(name).cloned().unwrap_or_default();
     let mut records = Vec::new();
@@ -296,7 +299,7 @@ pub fn replace_broker_configs(
     image: &MetadataImage,
     name: &str,
     configs: &[(String, String)],
-    check: &dyn Fn(&str, Option<&str>) -> Result<BrokerKey, ApiError>,
+    check: &CheckBrokerKey,
 ) -> Result<Vec<MetadataRecord>, ApiError> {
     for (k, v) in configs {
         check(k, Some(v))?;

@@ -66,7 +66,7 @@ impl Topics for NoTopics {
 
 /// A classic consumer's JoinGroup metadata (ConsumerProtocolSubscription, after its version):
 /// the topics it subscribes to and the partitions it owns (v1+), by topic name.
-pub fn decode_subscription(meta: &bytes::Bytes) -> Option<(Vec<String>, Vec<(String, Vec<i32>)>)> {
+pub fn decode_subscription(meta: &bytes::Bytes) -> Option<(Vec<String>, ByName)> {
     use kafka_protocol::messages::ConsumerProtocolSubscription;
     use kafka_protocol::protocol::Decodable;
     let mut b = meta.clone();
@@ -85,8 +85,11 @@ pub fn decode_subscription(meta: &bytes::Bytes) -> Option<(Vec<String>, Vec<(Str
     ))
 }
 
+/// Partitions by topic name, as classic consumers' metadata carries them.
+pub type ByName = Vec<(String, Vec<i32>)>;
+
 /// A classic assignment (ConsumerProtocolAssignment after its version), by topic name.
-pub fn decode_classic_assignment(data: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
+pub fn decode_classic_assignment(data: &bytes::Bytes) -> ByName {
     use kafka_protocol::messages::ConsumerProtocolAssignment;
     use kafka_protocol::protocol::Decodable;
     let mut b = data.clone();
