@@ -3,6 +3,7 @@ server.properties, and mistakes that must stop start-up with one line naming the
 import os
 import socket
 import subprocess
+import time
 
 from conftest import STROM
 
@@ -74,3 +75,60 @@ def test_config_mistakes_stop_start_up_with_one_line(tmp_path):
         assert "panicked" not in err
     proc = subprocess.run([STROM, "broker", "--bogus-flag"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "Usage" in proc.stderr
+
+
+def test_several_log_dirs_share_the_partitions(tmp_path):
+    """log.dirs with two directories (JBOD): new partitions go to the dir with fewer, every
+    dir is listed by DescribeLogDirs, and all of it survives a restart."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from kafka.admin import KafkaAdminClient
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    port = free_port()
+    text = f"listeners=PLAINTEXT://127.0.0.1:{port}\nlog.dirs={a_dir},{b_dir}\n"
+    proc = run_with(text, tmp_path)
+    bs = f"127.0.0.1:{port}"
+    try:
+        wait_ready(proc)
+        admin = AdminClient({"bootstrap.servers": bs})
+        admin.create_topics([NewTopic("jbod", num_partitions=6, replication_factor=1)])["jbod"].result(30)
+        in_a = sorted(p for p in os.listdir(a_dir) if p.startswith("jbod-"))
+        in_b = sorted(p for p in os.listdir(b_dir) if p.startswith("jbod-"))
+        # The first dir also holds the metadata log and may hold one fewer.
+        assert len(in_a) + len(in_b) == 6 and abs(len(in_a) - len(in_b)) <= 1, (in_a, in_b)
+        assert (a_dir / "meta.properties").exists() and (b_dir / "meta.properties").exists()
+        p = Producer({"bootstrap.servers": bs, "acks": "all"})
+        for i in range(600):
+            p.produce("jbod", key=str(i), value=str(i))
+        assert p.flush(30) == 0
+        k = KafkaAdminClient(bootstrap_servers=bs)
+        dirs = {d["log_dir"]: d for d in k.describe_log_dirs()[0]["log_dirs"]}
+        k.close()
+        assert set(dirs) == {str(a_dir), str(b_dir)}, dirs
+        listed = {d: sorted(p["partition_index"] for t in dirs[d]["topics"] if t["name"] == "jbod"
+                            for p in t["partitions"]) for d in dirs}
+        assert sorted(listed[str(a_dir)] + listed[str(b_dir)]) == list(range(6)), listed
+        assert len(listed[str(b_dir)]) == len(in_b), (listed, in_b)
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    proc = run_with(text, tmp_path)
+    try:
+        wait_ready(proc)
+        c = Consumer({"bootstrap.servers": bs, "group.id": "jbod", "auto.offset.reset": "earliest"})
+        c.subscribe(["jbod"])
+        got = set()
+        deadline = time.time() + 60
+        while len(got) < 600 and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.add(m.value().decode())
+        c.close()
+        assert got == {str(i) for i in range(600)}
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    # The same directory twice is a start-up error naming it.
+    proc = run_with(f"log.dirs={a_dir},{a_dir}\n", tmp_path)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "twice" in err, err

@@ -62,8 +62,8 @@ impl RunningBroker {
         }
         // Give connection tasks a moment to write their last responses.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let dir = Arc::clone(self.broker.replicas.log_dir());
-        tokio::task::spawn_blocking(move || dir.close())
+        let dirs = self.broker.replicas.log_dirs().to_vec();
+        tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|d| d.close()))
             .await
             .map_err(|e| BrokerError::Metadata(e.to_string()))??;
         Ok(())
@@ -73,7 +73,13 @@ impl RunningBroker {
 const META_PROPERTIES: &str = "meta.properties";
 
 /// Reads or writes `meta.properties`: the cluster id, and the node id the dir belongs to.
-fn meta_properties(dir: &Path, node_id: i32) -> Result<String, BrokerError> {
+/// `expected`: the cluster id of the first log dir, which every other dir must carry (or
+/// gets written, when new).
+fn meta_properties(
+    dir: &Path,
+    node_id: i32,
+    expected: Option<&str>,
+) -> Result<String, BrokerError> {
     let path = dir.join(META_PROPERTIES);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -86,15 +92,26 @@ fn meta_properties(dir: &Path, node_id: i32) -> Result<String, BrokerError> {
                     ))));
                 }
             }
-            props.get("cluster.id").cloned().ok_or_else(|| {
+            let id = props.get("cluster.id").cloned().ok_or_else(|| {
                 BrokerError::Config(crate::config::ConfigError(format!(
                     "{} has no cluster.id",
                     path.display()
                 )))
-            })
+            })?;
+            match expected {
+                Some(want) if want != id => {
+                    Err(BrokerError::Config(crate::config::ConfigError(format!(
+                        "{} belongs to cluster {id}, but the first log dir to cluster {want}",
+                        dir.display()
+                    ))))
+                }
+                _ => Ok(id),
+            }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster_id = base64url(uuid::Uuid::new_v4().as_bytes());
+            let cluster_id = expected
+                .map(str::to_string)
+                .unwrap_or_else(|| base64url(uuid::Uuid::new_v4().as_bytes()));
             let text = format!("#\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, text)?;
@@ -121,12 +138,15 @@ fn base64url(bytes: &[u8]) -> String {
 }
 
 impl Broker {
-    /// Opens the log dir, replays the metadata, binds the listeners and starts serving.
+    /// Opens the log dirs, replays the metadata, binds the listeners and starts serving.
     pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
-        let dir_path = config.log_dirs[0].clone();
-        std::fs::create_dir_all(&dir_path)?;
         let node_id = config.node_id;
-        let cluster_id = meta_properties(&dir_path, node_id)?;
+        let mut cluster_id: Option<String> = None;
+        for path in &config.log_dirs {
+            std::fs::create_dir_all(path)?;
+            cluster_id = Some(meta_properties(path, node_id, cluster_id.as_deref())?);
+        }
+        let cluster_id = cluster_id.unwrap_or_default();
         let options = LogDirOptions {
             checkpoint_interval_ms: config.log_flush_offset_checkpoint_interval_ms.max(1),
             retention_check_interval_ms: config.log_retention_check_interval_ms,
@@ -143,13 +163,18 @@ impl Broker {
                 log_config(&for_config, None, &crate::config::Dynamic::default())
             }
         };
-        let dir = {
-            let path = dir_path.clone();
-            tokio::task::spawn_blocking(move || LogDir::open(path, options, &config_for))
-                .await
-                .map_err(|e| BrokerError::Metadata(e.to_string()))??
+        let dirs: Vec<Arc<LogDir>> = {
+            let paths = config.log_dirs.clone();
+            tokio::task::spawn_blocking(move || {
+                paths
+                    .into_iter()
+                    .map(|p| LogDir::open(p, options.clone(), &config_for).map(Arc::new))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|e| BrokerError::Metadata(e.to_string()))??
         };
-        let dir = Arc::new(dir);
+        let dir = Arc::clone(&dirs[0]);
         let meta_log = match dir.get(&metadata_log_name) {
             Some(l) => l,
             None => dir.create(METADATA_TOPIC, 0, metadata_log_config())?,
@@ -175,7 +200,7 @@ impl Broker {
         }
         let advertised = advertised_endpoint(&config, &addrs);
         let broker = Arc::new(Broker {
-            replicas: ReplicaManager::new(node_id, config.clone(), Arc::clone(&dir)),
+            replicas: ReplicaManager::new(node_id, config.clone(), dirs),
             config: config.clone(),
             node_id,
             cluster_id,
@@ -214,16 +239,20 @@ impl Broker {
         broker.replay_offsets()?;
         // Only now: every log has its topic's config, so nothing is cleaned under defaults.
         if broker.config.log_cleaner_enable {
-            broker.replicas.log_dir().start_cleaner(CleanerOptions {
-                backoff_ms: broker.config.log_cleaner_backoff_ms.max(0) as u64,
-                clean: CleanOptions {
-                    dedupe_buffer_bytes: broker
-                        .config
-                        .log_cleaner_dedupe_buffer_bytes
-                        .max(strom_log::limits::DEDUPE_BUFFER_BYTES_MIN),
-                    ..CleanOptions::default()
-                },
-            })?;
+            // One cleaner thread per log dir; the dedupe buffer is split between them, as
+            // Kafka splits it between its cleaner threads.
+            let dirs = broker.replicas.log_dirs();
+            let buffer = (broker.config.log_cleaner_dedupe_buffer_bytes / dirs.len() as u64)
+                .max(strom_log::limits::DEDUPE_BUFFER_BYTES_MIN);
+            for dir in dirs {
+                dir.start_cleaner(CleanerOptions {
+                    backoff_ms: broker.config.log_cleaner_backoff_ms.max(0) as u64,
+                    clean: CleanOptions {
+                        dedupe_buffer_bytes: buffer,
+                        ..CleanOptions::default()
+                    },
+                })?;
+            }
         }
 
         let (shutdown, rx) = watch::channel(false);

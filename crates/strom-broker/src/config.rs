@@ -308,10 +308,17 @@ impl BrokerConfig {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
             .collect();
-        if log_dirs.len() != 1 {
+        if log_dirs.is_empty() {
+            return Err(ConfigError("log.dirs names no directory".into()));
+        }
+        if let Some(dup) = log_dirs
+            .iter()
+            .enumerate()
+            .find(|(i, d)| log_dirs[..*i].contains(d))
+        {
             return Err(ConfigError(format!(
-                "log.dirs must name exactly one directory for now (got {})",
-                log_dirs.len()
+                "log.dirs names {} twice",
+                dup.1.display()
             )));
         }
         let config = BrokerConfig {

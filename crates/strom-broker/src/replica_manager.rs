@@ -202,25 +202,53 @@ pub fn log_config(
 pub struct ReplicaManager {
     node_id: i32,
     config: BrokerConfig,
-    dir: Arc<LogDir>,
+    /// The log dirs (`log.dirs`); the first also holds the metadata log.
+    dirs: Vec<Arc<LogDir>>,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
     /// Partitions by topic id and index, for requests that name topics by id.
     by_id: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
 }
 
 impl ReplicaManager {
-    pub fn new(node_id: i32, config: BrokerConfig, dir: Arc<LogDir>) -> ReplicaManager {
+    pub fn new(node_id: i32, config: BrokerConfig, dirs: Vec<Arc<LogDir>>) -> ReplicaManager {
         ReplicaManager {
             node_id,
             config,
-            dir,
+            dirs,
             partitions: RwLock::new(HashMap::new()),
             by_id: RwLock::new(HashMap::new()),
         }
     }
 
+    /// The first log dir, which holds the metadata log.
     pub fn log_dir(&self) -> &Arc<LogDir> {
-        &self.dir
+        &self.dirs[0]
+    }
+
+    pub fn log_dirs(&self) -> &[Arc<LogDir>] {
+        &self.dirs
+    }
+
+    /// The dir that holds the log `name`, if any.
+    fn dir_of(&self, name: &str) -> Option<&Arc<LogDir>> {
+        self.dirs.iter().find(|d| d.get(name).is_some())
+    }
+
+    fn delete_log(&self, name: &str) -> Result<(), BrokerError> {
+        if let Some(dir) = self.dir_of(name) {
+            dir.delete(name)?;
+        }
+        Ok(())
+    }
+
+    /// Where a new partition goes: the online dir with the fewest partitions (Kafka's
+    /// choice), the first on a tie.
+    fn dir_for_new(&self) -> &Arc<LogDir> {
+        self.dirs
+            .iter()
+            .filter(|d| !d.is_offline())
+            .min_by_key(|d| d.logs().len())
+            .unwrap_or(&self.dirs[0])
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
@@ -278,7 +306,7 @@ impl ReplicaManager {
         for key in stale {
             if let Some(p) = partitions.remove(&key) {
                 by_id.remove(&(p.topic_id, p.index));
-                self.dir.delete(p.log.name())?;
+                self.delete_log(p.log.name())?;
                 p.wake_fetchers();
             }
         }
@@ -292,17 +320,17 @@ impl ReplicaManager {
                     continue;
                 }
                 // Same name, new topic: the old one was deleted and recreated.
-                self.dir.delete(p.log.name())?;
+                self.delete_log(p.log.name())?;
                 by_id.remove(&(p.topic_id, p.index));
                 partitions.remove(&key);
             }
             let name = format!("{topic}-{index}");
-            let log = match self.dir.get(&name) {
+            let log = match self.dirs.iter().find_map(|d| d.get(&name)) {
                 Some(log) => {
                     log.set_config(config)?;
                     log
                 }
-                None => self.dir.create(&topic, index as u32, config)?,
+                None => self.dir_for_new().create(&topic, index as u32, config)?,
             };
             let partition = Arc::new(Partition {
                 topic,
@@ -318,11 +346,27 @@ impl ReplicaManager {
         }
         // Logs on disk that no topic owns (deleted while the broker was down).
         let metadata_log = format!("{METADATA_TOPIC}-0");
-        for log in self.dir.logs() {
-            let name = log.name().to_string();
-            if name != metadata_log && !partitions.values().any(|p| p.log.name() == name) {
-                tracing::info!(partition = %name, "deleting a partition no topic owns");
-                self.dir.delete(&name)?;
+        for dir in &self.dirs {
+            for log in dir.logs() {
+                let name = log.name().to_string();
+                let owner = partitions
+                    .values()
+                    .find(|p| p.log.name() == name)
+                    .map(|p| Arc::ptr_eq(&p.log, &log));
+                match owner {
+                    Some(true) => {}
+                    // The same partition in a second dir (copied by hand?): the hosted copy wins.
+                    Some(false) => {
+                        tracing::warn!(partition = %name, dir = %dir.path().display(),
+                            "a second copy of a hosted partition is deleted");
+                        dir.delete(&name)?;
+                    }
+                    None if name == metadata_log => {}
+                    None => {
+                        tracing::info!(partition = %name, "deleting a partition no topic owns");
+                        dir.delete(&name)?;
+                    }
+                }
             }
         }
         Ok(())

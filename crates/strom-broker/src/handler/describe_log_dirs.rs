@@ -1,4 +1,4 @@
-//! DescribeLogDirs: the log dir, its partitions' sizes, and the disk's space.
+//! DescribeLogDirs: each log dir, its partitions' sizes, and its disk's space.
 
 use crate::broker::Broker;
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -10,40 +10,45 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
-    let dir = broker.replicas.log_dir();
-    let mut result = DescribeLogDirsResult::default();
-    result.log_dir = StrBytes::from_string(dir.path().display().to_string());
-    let (total, usable) = disk_space(dir.path());
-    result.total_bytes = total;
-    result.usable_bytes = usable;
-    if dir.is_offline() {
-        result.error_code =
-            crate::error::code(kafka_protocol::error::ResponseError::KafkaStorageError);
-    }
-    let mut topics: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
-    for p in broker.replicas.all() {
-        let wanted = match &req.topics {
-            None => true,
-            Some(ts) => ts
-                .iter()
-                .any(|t| t.topic.0.as_str() == p.topic && t.partitions.contains(&p.index)),
-        };
-        if wanted {
-            let mut d = DescribeLogDirsPartition::default();
-            d.partition_index = p.index;
-            d.partition_size = p.log.size_bytes() as i64;
-            topics.entry(p.topic.clone()).or_default().push(d);
-        }
-    }
-    for (name, mut partitions) in topics {
-        partitions.sort_by_key(|p| p.partition_index);
-        let mut t = DescribeLogDirsTopic::default();
-        t.name = TopicName(StrBytes::from_string(name));
-        t.partitions = partitions;
-        result.topics.push(t);
-    }
     let mut response = DescribeLogDirsResponse::default();
-    response.results.push(result);
+    let hosted = broker.replicas.all();
+    for dir in broker.replicas.log_dirs() {
+        let mut result = DescribeLogDirsResult::default();
+        result.log_dir = StrBytes::from_string(dir.path().display().to_string());
+        let (total, usable) = disk_space(dir.path());
+        result.total_bytes = total;
+        result.usable_bytes = usable;
+        if dir.is_offline() {
+            result.error_code =
+                crate::error::code(kafka_protocol::error::ResponseError::KafkaStorageError);
+        }
+        let mut topics: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+        for p in &hosted {
+            let here = dir
+                .get(p.log.name())
+                .is_some_and(|l| Arc::ptr_eq(&l, &p.log));
+            let wanted = match &req.topics {
+                None => true,
+                Some(ts) => ts
+                    .iter()
+                    .any(|t| t.topic.0.as_str() == p.topic && t.partitions.contains(&p.index)),
+            };
+            if here && wanted {
+                let mut d = DescribeLogDirsPartition::default();
+                d.partition_index = p.index;
+                d.partition_size = p.log.size_bytes() as i64;
+                topics.entry(p.topic.clone()).or_default().push(d);
+            }
+        }
+        for (name, mut partitions) in topics {
+            partitions.sort_by_key(|p| p.partition_index);
+            let mut t = DescribeLogDirsTopic::default();
+            t.name = TopicName(StrBytes::from_string(name));
+            t.partitions = partitions;
+            result.topics.push(t);
+        }
+        response.results.push(result);
+    }
     response
 }
 
