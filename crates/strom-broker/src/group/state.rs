@@ -537,6 +537,19 @@ impl GroupCoordinator {
         }
     }
 
+    /// Whether `member_id` speaks for a static member (`instance_id`) that another member id
+    /// has since taken over: Kafka answers such a request with FENCED_INSTANCE_ID.
+    pub fn fenced(&self, group_id: &str, member_id: &str, instance_id: Option<&str>) -> bool {
+        let (Some(instance), false) = (instance_id, member_id.is_empty()) else {
+            return false;
+        };
+        self.lock().get(group_id).is_some_and(|g| {
+            g.members
+                .iter()
+                .any(|(id, m)| m.instance_id.as_deref() == Some(instance) && id != member_id)
+        })
+    }
+
     /// ConsumerGroupDescribe: None when no consumer group has this id.
     pub fn consumer_describe(&self, group_id: &str) -> Option<consumer::Description> {
         self.lock_consumer()
@@ -606,9 +619,38 @@ impl GroupCoordinator {
                 .map(|(id, _)| id.clone())
         });
         let member_id = if r.member_id.is_empty() {
-            if let Some(id) = static_id {
-                // A static member coming back: it keeps its id; a stable group with the same
-                // subscription does not rebalance for it (KIP-345).
+            if let Some(old_id) = static_id {
+                // A static member coming back (KIP-345): it takes its old place under a new
+                // member id, and whoever still uses the old id is fenced (FENCED_INSTANCE_ID);
+                // a stable group with the same subscription does not rebalance for it.
+                let id = format!(
+                    "{}-{}",
+                    if r.client_id.is_empty() {
+                        "member"
+                    } else {
+                        &r.client_id
+                    },
+                    uuid::Uuid::new_v4()
+                );
+                if let Some(mut old) = group.members.remove(&old_id) {
+                    if let Some(w) = old.join_waiter.take() {
+                        let _ = w.send(JoinReply {
+                            error_code: FENCED_INSTANCE_ID,
+                            member_id: old_id.clone(),
+                            ..JoinReply::default()
+                        });
+                    }
+                    if let Some(w) = old.sync_waiter.take() {
+                        let _ = w.send(SyncReply {
+                            error_code: FENCED_INSTANCE_ID,
+                            ..SyncReply::default()
+                        });
+                    }
+                    group.members.insert(id.clone(), old);
+                }
+                if group.leader.as_ref() == Some(&old_id) {
+                    group.leader = Some(id.clone());
+                }
                 let unchanged = group
                     .members
                     .get(&id)
@@ -825,6 +867,9 @@ impl GroupCoordinator {
     ) -> i16 {
         if let Some(cg) = self.lock_consumer().get_mut(group_id) {
             return cg.classic_leave(member_id, instance_id);
+        }
+        if self.fenced(group_id, member_id, instance_id) {
+            return FENCED_INSTANCE_ID;
         }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {

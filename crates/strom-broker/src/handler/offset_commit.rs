@@ -24,9 +24,17 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetCommitRequest) -> P
         let mut check = if group.is_empty() {
             code(ResponseError::InvalidGroupId)
         } else {
-            broker
+            let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
+            if broker
                 .groups
-                .check_commit(&group, generation, req.member_id.as_str())
+                .fenced(&group, req.member_id.as_str(), instance)
+            {
+                crate::group::state::FENCED_INSTANCE_ID
+            } else {
+                broker
+                    .groups
+                    .check_commit(&group, generation, req.member_id.as_str())
+            }
         };
         let now = crate::metadata_store::now_ms();
         let mut records = Vec::new();

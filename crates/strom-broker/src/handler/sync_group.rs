@@ -7,6 +7,15 @@ use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
+    let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
+    if broker
+        .groups
+        .fenced(req.group_id.0.as_str(), req.member_id.as_str(), instance)
+    {
+        let mut r = SyncGroupResponse::default();
+        r.error_code = crate::group::state::FENCED_INSTANCE_ID;
+        return crate::handler::ready(ResponseKind::SyncGroup(r));
+    }
     let assignments = req
         .assignments
         .iter()
