@@ -957,6 +957,15 @@ impl GroupCoordinator {
         NONE
     }
 
+    /// OffsetFetch v9+ from a member of a consumer-protocol group: it must be a member, at
+    /// its current epoch (classic groups are not checked, as in Kafka).
+    pub fn check_offset_fetch(&self, group_id: &str, member_id: &str, epoch: i32) -> i16 {
+        match self.lock_consumer().get(group_id) {
+            Some(g) => g.check_commit(member_id, epoch),
+            None => NONE,
+        }
+    }
+
     /// Records that a group exists (it committed offsets), so it is listed as Empty.
     pub fn touch(&self, group_id: &str) {
         if self.lock_consumer().contains_key(group_id) {

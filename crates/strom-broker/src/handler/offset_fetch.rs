@@ -55,6 +55,19 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> Of
             });
             let mut out = OffsetFetchResponseGroup::default();
             out.group_id = g.group_id.clone();
+            // v9+: a consumer-protocol member fetches at its member epoch (KIP-848).
+            if let Some(member) = g.member_id.as_ref().filter(|m| !m.is_empty()) {
+                let code = broker.groups.check_offset_fetch(
+                    g.group_id.0.as_str(),
+                    member.as_str(),
+                    g.member_epoch,
+                );
+                if code != 0 {
+                    out.error_code = code;
+                    r.groups.push(out);
+                    continue;
+                }
+            }
             for (topic, parts) in lookup(broker, g.group_id.0.as_str(), wanted) {
                 let mut t = OffsetFetchResponseTopics::default();
                 t.name = TopicName(StrBytes::from_string(topic.clone()));
