@@ -162,13 +162,23 @@ pub(crate) fn measure(log: &Log, segments: &[Arc<Segment>], now_ms: i64) -> Resu
         checkpoint
     };
     let mut first_uncleanable = active_base;
+    // Only durable data is cleaned: a record may be dropped only for a newer one that a power
+    // cut cannot take away (Kafka's bound is the high watermark; a single node's is what is
+    // synced). A closed segment not wholly synced yet, and all after it, wait.
+    let durable = log.durable_offset();
+    if let Some(s) = closed
+        .iter()
+        .find(|s| s.next_offset() > first_dirty && s.next_offset() > durable)
+    {
+        first_uncleanable = first_uncleanable.min(s.base_offset);
+    }
     if config.min_compaction_lag_ms > 0 {
         let young_after = now_ms.saturating_sub(config.min_compaction_lag_ms);
         if let Some(s) = closed
             .iter()
             .find(|s| s.next_offset() > first_dirty && s.max_timestamp() > young_after)
         {
-            first_uncleanable = s.base_offset;
+            first_uncleanable = first_uncleanable.min(s.base_offset);
         }
     }
     let mut c = Cleanable {
@@ -208,6 +218,13 @@ pub(crate) fn clean(log: &Log, options: &CleanOptions, stop: &AtomicBool) -> Res
     let _one_at_a_time = log.lock_clean();
     let now = log.now_ms();
     let config = log.config();
+    // What is cleaned must be durable first (see `measure`): sync the closed segments now
+    // rather than wait for the flusher.
+    if let Some(active) = log.segment_list().last() {
+        if log.durable_offset() < active.base_offset {
+            log.flush()?;
+        }
+    }
     let segments = log.segment_list();
     let measured = measure(log, &segments, now)?;
     let mut report = CleanReport {
