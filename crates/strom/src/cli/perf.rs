@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use strom_client::{
     Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord,
@@ -69,6 +69,9 @@ pub struct ConsumeArgs {
 }
 
 struct Stats {
+    /// When the first record was sent (produce): rates count from here, as
+    /// rdkafka_performance's do, not from connecting and loading metadata.
+    started: OnceLock<Instant>,
     records: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
@@ -78,6 +81,7 @@ struct Stats {
 impl Stats {
     fn new() -> Arc<Stats> {
         Arc::new(Stats {
+            started: OnceLock::new(),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -191,8 +195,10 @@ pub async fn run(cmd: PerfCommand, common: &Common) -> anyhow::Result<()> {
             let ticker = progress(Arc::clone(&stats), true);
             let start = Instant::now();
             produce_load_at(&args, &topic, common, Arc::clone(&stats), None).await?;
+            // From the first send to the last acknowledgement (the producers are flushed).
+            let elapsed = stats.started.get().copied().unwrap_or(start).elapsed();
             ticker.abort();
-            report("produce", &stats, start.elapsed(), true, common.output);
+            report("produce", &stats, elapsed, true, common.output);
             fail_on_errors(&stats)
         }
         PerfCommand::Consume(args) => {
@@ -387,6 +393,7 @@ async fn produce_load_at(
                 .collect();
             let payload = Bytes::from(payload);
             let start = Instant::now();
+            stats.started.get_or_init(Instant::now);
             for sent in 0..count {
                 if let Some(rate) = rate {
                     let due = start + Duration::from_secs_f64(sent as f64 / rate);
