@@ -86,7 +86,7 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("offsets.retention.minutes", Kind::Int { min: 1 }, "10080"),
     ("offsets.retention.check.interval.ms", Kind::Long { min: 1 }, "600000"),
     ("strom.fetch.sendfile", Kind::Bool, "true"),
-    ("strom.log.flush.syncfs", Kind::Bool, "true"),
+    ("strom.log.flush.syncfs", Kind::Bool, "false"),
     ("log.cleaner.enable", Kind::Bool, "true"),
     ("log.cleaner.backoff.ms", Kind::Long { min: 0 }, "15000"),
     ("log.cleaner.threads", Kind::Int { min: 0 }, "1"),

@@ -130,8 +130,8 @@ pub struct LogDirOptions {
     /// `log.retention.check.interval.ms`
     pub retention_check_interval_ms: i64,
     /// `strom.log.flush.syncfs`: a flush cycle of several logs syncs the dir's file system
-    /// once (`syncfs`) instead of each log's files; worth it when the file system holds the
-    /// log dir alone, as Kafka's deployment guide advises.
+    /// once (`syncfs`) instead of each log's files. Off by default: on a file system shared
+    /// with other writers it also waits for their data (BENCHMARKS.md: worse p99 here).
     pub syncfs: bool,
     pub clock: Arc<dyn Clock>,
 }
@@ -141,7 +141,7 @@ impl Default for LogDirOptions {
         LogDirOptions {
             checkpoint_interval_ms: 60_000,
             retention_check_interval_ms: 300_000,
-            syncfs: true,
+            syncfs: false,
             clock: Arc::new(SystemClock),
         }
     }

@@ -35,8 +35,13 @@ fn expected_batch(seq: u64) -> Vec<u8> {
     b
 }
 
+/// With `syncfs` on, so that cycles of two logs take that path (one log alone: fsync).
 fn open(path: &Path) -> LogDir {
-    LogDir::open(path, LogDirOptions::default(), &|_| config()).unwrap()
+    let options = LogDirOptions {
+        syncfs: true,
+        ..LogDirOptions::default()
+    };
+    LogDir::open(path, options, &|_| config()).unwrap()
 }
 
 /// The child's loop; a no-op unless the parent started this test binary as the child.

@@ -410,7 +410,7 @@ fn waiters_for_durability_share_fsyncs() {
     ));
 }
 
-/// Many partitions waiting at once: with `syncfs` (the default) a cycle syncs the file system
+/// Many partitions waiting at once: with `syncfs` (`strom.log.flush.syncfs`) a cycle syncs the file system
 /// once for all of them, without it each log's files; either way every waiter learns the
 /// offset it waited for is durable, and closed segments count as synced.
 #[test]
