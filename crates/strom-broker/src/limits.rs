@@ -13,3 +13,7 @@ const _: () = assert!(
 /// How often changed group membership is written to `__consumer_offsets`. A crash loses at
 /// most this much membership history; members then rejoin, their offsets are safe.
 pub const GROUP_PERSIST_INTERVAL_MS: u64 = 250;
+
+/// A runtime thread keeps its produce copy buffer up to this size between requests (larger
+/// batches get a buffer of their own, freed after the append).
+pub const PRODUCE_SCRATCH_KEEP_BYTES: usize = 8 << 20;

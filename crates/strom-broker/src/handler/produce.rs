@@ -59,8 +59,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                         tr.partition_responses.push(pr);
                         continue;
                     }
-                    let mut bytes = records.to_vec();
-                    match p.append(&mut bytes) {
+                    match append_copy(&p, &records) {
                         Ok(a) => {
                             pr.base_offset = a.base_offset;
                             pr.log_append_time_ms = a.log_append_time_ms;
@@ -120,6 +119,31 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
             }
         }
         Reply::Message(ResponseKind::Produce(response))
+    })
+}
+
+thread_local! {
+    /// The copy of a batch the log rewrites in place (offsets, LogAppendTime): one buffer
+    /// per runtime thread, reused, so that a produce does not allocate (and fault in) fresh
+    /// memory for every batch; measured, that was a third of the broker's CPU under
+    /// librdkafka's 1 MB batches.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Appends a copy of `records` (the request's bytes are shared and immutable).
+fn append_copy(
+    p: &crate::replica_manager::Partition,
+    records: &[u8],
+) -> Result<crate::replica_manager::Appended, (crate::error::Code, String)> {
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        buf.clear();
+        buf.extend_from_slice(records);
+        let result = p.append(&mut buf);
+        if buf.capacity() > crate::limits::PRODUCE_SCRATCH_KEEP_BYTES {
+            *buf = Vec::new();
+        }
+        result
     })
 }
 
