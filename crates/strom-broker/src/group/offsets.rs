@@ -87,18 +87,8 @@ impl OffsetRecord {
                 topic,
                 partition,
                 ..
-            } => {
-                let key = OffsetKey {
-                    group: group.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                };
-                Some((
-                    key.encode(),
-                    Some(serde_json::to_vec(self).unwrap_or_default()),
-                ))
             }
-            OffsetRecord::DeleteOffset {
+            | OffsetRecord::DeleteOffset {
                 group,
                 topic,
                 partition,
@@ -108,7 +98,9 @@ impl OffsetRecord {
                     topic: topic.clone(),
                     partition: *partition,
                 };
-                Some((key.encode(), None))
+                let value = matches!(self, OffsetRecord::Commit { .. })
+                    .then(|| serde_json::to_vec(self).unwrap_or_default());
+                Some((key.encode(), value))
             }
             OffsetRecord::DeleteGroup { .. } => None,
             OffsetRecord::GroupMetadata { group, snapshot } => Some((

@@ -623,15 +623,7 @@ impl GroupCoordinator {
                 // A static member coming back (KIP-345): it takes its old place under a new
                 // member id, and whoever still uses the old id is fenced (FENCED_INSTANCE_ID);
                 // a stable group with the same subscription does not rebalance for it.
-                let id = format!(
-                    "{}-{}",
-                    if r.client_id.is_empty() {
-                        "member"
-                    } else {
-                        &r.client_id
-                    },
-                    uuid::Uuid::new_v4()
-                );
+                let id = new_member_id(&r.client_id);
                 if let Some(mut old) = group.members.remove(&old_id) {
                     if let Some(w) = old.join_waiter.take() {
                         let _ = w.send(JoinReply {
@@ -669,15 +661,7 @@ impl GroupCoordinator {
                     fail(tx, GROUP_MAX_SIZE_REACHED, String::new());
                     return rx;
                 }
-                let id = format!(
-                    "{}-{}",
-                    if r.client_id.is_empty() {
-                        "member"
-                    } else {
-                        &r.client_id
-                    },
-                    uuid::Uuid::new_v4()
-                );
+                let id = new_member_id(&r.client_id);
                 if r.require_known_member_id && r.instance_id.is_none() {
                     group.pending.push(id.clone());
                     fail(tx, MEMBER_ID_REQUIRED, id);
@@ -1131,6 +1115,16 @@ impl GroupCoordinator {
     }
 }
 
+/// A member id as Kafka makes them: the client id (or "member"), a dash, a random UUID.
+fn new_member_id(client_id: &str) -> String {
+    let prefix = if client_id.is_empty() {
+        "member"
+    } else {
+        client_id
+    };
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}
+
 /// A classic member's JoinGroup into a consumer group: the assignment is the broker's; the
 /// member is answered at once, as a follower (no one runs a client-side assignor).
 fn join_consumer_group(
@@ -1148,7 +1142,7 @@ fn join_consumer_group(
         return fail(INCONSISTENT_GROUP_PROTOCOL, r.member_id);
     }
     let member_id = if r.member_id.is_empty() {
-        let id = format!("{}-{}", r.client_id, uuid::Uuid::new_v4());
+        let id = new_member_id(&r.client_id);
         if r.require_known_member_id {
             return fail(MEMBER_ID_REQUIRED, id);
         }
