@@ -208,13 +208,7 @@ impl Broker {
             advertised: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             fetch_sessions: std::sync::Mutex::new(Default::default()),
-            groups: GroupCoordinator::with_timing(
-                config.group_initial_rebalance_delay_ms,
-                crate::group::consumer::Timing {
-                    session_timeout_ms: config.group_consumer_session_timeout_ms,
-                    heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
-                },
-            ),
+            groups: GroupCoordinator::with_config(config.group),
             offsets: OffsetStore::default(),
             offsets_topic: tokio::sync::Mutex::new(()),
         });

@@ -5,6 +5,8 @@
 //! Strom unchanged; a key that is neither Kafka's nor Strom's, or a bad value, is an error
 //! naming the key.
 
+use crate::group::consumer::Timing;
+use crate::group::state::GroupConfig;
 use crate::kafka_config_keys::{KAFKA_BROKER_KEYS, KAFKA_BROKER_KEY_PREFIXES};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -75,8 +77,16 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("log.roll.ms", Kind::Long { min: 1 }, ""),
     ("socket.request.max.bytes", Kind::Int { min: 1 }, "104857600"),
     ("group.initial.rebalance.delay.ms", Kind::Int { min: 0 }, "3000"),
+    ("group.min.session.timeout.ms", Kind::Int { min: 0 }, "6000"),
+    ("group.max.session.timeout.ms", Kind::Int { min: 0 }, "1800000"),
+    ("group.max.size", Kind::Int { min: 1 }, "2147483647"),
     ("group.consumer.session.timeout.ms", Kind::Int { min: 1 }, "45000"),
+    ("group.consumer.min.session.timeout.ms", Kind::Int { min: 1 }, "45000"),
+    ("group.consumer.max.session.timeout.ms", Kind::Int { min: 1 }, "60000"),
     ("group.consumer.heartbeat.interval.ms", Kind::Int { min: 1 }, "5000"),
+    ("group.consumer.min.heartbeat.interval.ms", Kind::Int { min: 1 }, "5000"),
+    ("group.consumer.max.heartbeat.interval.ms", Kind::Int { min: 1 }, "15000"),
+    ("group.consumer.max.size", Kind::Int { min: 1 }, "2147483647"),
     ("log.retention.check.interval.ms", Kind::Long { min: 1 }, "300000"),
     ("log.flush.offset.checkpoint.interval.ms", Kind::Int { min: 0 }, "60000"),
     ("listener.security.protocol.map", Kind::Str, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"),
@@ -106,11 +116,8 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     pub delete_topic_enable: bool,
     pub socket_request_max_bytes: usize,
-    pub group_initial_rebalance_delay_ms: i64,
-    /// `group.consumer.session.timeout.ms` and `group.consumer.heartbeat.interval.ms`
-    /// (KIP-848 consumer groups).
-    pub group_consumer_session_timeout_ms: i32,
-    pub group_consumer_heartbeat_interval_ms: i32,
+    /// The group coordinator's `group.*` keys.
+    pub group: GroupConfig,
     pub log_retention_check_interval_ms: i64,
     pub log_flush_offset_checkpoint_interval_ms: i64,
     pub fetch_sendfile: bool,
@@ -131,6 +138,64 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// Every key given explicitly, for DescribeConfigs of the broker.
     pub given: BTreeMap<String, String>,
+}
+
+/// The `group.*` keys, checked against each other as Kafka's `GroupCoordinatorConfig` does.
+fn group_config(int: &dyn Fn(&str) -> i64) -> Result<GroupConfig, ConfigError> {
+    let at_least = |key: &str, bound: &str| -> Result<(), ConfigError> {
+        if int(key) < int(bound) {
+            return Err(ConfigError(format!(
+                "{key} ({}) must be at least {bound} ({})",
+                int(key),
+                int(bound)
+            )));
+        }
+        Ok(())
+    };
+    at_least(
+        "group.max.session.timeout.ms",
+        "group.min.session.timeout.ms",
+    )?;
+    at_least(
+        "group.consumer.max.session.timeout.ms",
+        "group.consumer.min.session.timeout.ms",
+    )?;
+    at_least(
+        "group.consumer.session.timeout.ms",
+        "group.consumer.min.session.timeout.ms",
+    )?;
+    at_least(
+        "group.consumer.max.session.timeout.ms",
+        "group.consumer.session.timeout.ms",
+    )?;
+    at_least(
+        "group.consumer.max.heartbeat.interval.ms",
+        "group.consumer.min.heartbeat.interval.ms",
+    )?;
+    at_least(
+        "group.consumer.heartbeat.interval.ms",
+        "group.consumer.min.heartbeat.interval.ms",
+    )?;
+    at_least(
+        "group.consumer.max.heartbeat.interval.ms",
+        "group.consumer.heartbeat.interval.ms",
+    )?;
+    if int("group.consumer.heartbeat.interval.ms") >= int("group.consumer.session.timeout.ms") {
+        return Err(ConfigError(
+            "group.consumer.heartbeat.interval.ms must be less than group.consumer.session.timeout.ms".into(),
+        ));
+    }
+    Ok(GroupConfig {
+        initial_delay_ms: int("group.initial.rebalance.delay.ms"),
+        min_session_timeout_ms: int("group.min.session.timeout.ms") as i32,
+        max_session_timeout_ms: int("group.max.session.timeout.ms") as i32,
+        max_size: int("group.max.size") as usize,
+        consumer: Timing {
+            session_timeout_ms: int("group.consumer.session.timeout.ms") as i32,
+            heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms") as i32,
+            max_size: int("group.consumer.max.size") as usize,
+        },
+    })
 }
 
 /// Parses Java properties text: `key=value`, `key: value` or `key value`; `#`/`!` comments;
@@ -331,10 +396,7 @@ impl BrokerConfig {
             auto_create_topics_enable: boolean("auto.create.topics.enable"),
             delete_topic_enable: boolean("delete.topic.enable"),
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,
-            group_initial_rebalance_delay_ms: int("group.initial.rebalance.delay.ms"),
-            group_consumer_session_timeout_ms: int("group.consumer.session.timeout.ms") as i32,
-            group_consumer_heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms")
-                as i32,
+            group: group_config(&int)?,
             log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
             log_flush_offset_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms"),
             fetch_sendfile: boolean("strom.fetch.sendfile"),
@@ -675,6 +737,55 @@ mod tests {
                 "zookeeper.connect".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn group_keys_are_honoured_and_checked_against_each_other() {
+        let (c, ignored) = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        assert_eq!(
+            (
+                c.group.min_session_timeout_ms,
+                c.group.max_session_timeout_ms
+            ),
+            (6_000, 1_800_000)
+        );
+        assert_eq!(c.group.max_size, i32::MAX as usize);
+        assert_eq!(c.group.consumer.max_size, i32::MAX as usize);
+        assert!(ignored.is_empty());
+        let (c, ignored) = BrokerConfig::from_properties(&props(&[
+            ("group.min.session.timeout.ms", "100"),
+            ("group.max.session.timeout.ms", "9000"),
+            ("group.max.size", "3"),
+            ("group.consumer.min.session.timeout.ms", "1000"),
+            ("group.consumer.session.timeout.ms", "2000"),
+            ("group.consumer.min.heartbeat.interval.ms", "100"),
+            ("group.consumer.heartbeat.interval.ms", "500"),
+            ("group.consumer.max.size", "2"),
+        ]))
+        .unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(c.group.min_session_timeout_ms, 100);
+        assert_eq!(c.group.max_session_timeout_ms, 9_000);
+        assert_eq!(c.group.max_size, 3);
+        assert_eq!(c.group.consumer.session_timeout_ms, 2_000);
+        assert_eq!(c.group.consumer.heartbeat_interval_ms, 500);
+        assert_eq!(c.group.consumer.max_size, 2);
+        for bad in [
+            &[
+                ("group.min.session.timeout.ms", "10000"),
+                ("group.max.session.timeout.ms", "9000"),
+            ][..],
+            &[("group.consumer.session.timeout.ms", "30000")][..],
+            &[
+                ("group.consumer.heartbeat.interval.ms", "50000"),
+                ("group.consumer.max.heartbeat.interval.ms", "60000"),
+                ("group.consumer.session.timeout.ms", "50000"),
+            ][..],
+            &[("group.max.size", "0")][..],
+        ] {
+            let e = BrokerConfig::from_properties(&props(bad)).unwrap_err();
+            assert!(e.0.contains("group."), "{bad:?}: {e}");
+        }
     }
 
     #[test]

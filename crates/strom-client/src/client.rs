@@ -191,6 +191,16 @@ impl Client {
     /// Fetches metadata: `None` asks for every topic, `Some(&[])` for brokers only. The
     /// cache is updated with what comes back (topics asked for and not returned are dropped).
     pub async fn refresh(&self, topics: Option<&[String]>) -> Result<Metadata> {
+        self.refresh_with(topics, false).await
+    }
+
+    /// `refresh`, asking the broker to create topics that do not exist (when it allows
+    /// auto-creation), as Kafka's producer does.
+    pub async fn refresh_with(
+        &self,
+        topics: Option<&[String]>,
+        auto_create: bool,
+    ) -> Result<Metadata> {
         let mut req = MetadataRequest::default();
         req.topics = topics.map(|ts| {
             ts.iter()
@@ -201,7 +211,7 @@ impl Client {
                 })
                 .collect()
         });
-        req.allow_auto_topic_creation = false;
+        req.allow_auto_topic_creation = auto_create;
         let conn = self.any_conn().await?;
         let resp = conn.call(&req).await?;
         let mut fresh = Metadata {
@@ -287,6 +297,31 @@ impl Client {
             .ok_or_else(|| Error::kafka(3, format!("topic {name}"), None))?;
         check(t.error_code, || format!("topic {name}"), None)?;
         Ok(t.clone())
+    }
+
+    /// A topic's metadata for a producer: a topic that does not exist is created when the
+    /// broker allows auto-creation (`auto.create.topics.enable`), as Kafka's producer asks.
+    /// A topic still being created (LEADER_NOT_AVAILABLE) is asked for again for a while;
+    /// UNKNOWN_TOPIC_OR_PARTITION means the broker will not create it.
+    pub async fn producer_topic(&self, name: &str) -> Result<TopicInfo> {
+        if let Some(t) = self.with_cached(|m| m.topics.get(name).cloned()) {
+            return Ok(t);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let md = self.refresh_with(Some(&[name.to_string()]), true).await?;
+            let t = md
+                .topics
+                .get(name)
+                .ok_or_else(|| Error::kafka(3, format!("topic {name}"), None))?;
+            let creating = t.error_code == 5 || (t.error_code == 0 && t.partitions.is_empty());
+            if creating && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            check(t.error_code, || format!("topic {name}"), None)?;
+            return Ok(t.clone());
+        }
     }
 
     /// Forgets a topic's cached placement so the next lookup asks the cluster.

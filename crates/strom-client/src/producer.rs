@@ -440,7 +440,12 @@ impl Producer {
                 let known = inner.lock().partition_counts.get(&record.topic).copied();
                 match known {
                     Some(n) => n,
-                    None => inner.client.topic(&record.topic).await?.partitions.len() as i32,
+                    None => inner
+                        .client
+                        .producer_topic(&record.topic)
+                        .await?
+                        .partitions
+                        .len() as i32,
                 }
             }
         };

@@ -161,6 +161,13 @@ fn run_tool<F: std::future::Future<Output = anyhow::Result<()>>>(
         .block_on(f())
 }
 
+/// Colour in the log only on a terminal, and not when `NO_COLOR` is set (no-color.org):
+/// a file or journald gets plain text.
+fn colour_log() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The broker logs at info; the tools only say what went wrong (their output is data).
@@ -174,6 +181,7 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_log())
         .init();
     let result = match cli.command {
         Command::Broker { config, overrides } => load_config(config, overrides).and_then(|c| {

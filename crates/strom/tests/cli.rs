@@ -22,6 +22,11 @@ impl Drop for Broker {
 }
 
 fn broker() -> Broker {
+    broker_with(&[])
+}
+
+/// A broker with extra `key=value` overrides.
+fn broker_with(overrides: &[&str]) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(STROM)
         .args(["broker", "--override"])
@@ -32,6 +37,7 @@ fn broker() -> Broker {
             "--override",
             "group.initial.rebalance.delay.ms=0",
         ])
+        .args(overrides.iter().flat_map(|o| ["--override", o]))
         .env("STROM_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -264,12 +270,39 @@ fn produce_and_consume_with_keys_headers_and_every_codec() {
         assert_eq!(got, body, "{codec}");
     }
 
-    // --timeout-ms ends a consumer that sees nothing; an unknown topic is one error line.
+    // --timeout-ms ends a consumer that sees nothing.
     let idle = b.run(&["consume", "events", "--timeout-ms", "300"]);
     assert!(idle.status.success());
-    let unknown = b.run_with_input(&["produce", "nope"], Some("x\n"));
-    assert_eq!(unknown.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&unknown.stderr).contains("UNKNOWN_TOPIC_OR_PARTITION"));
+    // Producing to a topic that does not exist creates it, as Kafka's producer does when
+    // the broker allows auto-creation (num.partitions partitions)...
+    b.ok_with_input(&["produce", "fresh"], Some("x\n"));
+    let got = b.ok(&[
+        "consume",
+        "fresh",
+        "--from-beginning",
+        "--max-messages",
+        "1",
+    ]);
+    assert_eq!(got, "x\n");
+    let described = b.json(&["topics", "describe", "fresh"]);
+    assert_eq!(
+        described.to_string().matches("\"partition\"").count(),
+        1,
+        "{described}"
+    );
+    // ...and is one error line where the broker does not allow it.
+    let strict = broker_with(&["auto.create.topics.enable=false"]);
+    for args in [
+        &["produce", "nope"][..],
+        &["perf", "produce", "nope", "--num-records", "1"],
+    ] {
+        let unknown = strict.run_with_input(args, Some("x\n"));
+        assert_eq!(unknown.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&unknown.stderr);
+        assert!(err.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    b.ok(&["perf", "produce", "made", "--num-records", "10"]);
 }
 
 #[test]
@@ -456,6 +489,33 @@ fn configs_cluster_and_perf() {
     ]);
     assert_eq!(e["records"], 2000);
     assert!(e["latency_ms"]["max"].as_f64().unwrap() >= e["latency_ms"]["p50"].as_f64().unwrap());
+}
+
+/// The broker's log written to a file (not a terminal) is plain text: no ANSI colour codes.
+#[test]
+fn broker_log_to_a_file_has_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("broker.log");
+    let mut child = Command::new(STROM)
+        .args(["broker", "--override"])
+        .arg(format!("log.dirs={}", dir.path().join("data").display()))
+        .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
+        .env("STROM_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("strom broker ready"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log file: {log:?}");
 }
 
 #[test]

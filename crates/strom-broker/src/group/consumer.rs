@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
-use super::state::{GROUP_MAX_SIZE_REACHED, MEMBERS_PER_GROUP_MAX, NONE, UNKNOWN_MEMBER_ID};
+use super::state::{GROUP_MAX_SIZE_REACHED, NONE, UNKNOWN_MEMBER_ID};
 
 pub const INVALID_REQUEST: i16 = 42;
 pub const FENCED_MEMBER_EPOCH: i16 = 110;
@@ -272,11 +272,14 @@ pub struct Group {
     resolved: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Timing settings: `group.consumer.session.timeout.ms`, `group.consumer.heartbeat.interval.ms`.
+/// Consumer-protocol settings: `group.consumer.session.timeout.ms`,
+/// `group.consumer.heartbeat.interval.ms` and `group.consumer.max.size`.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub session_timeout_ms: i32,
     pub heartbeat_interval_ms: i32,
+    /// Members a group may hold (Kafka's default: unlimited, `Integer.MAX_VALUE`).
+    pub max_size: usize,
 }
 
 impl Default for Timing {
@@ -284,6 +287,7 @@ impl Default for Timing {
         Timing {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
+            max_size: i32::MAX as usize,
         }
     }
 }
@@ -609,7 +613,7 @@ impl Group {
             }
         }
         let id = if req.member_epoch == 0 {
-            match self.join(req, now_ms) {
+            match self.join(req, now_ms, timing.max_size) {
                 Ok(id) => id,
                 Err(reply) => return reply,
             }
@@ -741,6 +745,7 @@ impl Group {
         &mut self,
         j: &ClassicJoin,
         now_ms: i64,
+        max_size: usize,
         topics: &dyn Topics,
     ) -> Result<(i32, String), i16> {
         let id = j.member_id.clone();
@@ -775,7 +780,7 @@ impl Group {
                 }
             }
             None => {
-                if self.members.len() >= MEMBERS_PER_GROUP_MAX {
+                if self.members.len() >= max_size {
                     return Err(GROUP_MAX_SIZE_REACHED);
                 }
                 let m = self.classic_member(j, now_ms);
@@ -887,7 +892,12 @@ impl Group {
     }
 
     /// A member with epoch 0: new, rejoining after being fenced, or a static member back.
-    fn join(&mut self, req: &Heartbeat, now_ms: i64) -> Result<String, HeartbeatReply> {
+    fn join(
+        &mut self,
+        req: &Heartbeat,
+        now_ms: i64,
+        max_size: usize,
+    ) -> Result<String, HeartbeatReply> {
         let id = if req.member_id.is_empty() {
             Uuid::new_v4().to_string()
         } else {
@@ -920,7 +930,7 @@ impl Group {
             self.target.remove(&id);
             self.bump();
         }
-        if inherited.is_none() && self.members.len() >= MEMBERS_PER_GROUP_MAX {
+        if inherited.is_none() && self.members.len() >= max_size {
             return Err(HeartbeatReply::error(
                 GROUP_MAX_SIZE_REACHED,
                 "the group has reached its maximum size",

@@ -26,11 +26,32 @@ pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
-/// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`, Kafka's defaults.
-pub const SESSION_TIMEOUT_MS_MIN: i32 = 6_000;
-pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
-/// `group.max.size` (Kafka: unlimited); a bound all the same.
-pub const MEMBERS_PER_GROUP_MAX: usize = 10_000;
+/// The group coordinator's settings, Kafka's keys and defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_delay_ms: i64,
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`: the session
+    /// timeouts a classic JoinGroup may ask for (else INVALID_SESSION_TIMEOUT).
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`: members (and members waiting for their id) of a classic group.
+    pub max_size: usize,
+    /// The consumer protocol's (KIP-848) settings.
+    pub consumer: consumer::Timing,
+}
+
+impl Default for GroupConfig {
+    fn default() -> GroupConfig {
+        GroupConfig {
+            initial_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX as usize,
+            consumer: consumer::Timing::default(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -433,21 +454,22 @@ pub struct JoinRequest {
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
     consumer: Mutex<HashMap<String, consumer::Group>>,
-    initial_delay_ms: i64,
-    timing: consumer::Timing,
+    config: GroupConfig,
 }
 
 impl GroupCoordinator {
     pub fn new(initial_delay_ms: i64) -> GroupCoordinator {
-        GroupCoordinator::with_timing(initial_delay_ms, consumer::Timing::default())
+        GroupCoordinator::with_config(GroupConfig {
+            initial_delay_ms,
+            ..GroupConfig::default()
+        })
     }
 
-    pub fn with_timing(initial_delay_ms: i64, timing: consumer::Timing) -> GroupCoordinator {
+    pub fn with_config(config: GroupConfig) -> GroupCoordinator {
         GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             consumer: Mutex::new(HashMap::new()),
-            initial_delay_ms,
-            timing,
+            config,
         }
     }
 
@@ -505,7 +527,7 @@ impl GroupCoordinator {
             None if req.member_epoch == 0 => groups.entry(req.group_id.clone()).or_default(),
             None => return fail(UNKNOWN_MEMBER_ID, "unknown member id".into()),
         };
-        group.heartbeat(req, now_ms, self.timing, topics)
+        group.heartbeat(req, now_ms, self.config.consumer, topics)
     }
 
     /// Every group's persistable state (classic groups only when stable or empty).
@@ -582,7 +604,10 @@ impl GroupCoordinator {
             fail(tx, INVALID_GROUP_ID, r.member_id);
             return rx;
         }
-        if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&r.session_timeout_ms) {
+        let limits = self.config;
+        if !(limits.min_session_timeout_ms..=limits.max_session_timeout_ms)
+            .contains(&r.session_timeout_ms)
+        {
             fail(tx, INVALID_SESSION_TIMEOUT, r.member_id);
             return rx;
         }
@@ -591,7 +616,13 @@ impl GroupCoordinator {
             let mut consumer = self.lock_consumer();
             if let Some(cg) = consumer.get_mut(&r.group_id) {
                 if !cg.is_empty() {
-                    let _ = tx.send(join_consumer_group(cg, r, now_ms, topics));
+                    let _ = tx.send(join_consumer_group(
+                        cg,
+                        r,
+                        now_ms,
+                        limits.consumer.max_size,
+                        topics,
+                    ));
                     return rx;
                 }
                 // An empty consumer group becomes a classic one.
@@ -657,7 +688,7 @@ impl GroupCoordinator {
                 }
                 id
             } else {
-                if group.members.len() + group.pending.len() >= MEMBERS_PER_GROUP_MAX {
+                if group.members.len() + group.pending.len() >= limits.max_size {
                     fail(tx, GROUP_MAX_SIZE_REACHED, String::new());
                     return rx;
                 }
@@ -716,12 +747,14 @@ impl GroupCoordinator {
         }
         group.protocol_type = Some(r.protocol_type);
         match group.state {
-            State::Empty | State::Dead => group.prepare_rebalance(now_ms, self.initial_delay_ms),
+            State::Empty | State::Dead => {
+                group.prepare_rebalance(now_ms, self.config.initial_delay_ms)
+            }
             State::Stable | State::CompletingRebalance => {
                 let leader_rejoins = group.leader.as_ref() == Some(&member_id);
                 if is_new || changed || leader_rejoins || group.state == State::CompletingRebalance
                 {
-                    group.prepare_rebalance(now_ms, self.initial_delay_ms);
+                    group.prepare_rebalance(now_ms, self.config.initial_delay_ms);
                 } else {
                     // A known follower rejoining a stable group unchanged: answer with the
                     // current generation at once.
@@ -875,7 +908,7 @@ impl GroupCoordinator {
         if !group.members.contains_key(&id) {
             return UNKNOWN_MEMBER_ID;
         }
-        group.remove_member(&id, now_ms, self.initial_delay_ms);
+        group.remove_member(&id, now_ms, self.config.initial_delay_ms);
         NONE
     }
 
@@ -894,13 +927,13 @@ impl GroupCoordinator {
                 .collect();
             for id in expired {
                 tracing::info!(member = %id, "group member's session expired");
-                group.remove_member(&id, now_ms, self.initial_delay_ms);
+                group.remove_member(&id, now_ms, self.config.initial_delay_ms);
             }
             group.check_join(now_ms);
         }
         drop(groups);
         for group in self.lock_consumer().values_mut() {
-            group.tick(now_ms, self.timing);
+            group.tick(now_ms, self.config.consumer);
         }
     }
 
@@ -1131,6 +1164,7 @@ fn join_consumer_group(
     cg: &mut consumer::Group,
     r: JoinRequest,
     now_ms: i64,
+    max_size: usize,
     topics: &dyn consumer::Topics,
 ) -> JoinReply {
     let fail = |code: i16, member_id: String| JoinReply {
@@ -1166,7 +1200,7 @@ fn join_consumer_group(
         subscribed: subscribed.into_iter().collect(),
         owned: consumer::by_id(&owned, topics),
     };
-    match cg.classic_join(&join, now_ms, topics) {
+    match cg.classic_join(&join, now_ms, max_size, topics) {
         Ok((generation, protocol)) => JoinReply {
             error_code: NONE,
             generation_id: generation,
@@ -1264,6 +1298,30 @@ mod tests {
             now,
             &consumer::NoTopics,
         )
+    }
+
+    #[test]
+    fn session_timeout_bounds_and_max_size_come_from_the_config() {
+        let c = GroupCoordinator::with_config(GroupConfig {
+            initial_delay_ms: 0,
+            min_session_timeout_ms: 20_000,
+            max_size: 1,
+            ..GroupConfig::default()
+        });
+        // join() asks for a 10 s session: below this coordinator's minimum.
+        let r = join(&c, "", 0).try_recv().unwrap();
+        assert_eq!(r.error_code, INVALID_SESSION_TIMEOUT);
+        let c = GroupCoordinator::with_config(GroupConfig {
+            initial_delay_ms: 0,
+            max_size: 1,
+            ..GroupConfig::default()
+        });
+        let a = join(&c, "", 0).try_recv().unwrap();
+        assert_eq!(a.error_code, MEMBER_ID_REQUIRED);
+        let b = join(&c, "", 0).try_recv().unwrap();
+        assert_eq!(b.error_code, GROUP_MAX_SIZE_REACHED);
+        let ja = join(&c, &a.member_id, 0).try_recv().unwrap();
+        assert_eq!(ja.error_code, NONE);
     }
 
     #[test]

@@ -373,7 +373,7 @@ async fn produce_load_at(
     let mut tasks = Vec::new();
     for i in 0..n {
         let client = common.client().await?;
-        client.topic(topic).await?;
+        client.producer_topic(topic).await?;
         let producer = Producer::new(client, config.clone());
         let count = args.num_records / n + u64::from(i < args.num_records % n);
         let rate = (args.throughput > 0).then(|| args.throughput as f64 / n as f64);

@@ -153,7 +153,7 @@ pub async fn run(args: ProduceArgs, common: &Common) -> anyhow::Result<()> {
         ..Default::default()
     };
     let client = common.client().await?;
-    client.topic(&topic).await?; // an unknown topic is one clear error, not one per line
+    client.producer_topic(&topic).await?; // an unknown topic is one clear error, not one per line
     let producer = Producer::new(client, config);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1024);
     std::thread::spawn(move || {
