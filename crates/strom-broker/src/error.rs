@@ -42,6 +42,7 @@ pub fn api_error(e: &ApiError) -> Code {
         ApiError::InvalidConfig(_) => code(ResponseError::InvalidConfig),
         ApiError::InvalidRequest(_) => code(ResponseError::InvalidRequest),
         ApiError::TopicDeletionDisabled => code(ResponseError::TopicDeletionDisabled),
+        ApiError::InvalidUpdateVersion(_) => code(ResponseError::InvalidUpdateVersion),
     }
 }
 

@@ -13,6 +13,7 @@ use strom_log::FileSlice;
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod client_quotas;
 pub mod consumer_group;
 pub mod create_partitions;
 pub mod create_topics;
@@ -30,6 +31,7 @@ pub mod heartbeat;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
@@ -37,6 +39,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod update_features;
 
 /// A handler's answer.
 pub enum Reply {
@@ -89,6 +92,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::UpdateFeatures, 0, 2),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::ListConfigResources, 0, 1),
 ];
 
 pub fn supported(api_key: ApiKey, version: i16) -> bool {
@@ -114,10 +120,17 @@ pub fn handle(
             .unwrap_or_default()
     };
     match request {
-        None => ready(ResponseKind::ApiVersions(api_versions::unsupported())),
-        Some(RequestKind::ApiVersions(_)) => {
-            ready(ResponseKind::ApiVersions(api_versions::handle()))
-        }
+        None => ready(ResponseKind::ApiVersions(api_versions::unsupported(broker))),
+        Some(RequestKind::ApiVersions(_)) => ready(ResponseKind::ApiVersions(
+            api_versions::handle(broker, version),
+        )),
+        Some(RequestKind::UpdateFeatures(r)) => update_features::handle(broker, version, r),
+        Some(RequestKind::DescribeClientQuotas(r)) => ready(ResponseKind::DescribeClientQuotas(
+            client_quotas::describe(r),
+        )),
+        Some(RequestKind::ListConfigResources(r)) => ready(ResponseKind::ListConfigResources(
+            list_config_resources::handle(broker, version, r),
+        )),
         Some(RequestKind::Metadata(r)) => metadata::handle(broker, version, r),
         Some(RequestKind::Produce(r)) => produce::handle(broker, version, r),
         Some(RequestKind::Fetch(r)) => fetch::handle(broker, version, r),

@@ -36,6 +36,11 @@ pub struct MetadataImage {
     pub topic_names: HashMap<Uuid, String>,
     pub configs: BTreeMap<(ConfigResource, String), BTreeMap<String, String>>,
     pub next_producer_id: i64,
+    /// Feature levels set by `FeatureLevel` records (see `features`).
+    pub features: BTreeMap<String, i16>,
+    /// `records_applied` when a feature level last changed: ApiVersions' finalized
+    /// features epoch.
+    pub features_epoch: u64,
     pub records_applied: u64,
 }
 
@@ -126,6 +131,10 @@ impl MetadataImage {
                 if entry.is_empty() {
                     self.configs.remove(&(*resource, name.clone()));
                 }
+            }
+            MetadataRecord::FeatureLevel { name, level } => {
+                self.features.insert(name.clone(), *level);
+                self.features_epoch = self.records_applied + 1;
             }
             MetadataRecord::ProducerIds {
                 next_producer_id, ..

@@ -8,6 +8,7 @@
 
 pub mod controller;
 pub mod error;
+pub mod features;
 pub mod image;
 pub mod record;
 pub mod topic_config;

@@ -42,6 +42,11 @@ pub enum MetadataRecord {
         key: String,
         value: Option<String>,
     },
+    /// A feature's finalized level (KIP-584; Kafka's `FeatureLevelRecord`).
+    FeatureLevel {
+        name: String,
+        level: i16,
+    },
     /// A block of producer ids handed to a broker: ids below `next_producer_id` are taken.
     ProducerIds {
         node_id: i32,

@@ -1,15 +1,38 @@
-//! ApiVersions: exactly the APIs and versions `handler::SUPPORTED` lists.
+//! ApiVersions: the APIs and versions `handler::SUPPORTED` lists, and the feature levels
+//! this broker supports and the cluster has finalized (`strom_meta::features`).
 
+use crate::broker::Broker;
 use crate::error::code;
 use crate::handler::SUPPORTED;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use strom_meta::features::{self, GROUP_VERSION};
+use strom_meta::MetadataImage;
 
-pub fn handle() -> ApiVersionsResponse {
+/// APIs served only while a feature is finalized at level 1 or more.
+const GATED: &[(ApiKey, &str)] = &[
+    (ApiKey::ConsumerGroupHeartbeat, GROUP_VERSION),
+    (ApiKey::ConsumerGroupDescribe, GROUP_VERSION),
+];
+
+/// Whether the cluster's finalized features turn `api` off (e.g. `group.version` 0 turns
+/// off the KIP-848 consumer protocol, as in Kafka).
+pub fn disabled(image: &MetadataImage, api: ApiKey) -> bool {
+    GATED
+        .iter()
+        .any(|(k, feature)| *k == api && image.feature_level(feature) < 1)
+}
+
+pub fn handle(broker: &Broker, version: i16) -> ApiVersionsResponse {
+    let image = broker.meta.image();
     let mut r = ApiVersionsResponse::default();
     r.api_keys = SUPPORTED
         .iter()
+        .filter(|(key, ..)| !disabled(&image, *key))
         .map(|(key, min, max)| {
             let mut v = ApiVersion::default();
             v.api_key = *key as i16;
@@ -18,14 +41,39 @@ pub fn handle() -> ApiVersionsResponse {
             v
         })
         .collect();
-    r.finalized_features_epoch = -1;
+    // Before v4, features whose minimum is 0 are left out: older clients cannot read them
+    // (KAFKA-17492).
+    r.supported_features = features::SUPPORTED
+        .iter()
+        .filter(|s| version >= 4 || s.min > 0)
+        .map(|s| {
+            let mut f = SupportedFeatureKey::default();
+            f.name = StrBytes::from_static_str(s.name);
+            f.min_version = s.min;
+            f.max_version = s.max;
+            f
+        })
+        .collect();
+    r.finalized_features = image
+        .finalized_features()
+        .into_iter()
+        .filter(|(_, level)| *level > 0)
+        .map(|(name, level)| {
+            let mut f = FinalizedFeatureKey::default();
+            f.name = StrBytes::from_string(name);
+            f.min_version_level = level;
+            f.max_version_level = level;
+            f
+        })
+        .collect();
+    r.finalized_features_epoch = image.features_epoch as i64;
     r
 }
 
 /// The answer to an ApiVersions version Strom does not know: the error and the versions it
 /// does, in the v0 layout every client can read.
-pub fn unsupported() -> ApiVersionsResponse {
-    let mut r = handle();
+pub fn unsupported(broker: &Broker) -> ApiVersionsResponse {
+    let mut r = handle(broker, 0);
     r.error_code = code(ResponseError::UnsupportedVersion);
     r
 }

@@ -52,6 +52,17 @@ pub fn heartbeat(
     client_id: String,
     peer: &str,
 ) -> ConsumerGroupHeartbeatResponse {
+    if crate::handler::api_versions::disabled(
+        &broker.meta.image(),
+        kafka_protocol::messages::ApiKey::ConsumerGroupHeartbeat,
+    ) {
+        let mut r = ConsumerGroupHeartbeatResponse::default();
+        r.error_code = crate::error::code(kafka_protocol::error::ResponseError::UnsupportedVersion);
+        r.error_message = Some(StrBytes::from_static_str(
+            "The consumer group protocol is off: group.version is 0.",
+        ));
+        return r;
+    }
     let owned = req.topic_partitions.map(|tps| {
         let mut a = Assignment::new();
         for tp in tps {
