@@ -80,3 +80,27 @@ def fresh_broker():
     b = StromBroker().start()
     yield b
     b.cleanup()
+
+
+# Apache Kafka itself (tests/compat/kafka_ref.py): its shell tools in one shared JVM, and a
+# real single-node KRaft broker to compare Strom with.
+@pytest.fixture(scope="session")
+def kafka_tools():
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        pytest.fail("Kafka's own tools need java and mvn (the test machines have both)")
+    from kafka_ref import KafkaTools
+
+    tools = KafkaTools()
+    yield tools
+    tools.close()
+
+
+@pytest.fixture(scope="module")
+def kafka_broker():
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        pytest.fail("the reference Kafka broker needs java and mvn (the test machines have both)")
+    from kafka_ref import KafkaBroker
+
+    b = KafkaBroker().start()
+    yield b
+    b.cleanup()

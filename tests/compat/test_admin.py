@@ -159,14 +159,18 @@ def test_dynamic_broker_configs(fresh_broker):
     # clients; the Java harness sets it.)
     alter("1", "log.retention.ms", "3600000")
     assert topic_retention() == ("3600000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
-    alter("1", "log.retention.ms", "", AlterConfigOpType.DELETE)
-    alter("1", "log.retention.minutes", "30")
+    # As in Kafka, only the primary key of retention is dynamic (minutes and hours are not).
+    with pytest.raises(KafkaException) as e:
+        alter("1", "log.retention.minutes", "30")
+    assert "Cannot update these configs dynamically" in str(e.value)
+    alter("1", "log.retention.ms", "1800000")
     assert topic_retention() == ("1800000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
     alter("1", "sasl.kerberos.min.time.before.relogin", "58000")
     r = ConfigResource(ResourceType.BROKER, "1")
     described = a.describe_configs([r])[r].result(30)
-    assert described["log.retention.minutes"].value == "30"
-    assert described["log.retention.minutes"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert described["log.retention.ms"].value == "1800000"
+    assert described["log.retention.ms"].source == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    assert described["log.retention.minutes"].is_read_only
     assert described["sasl.kerberos.min.time.before.relogin"].value == "58000"
     assert described["node.id"].is_read_only
     with pytest.raises(KafkaException) as e:
@@ -178,5 +182,5 @@ def test_dynamic_broker_configs(fresh_broker):
     b.restart()
     a = AdminClient({"bootstrap.servers": b.bootstrap})
     assert topic_retention() == ("1800000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
-    alter("1", "log.retention.minutes", "", AlterConfigOpType.DELETE)
+    alter("1", "log.retention.ms", "", AlterConfigOpType.DELETE)
     assert topic_retention() == ("604800000", ConfigSource.DEFAULT_CONFIG.value)

@@ -1,19 +1,28 @@
-"""The Java client (kafka-clients from the PyPI wheel shigawire-apache-flink-libraries, under
-pyflink/lib/): a harness compiled with javac runs admin calls, a producer per compression
-codec and a consumer round trip against Strom."""
+"""The Java client (Apache Kafka 4.1.2's kafka-clients, from Maven Central through
+scripts/kafka-install): a harness compiled with javac runs admin calls, a producer per
+compression codec, classic and consumer-protocol group consumers against Strom."""
+import glob
 import os
 import subprocess
 
-import sysconfig
+from kafka_ref import KAFKA_LIB, ensure_kafka
 
-# pyflink is a namespace package here (no __init__.py): find lib/ in site-packages.
-LIB = os.path.join(sysconfig.get_paths()["purelib"], "pyflink", "lib")
-JARS = ["kafka-clients.jar", "lz4-java.jar", "snappy-java.jar", "zstd-jni.jar", "slf4j-api.jar"]
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "java", "StromJavaClient.java")
+JARS = ["kafka-clients-*.jar", "lz4-java-*.jar", "snappy-java-*.jar", "zstd-jni-*.jar", "slf4j-api-*.jar"]
+
+
+def classpath():
+    ensure_kafka()
+    jars = []
+    for pattern in JARS:
+        found = glob.glob(os.path.join(KAFKA_LIB, pattern))
+        assert found, f"{pattern} missing from {KAFKA_LIB}"
+        jars.append(found[0])
+    return ":".join(jars)
 
 
 def test_java_client_round_trip(broker, tmp_path):
-    cp = ":".join(os.path.join(LIB, j) for j in JARS)
+    cp = classpath()
     subprocess.run(["javac", "-d", str(tmp_path), "-cp", cp, SRC], check=True, timeout=300)
     out = subprocess.run(["java", "-cp", f"{tmp_path}:{cp}", "StromJavaClient", broker.bootstrap],
                          capture_output=True, text=True, timeout=300)

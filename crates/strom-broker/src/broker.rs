@@ -16,7 +16,6 @@ use std::sync::{Arc, OnceLock};
 use strom_log::{CleanOptions, CleanerOptions, LogConfig, LogDir, LogDirOptions};
 use strom_meta::controller::{self, NewTopic};
 use strom_meta::{ApiError, MetadataImage, MetadataRecord};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -189,7 +188,14 @@ impl Broker {
             } else {
                 l.host.as_str()
             };
-            let listener = TcpListener::bind((host, l.port)).await.map_err(|e| {
+            let listener = server::bind(
+                host,
+                l.port,
+                config.socket_listen_backlog_size,
+                config.socket_receive_buffer_bytes,
+            )
+            .await
+            .map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!("binding listener {}://{}:{}: {e}", l.name, l.host, l.port),
@@ -207,22 +213,27 @@ impl Broker {
             meta,
             advertised: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
-            fetch_sessions: std::sync::Mutex::new(Default::default()),
+            fetch_sessions: std::sync::Mutex::new(crate::fetch_session::FetchSessions::new(
+                config.fetch_session_cache_slots,
+            )),
             groups: GroupCoordinator::with_config(config.group),
             offsets: OffsetStore::default(),
             offsets_topic: tokio::sync::Mutex::new(()),
         });
         let _ = broker.advertised.set(advertised.clone());
         // Register (or re-register with new endpoints) in the metadata.
+        let rack = broker.config.broker_rack.clone();
         let registration = MetadataRecord::RegisterBroker {
             node_id,
             host: advertised.host.clone(),
             port: advertised.port,
-            rack: None,
+            rack: rack.clone(),
         };
         let image = broker.meta.image();
         let current = image.brokers.get(&node_id);
-        if current.is_none_or(|b| b.host != advertised.host || b.port != advertised.port) {
+        if current.is_none_or(|b| {
+            b.host != advertised.host || b.port != advertised.port || b.rack != rack
+        }) {
             broker
                 .meta
                 .commit(move |_| Ok(vec![registration]))
@@ -280,7 +291,12 @@ impl Broker {
             .collect();
         if out.is_empty() {
             if let Some(a) = self.advertised.get() {
-                out.push((self.node_id, a.host.clone(), a.port, None));
+                out.push((
+                    self.node_id,
+                    a.host.clone(),
+                    a.port,
+                    self.config.broker_rack.clone(),
+                ));
             }
         }
         out
@@ -370,8 +386,8 @@ impl Broker {
             .map_or((String::new(), 0), |a| (a.host.clone(), a.port))
     }
 
-    /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions` partitions)
-    /// the first time a group needs it, as Kafka does.
+    /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions` partitions,
+    /// `offsets.topic.segment.bytes` segments) the first time a group needs it, as Kafka does.
     pub async fn ensure_offsets_topic(&self) -> Result<(), Code> {
         if self.meta.image().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
@@ -387,7 +403,10 @@ impl Broker {
             assignments: Vec::new(),
             configs: vec![
                 ("cleanup.policy".into(), "compact".into()),
-                ("segment.bytes".into(), "104857600".into()),
+                (
+                    "segment.bytes".into(),
+                    self.config.offsets_topic_segment_bytes.to_string(),
+                ),
             ],
         };
         self.commit_topic(&t).await.map(|_| ()).map_err(|(c, _)| c)

@@ -101,7 +101,33 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("log.cleaner.backoff.ms", Kind::Long { min: 0 }, "15000"),
     ("log.cleaner.threads", Kind::Int { min: 0 }, "1"),
     ("log.cleaner.dedupe.buffer.size", Kind::Long { min: 0 }, "134217728"),
+    ("offset.metadata.max.bytes", INT_ANY, "4096"),
+    ("fetch.max.bytes", Kind::Int { min: 1024 }, "57671680"),
+    ("connections.max.idle.ms", LONG_ANY, "600000"),
+    ("max.incremental.fetch.session.cache.slots", Kind::Int { min: 0 }, "1000"),
+    ("group.consumer.assignors", Kind::Str, "uniform,range"),
+    (
+        "group.coordinator.rebalance.protocols",
+        Kind::List(&["classic", "consumer", "share", "streams"]),
+        "classic,consumer",
+    ),
+    ("broker.rack", Kind::Str, ""),
+    ("offsets.topic.segment.bytes", Kind::Int { min: 1 }, "104857600"),
+    ("max.request.partition.size.limit", Kind::Int { min: 1 }, "2000"),
+    ("socket.send.buffer.bytes", INT_ANY, "102400"),
+    ("socket.receive.buffer.bytes", INT_ANY, "102400"),
+    ("socket.listen.backlog.size", Kind::Int { min: 1 }, "50"),
 ];
+
+/// Kafka's INT and LONG keys without a validator: any value of the type.
+const INT_ANY: Kind = Kind::Int {
+    min: i32::MIN as i64,
+};
+const LONG_ANY: Kind = Kind::Long { min: i64::MIN };
+
+/// `socket.send.buffer.bytes` / `socket.receive.buffer.bytes` value meaning "leave the
+/// operating system's size" (Kafka's `Selectable.USE_DEFAULT_BUFFER_SIZE`).
+pub const SOCKET_BUFFER_OS_DEFAULT: i32 = -1;
 
 /// The parsed configuration.
 #[derive(Debug, Clone)]
@@ -133,6 +159,29 @@ pub struct BrokerConfig {
     /// `log.cleaner.dedupe.buffer.size`: the key map's memory (one cleaner thread per log
     /// dir, so all of it; Kafka splits it between its threads).
     pub log_cleaner_dedupe_buffer_bytes: u64,
+    /// `offset.metadata.max.bytes`: longer commit metadata (in UTF-16 code units, Java's
+    /// string length) gets OFFSET_METADATA_TOO_LARGE.
+    pub offset_metadata_max_bytes: i32,
+    /// `fetch.max.bytes`: caps every Fetch's `max_bytes` (and so its `min_bytes`).
+    pub fetch_max_bytes: i32,
+    /// `connections.max.idle.ms`: a connection with no request for this long and nothing
+    /// in flight is closed; negative: never.
+    pub connections_max_idle_ms: i64,
+    /// `max.incremental.fetch.session.cache.slots`: 0 means no incremental fetch sessions.
+    pub fetch_session_cache_slots: usize,
+    /// `group.coordinator.rebalance.protocols` names `consumer`: the KIP-848 APIs are on.
+    pub consumer_protocol_enabled: bool,
+    /// `broker.rack`, registered with the broker and reported to clients.
+    pub broker_rack: Option<String>,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets`.
+    pub offsets_topic_segment_bytes: i32,
+    /// `max.request.partition.size.limit`: DescribeTopicPartitions' page size at most.
+    pub max_request_partition_size_limit: i32,
+    /// `socket.send.buffer.bytes` / `socket.receive.buffer.bytes` (SO_SNDBUF / SO_RCVBUF;
+    /// `SOCKET_BUFFER_OS_DEFAULT` leaves the kernel's) and `socket.listen.backlog.size`.
+    pub socket_send_buffer_bytes: i32,
+    pub socket_receive_buffer_bytes: i32,
+    pub socket_listen_backlog_size: i32,
     /// Broker-level values of topic configs (topic config name → value), from the keys
     /// given explicitly (`log.retention.ms` → `retention.ms`, ...).
     pub topic_defaults: BTreeMap<String, String>,
@@ -141,7 +190,7 @@ pub struct BrokerConfig {
 }
 
 /// The `group.*` keys, checked against each other as Kafka's `GroupCoordinatorConfig` does.
-fn group_config(int: &dyn Fn(&str) -> i64) -> Result<GroupConfig, ConfigError> {
+fn group_config(int: &dyn Fn(&str) -> i64, assignors: &str) -> Result<GroupConfig, ConfigError> {
     let at_least = |key: &str, bound: &str| -> Result<(), ConfigError> {
         if int(key) < int(bound) {
             return Err(ConfigError(format!(
@@ -194,8 +243,57 @@ fn group_config(int: &dyn Fn(&str) -> i64) -> Result<GroupConfig, ConfigError> {
             session_timeout_ms: int("group.consumer.session.timeout.ms") as i32,
             heartbeat_interval_ms: int("group.consumer.heartbeat.interval.ms") as i32,
             max_size: int("group.consumer.max.size") as usize,
+            assignors: parse_assignors(assignors)?,
         },
     })
+}
+
+/// `group.consumer.assignors`: Strom's two server-side assignors, by Kafka's short names or
+/// class names; the first is the default. Kafka loads any class named; Strom refuses names
+/// it has no assignor for, at start-up.
+fn parse_assignors(value: &str) -> Result<&'static [&'static str], ConfigError> {
+    const KEY: &str = "group.consumer.assignors";
+    let mut names: Vec<&'static str> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let name = match item {
+            "uniform" | "org.apache.kafka.coordinator.group.assignor.UniformAssignor" => "uniform",
+            "range" | "org.apache.kafka.coordinator.group.assignor.RangeAssignor" => "range",
+            other => {
+                return Err(ConfigError(format!(
+                    "invalid value {value:?} for {KEY}: Strom has no assignor {other:?} (it has uniform and range)"
+                )))
+            }
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    match names.as_slice() {
+        ["uniform"] => Ok(&["uniform"]),
+        ["range"] => Ok(&["range"]),
+        ["uniform", "range"] => Ok(&["uniform", "range"]),
+        ["range", "uniform"] => Ok(&["range", "uniform"]),
+        _ => Err(ConfigError(format!(
+            "invalid value {value:?} for {KEY}: at least one assignor is needed"
+        ))),
+    }
+}
+
+/// `group.coordinator.rebalance.protocols`: whether `consumer` is on. `classic` cannot be
+/// left out (Kafka's start-up error); `share` and `streams` are accepted and change nothing.
+fn consumer_protocol_enabled(value: &str) -> Result<bool, ConfigError> {
+    let protocols: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !protocols.contains(&"classic") {
+        return Err(ConfigError(
+            "group.coordinator.rebalance.protocols: Disabling the 'classic' protocol is not supported."
+                .into(),
+        ));
+    }
+    Ok(protocols.contains(&"consumer"))
 }
 
 /// Parses Java properties text: `key=value`, `key: value` or `key value`; `#`/`!` comments;
@@ -386,6 +484,17 @@ impl BrokerConfig {
                 dup.1.display()
             )));
         }
+        // Kafka takes any int here and fails when the socket refuses it (Java's
+        // `setSendBufferSize` throws for 0 or less); Strom says so at start-up.
+        let socket_buffer = |key: &str| -> Result<i32, ConfigError> {
+            let n = int(key) as i32;
+            if n <= 0 && n != SOCKET_BUFFER_OS_DEFAULT {
+                return Err(ConfigError(format!(
+                    "invalid value {n} for {key}: must be positive, or -1 for the OS default"
+                )));
+            }
+            Ok(n)
+        };
         let config = BrokerConfig {
             node_id: node_id as i32,
             listeners,
@@ -396,7 +505,7 @@ impl BrokerConfig {
             auto_create_topics_enable: boolean("auto.create.topics.enable"),
             delete_topic_enable: boolean("delete.topic.enable"),
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,
-            group: group_config(&int)?,
+            group: group_config(&int, &get("group.consumer.assignors"))?,
             log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
             log_flush_offset_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms"),
             fetch_sendfile: boolean("strom.fetch.sendfile"),
@@ -409,6 +518,19 @@ impl BrokerConfig {
             log_cleaner_enable: boolean("log.cleaner.enable") && int("log.cleaner.threads") > 0,
             log_cleaner_backoff_ms: int("log.cleaner.backoff.ms"),
             log_cleaner_dedupe_buffer_bytes: int("log.cleaner.dedupe.buffer.size").max(0) as u64,
+            offset_metadata_max_bytes: int("offset.metadata.max.bytes") as i32,
+            fetch_max_bytes: int("fetch.max.bytes") as i32,
+            connections_max_idle_ms: int("connections.max.idle.ms"),
+            fetch_session_cache_slots: int("max.incremental.fetch.session.cache.slots") as usize,
+            consumer_protocol_enabled: consumer_protocol_enabled(&get(
+                "group.coordinator.rebalance.protocols",
+            ))?,
+            broker_rack: Some(get("broker.rack")).filter(|r| !r.is_empty()),
+            offsets_topic_segment_bytes: int("offsets.topic.segment.bytes") as i32,
+            max_request_partition_size_limit: int("max.request.partition.size.limit") as i32,
+            socket_send_buffer_bytes: socket_buffer("socket.send.buffer.bytes")?,
+            socket_receive_buffer_bytes: socket_buffer("socket.receive.buffer.bytes")?,
+            socket_listen_backlog_size: int("socket.listen.backlog.size") as i32,
             topic_defaults,
             given: given.clone(),
         };
@@ -459,7 +581,12 @@ pub fn check_dynamic(
 ) -> Result<strom_meta::controller::BrokerKey, strom_meta::ApiError> {
     use strom_meta::controller::BrokerKey;
     use strom_meta::ApiError;
-    let invalid = |why: String| ApiError::InvalidConfig(format!("invalid value for {key}: {why}"));
+    let invalid = |why: String| {
+        ApiError::InvalidRequest(format!(
+            "Invalid value {} for configuration {key}: {why}",
+            value.unwrap_or_default()
+        ))
+    };
     if let Some(def) = topic_config::TOPIC_CONFIGS
         .iter()
         .find(|d| d.broker_key == Some(key))
@@ -469,16 +596,18 @@ pub fn check_dynamic(
         }
         return Ok(BrokerKey {
             default: def.default.to_string(),
-            is_list: matches!(def.kind, topic_config::Kind::List(_)),
+            is_list: def.kind.is_list(),
         });
     }
+    // As in Kafka, only the primary key of a group is dynamic: `log.retention.ms`, not
+    // `.minutes` or `.hours`; `log.roll.ms`, not `.hours`.
     let retention_or_roll = ["retention.ms", "segment.ms"]
         .iter()
-        .any(|t| broker_keys_of(t).iter().any(|(k, _)| *k == key));
+        .any(|t| broker_keys_of(t).first().is_some_and(|(k, _)| *k == key));
     if let Some((_, kind, default)) = STROM_KEYS.iter().find(|(k, _, _)| *k == key) {
         if !retention_or_roll {
             return Err(ApiError::InvalidRequest(format!(
-                "Cannot update these configs dynamically: {key} (Strom reads it at start-up; set it in server.properties)"
+                "Cannot update these configs dynamically: Set({key})"
             )));
         }
         if let Some(v) = value {
@@ -491,18 +620,14 @@ pub fn check_dynamic(
     }
     if READ_ONLY_KAFKA_KEYS.contains(&key) {
         return Err(ApiError::InvalidRequest(format!(
-            "Cannot update these configs dynamically: {key}"
+            "Cannot update these configs dynamically: Set({key})"
         )));
     }
-    if is_kafka_key(key) {
-        return Ok(BrokerKey {
-            default: String::new(),
-            is_list: true,
-        });
-    }
-    Err(ApiError::InvalidConfig(format!(
-        "unknown broker config {key}"
-    )))
+    // Other keys, Kafka's or not (a plugin's), are kept as set, as Kafka keeps them.
+    Ok(BrokerKey {
+        default: String::new(),
+        is_list: is_kafka_key(key),
+    })
 }
 
 /// Kafka broker keys that Kafka itself does not let change at run time (and Strom ignores).
@@ -512,8 +637,19 @@ const READ_ONLY_KAFKA_KEYS: &[&str] = &[
     "controller.quorum.bootstrap.servers",
     "metadata.log.dir",
     "inter.broker.listener.name",
-    "broker.rack",
 ];
+
+/// A broker key's synonyms as Kafka's DescribeConfigs lists them: the keys of its group
+/// (`log.retention.ms|minutes|hours`, `log.roll.ms|hours`), most precise first, else itself.
+pub fn broker_synonyms(key: &str) -> Vec<&str> {
+    for topic_key in ["retention.ms", "segment.ms"] {
+        let group = broker_keys_of(topic_key);
+        if group.iter().any(|(k, _)| *k == key) {
+            return group.iter().map(|(k, _)| *k).collect();
+        }
+    }
+    vec![key]
+}
 
 /// The broker keys that set a topic config's default, most precise first, with the factor
 /// to milliseconds (`retention.ms` from `log.retention.ms|minutes|hours`, `segment.ms` from
@@ -658,10 +794,14 @@ mod tests {
                 .unwrap()
                 .is_list
         );
-        assert!(matches!(
-            check_dynamic("log.segment.bytes", Some("lots")),
-            Err(strom_meta::ApiError::InvalidConfig(_))
-        ));
+        // A bad value: INVALID_REQUEST with Kafka's words.
+        match check_dynamic("log.segment.bytes", Some("lots")) {
+            Err(strom_meta::ApiError::InvalidRequest(m)) => assert_eq!(
+                m,
+                "Invalid value lots for configuration log.segment.bytes: Not a number of type INT"
+            ),
+            other => panic!("{:?}", other.err()),
+        }
         assert!(check_dynamic("sasl.kerberos.min.time.before.relogin", Some("58000")).is_ok());
         assert!(matches!(
             check_dynamic("node.id", Some("2")),
@@ -671,10 +811,8 @@ mod tests {
             check_dynamic("log.dirs", Some("/x")),
             Err(strom_meta::ApiError::InvalidRequest(_))
         ));
-        assert!(matches!(
-            check_dynamic("no.such.key", Some("1")),
-            Err(strom_meta::ApiError::InvalidConfig(_))
-        ));
+        // Keys Kafka does not know are kept as set (a plugin's), as Kafka keeps them.
+        assert!(check_dynamic("no.such.key", Some("1")).is_ok());
     }
 
     fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -837,5 +975,103 @@ mod tests {
         let (c, _) =
             BrokerConfig::from_properties(&props(&[("log.cleaner.threads", "0")])).unwrap();
         assert!(!c.log_cleaner_enable);
+    }
+
+    #[test]
+    fn kafka_keys_strom_now_honours_have_kafkas_defaults_and_ranges() {
+        let (c, ignored) = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        assert_eq!(c.offset_metadata_max_bytes, 4096);
+        assert_eq!(c.fetch_max_bytes, 57_671_680);
+        assert_eq!(c.connections_max_idle_ms, 600_000);
+        assert_eq!(c.fetch_session_cache_slots, 1000);
+        assert_eq!(c.group.consumer.assignors, &["uniform", "range"]);
+        assert!(c.consumer_protocol_enabled);
+        assert_eq!(c.broker_rack, None);
+        assert_eq!(c.offsets_topic_segment_bytes, 104_857_600);
+        assert_eq!(c.max_request_partition_size_limit, 2000);
+        assert_eq!(
+            (
+                c.socket_send_buffer_bytes,
+                c.socket_receive_buffer_bytes,
+                c.socket_listen_backlog_size
+            ),
+            (102_400, 102_400, 50)
+        );
+        assert!(ignored.is_empty());
+        let given = [
+            ("offset.metadata.max.bytes", "-5"),
+            ("fetch.max.bytes", "1024"),
+            ("connections.max.idle.ms", "-1"),
+            ("max.incremental.fetch.session.cache.slots", "0"),
+            (
+                "group.consumer.assignors",
+                "org.apache.kafka.coordinator.group.assignor.RangeAssignor, uniform, range",
+            ),
+            (
+                "group.coordinator.rebalance.protocols",
+                "classic,share,streams",
+            ),
+            ("broker.rack", "rack-1"),
+            ("offsets.topic.segment.bytes", "1048576"),
+            ("max.request.partition.size.limit", "1"),
+            ("socket.send.buffer.bytes", "-1"),
+            ("socket.receive.buffer.bytes", "65536"),
+            ("socket.listen.backlog.size", "1"),
+        ];
+        let (c, ignored) = BrokerConfig::from_properties(&props(&given)).unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(c.offset_metadata_max_bytes, -5);
+        assert_eq!(c.fetch_max_bytes, 1024);
+        assert_eq!(c.connections_max_idle_ms, -1);
+        assert_eq!(c.fetch_session_cache_slots, 0);
+        assert_eq!(c.group.consumer.assignors, &["range", "uniform"]);
+        assert!(!c.consumer_protocol_enabled);
+        assert_eq!(c.broker_rack.as_deref(), Some("rack-1"));
+        assert_eq!(c.offsets_topic_segment_bytes, 1_048_576);
+        assert_eq!(c.max_request_partition_size_limit, 1);
+        assert_eq!(c.socket_send_buffer_bytes, -1);
+        assert_eq!(c.socket_receive_buffer_bytes, 65_536);
+        assert_eq!(c.socket_listen_backlog_size, 1);
+        for (key, value, says) in [
+            ("fetch.max.bytes", "1023", "at least 1024"),
+            (
+                "max.incremental.fetch.session.cache.slots",
+                "-1",
+                "at least 0",
+            ),
+            (
+                "group.consumer.assignors",
+                "uniform,sticky",
+                "no assignor \"sticky\"",
+            ),
+            (
+                "group.consumer.assignors",
+                "com.example.MyAssignor",
+                "com.example",
+            ),
+            ("group.consumer.assignors", "", "at least one assignor"),
+            (
+                "group.coordinator.rebalance.protocols",
+                "consumer",
+                "Disabling the 'classic'",
+            ),
+            (
+                "group.coordinator.rebalance.protocols",
+                "classic,eager",
+                "must be one of",
+            ),
+            ("offsets.topic.segment.bytes", "0", "at least 1"),
+            ("max.request.partition.size.limit", "0", "at least 1"),
+            ("socket.listen.backlog.size", "0", "at least 1"),
+            ("socket.send.buffer.bytes", "0", "-1 for the OS default"),
+            ("socket.receive.buffer.bytes", "-2", "-1 for the OS default"),
+            ("connections.max.idle.ms", "soon", "LONG"),
+        ] {
+            let e = BrokerConfig::from_properties(&props(&[(key, value)])).unwrap_err();
+            assert!(
+                e.0.contains(key) && e.0.contains(says),
+                "{key}={value}: {e}"
+            );
+        }
     }
 }

@@ -16,7 +16,7 @@ pub const fn code(e: ResponseError) -> Code {
 /// What a client is told when a log operation fails.
 pub fn log_error(e: &LogError) -> Code {
     match e {
-        LogError::InvalidBatch(_) => code(ResponseError::CorruptMessage),
+        LogError::InvalidBatch(e) => batch_error(e),
         LogError::BatchTooLarge { .. } => code(ResponseError::MessageTooLarge),
         LogError::OffsetOutOfRange { .. } => code(ResponseError::OffsetOutOfRange),
         LogError::NotFound(_) => code(ResponseError::UnknownTopicOrPartition),
@@ -31,6 +31,16 @@ pub fn log_error(e: &LogError) -> Code {
     }
 }
 
+/// What a producer is told of a batch that does not parse, as Kafka tells it: a checksum
+/// that does not match is CORRUPT_MESSAGE; a batch that is malformed (truncated, an old
+/// message format, bad lengths or fields) is INVALID_RECORD.
+pub fn batch_error(e: &strom_proto::BatchError) -> Code {
+    match e {
+        strom_proto::BatchError::CrcMismatch { .. } => code(ResponseError::CorruptMessage),
+        _ => code(ResponseError::InvalidRecord),
+    }
+}
+
 /// What a client is told when the controller refuses an admin request.
 pub fn api_error(e: &ApiError) -> Code {
     match e {
@@ -39,6 +49,7 @@ pub fn api_error(e: &ApiError) -> Code {
         ApiError::UnknownTopic(_) => code(ResponseError::UnknownTopicOrPartition),
         ApiError::InvalidPartitions(_) => code(ResponseError::InvalidPartitions),
         ApiError::InvalidReplicationFactor(_) => code(ResponseError::InvalidReplicationFactor),
+        ApiError::InvalidReplicaAssignment(_) => code(ResponseError::InvalidReplicaAssignment),
         ApiError::InvalidConfig(_) => code(ResponseError::InvalidConfig),
         ApiError::InvalidRequest(_) => code(ResponseError::InvalidRequest),
         ApiError::TopicDeletionDisabled => code(ResponseError::TopicDeletionDisabled),

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// `max.incremental.fetch.session.cache.slots`, Kafka's default.
-pub const SESSIONS_MAX: usize = 1000;
+/// `max.incremental.fetch.session.cache.slots`, Kafka's default (the key sets the bound).
+pub const SESSIONS_DEFAULT: usize = 1000;
 /// Partitions one session may hold.
 pub const PARTITIONS_PER_SESSION_MAX: usize = 100_000;
 
@@ -64,14 +64,26 @@ pub enum Resolved {
     Error(i16),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FetchSessions {
     sessions: HashMap<i32, Session>,
+    /// `max.incremental.fetch.session.cache.slots`: sessions held at most; with 0, none is
+    /// created and every fetch is a full one under session id 0, as in Kafka.
+    slots: usize,
     next_id: i32,
     clock: u64,
 }
 
 impl FetchSessions {
+    pub fn new(slots: usize) -> FetchSessions {
+        FetchSessions {
+            sessions: HashMap::new(),
+            slots,
+            next_id: 0,
+            clock: 0,
+        }
+    }
+
     /// Applies a request: `requested` are the partitions it names (with offsets), `forgotten`
     /// the ones it drops.
     pub fn resolve(
@@ -136,10 +148,10 @@ impl FetchSessions {
 
     /// Starts a session (evicting the least recently used one when full); 0 if none could be.
     fn create(&mut self, partitions: &[SessionPartition]) -> i32 {
-        if partitions.len() > PARTITIONS_PER_SESSION_MAX {
+        if partitions.len() > PARTITIONS_PER_SESSION_MAX || self.slots == 0 {
             return 0;
         }
-        if self.sessions.len() >= SESSIONS_MAX {
+        if self.sessions.len() >= self.slots {
             if let Some(oldest) = self
                 .sessions
                 .iter()
@@ -204,7 +216,7 @@ mod tests {
 
     #[test]
     fn sessions_remember_partitions_and_check_epochs() {
-        let mut s = FetchSessions::default();
+        let mut s = FetchSessions::new(SESSIONS_DEFAULT);
         let Resolved::Full {
             session_id,
             partitions,
@@ -255,11 +267,34 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_is_bounded() {
-        let mut s = FetchSessions::default();
-        for _ in 0..SESSIONS_MAX + 10 {
-            s.resolve(0, 0, vec![part("a", 0, 0)], &[]);
+    fn the_cache_is_bounded_by_its_slots() {
+        for slots in [SESSIONS_DEFAULT, 3] {
+            let mut s = FetchSessions::new(slots);
+            for _ in 0..slots + 10 {
+                s.resolve(0, 0, vec![part("a", 0, 0)], &[]);
+            }
+            assert_eq!(s.sessions.len(), slots);
         }
-        assert_eq!(s.sessions.len(), SESSIONS_MAX);
+    }
+
+    #[test]
+    fn no_slots_means_full_fetches_under_session_id_0() {
+        let mut s = FetchSessions::new(0);
+        for _ in 0..3 {
+            let Resolved::Full {
+                session_id,
+                partitions,
+            } = s.resolve(0, 0, vec![part("a", 0, 5)], &[])
+            else {
+                panic!("a full fetch")
+            };
+            assert_eq!((session_id, partitions.len()), (0, 1));
+        }
+        assert!(s.sessions.is_empty());
+        // A client that still tries epoch 1 of a session finds none.
+        assert!(matches!(
+            s.resolve(1, 1, vec![], &[]),
+            Resolved::Error(FETCH_SESSION_ID_NOT_FOUND)
+        ));
     }
 }

@@ -69,7 +69,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::InitProducerId, 0, 6),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -87,7 +87,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
@@ -179,7 +179,7 @@ pub fn handle(
             ready(ResponseKind::ListGroups(groups_admin::list(broker, r)))
         }
         Some(RequestKind::DescribeGroups(r)) => ready(ResponseKind::DescribeGroups(
-            groups_admin::describe(broker, r),
+            groups_admin::describe(broker, version, r),
         )),
         Some(RequestKind::DeleteGroups(r)) => groups_admin::delete(broker, r),
         Some(RequestKind::OffsetDelete(r)) => offset_delete::handle(broker, r),

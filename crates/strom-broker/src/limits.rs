@@ -17,3 +17,8 @@ pub const GROUP_PERSIST_INTERVAL_MS: u64 = 250;
 /// A runtime thread keeps its produce copy buffer up to this size between requests (larger
 /// batches get a buffer of their own, freed after the append).
 pub const PRODUCE_SCRATCH_KEEP_BYTES: usize = 8 << 20;
+
+/// Records of one compressed produce batch the broker decompresses to check their timestamps
+/// (only when the batch header cannot settle it); a batch that inflates past this is refused
+/// as corrupt.
+pub const PRODUCE_DECOMPRESSED_BYTES_MAX: usize = 128 << 20;

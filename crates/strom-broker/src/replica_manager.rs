@@ -43,7 +43,7 @@ impl Partition {
     /// Appends a producer's record set after the idempotence checks.
     pub fn append(&self, records: &mut [u8]) -> Result<Appended, (Code, String)> {
         let headers: Vec<BatchHeader> = strom_proto::batch::split(records)
-            .map_err(|e| (error::code(ResponseError::CorruptMessage), e.to_string()))?
+            .map_err(|e| (error::batch_error(&e), e.to_string()))?
             .into_iter()
             .map(|(h, _)| h)
             .collect();

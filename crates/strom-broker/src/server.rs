@@ -8,6 +8,7 @@
 //! in flight. Fetch responses carry file slices that the writer sends with `sendfile`.
 
 use crate::broker::Broker;
+use crate::config::SOCKET_BUFFER_OS_DEFAULT;
 use crate::handler::{self, Pending, Reply};
 use crate::limits::{INFLIGHT_PER_CONNECTION_MAX, READ_BUFFER_BYTES};
 use crate::response;
@@ -15,11 +16,15 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::Decodable;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::Interest;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// Serves one bound listener until `shutdown` turns true.
 pub async fn serve(
@@ -32,6 +37,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    if let Err(e) = set_send_buffer(&stream, broker.config.socket_send_buffer_bytes) {
+                        tracing::warn!(%peer, error = %e, "socket.send.buffer.bytes not applied");
+                    }
                     let broker = Arc::clone(&broker);
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
@@ -46,6 +54,117 @@ pub async fn serve(
                 }
             },
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Binds a listener as Kafka's acceptor does: SO_RCVBUF set before `listen`, so accepted
+/// sockets inherit it (`socket.receive.buffer.bytes`; -1 leaves the kernel's), and a listen
+/// backlog of `socket.listen.backlog.size`.
+pub async fn bind(
+    host: &str,
+    port: u16,
+    backlog: i32,
+    receive_buffer_bytes: i32,
+) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match bind_addr(addr, backlog, receive_buffer_bytes) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn bind_addr(addr: SocketAddr, backlog: i32, receive_buffer_bytes: i32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if receive_buffer_bytes != SOCKET_BUFFER_OS_DEFAULT {
+        socket.set_recv_buffer_size(u32::try_from(receive_buffer_bytes).unwrap_or(u32::MAX))?;
+    }
+    socket.bind(addr)?;
+    socket.listen(u32::try_from(backlog).unwrap_or(1).max(1))
+}
+
+/// SO_SNDBUF of an accepted socket (`socket.send.buffer.bytes`; -1 leaves the kernel's, with
+/// its autotuning).
+fn set_send_buffer(stream: &TcpStream, bytes: i32) -> io::Result<()> {
+    if bytes == SOCKET_BUFFER_OS_DEFAULT {
+        return Ok(());
+    }
+    let value: libc::c_int = bytes;
+    // SAFETY: the descriptor is open while `stream` is borrowed; `value` outlives the call
+    // and the length is its size.
+    let r = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            std::ptr::addr_of!(value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// When a connection last received a request or finished a response, and how many of its
+/// requests are unanswered: `connections.max.idle.ms` closes it only when idle on both.
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
+    /// Returns once the connection has been idle for `idle`: nothing received and nothing in
+    /// flight for that long. Never, for `None` (a negative `connections.max.idle.ms`).
+    async fn expired(&self, idle: Option<Duration>) {
+        let Some(idle) = idle else {
+            return std::future::pending().await;
+        };
+        loop {
+            // A deadline past what the clock can hold (Long.MAX_VALUE ms) never comes.
+            let Some(deadline) = self.last().checked_add(idle) else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep_until(deadline).await;
+            if self.in_flight.load(Ordering::Relaxed) > 0 {
+                // Answering a request is activity: look again once it may be done.
+                tokio::time::sleep(idle.max(Duration::from_millis(10))).await;
+                continue;
+            }
+            if self
+                .last()
+                .checked_add(idle)
+                .is_some_and(|d| d <= Instant::now())
+            {
+                return;
+            }
         }
     }
 }
@@ -68,11 +187,16 @@ async fn connection(
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let stream = Arc::new(stream);
+    let activity = Arc::new(Activity::new());
+    let idle = u64::try_from(broker.config.connections_max_idle_ms)
+        .ok()
+        .map(Duration::from_millis);
     let (tx, rx) = mpsc::channel::<Outgoing>(INFLIGHT_PER_CONNECTION_MAX);
     let writer = tokio::spawn(write_responses(
         Arc::clone(&stream),
         rx,
         broker.config.fetch_sendfile,
+        Arc::clone(&activity),
     ));
     let max_frame = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
@@ -97,6 +221,8 @@ async fn connection(
                         let correlation_id = header.correlation_id;
                         // An unknown ApiVersions version is answered in the v0 layout.
                         let version = if request.is_none() { 0 } else { version };
+                        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+                        activity.touch();
                         let reply = handler::handle(&broker, &header, version, request, &peer);
                         let out = Outgoing {
                             api_key,
@@ -129,6 +255,10 @@ async fn connection(
                 }
             }
             _ = shutdown.changed() => break Ok(()),
+            _ = activity.expired(idle) => {
+                tracing::debug!(%peer, "idle connection closed (connections.max.idle.ms)");
+                break Ok(());
+            }
         }
     };
     drop(tx);
@@ -173,9 +303,16 @@ pub fn decode(mut frame: Bytes) -> io::Result<(RequestHeader, ApiKey, i16, Optio
     Ok((header, api_key, version, Some(request)))
 }
 
-async fn write_responses(stream: Arc<TcpStream>, mut rx: mpsc::Receiver<Outgoing>, sendfile: bool) {
+async fn write_responses(
+    stream: Arc<TcpStream>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    sendfile: bool,
+    activity: Arc<Activity>,
+) {
     while let Some(out) = rx.recv().await {
         let reply = out.reply.await;
+        // Counted done once written (below), or now when there is nothing to write.
+        let _done = Done(&activity);
         if matches!(reply, Reply::None) {
             continue;
         }
@@ -192,6 +329,17 @@ async fn write_responses(stream: Arc<TcpStream>, mut rx: mpsc::Receiver<Outgoing
             close(&stream);
             return;
         }
+    }
+}
+
+/// Marks one request answered when dropped (after its response is written, or on any early
+/// exit).
+struct Done<'a>(&'a Activity);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -277,4 +425,80 @@ async fn send_file(stream: &TcpStream, slice: &strom_log::FileSlice) -> io::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sockopt(fd: i32, option: libc::c_int) -> i32 {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `fd` is open for the call; value and len are valid for writes.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                std::ptr::addr_of_mut!(value).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        value
+    }
+
+    #[tokio::test]
+    async fn socket_buffers_are_set_on_accepted_sockets_and_minus_one_leaves_the_kernels() {
+        // (receive, send) as configured; Linux reports twice what was set.
+        let listener = bind("127.0.0.1", 0, 50, 48_000).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        set_send_buffer(&accepted, 81_920).unwrap();
+        assert_eq!(sockopt(accepted.as_raw_fd(), libc::SO_RCVBUF), 2 * 48_000);
+        assert_eq!(sockopt(accepted.as_raw_fd(), libc::SO_SNDBUF), 2 * 81_920);
+
+        let plain = bind("127.0.0.1", 0, 50, SOCKET_BUFFER_OS_DEFAULT)
+            .await
+            .unwrap();
+        let _client = std::net::TcpStream::connect(plain.local_addr().unwrap()).unwrap();
+        let (accepted, _) = plain.accept().await.unwrap();
+        let kernel = sockopt(accepted.as_raw_fd(), libc::SO_SNDBUF);
+        set_send_buffer(&accepted, SOCKET_BUFFER_OS_DEFAULT).unwrap();
+        assert_eq!(sockopt(accepted.as_raw_fd(), libc::SO_SNDBUF), kernel);
+        assert_ne!(sockopt(accepted.as_raw_fd(), libc::SO_RCVBUF), 2 * 48_000);
+    }
+
+    /// Connections the kernel completes for a listener nobody accepts on: Linux queues
+    /// backlog + 1 and then drops further SYNs.
+    fn completed(addr: SocketAddr, tries: usize) -> usize {
+        let mut held = Vec::new();
+        for _ in 0..tries {
+            if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                held.push(c);
+            }
+        }
+        held.len()
+    }
+
+    #[tokio::test]
+    async fn the_listen_backlog_is_socket_listen_backlog_size() {
+        let small = bind("127.0.0.1", 0, 1, SOCKET_BUFFER_OS_DEFAULT)
+            .await
+            .unwrap();
+        let addr = small.local_addr().unwrap();
+        let n = tokio::task::spawn_blocking(move || completed(addr, 5))
+            .await
+            .unwrap();
+        assert!(n < 5, "a backlog of 1 completed {n} of 5 connections");
+        let large = bind("127.0.0.1", 0, 50, SOCKET_BUFFER_OS_DEFAULT)
+            .await
+            .unwrap();
+        let addr = large.local_addr().unwrap();
+        let n = tokio::task::spawn_blocking(move || completed(addr, 5))
+            .await
+            .unwrap();
+        assert_eq!(n, 5);
+    }
 }

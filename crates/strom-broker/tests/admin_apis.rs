@@ -200,3 +200,50 @@ fn config_resources_are_listed_by_type() {
         "UNSUPPORTED_VERSION for an unknown type"
     );
 }
+
+#[test]
+fn rebalance_protocols_without_consumer_turn_the_consumer_group_apis_off() {
+    const UNSUPPORTED_VERSION: i16 = 35;
+    let rt = runtime();
+    let mut hb = ConsumerGroupHeartbeatRequest::default();
+    hb.group_id = GroupId(StrBytes::from_static_str("g"));
+    hb.member_epoch = 0;
+    hb.rebalance_timeout_ms = 30_000;
+    hb.subscribed_topic_names = Some(vec![]);
+    hb.topic_partitions = Some(vec![]);
+    let mut describe = ConsumerGroupDescribeRequest::default();
+    describe.group_ids = vec![GroupId(StrBytes::from_static_str("g"))];
+    for (protocols, on) in [("classic,consumer", true), ("classic,share", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let b = start(
+            &rt,
+            dir.path(),
+            &[("group.coordinator.rebalance.protocols", protocols)],
+        );
+        let mut c = Conn::open(b.addrs[0]);
+        let v: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
+        assert_eq!(
+            has_api(&v, ApiKey::ConsumerGroupHeartbeat),
+            on,
+            "{protocols}"
+        );
+        assert_eq!(
+            has_api(&v, ApiKey::ConsumerGroupDescribe),
+            on,
+            "{protocols}"
+        );
+        let r: ConsumerGroupHeartbeatResponse = c.call(ApiKey::ConsumerGroupHeartbeat, 0, &hb);
+        let d: ConsumerGroupDescribeResponse = c.call(ApiKey::ConsumerGroupDescribe, 0, &describe);
+        if on {
+            assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+            assert_eq!(d.groups[0].error_code, 0);
+        } else {
+            // Kafka's bare error responses: no message, the group id only.
+            assert_eq!((r.error_code, r.error_message), (UNSUPPORTED_VERSION, None));
+            assert_eq!(d.groups.len(), 1);
+            assert_eq!(d.groups[0].error_code, UNSUPPORTED_VERSION);
+            assert_eq!(d.groups[0].group_id.0.as_str(), "g");
+        }
+        rt.block_on(b.shutdown()).unwrap();
+    }
+}

@@ -13,35 +13,7 @@ use strom_proto::BatchBuilder;
 
 mod common;
 use common::*;
-
-fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    let mut pd = produce_request::PartitionProduceData::default();
-    pd.index = partition;
-    pd.records = Some(records);
-    let mut td = produce_request::TopicProduceData::default();
-    td.name = topic_name(topic);
-    td.partition_data.push(pd);
-    let mut req = ProduceRequest::default();
-    req.acks = acks;
-    req.timeout_ms = 10_000;
-    req.topic_data.push(td);
-    req
-}
-
-fn produce(
-    c: &mut Conn,
-    topic: &str,
-    partition: i32,
-    records: Bytes,
-    acks: i16,
-) -> produce_response::PartitionProduceResponse {
-    let resp: ProduceResponse = c.call(
-        ApiKey::Produce,
-        9,
-        &produce_request(topic, partition, records, acks),
-    );
-    resp.responses[0].partition_responses[0].clone()
-}
+use strom_testkit::requests::{produce, produce_request};
 
 fn batch(n: usize, value: &[u8]) -> Bytes {
     let mut b = BatchBuilder::new(1_000);

@@ -14,27 +14,32 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Partitions one topic may have (a bound, far above any real use).
 pub const PARTITIONS_MAX: i32 = 100_000;
 
-/// Kafka's topic name rules: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+/// Kafka's topic name rules: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`; the messages are
+/// Kafka's (`Topic.validate`).
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
-    let bad = |why: &str| {
+    let bad = |why: String| {
         Err(ApiError::InvalidTopic(format!(
-            "invalid topic name {name:?}: {why}"
+            "Topic name is invalid: {why}"
         )))
     };
     if name.is_empty() {
-        return bad("empty");
+        return bad("the empty string is not allowed".into());
     }
     if name == "." || name == ".." {
-        return bad("'.' and '..' are not allowed");
+        return bad(format!("'{name}' is not allowed"));
     }
     if name.len() > TOPIC_NAME_BYTES_MAX {
-        return bad("longer than 249 characters");
+        return bad(format!(
+            "the length of '{name}' is longer than the max allowed length {TOPIC_NAME_BYTES_MAX}"
+        ));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
-        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+        return bad(format!(
+            "'{name}' contains one or more characters other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -64,7 +69,7 @@ pub fn create_topic(
     let norm = |s: &str| s.replace('.', "_");
     if let Some(other) = image.topics.keys().find(|k| norm(k) == norm(&t.name)) {
         return Err(ApiError::InvalidTopic(format!(
-            "topic {:?} collides with existing topic {other:?} ('.' and '_' collide)",
+            "Topic '{}' collides with existing topic: {other}",
             t.name
         )));
     }
@@ -73,21 +78,26 @@ pub fn create_topic(
     }
     let brokers: Vec<i32> = image.brokers.keys().copied().collect();
     let assignments: Vec<(i32, Vec<i32>)> = if t.assignments.is_empty() {
-        if t.partitions < 1 || t.partitions > PARTITIONS_MAX {
+        if t.partitions < 1 {
+            return Err(ApiError::InvalidPartitions(
+                "Number of partitions was set to an invalid non-positive value.".into(),
+            ));
+        }
+        if t.partitions > PARTITIONS_MAX {
             return Err(ApiError::InvalidPartitions(format!(
-                "number of partitions must be in 1..={PARTITIONS_MAX}, not {}",
+                "Strom allows at most {PARTITIONS_MAX} partitions per topic, not {}.",
                 t.partitions
             )));
         }
         if t.replication_factor < 1 {
             return Err(ApiError::InvalidReplicationFactor(
-                "replication factor must be at least 1".into(),
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
             ));
         }
         if t.replication_factor as usize > brokers.len() {
+            let rf = t.replication_factor;
             return Err(ApiError::InvalidReplicationFactor(format!(
-                "replication factor {} is larger than the {} available broker(s)",
-                t.replication_factor,
+                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.",
                 brokers.len()
             )));
         }
@@ -108,9 +118,14 @@ pub fn create_topic(
                     "partition assignments must number partitions 0..n".into(),
                 ));
             }
-            if replicas.is_empty() || replicas.iter().any(|r| !image.brokers.contains_key(r)) {
-                return Err(ApiError::InvalidReplicationFactor(format!(
-                    "partition {p}: replicas must be registered brokers"
+            if replicas.is_empty() {
+                return Err(ApiError::InvalidReplicaAssignment(format!(
+                    "The manual partition assignment includes an empty replica list for partition {p}."
+                )));
+            }
+            if let Some(r) = replicas.iter().find(|r| !image.brokers.contains_key(r)) {
+                return Err(ApiError::InvalidReplicaAssignment(format!(
+                    "The manual partition assignment includes broker {r}, but no such broker is registered."
                 )));
             }
         }
@@ -162,14 +177,19 @@ pub fn create_partitions(
         .get(name)
         .ok_or_else(|| ApiError::UnknownTopic(name.to_string()))?;
     let have = topic.partitions.len() as i32;
-    if count <= have {
+    if count == have {
         return Err(ApiError::InvalidPartitions(format!(
-            "topic {name} has {have} partitions; the new count {count} must be larger"
+            "Topic already has {have} partition(s)."
+        )));
+    }
+    if count < have {
+        return Err(ApiError::InvalidPartitions(format!(
+            "The topic {name} currently has {have} partition(s); {count} would not be an increase."
         )));
     }
     if count > PARTITIONS_MAX {
         return Err(ApiError::InvalidPartitions(format!(
-            "at most {PARTITIONS_MAX} partitions"
+            "Strom allows at most {PARTITIONS_MAX} partitions per topic, not {count}."
         )));
     }
     let rf = topic
@@ -248,9 +268,9 @@ pub fn alter_topic_configs(
     let mut records = Vec::new();
     for (key, op) in ops {
         let def = topic_config::find(key)
-            .ok_or_else(|| ApiError::InvalidConfig(format!("unknown topic config {key}")))?;
+            .ok_or_else(|| ApiError::InvalidConfig(format!("Unknown topic config name: {key}")))?;
         let existing = current.get(key).map(String::as_str).unwrap_or(def.default);
-        let is_list = matches!(def.kind, topic_config::Kind::List(_));
+        let is_list = def.kind.is_list();
         let value = apply_op(key, existing, op, is_list)?;
         if let Some(v) = &value {
             topic_config::validate(key, v).map_err(ApiError::InvalidConfig)?;
@@ -338,8 +358,13 @@ fn apply_op(
         ConfigOp::Delete => None,
         ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
             if !is_list {
+                let verb = if matches!(op, ConfigOp::Append(_)) {
+                    "APPEND"
+                } else {
+                    "SUBTRACT"
+                };
                 return Err(ApiError::InvalidConfig(format!(
-                    "{key} is not a list: APPEND and SUBTRACT do not apply"
+                    "Can't {verb} to key {key} because its type is not LIST."
                 )));
             }
             let mut items = list(existing);

@@ -10,14 +10,17 @@ pub struct MetaError(pub String);
 pub enum ApiError {
     #[error("{0}")]
     InvalidTopic(String),
-    #[error("topic {0} already exists")]
+    #[error("Topic '{0}' already exists.")]
     TopicAlreadyExists(String),
-    #[error("unknown topic {0}")]
+    /// Kafka's default message for UNKNOWN_TOPIC_OR_PARTITION (the name is for logs).
+    #[error("This server does not host this topic-partition.")]
     UnknownTopic(String),
     #[error("{0}")]
     InvalidPartitions(String),
     #[error("{0}")]
     InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     #[error("{0}")]
     InvalidConfig(String),
     #[error("{0}")]

@@ -19,7 +19,16 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// A comma-separated list of the listed values (empty allowed when `min_items` is 0).
     List(&'static [&'static str]),
+    /// A comma-separated list of any values (Kafka's type LIST without a validator).
+    AnyList,
     Str,
+}
+
+impl Kind {
+    /// Whether values are comma-separated lists (IncrementalAlterConfigs APPEND/SUBTRACT).
+    pub fn is_list(self) -> bool {
+        matches!(self, Kind::List(_) | Kind::AnyList)
+    }
 }
 
 /// One topic config.
@@ -56,7 +65,7 @@ const LONG_NEG1: Kind = Kind::Long { min: -1 };
 pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def(
         "cleanup.policy",
-        Kind::List(&["delete", "compact"]),
+        Kind::List(&["compact", "delete"]),
         "delete",
         Some("log.cleanup.policy"),
         "Retention by deleting old segments, compaction by key, or both.",
@@ -119,21 +128,21 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     ),
     def(
         "follower.replication.throttled.replicas",
-        Kind::Str,
+        Kind::AnyList,
         "",
         None,
         "Replicas throttled on the follower side.",
     ),
     def(
         "index.interval.bytes",
-        LONG0,
+        Kind::Int { min: 0 },
         "4096",
         Some("log.index.interval.bytes"),
         "Bytes between offset index entries.",
     ),
     def(
         "leader.replication.throttled.replicas",
-        Kind::Str,
+        Kind::AnyList,
         "",
         None,
         "Replicas throttled on the leader side.",
@@ -161,7 +170,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     ),
     def(
         "max.message.bytes",
-        LONG0,
+        Kind::Int { min: 0 },
         "1048588",
         Some("message.max.bytes"),
         "Largest record batch accepted.",
@@ -252,14 +261,14 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     ),
     def(
         "segment.bytes",
-        Kind::Long { min: 14 },
+        Kind::Int { min: 14 },
         "1073741824",
         Some("log.segment.bytes"),
         "Segment file size.",
     ),
     def(
         "segment.index.bytes",
-        Kind::Long { min: 4 },
+        Kind::Int { min: 4 },
         "10485760",
         Some("log.index.size.max.bytes"),
         "Index file size.",
@@ -293,47 +302,60 @@ pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
 
 /// Checks `value` against the config's type and range; the error names the key.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
-    let def = find(name).ok_or_else(|| format!("unknown topic config {name}"))?;
-    check_kind(def.kind, value).map_err(|why| format!("invalid value {value:?} for {name}: {why}"))
+    let def = find(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    check_kind(def.kind, value)
+        .map_err(|why| format!("Invalid value {value} for configuration {name}: {why}"))
 }
 
-/// Checks a value against a kind; shared with broker config validation.
+/// Checks a value against a kind; shared with broker config validation. The reasons are
+/// the words of Kafka's `ConfigDef`, which clients and tools show.
 pub fn check_kind(kind: Kind, value: &str) -> Result<(), String> {
     let v = value.trim();
     match kind {
         Kind::Long { min } | Kind::Int { min } => {
-            let n: i64 = v.parse().map_err(|_| "not an integer".to_string())?;
+            let type_name = if matches!(kind, Kind::Int { .. }) {
+                "INT"
+            } else {
+                "LONG"
+            };
+            let not_a_number = || format!("Not a number of type {type_name}");
+            let n: i64 = v.parse().map_err(|_| not_a_number())?;
             if matches!(kind, Kind::Int { .. }) && i32::try_from(n).is_err() {
-                return Err("out of the int range".into());
+                return Err(not_a_number());
             }
             if n < min {
-                return Err(format!("must be at least {min}"));
+                return Err(format!("Value must be at least {min}"));
             }
         }
         Kind::Double { min, max } => {
-            let n: f64 = v.parse().map_err(|_| "not a number".to_string())?;
-            if !(min..=max).contains(&n) {
-                return Err(format!("must be in [{min}, {max}]"));
+            let n: f64 = v
+                .parse()
+                .map_err(|_| "Not a number of type DOUBLE".to_string())?;
+            if n < min {
+                return Err(format!("Value must be at least {min:?}"));
+            }
+            if n > max {
+                return Err(format!("Value must be no more than {max:?}"));
             }
         }
         Kind::Bool => {
             if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
-                return Err("must be true or false".into());
+                return Err("Expected value to be either true or false".into());
             }
         }
         Kind::Choice(options) => {
             if !options.contains(&v) {
-                return Err(format!("must be one of {}", options.join(", ")));
+                return Err(format!("String must be one of: {}", options.join(", ")));
             }
         }
         Kind::List(options) => {
             for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 if !options.contains(&item) {
-                    return Err(format!("items must be among {}", options.join(", ")));
+                    return Err(format!("String must be one of: {}", options.join(", ")));
                 }
             }
         }
-        Kind::Str => {}
+        Kind::AnyList | Kind::Str => {}
     }
     Ok(())
 }

@@ -273,13 +273,24 @@ pub struct Group {
 }
 
 /// Consumer-protocol settings: `group.consumer.session.timeout.ms`,
-/// `group.consumer.heartbeat.interval.ms` and `group.consumer.max.size`.
+/// `group.consumer.heartbeat.interval.ms`, `group.consumer.max.size` and
+/// `group.consumer.assignors`.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub session_timeout_ms: i32,
     pub heartbeat_interval_ms: i32,
     /// Members a group may hold (Kafka's default: unlimited, `Integer.MAX_VALUE`).
     pub max_size: usize,
+    /// The server assignors members may name, a non-empty subset of `ASSIGNORS`; the first
+    /// is the default.
+    pub assignors: &'static [&'static str],
+}
+
+impl Timing {
+    /// The assignor of a group whose members name none.
+    pub fn default_assignor(&self) -> &'static str {
+        self.assignors.first().copied().unwrap_or(ASSIGNORS[0])
+    }
 }
 
 impl Default for Timing {
@@ -288,6 +299,7 @@ impl Default for Timing {
             session_timeout_ms: 45_000,
             heartbeat_interval_ms: 5_000,
             max_size: i32::MAX as usize,
+            assignors: ASSIGNORS,
         }
     }
 }
@@ -443,8 +455,8 @@ impl Group {
         }
     }
 
-    /// The assignor the members ask for most (the default when none asks).
-    fn choose_assignor(&self) -> String {
+    /// The assignor the members ask for most (`default` when none asks).
+    fn choose_assignor(&self, default: &str) -> String {
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for m in self.members.values() {
             if let Some(a) = &m.server_assignor {
@@ -455,11 +467,11 @@ impl Group {
             .into_iter()
             .max_by_key(|(name, n)| (*n, std::cmp::Reverse(*name)))
             .map(|(name, _)| name.to_string())
-            .unwrap_or_else(|| ASSIGNORS[0].to_string())
+            .unwrap_or_else(|| default.to_string())
     }
 
-    fn compute_target(&mut self) {
-        self.assignor = self.choose_assignor();
+    fn compute_target(&mut self, default_assignor: &str) {
+        self.assignor = self.choose_assignor(default_assignor);
         let owned: BTreeMap<&String, BTreeSet<String>> = self
             .members
             .iter()
@@ -519,13 +531,15 @@ impl Group {
         };
     }
 
-    pub fn describe(&self) -> Description {
+    /// The group as ConsumerGroupDescribe shows it; `default_assignor` names the assignor
+    /// of a group that has computed no assignment yet.
+    pub fn describe(&self, default_assignor: &str) -> Description {
         Description {
             state: self.state(),
             group_epoch: self.epoch,
             assignment_epoch: self.assignment_epoch,
             assignor: if self.assignor.is_empty() {
-                ASSIGNORS[0].to_string()
+                default_assignor.to_string()
             } else {
                 self.assignor.clone()
             },
@@ -594,10 +608,13 @@ impl Group {
             return HeartbeatReply::error(INVALID_REQUEST, message);
         }
         if let Some(a) = &req.server_assignor {
-            if !ASSIGNORS.contains(&a.as_str()) {
+            if !timing.assignors.contains(&a.as_str()) {
                 return HeartbeatReply::error(
                     UNSUPPORTED_ASSIGNOR,
-                    &format!("assignor {a} is not one of {}", ASSIGNORS.join(", ")),
+                    &format!(
+                        "ServerAssignor {a} is not supported. Supported assignors: {}.",
+                        timing.assignors.join(", ")
+                    ),
                 );
             }
         }
@@ -612,6 +629,7 @@ impl Group {
                 );
             }
         }
+        let epoch_before = self.epoch;
         let id = if req.member_epoch == 0 {
             match self.join(req, now_ms, timing.max_size) {
                 Ok(id) => id,
@@ -619,7 +637,7 @@ impl Group {
             }
         } else {
             let Some(m) = self.members.get(&req.member_id) else {
-                return HeartbeatReply::error(UNKNOWN_MEMBER_ID, "unknown member id");
+                return unknown_member(req);
             };
             let resent = req.member_epoch == m.previous_epoch
                 && req
@@ -627,10 +645,15 @@ impl Group {
                     .as_ref()
                     .is_some_and(|o| count(&split(o, &m.assigned).0) == 0);
             if req.member_epoch != m.epoch && !resent {
+                let than = if req.member_epoch > m.epoch {
+                    "greater"
+                } else {
+                    "smaller"
+                };
                 return HeartbeatReply::error(
                     FENCED_MEMBER_EPOCH,
                     &format!(
-                        "member epoch {} is not the current {}",
+                        "The consumer group member has a {than} member epoch ({}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.",
                         req.member_epoch, m.epoch
                     ),
                 );
@@ -667,12 +690,17 @@ impl Group {
             self.bump();
         }
         self.refresh_topics(topics);
+        // One heartbeat moves the group epoch at most once, as Kafka's does: a new member,
+        // its subscription and the topics it brings are one change.
+        if self.epoch > epoch_before {
+            self.epoch = epoch_before + 1;
+        }
         if self.assignment_epoch < self.epoch {
-            self.compute_target();
+            self.compute_target(timing.default_assignor());
         }
         self.reconcile(&id, req.owned.as_ref(), now_ms);
         let Some(m) = self.members.get_mut(&id) else {
-            return HeartbeatReply::error(UNKNOWN_MEMBER_ID, "unknown member id");
+            return unknown_member(req);
         };
         let assignment = if m.last_sent.as_ref() != Some(&m.assigned) || req.member_epoch == 0 {
             m.last_sent = Some(m.assigned.clone());
@@ -745,9 +773,10 @@ impl Group {
         &mut self,
         j: &ClassicJoin,
         now_ms: i64,
-        max_size: usize,
+        timing: Timing,
         topics: &dyn Topics,
     ) -> Result<(i32, String), i16> {
+        let epoch_before = self.epoch;
         let id = j.member_id.clone();
         if let Some(instance) = &j.instance_id {
             if let Some((pid, _)) = self
@@ -780,7 +809,7 @@ impl Group {
                 }
             }
             None => {
-                if self.members.len() >= max_size {
+                if self.members.len() >= timing.max_size {
                     return Err(GROUP_MAX_SIZE_REACHED);
                 }
                 let m = self.classic_member(j, now_ms);
@@ -789,8 +818,13 @@ impl Group {
             }
         }
         self.refresh_topics(topics);
+        // One heartbeat moves the group epoch at most once, as Kafka's does: a new member,
+        // its subscription and the topics it brings are one change.
+        if self.epoch > epoch_before {
+            self.epoch = epoch_before + 1;
+        }
         if self.assignment_epoch < self.epoch {
-            self.compute_target();
+            self.compute_target(timing.default_assignor());
         }
         self.reconcile(&id, Some(&j.owned), now_ms);
         let m = &self.members[&id];
@@ -809,7 +843,13 @@ impl Group {
 
     /// A classic member's Heartbeat: REBALANCE_IN_PROGRESS once its assignment should change,
     /// so that it rejoins (and, if it must, gives partitions up first).
-    pub fn classic_heartbeat(&mut self, member_id: &str, generation: i32, now_ms: i64) -> i16 {
+    pub fn classic_heartbeat(
+        &mut self,
+        member_id: &str,
+        generation: i32,
+        now_ms: i64,
+        timing: Timing,
+    ) -> i16 {
         let Some(m) = self.members.get_mut(member_id) else {
             return UNKNOWN_MEMBER_ID;
         };
@@ -818,7 +858,7 @@ impl Group {
             return super::state::ILLEGAL_GENERATION;
         }
         if self.assignment_epoch < self.epoch {
-            self.compute_target();
+            self.compute_target(timing.default_assignor());
         }
         self.reconcile(member_id, None, now_ms);
         let m = &self.members[member_id];
@@ -869,10 +909,10 @@ impl Group {
                 .find(|(_, m)| m.instance_id.as_ref() == Some(i))
             {
                 Some((id, _)) => id.clone(),
-                None => return HeartbeatReply::error(UNKNOWN_MEMBER_ID, "unknown member id"),
+                None => return unknown_member(req),
             }
         } else {
-            return HeartbeatReply::error(UNKNOWN_MEMBER_ID, "unknown member id");
+            return unknown_member(req);
         };
         if req.member_epoch == STATIC_LEAVE_EPOCH && req.instance_id.is_some() {
             // A static member leaving for now keeps its partitions until its session ends
@@ -998,7 +1038,18 @@ pub fn encode_classic_assignment(
 
 /// Kafka's checks of a ConsumerGroupHeartbeat, with its messages: the fields a request must
 /// (or must not) carry for its member epoch.
-fn invalid(req: &Heartbeat) -> Option<&'static str> {
+/// Kafka's answer to a heartbeat from a member the group does not have.
+fn unknown_member(req: &Heartbeat) -> HeartbeatReply {
+    HeartbeatReply::error(
+        UNKNOWN_MEMBER_ID,
+        &format!(
+            "Member {} is not a member of group {}.",
+            req.member_id, req.group_id
+        ),
+    )
+}
+
+pub(crate) fn invalid(req: &Heartbeat) -> Option<&'static str> {
     let blank = |s: Option<&String>| s.is_some_and(|s| s.trim().is_empty());
     if (req.version >= 1 || req.member_epoch > 0 || req.member_epoch == LEAVE_EPOCH)
         && req.member_id.trim().is_empty()
@@ -1399,5 +1450,30 @@ mod tests {
         let tid = t.0["t"].0;
         assert_eq!(range["m0"][&tid], [0, 1, 2].into());
         assert_eq!(range["m2"][&tid], [5, 6].into());
+    }
+
+    #[test]
+    fn the_configured_assignors_are_the_only_ones_and_the_first_is_the_default() {
+        let t = topics(&[("t", 4)]);
+        let range_only = Timing {
+            assignors: &["range"],
+            ..Timing::default()
+        };
+        let mut g = Group::default();
+        let mut r = hb("a", 0, None);
+        r.server_assignor = Some("uniform".into());
+        let refused = g.heartbeat(&r, 0, range_only, &t);
+        assert_eq!(refused.error_code, UNSUPPORTED_ASSIGNOR);
+        assert_eq!(
+            refused.error_message.as_deref(),
+            Some("ServerAssignor uniform is not supported. Supported assignors: range.")
+        );
+        // A member naming none gets the first configured one.
+        let ok = g.heartbeat(&hb("a", 0, None), 0, range_only, &t);
+        assert_eq!(ok.error_code, NONE);
+        assert_eq!(g.describe(range_only.default_assignor()).assignor, "range");
+        let mut g = Group::default();
+        g.heartbeat(&hb("a", 0, None), 0, Timing::default(), &t);
+        assert_eq!(g.describe("uniform").assignor, "uniform");
     }
 }

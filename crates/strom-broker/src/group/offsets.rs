@@ -147,6 +147,14 @@ impl OffsetRecord {
 }
 
 /// Java's `String.hashCode`, so groups land in the partition Kafka would put them in.
+/// Whether commit metadata is longer than `offset.metadata.max.bytes` allows. Despite the
+/// key's name, Kafka compares Java's `String.length()`: UTF-16 code units, not bytes.
+pub fn metadata_too_large(metadata: Option<&str>, max: i32) -> bool {
+    metadata.is_some_and(|m| {
+        i64::try_from(m.encode_utf16().count()).unwrap_or(i64::MAX) > i64::from(max)
+    })
+}
+
 pub fn java_hash(s: &str) -> i32 {
     s.encode_utf16()
         .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
@@ -247,6 +255,19 @@ impl OffsetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_metadata_is_measured_in_utf16_code_units_as_java_does() {
+        assert!(!metadata_too_large(None, -1));
+        assert!(!metadata_too_large(Some("abcd"), 4));
+        assert!(metadata_too_large(Some("abcde"), 4));
+        // 3 chars, 6 UTF-8 bytes: fits 3.
+        assert!(!metadata_too_large(Some("\u{e9}\u{e9}\u{e9}"), 3));
+        // 2 chars outside the BMP, 8 UTF-8 bytes, 4 UTF-16 units: not 3.
+        assert!(metadata_too_large(Some("\u{1f600}\u{1f600}"), 3));
+        assert!(!metadata_too_large(Some("\u{1f600}\u{1f600}"), 4));
+        assert!(metadata_too_large(Some(""), -1));
+    }
 
     #[test]
     fn stored_records_read_back() {

@@ -494,8 +494,8 @@ impl GroupCoordinator {
             error_message: Some(message),
             ..consumer::HeartbeatReply::default()
         };
-        if req.group_id.trim().is_empty() {
-            return fail(consumer::INVALID_REQUEST, "GroupId can't be empty.".into());
+        if let Some(message) = consumer::invalid(req) {
+            return fail(consumer::INVALID_REQUEST, message.into());
         }
         let mut classic = self.lock();
         let mut groups = self.lock_consumer();
@@ -525,7 +525,15 @@ impl GroupCoordinator {
         let group = match groups.get_mut(&req.group_id) {
             Some(g) => g,
             None if req.member_epoch == 0 => groups.entry(req.group_id.clone()).or_default(),
-            None => return fail(UNKNOWN_MEMBER_ID, "unknown member id".into()),
+            None => {
+                return fail(
+                    UNKNOWN_MEMBER_ID,
+                    format!(
+                        "Member {} is not a member of group {}.",
+                        req.member_id, req.group_id
+                    ),
+                )
+            }
         };
         group.heartbeat(req, now_ms, self.config.consumer, topics)
     }
@@ -576,7 +584,7 @@ impl GroupCoordinator {
     pub fn consumer_describe(&self, group_id: &str) -> Option<consumer::Description> {
         self.lock_consumer()
             .get(group_id)
-            .map(consumer::Group::describe)
+            .map(|g| g.describe(self.config.consumer.default_assignor()))
     }
 
     /// Whether `group_id` is a classic group (one that has or had members here).
@@ -616,13 +624,7 @@ impl GroupCoordinator {
             let mut consumer = self.lock_consumer();
             if let Some(cg) = consumer.get_mut(&r.group_id) {
                 if !cg.is_empty() {
-                    let _ = tx.send(join_consumer_group(
-                        cg,
-                        r,
-                        now_ms,
-                        limits.consumer.max_size,
-                        topics,
-                    ));
+                    let _ = tx.send(join_consumer_group(cg, r, now_ms, limits.consumer, topics));
                     return rx;
                 }
                 // An empty consumer group becomes a classic one.
@@ -855,8 +857,11 @@ impl GroupCoordinator {
     }
 
     pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str, now_ms: i64) -> i16 {
+        if group_id.is_empty() {
+            return INVALID_GROUP_ID;
+        }
         if let Some(cg) = self.lock_consumer().get_mut(group_id) {
-            return cg.classic_heartbeat(member_id, generation, now_ms);
+            return cg.classic_heartbeat(member_id, generation, now_ms, self.config.consumer);
         }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
@@ -1164,7 +1169,7 @@ fn join_consumer_group(
     cg: &mut consumer::Group,
     r: JoinRequest,
     now_ms: i64,
-    max_size: usize,
+    timing: consumer::Timing,
     topics: &dyn consumer::Topics,
 ) -> JoinReply {
     let fail = |code: i16, member_id: String| JoinReply {
@@ -1200,7 +1205,7 @@ fn join_consumer_group(
         subscribed: subscribed.into_iter().collect(),
         owned: consumer::by_id(&owned, topics),
     };
-    match cg.classic_join(&join, now_ms, max_size, topics) {
+    match cg.classic_join(&join, now_ms, timing, topics) {
         Ok((generation, protocol)) => JoinReply {
             error_code: NONE,
             generation_id: generation,

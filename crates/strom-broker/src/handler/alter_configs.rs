@@ -29,18 +29,22 @@ async fn apply(
     decide: Decision,
 ) -> (i16, Option<String>) {
     match resource_type {
-        RESOURCE_TOPIC if !broker.is_hidden_topic(name) => {}
+        RESOURCE_TOPIC
+            if !broker.is_hidden_topic(name) && broker.meta.image().topics.contains_key(name) => {}
         RESOURCE_TOPIC => {
             return (
                 code(ResponseError::UnknownTopicOrPartition),
-                Some(format!("unknown topic {name}")),
+                Some(format!("The topic '{name}' does not exist.")),
             )
         }
         RESOURCE_BROKER if name.is_empty() || name == broker.node_id.to_string() => {}
         RESOURCE_BROKER => {
             return (
                 code(ResponseError::InvalidRequest),
-                Some(format!("this is broker {}, not {name}", broker.node_id)),
+                Some(format!(
+                    "Unexpected broker id, expected {}, but received {name}",
+                    broker.node_id
+                )),
             )
         }
         other => {
@@ -129,8 +133,16 @@ pub fn handle_incremental(broker: &Arc<Broker>, req: IncrementalAlterConfigsRequ
                 };
                 ops.push((c.name.as_str().to_string(), op));
             }
+            let mut names: Vec<&str> = r.configs.iter().map(|c| c.name.as_str()).collect();
+            names.sort_unstable();
+            let duplicate = names.windows(2).any(|w| w[0] == w[1]);
             let (error_code, message) = if let Some(m) = bad {
                 (code(ResponseError::InvalidRequest), Some(m))
+            } else if duplicate {
+                (
+                    code(ResponseError::InvalidRequest),
+                    Some("Error due to duplicate config keys".to_string()),
+                )
             } else {
                 let resource = name.clone();
                 let decide: Decision = if r.resource_type == RESOURCE_BROKER {

@@ -2,6 +2,7 @@
 //! this broker supports and the cluster has finalized (`strom_meta::features`).
 
 use crate::broker::Broker;
+use crate::config::BrokerConfig;
 use crate::error::code;
 use crate::handler::SUPPORTED;
 use kafka_protocol::error::ResponseError;
@@ -13,18 +14,20 @@ use kafka_protocol::protocol::StrBytes;
 use strom_meta::features::{self, GROUP_VERSION};
 use strom_meta::MetadataImage;
 
-/// APIs served only while a feature is finalized at level 1 or more.
+/// APIs served only while a feature is finalized at level 1 or more (and, for these two,
+/// the consumer protocol is among `group.coordinator.rebalance.protocols`).
 const GATED: &[(ApiKey, &str)] = &[
     (ApiKey::ConsumerGroupHeartbeat, GROUP_VERSION),
     (ApiKey::ConsumerGroupDescribe, GROUP_VERSION),
 ];
 
-/// Whether the cluster's finalized features turn `api` off (e.g. `group.version` 0 turns
-/// off the KIP-848 consumer protocol, as in Kafka).
-pub fn disabled(image: &MetadataImage, api: ApiKey) -> bool {
-    GATED
-        .iter()
-        .any(|(k, feature)| *k == api && image.feature_level(feature) < 1)
+/// Whether the broker's config or the cluster's finalized features turn `api` off: the
+/// KIP-848 consumer protocol is off with `group.version` 0, or when
+/// `group.coordinator.rebalance.protocols` leaves out `consumer`, as in Kafka.
+pub fn disabled(config: &BrokerConfig, image: &MetadataImage, api: ApiKey) -> bool {
+    GATED.iter().any(|(k, feature)| {
+        *k == api && (image.feature_level(feature) < 1 || !config.consumer_protocol_enabled)
+    })
 }
 
 pub fn handle(broker: &Broker, version: i16) -> ApiVersionsResponse {
@@ -32,7 +35,7 @@ pub fn handle(broker: &Broker, version: i16) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.api_keys = SUPPORTED
         .iter()
-        .filter(|(key, ..)| !disabled(&image, *key))
+        .filter(|(key, ..)| !disabled(&broker.config, &image, *key))
         .map(|(key, min, max)| {
             let mut v = ApiVersion::default();
             v.api_key = *key as i16;

@@ -2,8 +2,10 @@
 //! (`group.protocol=consumer`), whose state machine is `group/consumer.rs`.
 
 use crate::broker::Broker;
+use crate::error::code;
 use crate::group::consumer::{Assignment, Heartbeat, Topics};
 use crate::group::state::GROUP_ID_NOT_FOUND;
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response::{
     self as describe, DescribedGroup, Member,
 };
@@ -11,8 +13,8 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{
     Assignment as WireAssignment, TopicPartitions,
 };
 use kafka_protocol::messages::{
-    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
-    ConsumerGroupHeartbeatResponse, TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
@@ -35,11 +37,14 @@ impl Topics for ImageTopics<'_> {
         self.0.topic_names.get(id).cloned()
     }
 
+    /// Every topic a regex subscription may match: internal ones too, as Kafka matches
+    /// (franz-go's Test848RegexBrokerResolves subscribes to `__consumer_offsets`); only the
+    /// metadata log, which no client sees, is left out.
     fn names(&self) -> Vec<String> {
         self.0
             .topics
             .keys()
-            .filter(|n| !n.starts_with("__"))
+            .filter(|n| n.as_str() != crate::metadata_store::METADATA_TOPIC)
             .cloned()
             .collect()
     }
@@ -52,15 +57,14 @@ pub fn heartbeat(
     client_id: String,
     peer: &str,
 ) -> ConsumerGroupHeartbeatResponse {
+    // Kafka answers with the bare error (`getErrorResponse`: no message).
     if crate::handler::api_versions::disabled(
+        &broker.config,
         &broker.meta.image(),
-        kafka_protocol::messages::ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::ConsumerGroupHeartbeat,
     ) {
         let mut r = ConsumerGroupHeartbeatResponse::default();
-        r.error_code = crate::error::code(kafka_protocol::error::ResponseError::UnsupportedVersion);
-        r.error_message = Some(StrBytes::from_static_str(
-            "The consumer group protocol is off: group.version is 0.",
-        ));
+        r.error_code = code(ResponseError::UnsupportedVersion);
         return r;
     }
     let owned = req.topic_partitions.map(|tps| {
@@ -124,6 +128,18 @@ pub fn describe(
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let image = broker.meta.image();
+    if crate::handler::api_versions::disabled(&broker.config, &image, ApiKey::ConsumerGroupDescribe)
+    {
+        // Kafka's `getErrorResponse`: every group with the error and nothing else.
+        let mut r = ConsumerGroupDescribeResponse::default();
+        for id in req.group_ids {
+            let mut g = DescribedGroup::default();
+            g.group_id = id;
+            g.error_code = code(ResponseError::UnsupportedVersion);
+            r.groups.push(g);
+        }
+        return r;
+    }
     let names = ImageTopics(&image);
     let ops = crate::authz::if_asked(
         req.include_authorized_operations,
@@ -153,12 +169,11 @@ pub fn describe(
                 g.error_code = GROUP_ID_NOT_FOUND;
                 g.error_message = Some(StrBytes::from_string(
                     if broker.groups.is_classic(id.0.as_str()) {
-                        format!("group {} is not a consumer group", id.0.as_str())
+                        format!("Group {} is not a consumer group.", id.0.as_str())
                     } else {
-                        format!("group {} not found", id.0.as_str())
+                        format!("Group {} not found.", id.0.as_str())
                     },
                 ));
-                g.group_state = StrBytes::from_static_str("Dead");
             }
             Some(d) => {
                 g.group_state = StrBytes::from_static_str(d.state);

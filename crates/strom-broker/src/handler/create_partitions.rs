@@ -28,9 +28,15 @@ pub fn handle(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> Pending {
             };
             let mut r = CreatePartitionsTopicResult::default();
             r.name = t.name;
+            r.error_message = None;
             if let Err((c, m)) = outcome {
                 r.error_code = c;
-                r.error_message = Some(StrBytes::from_string(m));
+                // Kafka names no reason for an unknown topic.
+                let unknown = c
+                    == crate::error::code(
+                        kafka_protocol::error::ResponseError::UnknownTopicOrPartition,
+                    );
+                r.error_message = (!unknown).then(|| StrBytes::from_string(m));
             }
             response.results.push(r);
         }

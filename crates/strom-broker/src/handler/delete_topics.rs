@@ -45,7 +45,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: DeleteTopicsRequest) -> P
             let outcome = match name {
                 None => Err((
                     code(ResponseError::UnknownTopicId),
-                    "unknown topic id".to_string(),
+                    "This server does not host this topic ID.".to_string(),
                 )),
                 Some(_) if !broker.config.delete_topic_enable => {
                     let e = ApiError::TopicDeletionDisabled;

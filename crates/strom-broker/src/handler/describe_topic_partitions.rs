@@ -17,7 +17,11 @@ pub fn handle(
     req: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let image = broker.meta.image();
-    let limit = req.response_partition_limit.clamp(1, 2000) as usize;
+    // Kafka: min(max.request.partition.size.limit, the request's limit).
+    let limit = req
+        .response_partition_limit
+        .min(broker.config.max_request_partition_size_limit)
+        .max(1) as usize;
     let mut names: Vec<String> = if req.topics.is_empty() {
         image
             .topics

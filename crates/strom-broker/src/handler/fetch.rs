@@ -16,7 +16,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
-use strom_log::{FileSlice, LogError};
+use strom_log::FileSlice;
 use tokio::sync::Notify;
 
 struct Wanted {
@@ -90,12 +90,11 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
             Wanted { at, partition }
         })
         .collect();
-    let max_bytes = if req.max_bytes > 0 {
-        i64::from(req.max_bytes)
-    } else {
-        i64::from(i32::MAX)
-    };
-    let min_bytes = i64::from(req.min_bytes.max(0));
+    // Kafka: the response limit is min(max_bytes, fetch.max.bytes) and min_bytes is capped
+    // to it; the first batch still goes out whole, however large (KIP-74).
+    let limit_bytes = req.max_bytes.min(broker.config.fetch_max_bytes);
+    let max_bytes = i64::from(limit_bytes);
+    let min_bytes = i64::from(req.min_bytes.min(limit_bytes));
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let read_committed = req.isolation_level == 1;
     let broker = Arc::clone(broker);
@@ -216,16 +215,8 @@ impl Reads<'_> {
                             }
                         }
                         Err(e) => {
-                            if let LogError::OffsetOutOfRange {
-                                log_start_offset,
-                                log_end_offset,
-                                ..
-                            } = &e
-                            {
-                                pd.high_watermark = *log_end_offset;
-                                pd.last_stable_offset = *log_end_offset;
-                                pd.log_start_offset = *log_start_offset;
-                            }
+                            // Kafka answers an error with -1 watermarks, OFFSET_OUT_OF_RANGE
+                            // included: the client asks ListOffsets where to go.
                             pd.error_code = error::log_error(&e);
                             errors = true;
                         }

@@ -43,7 +43,11 @@ pub fn list(broker: &Arc<Broker>, req: ListGroupsRequest) -> ListGroupsResponse 
     r
 }
 
-pub fn describe(broker: &Arc<Broker>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub fn describe(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let mut r = DescribeGroupsResponse::default();
     let ops = crate::authz::if_asked(
         req.include_authorized_operations,
@@ -56,6 +60,15 @@ pub fn describe(broker: &Arc<Broker>, req: DescribeGroupsRequest) -> DescribeGro
         g.group_id = id.clone();
         g.authorized_operations = ops;
         match broker.groups.describe(id.0.as_str(), &names) {
+            // v6 (KIP-1043) names an unknown group; older versions describe it as Dead.
+            None if version >= 6 => {
+                g.error_code = crate::group::state::GROUP_ID_NOT_FOUND;
+                g.error_message = Some(StrBytes::from_string(format!(
+                    "Group {} not found.",
+                    id.0.as_str()
+                )));
+                g.group_state = StrBytes::from_static_str("Dead");
+            }
             None => g.group_state = StrBytes::from_static_str("Dead"),
             Some(d) => {
                 g.group_state = StrBytes::from_static_str(d.state);

@@ -18,7 +18,10 @@ pub fn handle(broker: &Arc<Broker>, req: InitProducerIdRequest) -> Pending {
         r.producer_epoch = -1;
         r.ongoing_txn_producer_id = ProducerId(-1);
         r.ongoing_txn_producer_epoch = -1;
-        if req.transactional_id.is_some() {
+        if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
+            // Kafka: an empty transactional id is a malformed request (null means none).
+            r.error_code = code(ResponseError::InvalidRequest);
+        } else if req.transactional_id.is_some() {
             r.error_code = code(ResponseError::TransactionalIdAuthorizationFailed);
         } else {
             match broker.next_producer_id().await {

@@ -56,7 +56,12 @@ pub fn handle(
             -1
         };
         r.protocol_type = j.protocol_type.map(StrBytes::from_string);
-        r.protocol_name = Some(StrBytes::from_string(j.protocol_name.unwrap_or_default()));
+        // Nullable from v7: an error carries no protocol, as Kafka answers.
+        r.protocol_name = if version >= 7 {
+            j.protocol_name.map(StrBytes::from_string)
+        } else {
+            Some(StrBytes::from_string(j.protocol_name.unwrap_or_default()))
+        };
         r.leader = StrBytes::from_string(j.leader);
         r.member_id = StrBytes::from_string(j.member_id);
         r.members = j

@@ -31,9 +31,6 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
                 None => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
                 Some(part) => {
                     let log = &part.log;
-                    if version >= 4 {
-                        pr.leader_epoch = 0;
-                    }
                     match p.timestamp {
                         LATEST => pr.offset = log.log_end_offset(),
                         EARLIEST | EARLIEST_LOCAL => pr.offset = log.log_start_offset(),
@@ -54,7 +51,12 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
                             Ok(None) => {}
                             Err(e) => pr.error_code = error::log_error(&e),
                         },
-                        _ => pr.error_code = code(ResponseError::InvalidRequest),
+                        // Kafka's answer to a special timestamp it does not know.
+                        _ => pr.error_code = code(ResponseError::UnsupportedVersion),
+                    }
+                    // The leader epoch of the offset found (none found: -1).
+                    if version >= 4 && pr.offset >= 0 {
+                        pr.leader_epoch = 0;
                     }
                 }
             }

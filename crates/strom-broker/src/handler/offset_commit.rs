@@ -3,7 +3,7 @@
 
 use crate::broker::Broker;
 use crate::error::code;
-use crate::group::offsets::{Committed, OffsetRecord};
+use crate::group::offsets::{metadata_too_large, Committed, OffsetRecord};
 use crate::handler::{Pending, Reply};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
@@ -75,11 +75,22 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetCommitRequest) -> P
                 .is_some_and(|t| t.partitions.contains_key(&partition))
         };
         let mut unknown = Vec::new();
+        let mut too_large = Vec::new();
+        let metadata_max = broker.config.offset_metadata_max_bytes;
         records.retain(|rec| match rec {
             OffsetRecord::Commit {
                 topic, partition, ..
             } if !exists(topic, *partition) => {
                 unknown.push((topic.clone(), *partition));
+                false
+            }
+            OffsetRecord::Commit {
+                topic,
+                partition,
+                committed,
+                ..
+            } if metadata_too_large(committed.metadata.as_deref(), metadata_max) => {
+                too_large.push((topic.clone(), *partition));
                 false
             }
             _ => true,
@@ -99,12 +110,16 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetCommitRequest) -> P
             for p in t.partitions {
                 let mut pr = OffsetCommitResponsePartition::default();
                 pr.partition_index = p.partition_index;
-                pr.error_code =
-                    if unknown.contains(&(t.name.0.as_str().to_string(), p.partition_index)) {
-                        code(ResponseError::UnknownTopicOrPartition)
-                    } else {
-                        check
-                    };
+                // Kafka's order: an unknown partition, then the group's check, then the
+                // metadata's length (OffsetMetadataManager, per partition).
+                let at = (t.name.0.as_str().to_string(), p.partition_index);
+                pr.error_code = if unknown.contains(&at) {
+                    code(ResponseError::UnknownTopicOrPartition)
+                } else if check == 0 && too_large.contains(&at) {
+                    code(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    check
+                };
                 tr.partitions.push(pr);
             }
             r.topics.push(tr);
