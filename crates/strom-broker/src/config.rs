@@ -189,6 +189,125 @@ pub struct BrokerConfig {
     pub given: BTreeMap<String, String>,
 }
 
+/// Checks every given key: Strom's own and topic defaults by kind (the topic defaults they
+/// set are returned), Kafka's others reported as ignored, anything else an error.
+fn check_given(
+    given: &BTreeMap<String, String>,
+) -> Result<(BTreeMap<String, String>, Vec<String>), ConfigError> {
+    let mut ignored = Vec::new();
+    let mut topic_defaults = BTreeMap::new();
+    for (key, value) in given {
+        let invalid =
+            |why: String| ConfigError(format!("invalid value {value:?} for {key}: {why}"));
+        if let Some((_, kind, _)) = STROM_KEYS.iter().find(|(k, _, _)| k == key) {
+            topic_config::check_kind(*kind, value).map_err(invalid)?;
+        } else if let Some(def) = topic_config::TOPIC_CONFIGS
+            .iter()
+            .find(|d| d.broker_key == Some(key.as_str()))
+        {
+            topic_config::check_kind(def.kind, value).map_err(invalid)?;
+            topic_defaults.insert(def.name.to_string(), value.trim().to_string());
+        } else if is_kafka_key(key) {
+            ignored.push(key.clone());
+        } else {
+            return Err(ConfigError(format!(
+                "unknown configuration key {key:?} (neither a Kafka broker config nor a strom.* key)"
+            )));
+        }
+    }
+    Ok((topic_defaults, ignored))
+}
+
+/// `retention.ms` and `segment.ms` defaults: the most precise of ms / minutes / hours wins,
+/// as in Kafka.
+fn time_defaults(
+    given: &BTreeMap<String, String>,
+    int: &dyn Fn(&str) -> i64,
+    topic_defaults: &mut BTreeMap<String, String>,
+) {
+    let scaled = |key: &str, factor: i64| {
+        let n = int(key);
+        if n < 0 {
+            -1
+        } else {
+            n * factor
+        }
+    };
+    let retention_ms = if given.contains_key("log.retention.ms") {
+        int("log.retention.ms")
+    } else if given.contains_key("log.retention.minutes") {
+        scaled("log.retention.minutes", 60_000)
+    } else {
+        scaled("log.retention.hours", 3_600_000)
+    };
+    topic_defaults.insert("retention.ms".into(), retention_ms.to_string());
+    let roll_ms = if given.contains_key("log.roll.ms") {
+        int("log.roll.ms")
+    } else {
+        int("log.roll.hours") * 3_600_000
+    };
+    topic_defaults.insert("segment.ms".into(), roll_ms.to_string());
+}
+
+/// `listeners` and `advertised.listeners` (empty: advertise the bound ones); PLAINTEXT only.
+fn parse_listeners(
+    get: &dyn Fn(&str) -> String,
+) -> Result<(Vec<Endpoint>, Vec<Endpoint>), ConfigError> {
+    let listeners = Endpoint::parse_list("listeners", &get("listeners"))?;
+    let advertised = get("advertised.listeners");
+    let advertised_listeners = if advertised.trim().is_empty() {
+        Vec::new()
+    } else {
+        Endpoint::parse_list("advertised.listeners", &advertised)?
+    };
+    let protocol_map = parse_protocol_map(&get("listener.security.protocol.map"))?;
+    for l in &listeners {
+        let protocol = protocol_map
+            .get(&l.name)
+            .map(String::as_str)
+            .unwrap_or(l.name.as_str());
+        if protocol != "PLAINTEXT" {
+            return Err(ConfigError(format!(
+                "listener {} uses {protocol}; Strom serves PLAINTEXT listeners only",
+                l.name
+            )));
+        }
+    }
+    Ok((listeners, advertised_listeners))
+}
+
+/// `log.dirs` (else `log.dir`): at least one, none twice.
+fn parse_log_dirs(
+    given: &BTreeMap<String, String>,
+    get: &dyn Fn(&str) -> String,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let dirs = if given.contains_key("log.dirs") {
+        get("log.dirs")
+    } else {
+        get("log.dir")
+    };
+    let log_dirs: Vec<PathBuf> = dirs
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    if log_dirs.is_empty() {
+        return Err(ConfigError("log.dirs names no directory".into()));
+    }
+    if let Some(dup) = log_dirs
+        .iter()
+        .enumerate()
+        .find(|(i, d)| log_dirs[..*i].contains(d))
+    {
+        return Err(ConfigError(format!(
+            "log.dirs names {} twice",
+            dup.1.display()
+        )));
+    }
+    Ok(log_dirs)
+}
+
 /// The `group.*` keys, checked against each other as Kafka's `GroupCoordinatorConfig` does.
 fn group_config(int: &dyn Fn(&str) -> i64, assignors: &str) -> Result<GroupConfig, ConfigError> {
     let at_least = |key: &str, bound: &str| -> Result<(), ConfigError> {
@@ -369,29 +488,7 @@ impl BrokerConfig {
     pub fn from_properties(
         given: &BTreeMap<String, String>,
     ) -> Result<(BrokerConfig, Vec<String>), ConfigError> {
-        let mut ignored = Vec::new();
-        let mut topic_defaults = BTreeMap::new();
-        for (key, value) in given {
-            if let Some((_, kind, _)) = STROM_KEYS.iter().find(|(k, _, _)| k == key) {
-                topic_config::check_kind(*kind, value).map_err(|why| {
-                    ConfigError(format!("invalid value {value:?} for {key}: {why}"))
-                })?;
-            } else if let Some(def) = topic_config::TOPIC_CONFIGS
-                .iter()
-                .find(|d| d.broker_key == Some(key.as_str()))
-            {
-                topic_config::check_kind(def.kind, value).map_err(|why| {
-                    ConfigError(format!("invalid value {value:?} for {key}: {why}"))
-                })?;
-                topic_defaults.insert(def.name.to_string(), value.trim().to_string());
-            } else if is_kafka_key(key) {
-                ignored.push(key.clone());
-            } else {
-                return Err(ConfigError(format!(
-                    "unknown configuration key {key:?} (neither a Kafka broker config nor a strom.* key)"
-                )));
-            }
-        }
+        let (mut topic_defaults, ignored) = check_given(given)?;
         let get = |k: &str| -> String {
             given
                 .get(k)
@@ -407,31 +504,7 @@ impl BrokerConfig {
         let int = |k: &str| -> i64 { get(k).parse().unwrap_or(0) };
         let boolean = |k: &str| get(k).eq_ignore_ascii_case("true");
 
-        // Retention and roll: the most precise of ms / minutes / hours wins, as in Kafka.
-        let retention_ms = if given.contains_key("log.retention.ms") {
-            int("log.retention.ms")
-        } else if given.contains_key("log.retention.minutes") {
-            let m = int("log.retention.minutes");
-            if m < 0 {
-                -1
-            } else {
-                m * 60_000
-            }
-        } else {
-            let h = int("log.retention.hours");
-            if h < 0 {
-                -1
-            } else {
-                h * 3_600_000
-            }
-        };
-        topic_defaults.insert("retention.ms".into(), retention_ms.to_string());
-        let roll_ms = if given.contains_key("log.roll.ms") {
-            int("log.roll.ms")
-        } else {
-            int("log.roll.hours") * 3_600_000
-        };
-        topic_defaults.insert("segment.ms".into(), roll_ms.to_string());
+        time_defaults(given, &int, &mut topic_defaults);
 
         let node_id = if given.contains_key("node.id") {
             int("node.id")
@@ -440,50 +513,8 @@ impl BrokerConfig {
         } else {
             1
         };
-        let listeners = Endpoint::parse_list("listeners", &get("listeners"))?;
-        let advertised = get("advertised.listeners");
-        let advertised_listeners = if advertised.trim().is_empty() {
-            Vec::new()
-        } else {
-            Endpoint::parse_list("advertised.listeners", &advertised)?
-        };
-        let protocol_map = parse_protocol_map(&get("listener.security.protocol.map"))?;
-        for l in &listeners {
-            let protocol = protocol_map
-                .get(&l.name)
-                .map(String::as_str)
-                .unwrap_or(l.name.as_str());
-            if protocol != "PLAINTEXT" {
-                return Err(ConfigError(format!(
-                    "listener {} uses {protocol}; Strom serves PLAINTEXT listeners only",
-                    l.name
-                )));
-            }
-        }
-        let dirs = if given.contains_key("log.dirs") {
-            get("log.dirs")
-        } else {
-            get("log.dir")
-        };
-        let log_dirs: Vec<PathBuf> = dirs
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .collect();
-        if log_dirs.is_empty() {
-            return Err(ConfigError("log.dirs names no directory".into()));
-        }
-        if let Some(dup) = log_dirs
-            .iter()
-            .enumerate()
-            .find(|(i, d)| log_dirs[..*i].contains(d))
-        {
-            return Err(ConfigError(format!(
-                "log.dirs names {} twice",
-                dup.1.display()
-            )));
-        }
+        let (listeners, advertised_listeners) = parse_listeners(&get)?;
+        let log_dirs = parse_log_dirs(given, &get)?;
         // Kafka takes any int here and fails when the socket refuses it (Java's
         // `setSendBufferSize` throws for 0 or less); Strom says so at start-up.
         let socket_buffer = |key: &str| -> Result<i32, ConfigError> {

@@ -177,6 +177,29 @@ struct Outgoing {
     reply: Pending,
 }
 
+/// The next whole frame in `buf`, if it has one (room is reserved for the rest otherwise); a
+/// size over `socket.request.max.bytes` (or negative) is refused before its body is read.
+fn next_frame(buf: &mut BytesMut, max_frame: usize) -> io::Result<Option<Bytes>> {
+    if buf.len() < 4 {
+        buf.reserve(READ_BUFFER_BYTES);
+        return Ok(None);
+    }
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if size < 0 || size as usize > max_frame {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {size} bytes refused (socket.request.max.bytes is {max_frame})"),
+        ));
+    }
+    let size = size as usize;
+    if buf.len() < 4 + size {
+        buf.reserve(4 + size - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(size).freeze()))
+}
+
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
@@ -201,21 +224,9 @@ async fn connection(
     let max_frame = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let result = loop {
-        // A whole frame in the buffer?
-        if buf.len() >= 4 {
-            let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-            if size < 0 || size as usize > max_frame {
-                break Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "frame of {size} bytes refused (socket.request.max.bytes is {max_frame})"
-                    ),
-                ));
-            }
-            let size = size as usize;
-            if buf.len() >= 4 + size {
-                buf.advance(4);
-                let frame = buf.split_to(size).freeze();
+        match next_frame(&mut buf, max_frame) {
+            Err(e) => break Err(e),
+            Ok(Some(frame)) => {
                 match decode(frame) {
                     Ok((header, api_key, version, request)) => {
                         let correlation_id = header.correlation_id;
@@ -238,9 +249,7 @@ async fn connection(
                 }
                 continue;
             }
-            buf.reserve(4 + size - buf.len());
-        } else {
-            buf.reserve(READ_BUFFER_BYTES);
+            Ok(None) => {}
         }
         tokio::select! {
             ready = stream.readable() => {

@@ -76,61 +76,7 @@ pub fn create_topic(
     for (k, v) in &t.configs {
         topic_config::validate(k, v).map_err(ApiError::InvalidConfig)?;
     }
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
-    let assignments: Vec<(i32, Vec<i32>)> = if t.assignments.is_empty() {
-        if t.partitions < 1 {
-            return Err(ApiError::InvalidPartitions(
-                "Number of partitions was set to an invalid non-positive value.".into(),
-            ));
-        }
-        if t.partitions > PARTITIONS_MAX {
-            return Err(ApiError::InvalidPartitions(format!(
-                "Strom allows at most {PARTITIONS_MAX} partitions per topic, not {}.",
-                t.partitions
-            )));
-        }
-        if t.replication_factor < 1 {
-            return Err(ApiError::InvalidReplicationFactor(
-                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
-            ));
-        }
-        if t.replication_factor as usize > brokers.len() {
-            let rf = t.replication_factor;
-            return Err(ApiError::InvalidReplicationFactor(format!(
-                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.",
-                brokers.len()
-            )));
-        }
-        (0..t.partitions)
-            .map(|p| {
-                let replicas = (0..t.replication_factor as usize)
-                    .map(|r| brokers[(p as usize + r) % brokers.len()])
-                    .collect();
-                (p, replicas)
-            })
-            .collect()
-    } else {
-        let mut a = t.assignments.clone();
-        a.sort_by_key(|(p, _)| *p);
-        for (i, (p, replicas)) in a.iter().enumerate() {
-            if *p != i as i32 {
-                return Err(ApiError::InvalidRequest(
-                    "partition assignments must number partitions 0..n".into(),
-                ));
-            }
-            if replicas.is_empty() {
-                return Err(ApiError::InvalidReplicaAssignment(format!(
-                    "The manual partition assignment includes an empty replica list for partition {p}."
-                )));
-            }
-            if let Some(r) = replicas.iter().find(|r| !image.brokers.contains_key(r)) {
-                return Err(ApiError::InvalidReplicaAssignment(format!(
-                    "The manual partition assignment includes broker {r}, but no such broker is registered."
-                )));
-            }
-        }
-        a
-    };
+    let assignments = placement(image, t)?;
     let mut records = vec![MetadataRecord::Topic {
         name: t.name.clone(),
         topic_id,
@@ -154,6 +100,65 @@ pub fn create_topic(
         });
     }
     Ok(records)
+}
+
+/// Where a new topic's partitions go: the assignment given (checked), else `partitions`
+/// replicas spread over the registered brokers.
+fn placement(image: &MetadataImage, t: &NewTopic) -> Result<Vec<(i32, Vec<i32>)>, ApiError> {
+    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    if t.assignments.is_empty() {
+        if t.partitions < 1 {
+            return Err(ApiError::InvalidPartitions(
+                "Number of partitions was set to an invalid non-positive value.".into(),
+            ));
+        }
+        if t.partitions > PARTITIONS_MAX {
+            return Err(ApiError::InvalidPartitions(format!(
+                "Strom allows at most {PARTITIONS_MAX} partitions per topic, not {}.",
+                t.partitions
+            )));
+        }
+        if t.replication_factor < 1 {
+            return Err(ApiError::InvalidReplicationFactor(
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            ));
+        }
+        if t.replication_factor as usize > brokers.len() {
+            let rf = t.replication_factor;
+            return Err(ApiError::InvalidReplicationFactor(format!(
+                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {} broker(s) are registered.",
+                brokers.len()
+            )));
+        }
+        return Ok((0..t.partitions)
+            .map(|p| {
+                let replicas = (0..t.replication_factor as usize)
+                    .map(|r| brokers[(p as usize + r) % brokers.len()])
+                    .collect();
+                (p, replicas)
+            })
+            .collect());
+    }
+    let mut a = t.assignments.clone();
+    a.sort_by_key(|(p, _)| *p);
+    for (i, (p, replicas)) in a.iter().enumerate() {
+        if *p != i as i32 {
+            return Err(ApiError::InvalidRequest(
+                "partition assignments must number partitions 0..n".into(),
+            ));
+        }
+        if replicas.is_empty() {
+            return Err(ApiError::InvalidReplicaAssignment(format!(
+                "The manual partition assignment includes an empty replica list for partition {p}."
+            )));
+        }
+        if let Some(r) = replicas.iter().find(|r| !image.brokers.contains_key(r)) {
+            return Err(ApiError::InvalidReplicaAssignment(format!(
+                "The manual partition assignment includes broker {r}, but no such broker is registered."
+            )));
+        }
+    }
+    Ok(a)
 }
 
 pub fn delete_topic(image: &MetadataImage, name: &str) -> Result<Vec<MetadataRecord>, ApiError> {

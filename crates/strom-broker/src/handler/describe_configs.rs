@@ -202,21 +202,11 @@ fn broker_configs(broker: &Broker, dynamic: &Dynamic, ask: &Ask) -> Described {
             ),
         ));
     }
-    let mut keys: Vec<&str> = STROM_KEYS.iter().map(|(k, _, _)| *k).collect();
-    keys.extend(TOPIC_CONFIGS.iter().filter_map(|d| d.broker_key));
-    // Dynamic keys Strom has no use for, kept as set.
-    let extra: Vec<String> = [dynamic.broker, dynamic.default]
-        .into_iter()
-        .flatten()
-        .flat_map(|m| m.keys().cloned())
-        .collect();
-    keys.extend(extra.iter().map(String::as_str));
-    keys.sort_unstable();
-    keys.dedup();
+    let keys = broker_keys(dynamic);
     // Describing the cluster-wide default (name "") shows only what is set there.
     let default_only = name.is_empty();
     let mut out = Vec::new();
-    for key in keys.into_iter().filter(|k| (ask.wanted)(k)) {
+    for key in keys.iter().map(String::as_str).filter(|k| (ask.wanted)(k)) {
         let (kind, default) = broker_key_default(key).unwrap_or((Kind::Str, None));
         let set_here = if default_only {
             dynamic
@@ -259,4 +249,24 @@ fn broker_configs(broker: &Broker, dynamic: &Dynamic, ask: &Ask) -> Described {
         out.push(c);
     }
     Ok(out)
+}
+
+/// The broker keys a DescribeConfigs lists: Strom's own, the topic defaults' broker keys, and
+/// dynamic keys set that Strom has no use for (kept as set), sorted.
+fn broker_keys(dynamic: &Dynamic) -> Vec<String> {
+    let mut keys: Vec<String> = STROM_KEYS.iter().map(|(k, _, _)| k.to_string()).collect();
+    keys.extend(
+        TOPIC_CONFIGS
+            .iter()
+            .filter_map(|d| d.broker_key.map(str::to_string)),
+    );
+    keys.extend(
+        [dynamic.broker, dynamic.default]
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m.keys().cloned()),
+    );
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }

@@ -16,56 +16,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetCommitRequest) -> P
     let broker = Arc::clone(broker);
     Box::pin(async move {
         let group = req.group_id.0.as_str().to_string();
-        let generation = if version >= 1 {
-            req.generation_id_or_member_epoch
-        } else {
-            -1
-        };
-        let mut check = if group.is_empty() {
-            code(ResponseError::InvalidGroupId)
-        } else {
-            let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
-            if broker
-                .groups
-                .fenced(&group, req.member_id.as_str(), instance)
-            {
-                crate::group::state::FENCED_INSTANCE_ID
-            } else {
-                broker
-                    .groups
-                    .check_commit(&group, generation, req.member_id.as_str())
-            }
-        };
-        let now = crate::metadata_store::now_ms();
-        let mut records = Vec::new();
-        for t in &req.topics {
-            let topic = if version >= 10 {
-                broker
-                    .meta
-                    .image()
-                    .topic_by_id(&t.topic_id)
-                    .map(|x| x.name.clone())
-                    .unwrap_or_default()
-            } else {
-                t.name.0.as_str().to_string()
-            };
-            for p in &t.partitions {
-                records.push(OffsetRecord::Commit {
-                    group: group.clone(),
-                    topic: topic.clone(),
-                    partition: p.partition_index,
-                    committed: Committed {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.as_str().to_string()),
-                        commit_ms: now,
-                    },
-                });
-            }
-        }
+        let mut check = group_check(&broker, version, &req);
+        let mut records = records_of(&broker, version, &req);
         // Partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION and are not stored.
         let image = broker.meta.image();
         let exists = |topic: &str, partition: i32| {
@@ -102,28 +54,97 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetCommitRequest) -> P
                 broker.groups.touch(&group);
             }
         }
-        let mut r = OffsetCommitResponse::default();
-        for t in req.topics {
-            let mut tr = OffsetCommitResponseTopic::default();
-            tr.name = t.name.clone();
-            tr.topic_id = t.topic_id;
-            for p in t.partitions {
-                let mut pr = OffsetCommitResponsePartition::default();
-                pr.partition_index = p.partition_index;
-                // Kafka's order: an unknown partition, then the group's check, then the
-                // metadata's length (OffsetMetadataManager, per partition).
-                let at = (t.name.0.as_str().to_string(), p.partition_index);
-                pr.error_code = if unknown.contains(&at) {
-                    code(ResponseError::UnknownTopicOrPartition)
-                } else if check == 0 && too_large.contains(&at) {
-                    code(ResponseError::OffsetMetadataTooLarge)
-                } else {
-                    check
-                };
-                tr.partitions.push(pr);
-            }
-            r.topics.push(tr);
-        }
+        let r = answer(req, check, &unknown, &too_large);
         Reply::Message(ResponseKind::OffsetCommit(r))
     })
+}
+
+/// What the group says of the committer: its generation (or member epoch) and member id.
+fn group_check(broker: &Broker, version: i16, req: &OffsetCommitRequest) -> i16 {
+    let group = req.group_id.0.as_str();
+    if group.is_empty() {
+        return code(ResponseError::InvalidGroupId);
+    }
+    let generation = if version >= 1 {
+        req.generation_id_or_member_epoch
+    } else {
+        -1
+    };
+    let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
+    if broker
+        .groups
+        .fenced(group, req.member_id.as_str(), instance)
+    {
+        return crate::group::state::FENCED_INSTANCE_ID;
+    }
+    broker
+        .groups
+        .check_commit(group, generation, req.member_id.as_str())
+}
+
+/// One commit record per partition of the request.
+fn records_of(broker: &Broker, version: i16, req: &OffsetCommitRequest) -> Vec<OffsetRecord> {
+    let group = req.group_id.0.as_str();
+    let now = crate::metadata_store::now_ms();
+    let mut records = Vec::new();
+    for t in &req.topics {
+        let topic = if version >= 10 {
+            broker
+                .meta
+                .image()
+                .topic_by_id(&t.topic_id)
+                .map(|x| x.name.clone())
+                .unwrap_or_default()
+        } else {
+            t.name.0.as_str().to_string()
+        };
+        for p in &t.partitions {
+            records.push(OffsetRecord::Commit {
+                group: group.to_string(),
+                topic: topic.clone(),
+                partition: p.partition_index,
+                committed: Committed {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p
+                        .committed_metadata
+                        .as_ref()
+                        .map(|m| m.as_str().to_string()),
+                    commit_ms: now,
+                },
+            });
+        }
+    }
+    records
+}
+
+/// Each partition's error, in Kafka's order: an unknown partition, then the group's check,
+/// then the metadata's length (OffsetMetadataManager, per partition).
+fn answer(
+    req: OffsetCommitRequest,
+    check: i16,
+    unknown: &[(String, i32)],
+    too_large: &[(String, i32)],
+) -> OffsetCommitResponse {
+    let mut r = OffsetCommitResponse::default();
+    for t in req.topics {
+        let mut tr = OffsetCommitResponseTopic::default();
+        tr.name = t.name.clone();
+        tr.topic_id = t.topic_id;
+        for p in t.partitions {
+            let mut pr = OffsetCommitResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            let at = (t.name.0.as_str().to_string(), p.partition_index);
+            pr.error_code = if unknown.contains(&at) {
+                code(ResponseError::UnknownTopicOrPartition)
+            } else if check == 0 && too_large.contains(&at) {
+                code(ResponseError::OffsetMetadataTooLarge)
+            } else {
+                check
+            };
+            tr.partitions.push(pr);
+        }
+        r.topics.push(tr);
+    }
+    r
 }

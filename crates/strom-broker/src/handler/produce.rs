@@ -51,52 +51,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                 (Some(_), None) => pr.error_code = code(ResponseError::CorruptMessage),
                 (Some(p), Some(records)) => {
                     let rules = rules.get_or_insert_with(|| Rules::of(broker, &p.topic));
-                    // Kafka checks the ISR before looking at the records.
-                    if acks == -1 && rules.not_enough_replicas(broker, &p.topic, p.index) {
-                        pr.error_code = code(ResponseError::NotEnoughReplicas);
-                        tr.partition_responses.push(pr);
-                        continue;
-                    }
-                    // Kafka refuses records without a key on compacted topics; only those
-                    // topics pay for looking inside the batches.
-                    let keyless = if rules.compacted {
-                        keyless_records(&records)
-                    } else {
-                        Vec::new()
-                    };
-                    match rules.timestamps.check(&records, now_ms(), &keyless) {
-                        Ok(errors) if errors.is_empty() => {}
-                        Ok(errors) => {
-                            pr.log_start_offset = p.log.log_start_offset();
-                            refuse_timestamps(&mut pr, &p.topic, p.index, errors, keyless);
-                            tr.partition_responses.push(pr);
-                            continue;
-                        }
-                        Err((error_code, message)) => {
-                            pr.error_code = error_code;
-                            pr.error_message = Some(StrBytes::from_string(message));
-                            tr.partition_responses.push(pr);
-                            continue;
-                        }
-                    }
-                    if !keyless.is_empty() {
-                        refuse_keyless(&mut pr, &p.topic, p.index, keyless);
-                        tr.partition_responses.push(pr);
-                        continue;
-                    }
-                    match append_copy(&p, &records) {
-                        Ok(a) => {
-                            pr.base_offset = a.base_offset;
-                            pr.log_append_time_ms = a.log_append_time_ms;
-                            pr.log_start_offset = p.log.log_start_offset();
-                            if acks == -1 {
-                                waits.push((ti, pi, Arc::clone(&p.log), a.last_offset));
-                            }
-                        }
-                        Err((c, message)) => {
-                            pr.error_code = c;
-                            pr.error_message = Some(StrBytes::from_string(message));
-                        }
+                    if let Some(last_offset) = append(broker, &p, rules, &records, acks, &mut pr) {
+                        waits.push((ti, pi, Arc::clone(&p.log), last_offset));
                     }
                 }
             }
@@ -111,6 +67,70 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
         return ready(ResponseKind::Produce(response));
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    durable(response, waits, timeout)
+}
+
+/// One partition's records: the topic's rules checked (min ISR, timestamps, keys on compacted
+/// topics), then appended. Fills in `pr`; the last offset appended when acks=all must wait
+/// for it to be durable.
+fn append(
+    broker: &Broker,
+    p: &crate::replica_manager::Partition,
+    rules: &Rules,
+    records: &bytes::Bytes,
+    acks: i16,
+    pr: &mut PartitionProduceResponse,
+) -> Option<i64> {
+    // Kafka checks the ISR before looking at the records.
+    if acks == -1 && rules.not_enough_replicas(broker, &p.topic, p.index) {
+        pr.error_code = code(ResponseError::NotEnoughReplicas);
+        return None;
+    }
+    // Kafka refuses records without a key on compacted topics; only those topics pay for
+    // looking inside the batches.
+    let keyless = if rules.compacted {
+        keyless_records(records)
+    } else {
+        Vec::new()
+    };
+    match rules.timestamps.check(records, now_ms(), &keyless) {
+        Ok(errors) if errors.is_empty() => {}
+        Ok(errors) => {
+            pr.log_start_offset = p.log.log_start_offset();
+            refuse_timestamps(pr, &p.topic, p.index, errors, keyless);
+            return None;
+        }
+        Err((error_code, message)) => {
+            pr.error_code = error_code;
+            pr.error_message = Some(StrBytes::from_string(message));
+            return None;
+        }
+    }
+    if !keyless.is_empty() {
+        refuse_keyless(pr, &p.topic, p.index, keyless);
+        return None;
+    }
+    match append_copy(p, records) {
+        Ok(a) => {
+            pr.base_offset = a.base_offset;
+            pr.log_append_time_ms = a.log_append_time_ms;
+            pr.log_start_offset = p.log.log_start_offset();
+            (acks == -1).then_some(a.last_offset)
+        }
+        Err((c, message)) => {
+            pr.error_code = c;
+            pr.error_message = Some(StrBytes::from_string(message));
+            None
+        }
+    }
+}
+
+/// The answer once every acks=all append is durable (or the request's timeout passed).
+fn durable(
+    mut response: ProduceResponse,
+    waits: Vec<(usize, usize, Arc<Log>, i64)>,
+    timeout: Duration,
+) -> Pending {
     // Durability is requested now, not when the writer first polls the future: the writer
     // polls responses one by one, so waiting until then would give each pipelined request
     // a flush cycle of its own instead of sharing one.

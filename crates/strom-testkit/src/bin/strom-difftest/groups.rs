@@ -219,13 +219,20 @@ pub fn group_errors(o: &mut Obs, c: &mut Conn) {
         "other protocol type",
         &join(c, &g, "", 10_000, "connect"),
     );
+    wrong_member_or_generation(o, c, &g, &member, generation);
+    unknown_groups(o, c);
+    o.see(format!("leave: {}", leave(c, &g, &member)));
+}
+
+/// SyncGroup, Heartbeat, OffsetCommit and LeaveGroup with a wrong generation or member.
+fn wrong_member_or_generation(o: &mut Obs, c: &mut Conn, g: &str, member: &str, generation: i32) {
     o.see(format!(
         "sync wrong generation: error={}",
-        sync(c, &g, generation + 5, &member, true).error_code
+        sync(c, g, generation + 5, member, true).error_code
     ));
     o.see(format!(
         "sync unknown member: error={}",
-        sync(c, &g, generation, "nobody", false).error_code
+        sync(c, g, generation, "nobody", false).error_code
     ));
     o.see(format!(
         "sync unknown group: error={}",
@@ -233,15 +240,15 @@ pub fn group_errors(o: &mut Obs, c: &mut Conn) {
     ));
     o.see(format!(
         "sync ok: error={}",
-        sync(c, &g, generation, &member, true).error_code
+        sync(c, g, generation, member, true).error_code
     ));
     o.see(format!(
         "heartbeat wrong generation: error={}",
-        heartbeat(c, &g, generation + 1, &member)
+        heartbeat(c, g, generation + 1, member)
     ));
     o.see(format!(
         "heartbeat unknown member: error={}",
-        heartbeat(c, &g, generation, "nobody")
+        heartbeat(c, g, generation, "nobody")
     ));
     o.see(format!(
         "heartbeat unknown group: error={}",
@@ -255,17 +262,21 @@ pub fn group_errors(o: &mut Obs, c: &mut Conn) {
     kit::topic(c, &t, 1, &[]);
     o.see(format!(
         "commit wrong generation: {}",
-        commit(c, &g, generation + 3, &member, &t, 0, 5, None)
+        commit(c, g, generation + 3, member, &t, 0, 5, None)
     ));
     o.see(format!(
         "commit unknown member: {}",
-        commit(c, &g, generation, "nobody", &t, 0, 5, None)
+        commit(c, g, generation, "nobody", &t, 0, 5, None)
     ));
     o.see(format!(
         "commit member ok: {}",
-        commit(c, &g, generation, &member, &t, 0, 5, None)
+        commit(c, g, generation, member, &t, 0, 5, None)
     ));
-    o.see(format!("leave unknown member: {}", leave(c, &g, "nobody")));
+    o.see(format!("leave unknown member: {}", leave(c, g, "nobody")));
+}
+
+/// DeleteGroups and DescribeGroups (v5 and v6) of a group that does not exist.
+fn unknown_groups(o: &mut Obs, c: &mut Conn) {
     o.see(format!(
         "delete unknown group: error={}",
         delete_group(c, "no-such-group")
@@ -281,7 +292,6 @@ pub fn group_errors(o: &mut Obs, c: &mut Conn) {
         msg(&d.error_message),
         d.group_state.as_str()
     ));
-    o.see(format!("leave: {}", leave(c, &g, &member)));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -466,11 +476,17 @@ pub fn consumer_group_heartbeat(o: &mut Obs, c: &mut Conn) {
         q.server_assignor = Some(s("nope"));
     });
     see_cg(o, "unknown assignor", &r);
+    join_fence_describe_leave(o, c, &g, &t, id);
+}
+
+/// A member joins, holds its assignment, is fenced for a wrong epoch, the group is
+/// described, the member leaves.
+fn join_fence_describe_leave(o: &mut Obs, c: &mut Conn, g: &str, t: &str, id: &str) {
     let r = cg_heartbeat(c, |q| {
-        q.group_id = gid(&g);
+        q.group_id = gid(g);
         q.member_id = s(id);
         q.rebalance_timeout_ms = 10_000;
-        q.subscribed_topic_names = Some(vec![name(&t)]);
+        q.subscribed_topic_names = Some(vec![name(t)]);
         q.topic_partitions = Some(vec![]);
     });
     // The first answer may or may not carry the assignment yet (Kafka's may not); the
@@ -490,7 +506,7 @@ pub fn consumer_group_heartbeat(o: &mut Obs, c: &mut Conn) {
     let mut last = assigned(&r);
     let first = r;
     let r = cg_heartbeat(c, |q| {
-        q.group_id = gid(&g);
+        q.group_id = gid(g);
         q.member_id = s(id);
         q.member_epoch = first.member_epoch;
     });
@@ -504,7 +520,7 @@ pub fn consumer_group_heartbeat(o: &mut Obs, c: &mut Conn) {
     ));
     let epoch = r.member_epoch;
     let r = cg_heartbeat(c, |q| {
-        q.group_id = gid(&g);
+        q.group_id = gid(g);
         q.member_id = s(id);
         q.member_epoch = epoch + 10;
     });
@@ -520,13 +536,13 @@ pub fn consumer_group_heartbeat(o: &mut Obs, c: &mut Conn) {
         r.error_code
     ));
     let r = cg_heartbeat(c, |q| {
-        q.group_id = gid(&g);
+        q.group_id = gid(g);
         q.member_id = s("BBBBBBBBBBBBBBBBBBBBBB");
         q.member_epoch = 3;
     });
     see_cg(o, "unknown member", &r);
     let mut req = ConsumerGroupDescribeRequest::default();
-    req.group_ids = vec![gid(&g), gid("no-such-group")];
+    req.group_ids = vec![gid(g), gid("no-such-group")];
     let d: ConsumerGroupDescribeResponse = c.call(ApiKey::ConsumerGroupDescribe, 1, &req);
     for x in &d.groups {
         o.see(format!(
@@ -540,7 +556,7 @@ pub fn consumer_group_heartbeat(o: &mut Obs, c: &mut Conn) {
         ));
     }
     let r = cg_heartbeat(c, |q| {
-        q.group_id = gid(&g);
+        q.group_id = gid(g);
         q.member_id = s(id);
         q.member_epoch = -1;
     });
