@@ -18,7 +18,14 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClus
         crate::authz::CLUSTER_OPERATIONS,
     );
     if !matches!(req.endpoint_type, 1 | 2) {
+        // Kafka's answer: the error, its message, and this endpoint's own type (a broker's).
         r.error_code = code(ResponseError::UnsupportedEndpointType);
+        r.error_message = Some(StrBytes::from_string(format!(
+            "Unsupported endpoint type {}",
+            req.endpoint_type
+        )));
+        r.endpoint_type = 1;
+        r.controller_id = BrokerId(-1);
         return r;
     }
     r.brokers = broker

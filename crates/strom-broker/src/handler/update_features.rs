@@ -40,6 +40,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: UpdateFeaturesRequest) ->
                 .map(|_| ())
         };
         let mut r = UpdateFeaturesResponse::default();
+        r.error_message = None;
         match outcome {
             Err((code, message)) => {
                 r.error_code = code;
@@ -54,6 +55,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: UpdateFeaturesRequest) ->
                     .map(|u| {
                         let mut f = UpdatableFeatureResult::default();
                         f.feature = u.feature;
+                        f.error_message = None;
                         f
                     })
                     .collect();

@@ -6,6 +6,7 @@
 //!     strom-difftest 127.0.0.1:9092 [scenario ...]     (default: every scenario)
 //!     strom-difftest --list
 
+mod cluster;
 mod configs;
 mod groups;
 mod kit;
@@ -31,6 +32,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("produce_bad", records::produce_bad),
     ("idempotence", records::idempotence),
     ("fetch", records::fetch),
+    ("fetch_sessions", records::fetch_sessions),
     ("list_offsets", records::list_offsets),
     ("log_append_time", records::log_append_time),
     ("delete_records", records::delete_records),
@@ -42,6 +44,18 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("group_errors", groups::group_errors),
     ("offsets", groups::offsets),
     ("consumer_group_heartbeat", groups::consumer_group_heartbeat),
+    ("describe_cluster", cluster::describe_cluster),
+    ("describe_log_dirs", cluster::describe_log_dirs),
+    (
+        "describe_topic_partitions",
+        cluster::describe_topic_partitions,
+    ),
+    ("list_groups", cluster::list_groups),
+    (
+        "client_quotas_and_config_resources",
+        cluster::client_quotas_and_config_resources,
+    ),
+    ("features", cluster::features),
 ];
 
 fn main() {

@@ -378,3 +378,72 @@ pub fn delete_records(o: &mut Obs, c: &mut Conn) {
     o.see(format!("earliest now: {}", list_offset(c, &t, 0, -2, 9)));
     see_fetch(o, "fetch deleted", c, &fetch_req(&t, 0, 0, 1_048_576));
 }
+
+/// A fetch in a session: its top-level error, whether it has a session, and the partitions
+/// in the answer with their error and whether records came.
+fn session_fetch(c: &mut Conn, req: &FetchRequest) -> (String, i32) {
+    let r: Result<FetchResponse, String> = c.try_call(ApiKey::Fetch, 12, req);
+    match r {
+        Err(e) => (e, 0),
+        Ok(r) => {
+            let parts: Vec<String> = r
+                .responses
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| {
+                        let n = p.records.as_ref().map_or(0, count_batches);
+                        format!("p{}:{}:{n}", p.partition_index, p.error_code)
+                    })
+                })
+                .collect();
+            let line = format!(
+                "error={} session={} partitions={parts:?}",
+                r.error_code,
+                if r.session_id == 0 { "none" } else { "set" }
+            );
+            (line, r.session_id)
+        }
+    }
+}
+
+pub fn fetch_sessions(o: &mut Obs, c: &mut Conn) {
+    let t = o.topic("t");
+    kit::topic(c, &t, 2, &[]);
+    produce_line(c, &t, 0, batch(2, now_ms()), -1);
+    let mut req = fetch_req(&t, 0, 0, 1_048_576);
+    let mut p1 = req.topics[0].partitions[0].clone();
+    p1.partition = 1;
+    req.topics[0].partitions.push(p1);
+    req.session_id = 0;
+    req.session_epoch = 0;
+    let (line, session) = session_fetch(c, &req);
+    o.see(format!("open: {line}"));
+    // Nothing new: an incremental fetch names no partition; the answer has none.
+    let mut inc = FetchRequest::default();
+    inc.replica_id = BrokerId(-1);
+    inc.max_wait_ms = 100;
+    inc.min_bytes = 1;
+    inc.max_bytes = 52_428_800;
+    inc.session_id = session;
+    inc.session_epoch = 1;
+    let (line, _) = session_fetch(c, &inc);
+    o.see(format!("epoch 1, nothing new: {line}"));
+    // The session's position for partition 0 moved to 2 with the records served; new
+    // records there come in the next incremental fetch.
+    produce_line(c, &t, 0, batch(1, now_ms()), -1);
+    inc.session_epoch = 2;
+    let (line, _) = session_fetch(c, &inc);
+    o.see(format!("epoch 2, after a produce: {line}"));
+    inc.session_epoch = 7;
+    let (line, _) = session_fetch(c, &inc);
+    o.see(format!("wrong epoch: {line}"));
+    inc.session_id = session.wrapping_add(12345);
+    inc.session_epoch = 3;
+    let (line, _) = session_fetch(c, &inc);
+    o.see(format!("unknown session: {line}"));
+    // Closing it (epoch -1) and a sessionless full fetch.
+    inc.session_id = session;
+    inc.session_epoch = -1;
+    let (line, _) = session_fetch(c, &inc);
+    o.see(format!("close: {line}"));
+}
