@@ -58,8 +58,6 @@ KNOWN = [
     ("describe_cluster", r"^controllers: ", "Strom's one listener serves the broker and the controller "
      "roles, so DescribeCluster for controllers is answered there; Kafka's broker listener refuses it "
      "(MISMATCHED_ENDPOINT_TYPE)"),
-    ("alter_broker_configs", r"^(cluster default: |after log\.cleaner\.backoff\.ms=)",
-     "log.cleaner.* are read at start-up in Strom; Kafka reconfigures its cleaner at run time"),
 ]
 
 

@@ -481,8 +481,6 @@ def test_configs_broker_synonyms_match_kafka(both):
     assert lines[1] == lines[0]
 
 
-@strom_differs("log.cleaner.threads (per-broker dynamic in Kafka) is refused: "
-               "\"Cannot update these configs dynamically\"")
 def test_configs_broker_cleaner_threads_is_dynamic(strom):
     out = strom.ok("kafka-configs", "--alter", "--entity-type", "brokers", "--entity-name", "1",
                    "--add-config", "log.cleaner.threads=2")

@@ -35,6 +35,18 @@ pub struct Broker {
     pub offsets: OffsetStore,
     /// Serialises the creation of `__consumer_offsets`.
     offsets_topic: tokio::sync::Mutex<()>,
+    /// The cleaner settings the log dirs' cleaner threads run with (None: not started yet).
+    cleaner: std::sync::Mutex<Option<CleanerSettings>>,
+}
+
+/// The `log.cleaner.*` keys in effect: static, or changed at run time (Kafka's dynamic
+/// cleaner configs; a change restarts the cleaner threads, as Kafka's reconfigure does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CleanerSettings {
+    /// `log.cleaner.enable` and `log.cleaner.threads` > 0.
+    enabled: bool,
+    backoff_ms: u64,
+    dedupe_buffer_bytes: u64,
 }
 
 /// A started broker: its bound addresses and the handle to stop it.
@@ -219,6 +231,7 @@ impl Broker {
             groups: GroupCoordinator::with_config(config.group),
             offsets: OffsetStore::default(),
             offsets_topic: tokio::sync::Mutex::new(()),
+            cleaner: std::sync::Mutex::new(None),
         });
         let _ = broker.advertised.set(advertised.clone());
         // Register (or re-register with new endpoints) in the metadata.
@@ -243,22 +256,7 @@ impl Broker {
         broker.replicas.reconcile(&broker.meta.image())?;
         broker.replay_offsets()?;
         // Only now: every log has its topic's config, so nothing is cleaned under defaults.
-        if broker.config.log_cleaner_enable {
-            // One cleaner thread per log dir; the dedupe buffer is split between them, as
-            // Kafka splits it between its cleaner threads.
-            let dirs = broker.replicas.log_dirs();
-            let buffer = (broker.config.log_cleaner_dedupe_buffer_bytes / dirs.len() as u64)
-                .max(strom_log::limits::DEDUPE_BUFFER_BYTES_MIN);
-            for dir in dirs {
-                dir.start_cleaner(CleanerOptions {
-                    backoff_ms: broker.config.log_cleaner_backoff_ms.max(0) as u64,
-                    clean: CleanOptions {
-                        dedupe_buffer_bytes: buffer,
-                        ..CleanOptions::default()
-                    },
-                })?;
-            }
-        }
+        broker.apply_cleaner_settings(&broker.meta.image())?;
 
         let (shutdown, rx) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = listeners
@@ -321,10 +319,75 @@ impl Broker {
         match self.meta.commit(decide).await.map_err(storage)? {
             Ok(image) => {
                 self.replicas.reconcile(&image).map_err(storage)?;
+                // A dynamic `log.cleaner.*` change restarts the cleaner threads; joining them
+                // blocks, so not on a runtime worker's time.
+                let restart = || self.apply_cleaner_settings(&image);
+                let restarted = match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(restart)
+                    }
+                    _ => restart(),
+                };
+                restarted.map_err(storage)?;
                 Ok(image)
             }
             Err(e) => Err((error::api_error(&e), e.to_string())),
         }
+    }
+
+    /// A broker key's value now: this broker's dynamic value, the cluster-wide one, the
+    /// static one, else the default.
+    fn broker_value(&self, image: &MetadataImage, key: &str) -> String {
+        if let Some((v, _)) = crate::config::Dynamic::of(image, self.node_id).get(key) {
+            return v;
+        }
+        if let Some(v) = self.config.given.get(key) {
+            return v.trim().to_string();
+        }
+        crate::config::STROM_KEYS
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, d)| d.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Starts, restarts or stops the log dirs' cleaner threads when the `log.cleaner.*`
+    /// settings in effect differ from those they run with. One thread per log dir; the
+    /// dedupe buffer is split between them, as Kafka splits it between its cleaner threads.
+    fn apply_cleaner_settings(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+        let int = |key: &str| self.broker_value(image, key).parse::<i64>().unwrap_or(0);
+        let settings = CleanerSettings {
+            enabled: self
+                .broker_value(image, "log.cleaner.enable")
+                .eq_ignore_ascii_case("true")
+                && int("log.cleaner.threads") > 0,
+            backoff_ms: int("log.cleaner.backoff.ms").max(0) as u64,
+            dedupe_buffer_bytes: int("log.cleaner.dedupe.buffer.size").max(0) as u64,
+        };
+        let mut current = self.cleaner.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == Some(settings) {
+            return Ok(());
+        }
+        let dirs = self.replicas.log_dirs();
+        let buffer = (settings.dedupe_buffer_bytes / dirs.len().max(1) as u64)
+            .max(strom_log::limits::DEDUPE_BUFFER_BYTES_MIN);
+        for dir in dirs {
+            dir.stop_cleaner();
+            if settings.enabled {
+                dir.start_cleaner(CleanerOptions {
+                    backoff_ms: settings.backoff_ms,
+                    clean: CleanOptions {
+                        dedupe_buffer_bytes: buffer,
+                        ..CleanOptions::default()
+                    },
+                })?;
+            }
+        }
+        if current.is_some() {
+            tracing::info!(?settings, "log cleaner reconfigured");
+        }
+        *current = Some(settings);
+        Ok(())
     }
 
     pub async fn commit_topic(&self, t: &NewTopic) -> Result<Arc<MetadataImage>, (Code, String)> {

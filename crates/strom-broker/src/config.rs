@@ -636,7 +636,14 @@ pub fn check_dynamic(
         .iter()
         .any(|t| broker_keys_of(t).first().is_some_and(|(k, _)| *k == key));
     if let Some((_, kind, default)) = STROM_KEYS.iter().find(|(k, _, _)| *k == key) {
-        if !retention_or_roll {
+        if key == "log.cleaner.threads"
+            && value.is_some_and(|v| v.trim().parse::<i64>().is_ok_and(|n| n < 1))
+        {
+            return Err(ApiError::InvalidRequest(
+                "Log cleaner threads should be at least 1".into(),
+            ));
+        }
+        if !retention_or_roll && !DYNAMIC_STROM_KEYS.contains(&key) {
             return Err(ApiError::InvalidRequest(format!(
                 "Cannot update these configs dynamically: Set({key})"
             )));
@@ -660,6 +667,14 @@ pub fn check_dynamic(
         is_list: is_kafka_key(key),
     })
 }
+
+/// Strom's keys that change at run time besides retention and roll, as in Kafka: the log
+/// cleaner's (a change restarts the cleaner threads).
+const DYNAMIC_STROM_KEYS: &[&str] = &[
+    "log.cleaner.threads",
+    "log.cleaner.backoff.ms",
+    "log.cleaner.dedupe.buffer.size",
+];
 
 /// Kafka broker keys that Kafka itself does not let change at run time (and Strom ignores).
 const READ_ONLY_KAFKA_KEYS: &[&str] = &[

@@ -354,3 +354,54 @@ fn create_time_records_out_of_the_timestamp_window_are_refused() {
     );
     rt.block_on(b.shutdown()).unwrap();
 }
+
+/// Sets broker `1`'s `key` with IncrementalAlterConfigs; the error code.
+fn alter_broker(c: &mut Conn, key: &str, value: &str) -> (i16, Option<String>) {
+    let mut cfg = incremental_alter_configs_request::AlterableConfig::default();
+    cfg.name = StrBytes::from_string(key.into());
+    cfg.value = Some(StrBytes::from_string(value.into()));
+    let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
+    res.resource_type = 4;
+    res.resource_name = StrBytes::from_static_str("1");
+    res.configs.push(cfg);
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources.push(res);
+    let r: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+    let x = &r.responses[0];
+    (
+        x.error_code,
+        x.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+/// `log.cleaner.backoff.ms`, `.threads` and `.dedupe.buffer.size` change at run time, as in
+/// Kafka: a cleaner asleep for ten minutes is restarted with the new settings and cleans.
+#[test]
+fn log_cleaner_keys_change_at_run_time() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[("log.cleaner.backoff.ms", "600000")]);
+    let mut c = Conn::open(b.addr());
+    compacted_table(&mut c, "slow");
+    // The cleaner made its pass at start-up and sleeps for ten minutes.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!cleaned(&mut c, "slow"), "cleaned while the cleaner sleeps");
+    assert_eq!(alter_broker(&mut c, "log.cleaner.threads", "0").0, 42);
+    assert_eq!(alter_broker(&mut c, "log.cleaner.threads", "2"), (0, None));
+    assert_eq!(
+        alter_broker(&mut c, "log.cleaner.dedupe.buffer.size", "33554432"),
+        (0, None)
+    );
+    assert_eq!(
+        alter_broker(&mut c, "log.cleaner.backoff.ms", "50"),
+        (0, None)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cleaned(&mut c, "slow") {
+        assert!(Instant::now() < deadline, "not cleaned after the change");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The log.enable switch itself is read-only, as in Kafka.
+    assert_eq!(alter_broker(&mut c, "log.cleaner.enable", "false").0, 42);
+    rt.block_on(b.shutdown()).unwrap();
+}

@@ -653,112 +653,16 @@ fn compacted_topics_refuse_records_without_keys_and_ops_are_reported() {
 }
 
 /// Every record of `topic`-0 from offset 0, as (offset, key, value), fetched over the wire.
-fn fetch_all(c: &mut Conn, topic: &str) -> Vec<(i64, Vec<u8>, Option<Vec<u8>>)> {
-    let mut out = Vec::new();
-    let mut offset = 0i64;
-    loop {
-        let mut fp = fetch_request::FetchPartition::default();
-        fp.fetch_offset = offset;
-        fp.partition_max_bytes = 1 << 20;
-        let mut ft = fetch_request::FetchTopic::default();
-        ft.topic = topic_name(topic);
-        ft.partitions.push(fp);
-        let mut req = FetchRequest::default();
-        req.max_wait_ms = 0;
-        req.max_bytes = 1 << 20;
-        req.topics.push(ft);
-        let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req);
-        let pd = &r.responses[0].partitions[0];
-        assert_eq!(pd.error_code, 0);
-        let bytes = pd.records.as_ref().map(|b| b.to_vec()).unwrap_or_default();
-        if bytes.is_empty() {
-            return out;
-        }
-        for (h, b) in strom_proto::batch::split(&bytes).unwrap() {
-            for rec in strom_proto::records::decode(b).unwrap() {
-                out.push((
-                    rec.offset,
-                    rec.key.unwrap_or_default().to_vec(),
-                    rec.value.map(<[u8]>::to_vec),
-                ));
-            }
-            offset = h.next_offset();
-        }
-    }
-}
-
 #[test]
 fn compacted_topics_are_cleaned_in_the_background() {
     let rt = runtime();
     let tmp = tempfile::tempdir().unwrap();
     let b = start(&rt, tmp.path(), &[("log.cleaner.backoff.ms", "20")]);
     let mut c = Conn::open(b.addr());
-    let mut t = create_topics_request::CreatableTopic::default();
-    t.name = topic_name("table");
-    t.num_partitions = 1;
-    t.replication_factor = 1;
-    for (k, v) in [
-        ("cleanup.policy", "compact"),
-        ("segment.bytes", "1024"),
-        ("min.cleanable.dirty.ratio", "0.01"),
-        ("delete.retention.ms", "0"),
-    ] {
-        let mut cfg = create_topics_request::CreatableTopicConfig::default();
-        cfg.name = StrBytes::from_string(k.into());
-        cfg.value = Some(StrBytes::from_string(v.into()));
-        t.configs.push(cfg);
-    }
-    let mut req = CreateTopicsRequest::default();
-    req.topics.push(t);
-    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
-    assert_eq!(r.topics[0].error_code, 0);
-    for round in 0..40 {
-        let value = format!("v{round}");
-        assert_eq!(
-            produce(&mut c, "table", 0, batch(5, value.as_bytes()), -1).error_code,
-            0
-        );
-    }
-    let mut tomb = BatchBuilder::new(1_000);
-    tomb.push(Some(b"k4"), None, 1_000);
-    assert_eq!(
-        produce(&mut c, "table", 0, Bytes::from(tomb.build()), -1).base_offset,
-        200
-    );
-    // What was produced (the cleaner may already be at work, so it is not read back here).
-    let mut before: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> = (0..200)
-        .map(|o: i64| {
-            let key = format!("k{}", o % 5).into_bytes();
-            (o, key, Some(format!("v{}", o / 5).into_bytes()))
-        })
-        .collect();
-    before.push((200, b"k4".to_vec(), None));
+    compacted_table(&mut c, "table");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = fetch_all(&mut c, "table");
-        // Everything outside the active segment is deduplicated: k0..k3 once each there.
-        let cleaned =
-            now.iter().filter(|r| r.2.as_deref() == Some(b"v0")).count() == 0 && now.len() < 40;
-        if cleaned {
-            for r in &now {
-                assert!(
-                    before.contains(r),
-                    "{r:?} is not a record that was produced"
-                );
-            }
-            for k in 0..4 {
-                let key = format!("k{k}").into_bytes();
-                let latest = now.iter().rev().find(|r| r.1 == key).unwrap();
-                assert_eq!(latest.2.as_deref(), Some(&b"v39"[..]), "k{k}");
-                assert_eq!(latest.0, 195 + k as i64, "offsets are preserved");
-            }
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not cleaned: {} records",
-            now.len()
-        );
+    while !cleaned(&mut c, "table") {
+        assert!(std::time::Instant::now() < deadline, "not cleaned in 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
     // The high watermark and the next offset did not move.
