@@ -140,8 +140,11 @@ struct Group {
     protocol: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
-    /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet.
-    pending: Vec<String>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet, each with the time it
+    /// expires (its session timeout after it was handed out). As in Kafka, a join phase
+    /// waits for them, and they outlive the phase's end: a member whose second JoinGroup
+    /// arrives after the phase completed joins the next one instead of being refused.
+    pending: BTreeMap<String, i64>,
     /// When the current join phase ends at the latest.
     rebalance_deadline_ms: i64,
     /// For a group that was empty: the join phase does not end before this.
@@ -159,7 +162,7 @@ impl Group {
             protocol: None,
             leader: None,
             members: BTreeMap::new(),
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
             empty_since_ms: 0,
@@ -239,15 +242,21 @@ impl Group {
         }
     }
 
+    /// Every member has rejoined and no member waiting for its id is still due (Kafka's
+    /// `hasAllMembersJoined`).
     fn all_joined(&self) -> bool {
-        self.members.values().all(|m| m.join_waiter.is_some())
+        self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some())
     }
 
     /// Ends the join phase: members that did not rejoin leave, a new generation starts.
     fn complete_join(&mut self, now_ms: i64) {
         self.members.retain(|_, m| m.join_waiter.is_some());
-        self.pending.clear();
         self.generation += 1;
+        // Kafka restarts every member's session when a join completes: a member that waited
+        // in JoinGroup longer than its session is not expired before its SyncGroup.
+        for m in self.members.values_mut() {
+            m.last_heartbeat_ms = now_ms;
+        }
         if self.members.is_empty() {
             self.state = State::Empty;
             self.empty_since_ms = now_ms;
@@ -696,7 +705,8 @@ impl GroupCoordinator {
                 }
                 let id = new_member_id(&r.client_id);
                 if r.require_known_member_id && r.instance_id.is_none() {
-                    group.pending.push(id.clone());
+                    let expires = now_ms + i64::from(r.session_timeout_ms);
+                    group.pending.insert(id.clone(), expires);
                     fail(tx, MEMBER_ID_REQUIRED, id);
                     return rx;
                 }
@@ -710,13 +720,15 @@ impl GroupCoordinator {
                 }
                 let _ = inst;
             }
-            if !group.members.contains_key(&r.member_id) && !group.pending.contains(&r.member_id) {
+            if !group.members.contains_key(&r.member_id)
+                && !group.pending.contains_key(&r.member_id)
+            {
                 fail(tx, UNKNOWN_MEMBER_ID, r.member_id);
                 return rx;
             }
             r.member_id.clone()
         };
-        group.pending.retain(|p| *p != member_id);
+        group.pending.remove(&member_id);
         let is_new = !group.members.contains_key(&member_id);
         let changed = group
             .members
@@ -910,6 +922,11 @@ impl GroupCoordinator {
         } else {
             member_id.to_string()
         };
+        if group.pending.remove(&id).is_some() {
+            // A member that had its id but never joined (Kafka's pending member leaving).
+            group.check_join(now_ms);
+            return NONE;
+        }
         if !group.members.contains_key(&id) {
             return UNKNOWN_MEMBER_ID;
         }
@@ -934,6 +951,7 @@ impl GroupCoordinator {
                 tracing::info!(member = %id, "group member's session expired");
                 group.remove_member(&id, now_ms, self.config.initial_delay_ms);
             }
+            group.pending.retain(|_, expires| *expires > now_ms);
             group.check_join(now_ms);
         }
         drop(groups);
@@ -1327,6 +1345,72 @@ mod tests {
         assert_eq!(b.error_code, GROUP_MAX_SIZE_REACHED);
         let ja = join(&c, &a.member_id, 0).try_recv().unwrap();
         assert_eq!(ja.error_code, NONE);
+    }
+
+    /// Kafka keeps a member that was given its id (MEMBER_ID_REQUIRED) as pending: a join
+    /// phase waits for it, so its second JoinGroup joins this generation instead of being
+    /// refused with UNKNOWN_MEMBER_ID once the others completed the phase.
+    #[test]
+    fn a_join_phase_waits_for_members_given_their_id() {
+        let c = GroupCoordinator::new(0);
+        let a = join(&c, "", 0).try_recv().unwrap().member_id;
+        let ja = join(&c, &a, 0).try_recv().unwrap();
+        assert_eq!((ja.error_code, ja.generation_id), (NONE, 1));
+        let b = join(&c, "", 100).try_recv().unwrap().member_id;
+        let mut jb = join(&c, &b, 200);
+        assert!(jb.try_recv().is_err(), "a rebalance for b");
+        // c asks for its id while a has not rejoined yet.
+        let cid = join(&c, "", 250).try_recv().unwrap();
+        assert_eq!(cid.error_code, MEMBER_ID_REQUIRED);
+        let mut ja = join(&c, &a, 300);
+        assert!(ja.try_recv().is_err(), "the phase waits for c");
+        let mut jc = join(&c, &cid.member_id, 400);
+        let (ra, rb, rc) = (
+            ja.try_recv().unwrap(),
+            jb.try_recv().unwrap(),
+            jc.try_recv().unwrap(),
+        );
+        assert_eq!(
+            (ra.error_code, rb.error_code, rc.error_code),
+            (NONE, NONE, NONE)
+        );
+        assert_eq!((ra.generation_id, rc.generation_id), (2, 2));
+        // A member given an id that never comes back stops holding the phase once its
+        // session ends.
+        let d = join(&c, "", 500).try_recv().unwrap().member_id;
+        assert_eq!(c.heartbeat("g", 2, &a, 600), NONE);
+        let mut ja = join(&c, &a, 700);
+        let _ = (join(&c, &b, 700), join(&c, &cid.member_id, 700));
+        assert!(ja.try_recv().is_err(), "waits for d");
+        c.tick(500 + 10_001);
+        assert_eq!(ja.try_recv().unwrap().generation_id, 3);
+        assert_eq!(
+            join(&c, &d, 10_600).try_recv().unwrap().error_code,
+            UNKNOWN_MEMBER_ID
+        );
+    }
+
+    /// Kafka restarts every member's session when a join completes: a member that waited in
+    /// JoinGroup longer than its session timeout is not expired before its SyncGroup.
+    #[test]
+    fn a_completed_join_restarts_every_session() {
+        let c = GroupCoordinator::new(0);
+        let a = join(&c, "", 0).try_recv().unwrap().member_id;
+        let b = join(&c, "", 0).try_recv().unwrap().member_id;
+        let mut ja = join(&c, &a, 0);
+        let mut jb = join(&c, &b, 0);
+        let (ra, _) = (ja.try_recv().unwrap(), jb.try_recv().unwrap());
+        assert_eq!(ra.generation_id, 1);
+        // b rejoins at 1 s and waits in JoinGroup until a rejoins at 9 s.
+        let mut jb = join(&c, &b, 1_000);
+        assert_eq!(c.heartbeat("g", 1, &a, 5_000), REBALANCE_IN_PROGRESS);
+        c.tick(5_000);
+        let mut ja = join(&c, &a, 9_000);
+        assert_eq!(ja.try_recv().unwrap().generation_id, 2);
+        assert_eq!(jb.try_recv().unwrap().generation_id, 2);
+        // 11.5 s: b's last request was 10.5 s ago, but its session restarted at 9 s.
+        c.tick(11_500);
+        assert_eq!(c.heartbeat("g", 2, &b, 11_600), NONE);
     }
 
     #[test]
