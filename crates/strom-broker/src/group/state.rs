@@ -829,7 +829,11 @@ impl GroupCoordinator {
                 let _ = tx.send(reply(REBALANCE_IN_PROGRESS));
             }
             State::Stable => {
-                let m = &group.members[member_id];
+                // Kafka restarts the member's session on a SyncGroup in a stable group too.
+                let Some(m) = group.members.get_mut(member_id) else {
+                    return rx;
+                };
+                m.last_heartbeat_ms = now_ms;
                 let _ = tx.send(SyncReply {
                     error_code: NONE,
                     protocol_type: group.protocol_type.clone(),
@@ -851,6 +855,8 @@ impl GroupCoordinator {
                     let (pt, pn) = (group.protocol_type.clone(), group.protocol.clone());
                     for m in group.members.values_mut() {
                         if let Some(w) = m.sync_waiter.take() {
+                            // Its session restarts with the answer, as in Kafka.
+                            m.last_heartbeat_ms = now_ms;
                             let _ = w.send(SyncReply {
                                 error_code: NONE,
                                 protocol_type: pt.clone(),
@@ -942,7 +948,10 @@ impl GroupCoordinator {
                 .members
                 .iter()
                 .filter(|(_, m)| {
+                    // Members waiting in JoinGroup or SyncGroup are kept alive (Kafka's
+                    // shouldKeepAlive).
                     m.join_waiter.is_none()
+                        && m.sync_waiter.is_none()
                         && now_ms - m.last_heartbeat_ms > i64::from(m.session_timeout_ms)
                 })
                 .map(|(id, _)| id.clone())
@@ -951,7 +960,7 @@ impl GroupCoordinator {
                 tracing::info!(member = %id, "group member's session expired");
                 group.remove_member(&id, now_ms, self.config.initial_delay_ms);
             }
-            group.pending.retain(|_, expires| *expires > now_ms);
+            group.pending.retain(|_, expires| *expires >= now_ms);
             group.check_join(now_ms);
         }
         drop(groups);
