@@ -85,6 +85,7 @@ fn request(member_id: &str) -> JoinRequest {
         protocol_type: "consumer".into(),
         protocols: vec![("range".into(), Bytes::from_static(b"m"))],
         require_known_member_id: true,
+        supports_skip_assignment: true,
     }
 }
 

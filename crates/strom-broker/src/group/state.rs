@@ -86,6 +86,8 @@ pub struct JoinReply {
     pub member_id: String,
     /// For the leader only: every member with its metadata for the chosen protocol.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// KIP-814: the leader keeps the current assignment (a static leader back).
+    pub skip_assignment: bool,
 }
 
 /// The answer to a SyncGroup.
@@ -239,11 +241,21 @@ impl Group {
             leader: self.leader.clone().unwrap_or_default(),
             member_id: member_id.to_string(),
             members: Vec::new(),
+            skip_assignment: false,
         }
     }
 
     /// Every member has rejoined and no member waiting for its id is still due (Kafka's
     /// `hasAllMembersJoined`).
+    /// Every member with its metadata for the chosen protocol (what the leader is told).
+    fn member_list(&self) -> Vec<(String, Option<String>, Bytes)> {
+        let protocol = self.protocol.clone().unwrap_or_default();
+        self.members
+            .iter()
+            .map(|(id, m)| (id.clone(), m.instance_id.clone(), m.metadata_for(&protocol)))
+            .collect()
+    }
+
     fn all_joined(&self) -> bool {
         self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some())
     }
@@ -273,15 +285,7 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = State::CompletingRebalance;
-        let protocol = self.protocol.clone().unwrap_or_default();
-        let all: Vec<(String, Option<String>, Bytes)> = self
-            .members
-            .iter()
-            .map(|(id, m)| {
-                let meta = m.metadata_for(&protocol);
-                (id.clone(), m.instance_id.clone(), meta)
-            })
-            .collect();
+        let all = self.member_list();
         let leader = self.leader.clone().unwrap_or_default();
         for (id, m) in self.members.iter_mut() {
             if let Some(w) = m.join_waiter.take() {
@@ -297,6 +301,7 @@ impl Group {
                     } else {
                         Vec::new()
                     },
+                    skip_assignment: false,
                 });
             }
         }
@@ -454,6 +459,9 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// v4+: a new member must first get its id (MEMBER_ID_REQUIRED) and rejoin.
     pub require_known_member_id: bool,
+    /// v9+ (KIP-814): a static leader that rejoins a stable group is told to skip the
+    /// assignment instead of causing a rebalance.
+    pub supports_skip_assignment: bool,
 }
 
 /// The coordinator of every group on this broker: classic groups here, consumer-protocol
@@ -689,12 +697,24 @@ impl GroupCoordinator {
                     .members
                     .get(&id)
                     .is_some_and(|m| m.protocols == r.protocols);
-                if group.state == State::Stable && unchanged && group.leader.as_ref() != Some(&id) {
+                let is_leader = group.leader.as_ref() == Some(&id);
+                // As Kafka: a static member back with the same protocols does not rebalance
+                // a stable group; a leader is told the members and to skip the assignment
+                // (KIP-814), or, before JoinGroup v9, rebalances.
+                if group.state == State::Stable
+                    && unchanged
+                    && (!is_leader || r.supports_skip_assignment)
+                {
                     if let Some(m) = group.members.get_mut(&id) {
                         m.last_heartbeat_ms = now_ms;
                         m.session_timeout_ms = r.session_timeout_ms;
                     }
-                    let _ = tx.send(group.current_reply(&id));
+                    let mut reply = group.current_reply(&id);
+                    if is_leader {
+                        reply.members = group.member_list();
+                        reply.skip_assignment = true;
+                    }
+                    let _ = tx.send(reply);
                     return rx;
                 }
                 id
@@ -751,6 +771,10 @@ impl GroupCoordinator {
             });
         member.protocols = r.protocols;
         member.session_timeout_ms = r.session_timeout_ms;
+        // As in Kafka, the first member to join a group without a leader leads it.
+        if group.leader.is_none() {
+            group.leader = Some(member_id.clone());
+        }
         member.rebalance_timeout_ms = r.rebalance_timeout_ms;
         member.last_heartbeat_ms = now_ms;
         if let Some(old) = member.join_waiter.replace(tx) {
@@ -1241,6 +1265,7 @@ fn join_consumer_group(
             leader: String::new(),
             member_id,
             members: Vec::new(),
+            skip_assignment: false,
         },
         Err(code) => fail(code, member_id),
     }
@@ -1326,6 +1351,7 @@ mod tests {
                 protocol_type: "consumer".into(),
                 protocols: vec![("range".into(), Bytes::from_static(b"m"))],
                 require_known_member_id: true,
+                supports_skip_assignment: true,
             },
             now,
             &consumer::NoTopics,
@@ -1420,6 +1446,59 @@ mod tests {
         // 11.5 s: b's last request was 10.5 s ago, but its session restarted at 9 s.
         c.tick(11_500);
         assert_eq!(c.heartbeat("g", 2, &b, 11_600), NONE);
+    }
+
+    /// KIP-345 and KIP-814: a static leader back in a stable group with the same protocols
+    /// is told the members and to skip the assignment (v9+): nobody rebalances. Before v9 it
+    /// rebalances, as Kafka does.
+    #[test]
+    fn a_static_leader_back_skips_the_assignment() {
+        for (skip, rebalances) in [(true, false), (false, true)] {
+            let c = GroupCoordinator::new(0);
+            let request = |member: &str| JoinRequest {
+                group_id: "g".into(),
+                member_id: member.into(),
+                instance_id: Some("i".into()),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 30_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+                require_known_member_id: true,
+                supports_skip_assignment: skip,
+            };
+            let j = c
+                .join(request(""), 0, &consumer::NoTopics)
+                .try_recv()
+                .unwrap();
+            assert_eq!((j.error_code, j.leader == j.member_id), (NONE, true));
+            let mut s = c.sync(
+                "g",
+                1,
+                &j.member_id,
+                vec![(j.member_id.clone(), Bytes::from_static(b"a"))],
+                0,
+                &consumer::NoTopics,
+            );
+            assert_eq!(s.try_recv().unwrap().error_code, NONE);
+            // Back under the same instance id, after a crash (no LeaveGroup).
+            let mut back = c.join(request(""), 100, &consumer::NoTopics);
+            match back.try_recv() {
+                Ok(r) if !rebalances => {
+                    assert_eq!(
+                        (r.error_code, r.generation_id, r.skip_assignment),
+                        (NONE, 1, true)
+                    );
+                    assert_eq!(r.members.len(), 1);
+                    assert_eq!(r.leader, r.member_id);
+                    let mut s = c.sync("g", 1, &r.member_id, Vec::new(), 100, &consumer::NoTopics);
+                    assert_eq!(&s.try_recv().unwrap().assignment[..], b"a");
+                }
+                Ok(r) => assert_eq!((r.generation_id, r.skip_assignment), (2, false)),
+                Err(_) => panic!("no answer"),
+            }
+        }
     }
 
     #[test]
@@ -1519,6 +1598,7 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::new())],
             require_known_member_id: false,
+            supports_skip_assignment: false,
         };
         assert_eq!(
             c.join(r.clone(), 0, &consumer::NoTopics)

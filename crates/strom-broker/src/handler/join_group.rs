@@ -39,6 +39,7 @@ pub fn handle(
             .map(|p| (p.name.as_str().to_string(), p.metadata.clone()))
             .collect(),
         require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
     };
     let image = broker.meta.image();
     let rx = broker.groups.join(
@@ -63,6 +64,9 @@ pub fn handle(
             Some(StrBytes::from_string(j.protocol_name.unwrap_or_default()))
         };
         r.leader = StrBytes::from_string(j.leader);
+        if version >= 9 {
+            r.skip_assignment = j.skip_assignment;
+        }
         r.member_id = StrBytes::from_string(j.member_id);
         r.members = j
             .members
