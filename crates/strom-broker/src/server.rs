@@ -223,6 +223,10 @@ async fn connection(
     ));
     let max_frame = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    // One idle watch for the connection's life (it re-reads the last activity itself), not
+    // a new timer for every read.
+    let idle_closed = activity.expired(idle);
+    tokio::pin!(idle_closed);
     let result = loop {
         match next_frame(&mut buf, max_frame) {
             Err(e) => break Err(e),
@@ -264,7 +268,7 @@ async fn connection(
                 }
             }
             _ = shutdown.changed() => break Ok(()),
-            _ = activity.expired(idle) => {
+            _ = &mut idle_closed => {
                 tracing::debug!(%peer, "idle connection closed (connections.max.idle.ms)");
                 break Ok(());
             }
