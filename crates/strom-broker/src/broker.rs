@@ -6,7 +6,8 @@ use crate::error::{self, BrokerError, Code};
 use crate::group::offsets::{partition_for, OffsetKey, OffsetRecord, OffsetStore, OFFSETS_TOPIC};
 use crate::group::state::GroupSnapshot;
 use crate::group::GroupCoordinator;
-use crate::metadata_store::{MetadataStore, METADATA_TOPIC};
+use crate::metadata_store::{Applier, LocalLog, MetadataStore, METADATA_TOPIC};
+use crate::partition::{Isolation, Wait};
 use crate::replica_manager::{log_config, ReplicaManager};
 use crate::server;
 use std::collections::HashMap;
@@ -26,6 +27,8 @@ pub struct Broker {
     pub cluster_id: String,
     pub meta: MetadataStore,
     pub replicas: ReplicaManager,
+    /// How far the reconciler has brought the hosted partitions (see `reconciler.rs`).
+    pub reconciled: watch::Sender<crate::reconciler::Reconciled>,
     /// The endpoint clients are told to use, known once the listeners are bound.
     advertised: OnceLock<Endpoint>,
     /// Producer ids this broker may hand out: `[next, end)`.
@@ -190,7 +193,14 @@ impl Broker {
             Some(l) => l,
             None => dir.create(METADATA_TOPIC, 0, metadata_log_config())?,
         };
-        let meta = MetadataStore::open(meta_log)?;
+        let applier = Applier::new();
+        let local = tokio::task::spawn_blocking({
+            let applier = Arc::clone(&applier);
+            move || LocalLog::open(meta_log, applier)
+        })
+        .await
+        .map_err(|e| BrokerError::Metadata(e.to_string()))??;
+        let meta = MetadataStore::new(Box::new(local), applier);
 
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -223,6 +233,7 @@ impl Broker {
             node_id,
             cluster_id,
             meta,
+            reconciled: watch::channel(crate::reconciler::Reconciled::default()).0,
             advertised: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             fetch_sessions: std::sync::Mutex::new(crate::fetch_session::FetchSessions::new(
@@ -234,29 +245,15 @@ impl Broker {
             cleaner: std::sync::Mutex::new(None),
         });
         let _ = broker.advertised.set(advertised.clone());
-        // Register (or re-register with new endpoints) in the metadata.
-        let rack = broker.config.broker_rack.clone();
-        let registration = MetadataRecord::RegisterBroker {
-            node_id,
-            host: advertised.host.clone(),
-            port: advertised.port,
-            rack: rack.clone(),
-        };
-        let image = broker.meta.image();
-        let current = image.brokers.get(&node_id);
-        if current.is_none_or(|b| {
-            b.host != advertised.host || b.port != advertised.port || b.rack != rack
-        }) {
-            broker
-                .meta
-                .commit(move |_| Ok(vec![registration]))
-                .await?
-                .map_err(|e| BrokerError::Metadata(e.to_string()))?;
-        }
-        broker.replicas.reconcile(&broker.meta.image())?;
+        // The reconciler opens (or creates) the hosted partitions, and keeps them in step.
+        // (Its thread ends when the broker is dropped.)
+        crate::reconciler::start(&broker)?;
+        broker.register(&advertised).await?;
+        let at = broker.meta.applier().published().offset;
+        crate::reconciler::wait(&mut broker.reconciled.subscribe(), at)
+            .await
+            .map_err(BrokerError::Metadata)?;
         broker.replay_offsets()?;
-        // Only now: every log has its topic's config, so nothing is cleaned under defaults.
-        broker.apply_cleaner_settings(&broker.meta.image())?;
 
         let (shutdown, rx) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = listeners
@@ -275,6 +272,28 @@ impl Broker {
             shutdown,
             tasks,
         })
+    }
+
+    /// Registers this broker (or its new endpoints) in the metadata.
+    async fn register(&self, advertised: &Endpoint) -> Result<(), BrokerError> {
+        let rack = self.config.broker_rack.clone();
+        let registration = MetadataRecord::RegisterBroker {
+            node_id: self.node_id,
+            host: advertised.host.clone(),
+            port: advertised.port,
+            rack: rack.clone(),
+        };
+        let image = self.meta.image();
+        let current = image.brokers.get(&self.node_id);
+        if current.is_none_or(|b| {
+            b.host != advertised.host || b.port != advertised.port || b.rack != rack
+        }) {
+            self.meta
+                .commit(move |_| Ok(vec![registration]))
+                .await?
+                .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Brokers as Metadata and DescribeCluster report them: (id, host, port, rack).
@@ -317,19 +336,11 @@ impl Broker {
             )
         };
         match self.meta.commit(decide).await.map_err(storage)? {
-            Ok(image) => {
-                self.replicas.reconcile(&image).map_err(storage)?;
-                // A dynamic `log.cleaner.*` change restarts the cleaner threads; joining them
-                // blocks, so not on a runtime worker's time.
-                let restart = || self.apply_cleaner_settings(&image);
-                let restarted = match tokio::runtime::Handle::try_current() {
-                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                        tokio::task::block_in_place(restart)
-                    }
-                    _ => restart(),
-                };
-                restarted.map_err(storage)?;
-                Ok(image)
+            Ok(published) => {
+                crate::reconciler::wait(&mut self.reconciled.subscribe(), published.offset)
+                    .await
+                    .map_err(|e| storage(BrokerError::Metadata(e)))?;
+                Ok(published.image)
             }
             Err(e) => Err((error::api_error(&e), e.to_string())),
         }
@@ -354,7 +365,7 @@ impl Broker {
     /// Starts, restarts or stops the log dirs' cleaner threads when the `log.cleaner.*`
     /// settings in effect differ from those they run with. One thread per log dir; the
     /// dedupe buffer is split between them, as Kafka splits it between its cleaner threads.
-    fn apply_cleaner_settings(&self, image: &MetadataImage) -> Result<(), BrokerError> {
+    pub(crate) fn apply_cleaner_settings(&self, image: &MetadataImage) -> Result<(), BrokerError> {
         let int = |key: &str| self.broker_value(image, key).parse::<i64>().unwrap_or(0);
         let settings = CleanerSettings {
             enabled: self
@@ -519,17 +530,13 @@ impl Broker {
             return Ok(());
         }
         let mut bytes = batch.build();
-        let appended = partition.append(&mut bytes).map_err(|(c, _)| c)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        partition.log.on_durable(
-            appended.last_offset,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        match rx.await {
+        let appended = partition.append_as_leader(&mut bytes).map_err(|(c, _)| c)?;
+        match partition
+            .wait_for(Wait::HighWatermark, appended.last_offset)
+            .await
+        {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(error::log_error(&e)),
+            Ok(Err(c)) => return Err(c),
             Err(_) => return Err(unavailable),
         }
         for r in records {
@@ -571,10 +578,9 @@ impl Broker {
             .into_iter()
             .filter(|p| p.topic == OFFSETS_TOPIC)
         {
-            let log = &p.log;
-            let mut offset = log.log_start_offset();
-            while offset < log.log_end_offset() {
-                let Some(slice) = log.read(offset, 1 << 20, None)?.slice else {
+            let mut offset = p.log_start_offset();
+            while offset < p.log_end_offset() {
+                let Some(slice) = p.read(offset, 1 << 20, Isolation::LogEnd)?.slice else {
                     break;
                 };
                 let bytes = slice.read_to_vec()?;

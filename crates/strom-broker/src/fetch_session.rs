@@ -23,6 +23,8 @@ pub struct SessionPartition {
     pub topic: String,
     pub topic_id: Uuid,
     pub partition: i32,
+    /// The leader epoch the client knows (-1: unknown), checked at every fetch.
+    pub current_leader_epoch: i32,
     pub fetch_offset: i64,
     pub max_bytes: i32,
     /// (high watermark, log start) last sent; None until first sent.
@@ -133,6 +135,7 @@ impl FetchSessions {
                 for r in requested {
                     if let Some(p) = session.partitions.iter_mut().find(|p| p.same_partition(&r)) {
                         p.fetch_offset = r.fetch_offset;
+                        p.current_leader_epoch = r.current_leader_epoch;
                         p.max_bytes = r.max_bytes;
                     } else if session.partitions.len() < PARTITIONS_PER_SESSION_MAX {
                         session.partitions.push(r);
@@ -208,6 +211,7 @@ mod tests {
             topic: topic.into(),
             topic_id: Uuid::nil(),
             partition,
+            current_leader_epoch: -1,
             fetch_offset: offset,
             max_bytes: 1000,
             last_sent: None,

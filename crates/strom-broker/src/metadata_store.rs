@@ -1,104 +1,93 @@
-//! The metadata log and the image built from it.
+//! The metadata path: propose, commit, apply, reconcile.
 //!
-//! Records are appended, as JSON record values in ordinary batches, to the partition
-//! `__cluster_metadata-0` of the first log dir, synced, and only then applied to the image
-//! every handler reads. On start-up the whole partition is replayed. A single node is its own
-//! controller; the cluster issue puts this log under openraft without changing the records.
+//! A controller decision (`commit`) is taken against the newest image and its records are
+//! proposed to the metadata log (`MetadataLog`: today `LocalLog`, one voter on strom-log; the
+//! Raft quorum behind the same trait next). Committed records reach the `Applier`, the one
+//! place that applies them to the image: it publishes each new image on a `watch` channel
+//! (what handlers read) and hands the image with its `MetadataDelta` to the reconciler
+//! (`reconciler.rs`), which changes the hosted partitions on its own thread.
+
+pub mod applier;
+pub mod local;
+
+pub use applier::{Applier, Published};
+pub use local::LocalLog;
 
 use crate::error::BrokerError;
-use std::sync::{Arc, PoisonError, RwLock};
-use strom_log::Log;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use strom_meta::{ApiError, MetadataImage, MetadataRecord};
-use strom_proto::{records, BatchBuilder};
 
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A replicated (or, on one voter, local) log of metadata records.
+pub trait MetadataLog: Send + Sync + std::fmt::Debug {
+    /// Appends `records` as one batch; resolves once they are committed and applied (the
+    /// applier has published the image holding them), with the offset after them.
+    fn propose(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<i64, BrokerError>>;
+
+    /// The offset after the last committed record.
+    fn committed_end(&self) -> i64;
+}
+
 #[derive(Debug)]
 pub struct MetadataStore {
-    image: RwLock<Arc<MetadataImage>>,
-    log: Arc<Log>,
-    /// One writer at a time: a commit reads the image, appends, then publishes.
+    log: Box<dyn MetadataLog>,
+    applier: Arc<Applier>,
+    /// One decision at a time: each is taken against the image holding every earlier one.
     write: tokio::sync::Mutex<()>,
 }
 
 impl MetadataStore {
-    /// Replays the metadata partition into an image.
-    pub fn open(log: Arc<Log>) -> Result<MetadataStore, BrokerError> {
-        let mut image = MetadataImage::default();
-        let mut offset = log.log_start_offset();
-        while offset < log.log_end_offset() {
-            let Some(slice) = log.read(offset, 1 << 20, None)?.slice else {
-                break;
-            };
-            let bytes = slice.read_to_vec()?;
-            for (h, batch) in strom_proto::batch::split(&bytes)
-                .map_err(|e| BrokerError::Metadata(e.to_string()))?
-            {
-                for r in records::decode(batch).map_err(|e| BrokerError::Metadata(e.to_string()))? {
-                    let record = MetadataRecord::decode(r.value.unwrap_or_default())
-                        .map_err(|e| BrokerError::Metadata(format!("offset {}: {e}", r.offset)))?;
-                    image
-                        .apply(&record)
-                        .map_err(|e| BrokerError::Metadata(format!("offset {}: {e}", r.offset)))?;
-                }
-                offset = h.next_offset();
-            }
-        }
-        Ok(MetadataStore {
-            image: RwLock::new(Arc::new(image)),
+    pub fn new(log: Box<dyn MetadataLog>, applier: Arc<Applier>) -> MetadataStore {
+        MetadataStore {
             log,
+            applier,
             write: tokio::sync::Mutex::new(()),
-        })
+        }
     }
 
-    /// The end of the metadata log: every record in it is committed (one voter).
+    /// The end of the committed metadata log.
     pub fn log_end_offset(&self) -> i64 {
-        self.log.log_end_offset()
+        self.log.committed_end()
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
-        Arc::clone(&self.image.read().unwrap_or_else(PoisonError::into_inner))
+        self.applier.image()
     }
 
-    /// Runs a controller decision against the current image and makes its records durable
-    /// and visible. Returns the controller's refusal, or the new image.
+    pub fn applier(&self) -> &Arc<Applier> {
+        &self.applier
+    }
+
+    /// Runs a controller decision against the current image, commits its records and
+    /// returns the image holding them (and the offset after them), or the controller's
+    /// refusal.
     pub async fn commit(
         &self,
         decide: impl FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
-    ) -> Result<Result<Arc<MetadataImage>, ApiError>, BrokerError> {
+    ) -> Result<Result<Published, ApiError>, BrokerError> {
         let _w = self.write.lock().await;
-        let current = self.image();
-        let records = match decide(&current) {
+        let current = self.applier.published();
+        let records = match decide(&current.image) {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
         if records.is_empty() {
             return Ok(Ok(current));
         }
-        let mut next = (*current).clone();
+        // The records must fit the image: checked before they are proposed.
+        let mut trial = (*current.image).clone();
         for r in &records {
-            if let Err(e) = next.apply(r) {
+            if let Err(e) = trial.apply(r) {
                 return Ok(Err(ApiError::InvalidRequest(e.to_string())));
             }
         }
-        let now = now_ms();
-        let mut batch = BatchBuilder::new(now);
-        for r in &records {
-            batch.push(None, Some(&r.encode()), now);
-        }
-        let mut bytes = batch.build();
-        let info = self.log.append(&mut bytes)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.log.on_durable(
-            info.last_offset,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        rx.await.unwrap_or(Err(strom_log::LogError::Closed))?;
-        let next = Arc::new(next);
-        *self.image.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&next);
-        Ok(Ok(next))
+        let end = self.log.propose(records).await?;
+        Ok(Ok(self.applier.wait_applied(end).await))
     }
 }
 

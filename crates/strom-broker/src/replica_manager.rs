@@ -1,154 +1,19 @@
-//! The partitions this broker hosts: their logs, idempotent-producer state, and the parked
-//! fetches waiting for their next append. Kept in step with the metadata image by
-//! `reconcile`.
+//! The partitions this broker hosts, by topic and by topic id, and the log dirs they live
+//! in. Kept in step with the metadata image by `apply_delta` (the reconciler's thread): it
+//! costs in proportion to the topics a change touched, and creates and deletes logs outside
+//! the partitions lock, which handlers take only to look a partition up.
 
 use crate::config::BrokerConfig;
-use crate::error::{self, BrokerError, Code};
+use crate::error::BrokerError;
 use crate::metadata_store::METADATA_TOPIC;
-use crate::producer_state::{BatchMeta, ProducerStates, SeqCheck};
-use kafka_protocol::error::ResponseError;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
-use strom_log::{AppendInfo, Log, LogConfig, LogDir};
-use strom_meta::MetadataImage;
-use strom_proto::{BatchHeader, TimestampType};
-use tokio::sync::Notify;
+use crate::partition::state::Assignment;
+pub use crate::partition::Partition;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+use strom_log::{LogConfig, LogDir};
+use strom_meta::{MetadataDelta, MetadataImage};
+use strom_proto::TimestampType;
 use uuid::Uuid;
-
-/// Parked fetches one partition wakes; older registrations are dropped past this.
-pub const WAITERS_PER_PARTITION_MAX: usize = 10_000;
-
-#[derive(Debug)]
-pub struct Partition {
-    pub topic: String,
-    pub index: i32,
-    pub topic_id: Uuid,
-    pub log: Arc<Log>,
-    /// Held across the sequence check, the append and the state update, so they are atomic.
-    producers: Mutex<ProducerStates>,
-    waiters: Mutex<Vec<Weak<Notify>>>,
-}
-
-/// What a produce to one partition got.
-#[derive(Debug, Clone, Copy)]
-pub struct Appended {
-    pub base_offset: i64,
-    pub last_offset: i64,
-    pub log_append_time_ms: i64,
-    /// Nothing was written (an idempotent retry): no need to wait for durability.
-    pub duplicate: bool,
-}
-
-impl Partition {
-    /// Appends a producer's record set after the idempotence checks.
-    pub fn append(&self, records: &mut [u8]) -> Result<Appended, (Code, String)> {
-        let headers: Vec<BatchHeader> = strom_proto::batch::split(records)
-            .map_err(|e| (error::batch_error(&e), e.to_string()))?
-            .into_iter()
-            .map(|(h, _)| h)
-            .collect();
-        for h in &headers {
-            if h.record_count != h.last_offset_delta + 1 {
-                return Err((
-                    error::code(ResponseError::CorruptMessage),
-                    format!(
-                        "batch has {} records but a last offset delta of {}",
-                        h.record_count, h.last_offset_delta
-                    ),
-                ));
-            }
-        }
-        let mut producers = self
-            .producers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let [h] = headers.as_slice() {
-            match producers.check(h) {
-                SeqCheck::Append => {}
-                SeqCheck::Duplicate(BatchMeta {
-                    first_offset,
-                    last_offset,
-                    ..
-                }) => {
-                    return Ok(Appended {
-                        base_offset: first_offset,
-                        last_offset,
-                        log_append_time_ms: -1,
-                        duplicate: true,
-                    });
-                }
-                SeqCheck::Refuse(code) => return Err((code, "sequence check failed".into())),
-            }
-        } else if headers
-            .iter()
-            .any(|h| h.producer_id >= 0 && h.base_sequence >= 0)
-        {
-            for h in &headers {
-                if let SeqCheck::Refuse(code) = producers.check(h) {
-                    return Err((code, "sequence check failed".into()));
-                }
-            }
-        }
-        let info: AppendInfo = self
-            .log
-            .append(records)
-            .map_err(|e| (error::log_error(&e), e.to_string()))?;
-        // Offsets are assigned now: record the stored headers.
-        let mut at = 0usize;
-        for h in &headers {
-            if let Some(stored) = records.get(at..).and_then(|b| BatchHeader::parse(b).ok()) {
-                producers.record(&stored);
-            }
-            at += h.size();
-        }
-        drop(producers);
-        self.wake_fetchers();
-        Ok(Appended {
-            base_offset: info.first_offset,
-            last_offset: info.last_offset,
-            log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),
-            duplicate: false,
-        })
-    }
-
-    /// Registers a parked fetch to be woken by the next append.
-    pub fn add_waiter(&self, waiter: &Arc<Notify>) {
-        let mut w = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        w.retain(|x| x.strong_count() > 0);
-        if w.len() >= WAITERS_PER_PARTITION_MAX {
-            w.remove(0);
-        }
-        w.push(Arc::downgrade(waiter));
-    }
-
-    fn wake_fetchers(&self) {
-        let waiters =
-            std::mem::take(&mut *self.waiters.lock().unwrap_or_else(PoisonError::into_inner));
-        for w in waiters.iter().filter_map(Weak::upgrade) {
-            w.notify_one();
-        }
-    }
-
-    /// Rebuilds idempotent producers' state from the batch headers of the last two segments.
-    fn load_producers(&self) -> Result<(), BrokerError> {
-        let bases = self.log.segment_base_offsets();
-        let from = bases
-            .len()
-            .checked_sub(2)
-            .and_then(|i| bases.get(i))
-            .copied()
-            .unwrap_or(0);
-        let mut producers = self
-            .producers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.log
-            .for_each_header(from.max(self.log.log_start_offset()), |h| {
-                producers.record(h)
-            })?;
-        Ok(())
-    }
-}
 
 /// The log configuration of a topic: its own configs over the broker's over Kafka's defaults.
 pub fn log_config(
@@ -204,9 +69,34 @@ pub struct ReplicaManager {
     config: BrokerConfig,
     /// The log dirs (`log.dirs`); the first also holds the metadata log.
     dirs: Vec<Arc<LogDir>>,
-    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
-    /// Partitions by topic id and index, for requests that name topics by id.
-    by_id: RwLock<HashMap<(Uuid, i32), Arc<Partition>>>,
+    maps: RwLock<Maps>,
+}
+
+/// The hosted partitions, by topic name and by topic id.
+#[derive(Debug, Default)]
+struct Maps {
+    by_name: HashMap<String, BTreeMap<i32, Arc<Partition>>>,
+    by_id: HashMap<(Uuid, i32), Arc<Partition>>,
+}
+
+impl Maps {
+    fn insert(&mut self, p: Arc<Partition>) {
+        self.by_id.insert((p.topic_id, p.index), Arc::clone(&p));
+        self.by_name
+            .entry(p.topic.clone())
+            .or_default()
+            .insert(p.index, p);
+    }
+
+    fn remove(&mut self, p: &Partition) {
+        self.by_id.remove(&(p.topic_id, p.index));
+        if let Some(parts) = self.by_name.get_mut(&p.topic) {
+            parts.remove(&p.index);
+            if parts.is_empty() {
+                self.by_name.remove(&p.topic);
+            }
+        }
+    }
 }
 
 impl ReplicaManager {
@@ -215,9 +105,16 @@ impl ReplicaManager {
             node_id,
             config,
             dirs,
-            partitions: RwLock::new(HashMap::new()),
-            by_id: RwLock::new(HashMap::new()),
+            maps: RwLock::new(Maps::default()),
         }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.maps.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.maps.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The first log dir, which holds the metadata log.
@@ -252,107 +149,158 @@ impl ReplicaManager {
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
-        self.partitions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(topic.to_string(), partition))
+        self.read()
+            .by_name
+            .get(topic)
+            .and_then(|t| t.get(&partition))
             .cloned()
     }
 
     pub fn get_by_id(&self, topic_id: &Uuid, partition: i32) -> Option<Arc<Partition>> {
-        self.by_id
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(*topic_id, partition))
-            .cloned()
+        self.read().by_id.get(&(*topic_id, partition)).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
-        self.partitions
+        self.read().by_id.values().cloned().collect()
+    }
+
+    /// Brings the hosted partitions of the topics `delta` names (all of them when broker
+    /// configs changed or a snapshot was loaded) in line with `image`: created, deleted,
+    /// reconfigured, each with its role and leader epoch. After a snapshot, logs on disk that
+    /// no topic owns are deleted too.
+    pub fn apply_delta(
+        &self,
+        image: &MetadataImage,
+        delta: &MetadataDelta,
+    ) -> Result<(), BrokerError> {
+        let names: BTreeSet<String> = if delta.everything || delta.broker_configs {
+            let hosted: Vec<String> = self.read().by_name.keys().cloned().collect();
+            image.topics.keys().cloned().chain(hosted).collect()
+        } else {
+            delta.topics.clone()
+        };
+        let dynamic = crate::config::Dynamic::of(image, self.node_id);
+        for name in &names {
+            self.reconcile_topic(image, name, &dynamic)?;
+        }
+        if delta.everything {
+            self.delete_unowned()?;
+        }
+        Ok(())
+    }
+
+    /// Reconciles one topic's hosted partitions. Logs are created and deleted outside the
+    /// partitions lock.
+    fn reconcile_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        dynamic: &crate::config::Dynamic<'_>,
+    ) -> Result<(), BrokerError> {
+        let wanted = self.wanted(image, name, dynamic);
+        let hosted: Vec<Arc<Partition>> = self
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
+            .by_name
+            .get(name)
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default();
+        // Gone from the image, or the same name for a new topic: deleted.
+        let (keep, gone): (Vec<_>, Vec<_>) = hosted.into_iter().partition(|p| {
+            wanted
+                .get(&p.index)
+                .is_some_and(|w| w.topic_id == p.topic_id)
+        });
+        if !gone.is_empty() {
+            let mut maps = self.write();
+            gone.iter().for_each(|p| maps.remove(p));
+        }
+        for p in gone {
+            p.close();
+            self.delete_log(p.log_name())?;
+        }
+        for (index, want) in wanted {
+            match keep.iter().find(|p| p.index == index) {
+                Some(p) => {
+                    if *p.log().config() != want.config {
+                        p.log().set_config(want.config)?;
+                    }
+                    p.apply(&want.assignment);
+                }
+                None => {
+                    let p = self.open_partition(name.to_string(), index, &want)?;
+                    self.write().insert(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The partitions of topic `name` the image assigns to this broker.
+    fn wanted(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        dynamic: &crate::config::Dynamic<'_>,
+    ) -> BTreeMap<i32, Wanted> {
+        let Some(topic) = image.topics.get(name) else {
+            return BTreeMap::new();
+        };
+        let config = log_config(&self.config, image.topic_config(name), dynamic);
+        topic
+            .partitions
+            .iter()
+            .filter(|(_, part)| part.replicas.contains(&self.node_id))
+            .map(|(p, part)| {
+                let assignment = Assignment {
+                    leader: part.leader,
+                    leader_epoch: part.leader_epoch,
+                    replicas: part.replicas.clone(),
+                    isr: part.isr.clone(),
+                };
+                let w = Wanted {
+                    topic_id: topic.topic_id,
+                    config: config.clone(),
+                    assignment,
+                };
+                (*p, w)
+            })
             .collect()
     }
 
-    /// Creates, reconfigures and deletes partition logs so that this broker hosts exactly
-    /// the partitions the image assigns to it.
-    pub fn reconcile(&self, image: &MetadataImage) -> Result<(), BrokerError> {
-        let mut wanted: HashMap<(String, i32), (Uuid, LogConfig)> = HashMap::new();
-        for topic in image.topics.values() {
-            let config = log_config(
-                &self.config,
-                image.topic_config(&topic.name),
-                &crate::config::Dynamic::of(image, self.node_id),
-            );
-            for (p, part) in &topic.partitions {
-                if part.replicas.contains(&self.node_id) {
-                    wanted.insert((topic.name.clone(), *p), (topic.topic_id, config.clone()));
-                }
+    /// Opens (or creates) a partition's log and the partition over it.
+    fn open_partition(
+        &self,
+        topic: String,
+        index: i32,
+        want: &Wanted,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let name = format!("{topic}-{index}");
+        let log = match self.dirs.iter().find_map(|d| d.get(&name)) {
+            Some(log) => {
+                log.set_config(want.config.clone())?;
+                log
             }
-        }
-        let mut partitions = self
-            .partitions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut by_id = self.by_id.write().unwrap_or_else(PoisonError::into_inner);
-        // Gone from the image: delete.
-        let stale: Vec<(String, i32)> = partitions
-            .keys()
-            .filter(|k| !wanted.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in stale {
-            if let Some(p) = partitions.remove(&key) {
-                by_id.remove(&(p.topic_id, p.index));
-                self.delete_log(p.log.name())?;
-                p.wake_fetchers();
-            }
-        }
-        for ((topic, index), (topic_id, config)) in wanted {
-            let key = (topic.clone(), index);
-            if let Some(p) = partitions.get(&key) {
-                if p.topic_id == topic_id {
-                    if *p.log.config() != config {
-                        p.log.set_config(config)?;
-                    }
-                    continue;
-                }
-                // Same name, new topic: the old one was deleted and recreated.
-                self.delete_log(p.log.name())?;
-                by_id.remove(&(p.topic_id, p.index));
-                partitions.remove(&key);
-            }
-            let name = format!("{topic}-{index}");
-            let log = match self.dirs.iter().find_map(|d| d.get(&name)) {
-                Some(log) => {
-                    log.set_config(config)?;
-                    log
-                }
-                None => self.dir_for_new().create(&topic, index as u32, config)?,
-            };
-            let partition = Arc::new(Partition {
-                topic,
-                index,
-                topic_id,
-                log,
-                producers: Mutex::new(ProducerStates::default()),
-                waiters: Mutex::new(Vec::new()),
-            });
-            partition.load_producers()?;
-            by_id.insert((topic_id, index), Arc::clone(&partition));
-            partitions.insert(key, partition);
-        }
-        // Logs on disk that no topic owns (deleted while the broker was down).
+            None => self
+                .dir_for_new()
+                .create(&topic, index as u32, want.config.clone())?,
+        };
+        let partition = Partition::open(topic, index, want.topic_id, log, self.node_id)?;
+        partition.apply(&want.assignment);
+        Ok(partition)
+    }
+
+    /// Deletes logs on disk that no topic owns (deleted while the broker was down).
+    fn delete_unowned(&self) -> Result<(), BrokerError> {
         let metadata_log = format!("{METADATA_TOPIC}-0");
+        let hosted = self.all();
+        let by_name: HashMap<&str, &Arc<Partition>> =
+            hosted.iter().map(|p| (p.log_name(), p)).collect();
         for dir in &self.dirs {
             for log in dir.logs() {
                 let name = log.name().to_string();
-                let owner = partitions
-                    .values()
-                    .find(|p| p.log.name() == name)
-                    .map(|p| Arc::ptr_eq(&p.log, &log));
+                let owner = by_name
+                    .get(name.as_str())
+                    .map(|p| Arc::ptr_eq(p.log(), &log));
                 match owner {
                     Some(true) => {}
                     // The same partition in a second dir (copied by hand?): the hosted copy wins.
@@ -371,4 +319,11 @@ impl ReplicaManager {
         }
         Ok(())
     }
+}
+
+/// What the image wants of one hosted partition.
+struct Wanted {
+    topic_id: Uuid,
+    config: LogConfig,
+    assignment: Assignment,
 }

@@ -1,49 +1,13 @@
 //! Kafka broker keys Strom honours, on the wire: each test starts a broker with the key set
 //! and checks what Kafka 4.1 answers with it (and, where the default differs, without it).
 
-use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use std::time::{Duration, Instant};
-use strom_proto::BatchBuilder;
 
 mod common;
 use common::*;
 use strom_testkit::requests::{now_ms, produce};
-
-fn batch_at(timestamps: &[i64], value_bytes: usize) -> Bytes {
-    let mut b = BatchBuilder::new(timestamps[0]);
-    let value = vec![b'v'; value_bytes];
-    for (i, ts) in timestamps.iter().enumerate() {
-        b.push(Some(format!("k{i}").as_bytes()), Some(&value), *ts);
-    }
-    Bytes::from(b.build())
-}
-
-fn fetch_request(topic: &str, max_bytes: i32, min_bytes: i32, max_wait_ms: i32) -> FetchRequest {
-    let mut fp = fetch_request::FetchPartition::default();
-    fp.partition_max_bytes = 1 << 20;
-    let mut ft = fetch_request::FetchTopic::default();
-    ft.topic = topic_name(topic);
-    ft.partitions.push(fp);
-    let mut req = FetchRequest::default();
-    req.max_wait_ms = max_wait_ms;
-    req.min_bytes = min_bytes;
-    req.max_bytes = max_bytes;
-    req.session_epoch = -1;
-    req.topics.push(ft);
-    req
-}
-
-/// The offsets of the batches a fetch from offset 0 returns.
-fn fetched_batches(r: &FetchResponse) -> Vec<i64> {
-    let records = r.responses[0].partitions[0].records.clone().unwrap();
-    strom_proto::batch::split(&records)
-        .unwrap()
-        .into_iter()
-        .map(|(h, _)| h.base_offset)
-        .collect()
-}
 
 #[test]
 fn fetch_max_bytes_caps_the_response_and_min_bytes_but_the_first_batch_goes_whole() {

@@ -389,6 +389,8 @@ fn fetch_long_poll_wakes_on_new_data() {
     assert_eq!(pd.high_watermark, 2);
     let mut stored = sent.to_vec();
     strom_proto::batch::set_base_offset(&mut stored, 0);
+    // The leader writes its epoch into the batch, as Kafka's does.
+    strom_proto::batch::set_partition_leader_epoch(&mut stored, 0);
     assert_eq!(
         pd.records.as_ref().unwrap().to_vec(),
         stored,

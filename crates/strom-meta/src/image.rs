@@ -1,11 +1,13 @@
 //! The metadata image: the state every broker serves from, built by applying records in order.
 
+use crate::delta::MetadataDelta;
 use crate::error::MetaError;
 use crate::record::{ConfigResource, MetadataRecord};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerImage {
     pub node_id: i32,
     pub host: String,
@@ -13,7 +15,7 @@ pub struct BrokerImage {
     pub rack: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionImage {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
@@ -21,7 +23,7 @@ pub struct PartitionImage {
     pub leader_epoch: i32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub topic_id: Uuid,
@@ -149,6 +151,62 @@ impl MetadataImage {
         Ok(())
     }
 
+    /// Applies a run of records, noting what they changed in `delta`. Stops at the first
+    /// record that does not fit (the ones before it stay applied).
+    pub fn apply_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a MetadataRecord>,
+        delta: &mut MetadataDelta,
+    ) -> Result<(), MetaError> {
+        for r in records {
+            delta.record(self, r);
+            self.apply(r)?;
+        }
+        Ok(())
+    }
+
+    /// The image as one JSON document (a metadata snapshot): `from_snapshot` rebuilds exactly
+    /// this image, counters included.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let snapshot = Snapshot {
+            brokers: self.brokers.values().cloned().collect(),
+            topics: self.topics.values().cloned().collect(),
+            configs: self
+                .configs
+                .iter()
+                .map(|((resource, name), entries)| (*resource, name.clone(), entries.clone()))
+                .collect(),
+            next_producer_id: self.next_producer_id,
+            features: self.features.clone(),
+            features_epoch: self.features_epoch,
+            records_applied: self.records_applied,
+        };
+        serde_json::to_vec(&snapshot).unwrap_or_default()
+    }
+
+    pub fn from_snapshot(bytes: &[u8]) -> Result<MetadataImage, MetaError> {
+        let s: Snapshot = serde_json::from_slice(bytes)
+            .map_err(|e| MetaError(format!("unreadable metadata snapshot: {e}")))?;
+        Ok(MetadataImage {
+            brokers: s.brokers.into_iter().map(|b| (b.node_id, b)).collect(),
+            topic_names: s
+                .topics
+                .iter()
+                .map(|t| (t.topic_id, t.name.clone()))
+                .collect(),
+            topics: s.topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            configs: s
+                .configs
+                .into_iter()
+                .map(|(resource, name, entries)| ((resource, name), entries))
+                .collect(),
+            next_producer_id: s.next_producer_id,
+            features: s.features,
+            features_epoch: s.features_epoch,
+            records_applied: s.records_applied,
+        })
+    }
+
     pub fn topic_config(&self, topic: &str) -> Option<&BTreeMap<String, String>> {
         self.configs
             .get(&(ConfigResource::Topic, topic.to_string()))
@@ -163,6 +221,18 @@ impl MetadataImage {
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
         self.topic_names.get(id).and_then(|n| self.topics.get(n))
     }
+}
+
+/// The stored form of an image (maps keyed by tuples do not fit JSON).
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    brokers: Vec<BrokerImage>,
+    topics: Vec<TopicImage>,
+    configs: Vec<(ConfigResource, String, BTreeMap<String, String>)>,
+    next_producer_id: i64,
+    features: BTreeMap<String, i16>,
+    features_epoch: u64,
+    records_applied: u64,
 }
 
 #[cfg(test)]

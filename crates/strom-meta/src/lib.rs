@@ -7,12 +7,14 @@
 //! is the broker's business.
 
 pub mod controller;
+pub mod delta;
 pub mod error;
 pub mod features;
 pub mod image;
 pub mod record;
 pub mod topic_config;
 
+pub use delta::MetadataDelta;
 pub use error::{ApiError, MetaError};
 pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
 pub use record::{ConfigResource, MetadataRecord};

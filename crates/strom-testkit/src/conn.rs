@@ -77,6 +77,15 @@ impl Conn {
     ) -> Result<S, String> {
         let f = self.frame(key, version, body);
         self.send_raw(&f);
+        self.try_read_response(key, version)
+    }
+
+    /// Reads the response to the last request framed (one sent with `frame` + `send_raw`).
+    pub fn try_read_response<S: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+    ) -> Result<S, String> {
         let mut resp = self.read_frame().ok_or("connection closed")?;
         let header = ResponseHeader::decode(&mut resp, key.response_header_version(version))
             .map_err(|e| format!("bad response header: {e}"))?;
@@ -92,6 +101,12 @@ impl Conn {
     /// `try_call` for tests: panics when there is no response.
     pub fn call<R: Encodable, S: Decodable>(&mut self, key: ApiKey, version: i16, body: &R) -> S {
         self.try_call(key, version, body)
+            .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
+    }
+
+    /// `try_read_response` for tests: panics when there is no response.
+    pub fn read_response<S: Decodable>(&mut self, key: ApiKey, version: i16) -> S {
+        self.try_read_response(key, version)
             .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"))
     }
 

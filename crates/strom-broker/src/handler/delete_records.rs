@@ -1,7 +1,7 @@
 //! DeleteRecords: moves partitions' log start offsets forward (-1: to the high watermark).
 
 use crate::broker::Broker;
-use crate::error::{self, code};
+use crate::error::code;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -20,17 +20,10 @@ pub fn handle(broker: &Arc<Broker>, req: DeleteRecordsRequest) -> DeleteRecordsR
             pr.low_watermark = -1;
             match broker.replicas.get(t.name.0.as_str(), p.partition_index) {
                 None => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
-                Some(part) => {
-                    let offset = if p.offset == -1 {
-                        part.log.log_end_offset()
-                    } else {
-                        p.offset
-                    };
-                    match part.log.delete_records_before(offset) {
-                        Ok(start) => pr.low_watermark = start,
-                        Err(e) => pr.error_code = error::log_error(&e),
-                    }
-                }
+                Some(part) => match part.delete_records(p.offset) {
+                    Ok(start) => pr.low_watermark = start,
+                    Err(c) => pr.error_code = c,
+                },
             }
             tr.partitions.push(pr);
         }

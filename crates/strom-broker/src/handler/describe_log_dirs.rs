@@ -24,9 +24,7 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeLogDirsRequest) -> DescribeLogD
         }
         let mut topics: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
         for p in &hosted {
-            let here = dir
-                .get(p.log.name())
-                .is_some_and(|l| Arc::ptr_eq(&l, &p.log));
+            let here = p.is_in(dir);
             let wanted = match &req.topics {
                 None => true,
                 Some(ts) => ts
@@ -36,7 +34,7 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeLogDirsRequest) -> DescribeLogD
             if here && wanted {
                 let mut d = DescribeLogDirsPartition::default();
                 d.partition_index = p.index;
-                d.partition_size = p.log.size_bytes() as i64;
+                d.partition_size = p.size_bytes() as i64;
                 topics.entry(p.topic.clone()).or_default().push(d);
             }
         }

@@ -7,7 +7,7 @@ use crate::broker::Broker;
 use crate::error::{self, code};
 use crate::fetch_session::{Resolved, SessionPartition};
 use crate::handler::{Pending, Reply};
-use crate::replica_manager::Partition;
+use crate::partition::{Isolation, Partition};
 use crate::response::new_marker;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -34,6 +34,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
                 topic: t.topic.0.as_str().to_string(),
                 topic_id: t.topic_id,
                 partition: p.partition,
+                current_leader_epoch: p.current_leader_epoch,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
                 last_sent: None,
@@ -198,10 +199,17 @@ impl Reads<'_> {
                     let limit = i64::from(at.max_bytes.max(0))
                         .min(self.max_bytes - bytes)
                         .max(0) as u64;
-                    match p.log.read(at.fetch_offset, limit.max(1), None) {
+                    let read = p
+                        .check_leader()
+                        .and_then(|()| p.check_leader_epoch(at.current_leader_epoch))
+                        .and_then(|()| {
+                            p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
+                                .map_err(|e| error::log_error(&e))
+                        });
+                    match read {
                         Ok(info) => {
-                            pd.high_watermark = info.log_end_offset;
-                            pd.last_stable_offset = info.log_end_offset;
+                            pd.high_watermark = info.high_watermark;
+                            pd.last_stable_offset = info.last_stable_offset;
                             pd.log_start_offset = info.log_start_offset;
                             // A batch larger than the limits is still sent when it is the first
                             // data of the response, so a consumer always makes progress (KIP-74).
@@ -214,10 +222,10 @@ impl Reads<'_> {
                                 has_records = true;
                             }
                         }
-                        Err(e) => {
+                        Err(c) => {
                             // Kafka answers an error with -1 watermarks, OFFSET_OUT_OF_RANGE
                             // included: the client asks ListOffsets where to go.
-                            pd.error_code = error::log_error(&e);
+                            pd.error_code = c;
                             errors = true;
                         }
                     }

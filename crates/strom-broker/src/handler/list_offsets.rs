@@ -3,6 +3,7 @@
 
 use crate::broker::Broker;
 use crate::error::{self, code};
+use crate::partition::Partition;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -30,33 +31,17 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
             match broker.replicas.get(t.name.0.as_str(), p.partition_index) {
                 None => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
                 Some(part) => {
-                    let log = &part.log;
-                    match p.timestamp {
-                        LATEST => pr.offset = log.log_end_offset(),
-                        EARLIEST | EARLIEST_LOCAL => pr.offset = log.log_start_offset(),
-                        EARLIEST_PENDING_UPLOAD => {}
-                        MAX_TIMESTAMP => match log.max_timestamp() {
-                            Ok(Some(m)) => {
-                                pr.offset = m.offset;
-                                pr.timestamp = m.timestamp;
-                            }
-                            Ok(None) => {}
-                            Err(e) => pr.error_code = error::log_error(&e),
-                        },
-                        ts if ts >= 0 => match log.offset_for_timestamp(ts) {
-                            Ok(Some(found)) => {
-                                pr.offset = found.offset;
-                                pr.timestamp = found.timestamp;
-                            }
-                            Ok(None) => {}
-                            Err(e) => pr.error_code = error::log_error(&e),
-                        },
-                        // Kafka's answer to a special timestamp it does not know.
-                        _ => pr.error_code = code(ResponseError::UnsupportedVersion),
-                    }
-                    // The leader epoch of the offset found (none found: -1).
-                    if version >= 4 && pr.offset >= 0 {
-                        pr.leader_epoch = 0;
+                    if let Err(c) = part
+                        .check_leader()
+                        .and_then(|()| part.check_leader_epoch(p.current_leader_epoch))
+                    {
+                        pr.error_code = c;
+                    } else {
+                        lookup(&part, p.timestamp, &mut pr);
+                        // The leader epoch of the offset found (none found: -1).
+                        if version >= 4 && pr.offset >= 0 {
+                            pr.leader_epoch = part.leader_epoch();
+                        }
                     }
                 }
             }
@@ -65,4 +50,35 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
         response.topics.push(tr);
     }
     response
+}
+
+/// One partition's answer: consumers are told offsets below the high watermark only (Kafka's
+/// `fetchOffsetForTimestamp` for requests without a replica id).
+fn lookup(part: &Partition, timestamp: i64, pr: &mut ListOffsetsPartitionResponse) {
+    let found = match timestamp {
+        LATEST => {
+            pr.offset = part.high_watermark();
+            return;
+        }
+        EARLIEST | EARLIEST_LOCAL => {
+            pr.offset = part.log_start_offset();
+            return;
+        }
+        EARLIEST_PENDING_UPLOAD => return,
+        MAX_TIMESTAMP => part.max_timestamp(),
+        ts if ts >= 0 => part.offset_for_timestamp(ts),
+        // Kafka's answer to a special timestamp it does not know.
+        _ => {
+            pr.error_code = code(ResponseError::UnsupportedVersion);
+            return;
+        }
+    };
+    match found {
+        Ok(Some(f)) => {
+            pr.offset = f.offset;
+            pr.timestamp = f.timestamp;
+        }
+        Ok(None) => {}
+        Err(e) => pr.error_code = error::log_error(&e),
+    }
 }

@@ -5,6 +5,7 @@ use crate::broker::Broker;
 use crate::error::{self, code};
 use crate::handler::{ready, Pending, Reply};
 use crate::metadata_store::now_ms;
+use crate::partition::{Partition, Wait};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     self, PartitionProduceResponse, TopicProduceResponse,
@@ -13,12 +14,12 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 use std::time::Duration;
-use strom_log::{Log, LogError};
+use strom_log::LogError;
 
 pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pending {
     let acks = req.acks;
     let mut response = ProduceResponse::default();
-    let mut waits: Vec<(usize, usize, Arc<Log>, i64)> = Vec::new();
+    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let mut tr = TopicProduceResponse::default();
         // The topic's configs, read once for all its partitions.
@@ -52,7 +53,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                 (Some(p), Some(records)) => {
                     let rules = rules.get_or_insert_with(|| Rules::of(broker, &p.topic));
                     if let Some(last_offset) = append(broker, &p, rules, &records, acks, &mut pr) {
-                        waits.push((ti, pi, Arc::clone(&p.log), last_offset));
+                        waits.push((ti, pi, Arc::clone(&p), last_offset));
                     }
                 }
             }
@@ -67,7 +68,12 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
         return ready(ResponseKind::Produce(response));
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
-    durable(response, waits, timeout)
+    let wait = if acks == -1 {
+        Wait::HighWatermark
+    } else {
+        Wait::Local
+    };
+    durable(response, waits, wait, timeout)
 }
 
 /// One partition's records: the topic's rules checked (min ISR, timestamps, keys on compacted
@@ -75,7 +81,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
 /// for it to be durable.
 fn append(
     broker: &Broker,
-    p: &crate::replica_manager::Partition,
+    p: &Partition,
     rules: &Rules,
     records: &bytes::Bytes,
     acks: i16,
@@ -96,7 +102,7 @@ fn append(
     match rules.timestamps.check(records, now_ms(), &keyless) {
         Ok(errors) if errors.is_empty() => {}
         Ok(errors) => {
-            pr.log_start_offset = p.log.log_start_offset();
+            pr.log_start_offset = p.log_start_offset();
             refuse_timestamps(pr, &p.topic, p.index, errors, keyless);
             return None;
         }
@@ -114,8 +120,8 @@ fn append(
         Ok(a) => {
             pr.base_offset = a.base_offset;
             pr.log_append_time_ms = a.log_append_time_ms;
-            pr.log_start_offset = p.log.log_start_offset();
-            (acks == -1).then_some(a.last_offset)
+            pr.log_start_offset = p.log_start_offset();
+            (acks != 0).then_some(a.last_offset)
         }
         Err((c, message)) => {
             pr.error_code = c;
@@ -125,33 +131,27 @@ fn append(
     }
 }
 
-/// The answer once every acks=all append is durable (or the request's timeout passed).
+/// The answer once the high watermark passes every acks=all append (or the request's
+/// timeout passed). On one node that is when the append is durable.
 fn durable(
     mut response: ProduceResponse,
-    waits: Vec<(usize, usize, Arc<Log>, i64)>,
+    waits: Vec<(usize, usize, Arc<Partition>, i64)>,
+    wait: Wait,
     timeout: Duration,
 ) -> Pending {
-    // Durability is requested now, not when the writer first polls the future: the writer
-    // polls responses one by one, so waiting until then would give each pipelined request
-    // a flush cycle of its own instead of sharing one.
-    let mut pending = Vec::with_capacity(waits.len());
-    for (ti, pi, log, last_offset) in waits {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        log.on_durable(
-            last_offset,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        pending.push((ti, pi, rx));
-    }
+    // The waits are registered now, not when the writer first polls the future; the append
+    // already asked for the sync, so pipelined requests share one flush cycle.
+    let pending: Vec<_> = waits
+        .into_iter()
+        .map(|(ti, pi, p, last_offset)| (ti, pi, p.wait_for(wait, last_offset)))
+        .collect();
     let deadline = tokio::time::Instant::now() + timeout;
     Box::pin(async move {
         for (ti, pi, rx) in pending {
             let outcome = tokio::time::timeout_at(deadline, rx).await;
             let error_code = match outcome {
                 Ok(Ok(Ok(_))) => continue,
-                Ok(Ok(Err(e))) => error::log_error(&e),
+                Ok(Ok(Err(c))) => c,
                 Ok(Err(_)) => error::log_error(&LogError::Closed),
                 Err(_) => code(ResponseError::RequestTimedOut),
             };
@@ -177,14 +177,14 @@ thread_local! {
 
 /// Appends a copy of `records` (the request's bytes are shared and immutable).
 fn append_copy(
-    p: &crate::replica_manager::Partition,
+    p: &Partition,
     records: &[u8],
-) -> Result<crate::replica_manager::Appended, (crate::error::Code, String)> {
+) -> Result<crate::partition::Appended, (crate::error::Code, String)> {
     SCRATCH.with(|scratch| {
         let mut buf = scratch.borrow_mut();
         buf.clear();
         buf.extend_from_slice(records);
-        let result = p.append(&mut buf);
+        let result = p.append_as_leader(&mut buf);
         if buf.capacity() > crate::limits::PRODUCE_SCRATCH_KEEP_BYTES {
             *buf = Vec::new();
         }

@@ -151,3 +151,44 @@ pub fn fetch_all(c: &mut Conn, topic: &str) -> Vec<(i64, Vec<u8>, Option<Vec<u8>
         }
     }
 }
+
+/// One batch of records with these timestamps, each value `value_bytes` long.
+pub fn batch_at(timestamps: &[i64], value_bytes: usize) -> Bytes {
+    let mut b = BatchBuilder::new(timestamps[0]);
+    let value = vec![b'v'; value_bytes];
+    for (i, ts) in timestamps.iter().enumerate() {
+        b.push(Some(format!("k{i}").as_bytes()), Some(&value), *ts);
+    }
+    Bytes::from(b.build())
+}
+
+/// A Fetch (v12 fields) of partition 0 of `topic` from offset 0.
+pub fn fetch_request(
+    topic: &str,
+    max_bytes: i32,
+    min_bytes: i32,
+    max_wait_ms: i32,
+) -> FetchRequest {
+    let mut fp = fetch_request::FetchPartition::default();
+    fp.partition_max_bytes = 1 << 20;
+    let mut ft = fetch_request::FetchTopic::default();
+    ft.topic = topic_name(topic);
+    ft.partitions.push(fp);
+    let mut req = FetchRequest::default();
+    req.max_wait_ms = max_wait_ms;
+    req.min_bytes = min_bytes;
+    req.max_bytes = max_bytes;
+    req.session_epoch = -1;
+    req.topics.push(ft);
+    req
+}
+
+/// The offsets of the batches a fetch from offset 0 returns.
+pub fn fetched_batches(r: &FetchResponse) -> Vec<i64> {
+    let records = r.responses[0].partitions[0].records.clone().unwrap();
+    strom_proto::batch::split(&records)
+        .unwrap()
+        .into_iter()
+        .map(|(h, _)| h.base_offset)
+        .collect()
+}

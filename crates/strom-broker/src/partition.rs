@@ -1,0 +1,480 @@
+//! `Partition`: one hosted partition, the only way to its log. A leader appends producers'
+//! batches (idempotence checked, its leader epoch stamped), reads are bounded by the high
+//! watermark (consumers) or the log end (followers, internal loading), and the high watermark
+//! comes from `PartitionState`, fed by the log's durable offset (and, part 2, followers'
+//! fetches). Parked fetches and acks=all produces wait for the high watermark to move.
+
+pub mod state;
+
+use crate::error::{self, BrokerError, Code};
+use crate::producer_state::{BatchMeta, ProducerStates, SeqCheck};
+use kafka_protocol::error::ResponseError;
+use state::{Assignment, PartitionState, Transition};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use strom_log::{FileSlice, Log, LogDir, LogError, TimestampOffset};
+use strom_proto::BatchHeader;
+use tokio::sync::{oneshot, Notify};
+use uuid::Uuid;
+
+/// Parked fetches one partition wakes; older registrations are dropped past this.
+pub const WAITERS_PER_PARTITION_MAX: usize = 10_000;
+
+/// How far a read may go (Kafka's `FetchIsolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Up to the log end: followers, and the broker loading its own internal partitions.
+    LogEnd,
+    /// Up to the high watermark: consumers (read_uncommitted; read_committed until
+    /// transactions bring the last stable offset, issue 12).
+    HighWatermark,
+}
+
+/// What a read found, with the partition's offsets at the time of the read.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub slice: Option<FileSlice>,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// What a produce to one partition got.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_append_time_ms: i64,
+    /// Nothing was written (an idempotent retry).
+    pub duplicate: bool,
+}
+
+/// What a produce waits for before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// acks=1: the leader's own log holds the records durably.
+    Local,
+    /// acks=all: the high watermark passed them (durable on every in-sync replica).
+    HighWatermark,
+}
+
+type Waiter = (Wait, i64, oneshot::Sender<Result<i64, Code>>);
+
+/// The state and the produce waiters, under one lock so that a waiter is never registered
+/// after the move it waits for, and every waiter is answered after the state moved (so a
+/// producer that was answered finds its records visible).
+#[derive(Debug)]
+struct Shared {
+    state: PartitionState,
+    waiters: Vec<Waiter>,
+}
+
+impl Shared {
+    /// The offset below which `wait` is satisfied.
+    fn reached(&self, wait: Wait) -> i64 {
+        match wait {
+            Wait::Local => self.state.local_offset(),
+            Wait::HighWatermark => self.state.high_watermark(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub topic_id: Uuid,
+    log: Arc<Log>,
+    /// Held across the sequence check, the append and the state update, so they are atomic.
+    producers: Mutex<ProducerStates>,
+    waiters: Mutex<Vec<Weak<Notify>>>,
+    shared: Mutex<Shared>,
+    me: Weak<Partition>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Partition {
+    /// A partition over an opened log: idempotent producers rebuilt from its tail, the high
+    /// watermark at what the log holds durably (a flush is asked for the rest).
+    pub(crate) fn open(
+        topic: String,
+        index: i32,
+        topic_id: Uuid,
+        log: Arc<Log>,
+        node_id: i32,
+    ) -> Result<Arc<Partition>, BrokerError> {
+        let state = PartitionState::new(node_id, log.durable_offset());
+        let p = Arc::new_cyclic(|me| Partition {
+            topic,
+            index,
+            topic_id,
+            log,
+            producers: Mutex::new(ProducerStates::default()),
+            waiters: Mutex::new(Vec::new()),
+            shared: Mutex::new(Shared {
+                state,
+                waiters: Vec::new(),
+            }),
+            me: me.clone(),
+        });
+        p.load_producers()?;
+        Ok(p)
+    }
+
+    /// Takes the image's assignment of the partition; a replica that becomes leader counts
+    /// what its log holds durably, and asks for the rest to be synced.
+    pub(crate) fn apply(&self, a: &Assignment) -> Transition {
+        let mut shared = lock(&self.shared);
+        let before = shared.state.high_watermark();
+        let transition = shared.state.apply(a);
+        shared.state.set_local_offset(self.log.durable_offset());
+        let leader = shared.state.is_leader();
+        self.settle(shared, before);
+        if leader {
+            self.track_durable(self.log.log_end_offset() - 1);
+        }
+        transition
+    }
+
+    pub fn is_leader(&self) -> bool {
+        lock(&self.shared).state.is_leader()
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        lock(&self.shared).state.leader_epoch()
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        lock(&self.shared).state.high_watermark()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// The log's directory name, `<topic>-<partition>`.
+    pub fn log_name(&self) -> &str {
+        self.log.name()
+    }
+
+    /// Whether `dir` holds this partition's log.
+    pub fn is_in(&self, dir: &LogDir) -> bool {
+        dir.get(self.log.name())
+            .is_some_and(|l| Arc::ptr_eq(&l, &self.log))
+    }
+
+    pub(crate) fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// A request's `current_leader_epoch` against this replica's (Kafka's
+    /// `Partition.checkCurrentLeaderEpoch`): -1 skips the check; older is fenced, newer is
+    /// not known here yet.
+    pub fn check_leader_epoch(&self, current: i32) -> Result<(), Code> {
+        let epoch = self.leader_epoch();
+        match current {
+            c if c < 0 || c == epoch => Ok(()),
+            c if c < epoch => Err(error::code(ResponseError::FencedLeaderEpoch)),
+            _ => Err(error::code(ResponseError::UnknownLeaderEpoch)),
+        }
+    }
+
+    /// Refuses requests only a leader answers.
+    pub fn check_leader(&self) -> Result<(), Code> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(error::code(ResponseError::NotLeaderOrFollower))
+        }
+    }
+
+    /// Reads whole batches from `offset`, bounded by `isolation`.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        isolation: Isolation,
+    ) -> Result<Read, LogError> {
+        let high_watermark = self.high_watermark();
+        let bound = match isolation {
+            Isolation::LogEnd => None,
+            Isolation::HighWatermark => Some(high_watermark),
+        };
+        let info = self.log.read(offset, max_bytes, bound)?;
+        Ok(Read {
+            slice: info.slice,
+            high_watermark,
+            last_stable_offset: high_watermark,
+            log_start_offset: info.log_start_offset,
+            log_end_offset: info.log_end_offset,
+        })
+    }
+
+    /// The first record at or after `timestamp_ms` below the high watermark (Kafka does not
+    /// answer consumers with offsets they cannot fetch yet).
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
+        let hw = self.high_watermark();
+        Ok(self
+            .log
+            .offset_for_timestamp(timestamp_ms)?
+            .filter(|t| t.offset < hw))
+    }
+
+    /// The record with the largest timestamp below the high watermark.
+    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
+        let hw = self.high_watermark();
+        Ok(self.log.max_timestamp()?.filter(|t| t.offset < hw))
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark);
+    /// beyond the high watermark is out of range, as in Kafka.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, Code> {
+        self.check_leader()?;
+        let hw = self.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        if offset < 0 || offset > hw {
+            return Err(error::code(ResponseError::OffsetOutOfRange));
+        }
+        self.log
+            .delete_records_before(offset)
+            .map_err(|e| error::log_error(&e))
+    }
+
+    /// Appends a producer's record set as the leader: batch checks, the idempotence checks,
+    /// the leader epoch stamped in each batch; then asks for it to be synced, which moves the
+    /// high watermark.
+    pub fn append_as_leader(&self, records: &mut [u8]) -> Result<Appended, (Code, String)> {
+        self.check_leader()
+            .map_err(|c| (c, "not the leader".to_string()))?;
+        let headers = check_batches(records)?;
+        let epoch = self.leader_epoch();
+        let mut producers = lock(&self.producers);
+        if let Some(refused) = check_sequences(&mut producers, &headers) {
+            return refused;
+        }
+        stamp_leader_epoch(records, &headers, epoch);
+        let info = self
+            .log
+            .append(records)
+            .map_err(|e| (error::log_error(&e), e.to_string()))?;
+        // Offsets are assigned now: record the stored headers.
+        let mut at = 0usize;
+        for h in &headers {
+            if let Some(stored) = records.get(at..).and_then(|b| BatchHeader::parse(b).ok()) {
+                producers.record(&stored);
+            }
+            at += h.size();
+        }
+        drop(producers);
+        self.track_durable(info.last_offset);
+        Ok(Appended {
+            base_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),
+            duplicate: false,
+        })
+    }
+
+    /// Resolves once `wait` passes `offset` (with the offset reached), or with the error that
+    /// stopped it.
+    pub fn wait_for(&self, wait: Wait, offset: i64) -> oneshot::Receiver<Result<i64, Code>> {
+        let (tx, rx) = oneshot::channel();
+        let mut shared = lock(&self.shared);
+        let reached = shared.reached(wait);
+        if reached > offset {
+            let _ = tx.send(Ok(reached));
+        } else {
+            shared.waiters.push((wait, offset, tx));
+        }
+        drop(shared);
+        // The flush that moves it may have been asked before a failure: make sure it runs.
+        if offset < self.log.log_end_offset() {
+            self.track_durable(offset);
+        }
+        rx
+    }
+
+    /// Asks the log to sync up to `offset`; when it has, the high watermark moves.
+    fn track_durable(&self, offset: i64) {
+        if offset < 0 || self.log.durable_offset() > offset {
+            return;
+        }
+        let me = self.me.clone();
+        self.log.on_durable(
+            offset,
+            Box::new(move |r| {
+                if let Some(p) = me.upgrade() {
+                    p.on_durable(r);
+                }
+            }),
+        );
+    }
+
+    /// The log synced up to `durable` (or failed): the high watermark moves and the waiters
+    /// it satisfies are answered.
+    fn on_durable(&self, durable: Result<i64, LogError>) {
+        let mut shared = lock(&self.shared);
+        match durable {
+            Ok(offset) => {
+                if offset <= shared.state.local_offset() {
+                    return;
+                }
+                let before = shared.state.high_watermark();
+                shared.state.set_local_offset(offset);
+                self.settle(shared, before);
+            }
+            Err(e) => {
+                let failed = std::mem::take(&mut shared.waiters);
+                drop(shared);
+                for (_, _, tx) in failed {
+                    let _ = tx.send(Err(error::log_error(&e)));
+                }
+            }
+        }
+    }
+
+    /// Answers the waiters the state now satisfies (after the lock is released), and wakes
+    /// parked fetches if the high watermark moved past `before`.
+    fn settle(&self, mut shared: MutexGuard<'_, Shared>, before: i64) {
+        let (done, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut shared.waiters)
+            .into_iter()
+            .partition(|(w, o, _)| *o < shared.reached(*w));
+        shared.waiters = keep;
+        let answers: Vec<_> = done
+            .into_iter()
+            .map(|(w, _, tx)| (tx, shared.reached(w)))
+            .collect();
+        let moved = shared.state.high_watermark() > before;
+        drop(shared);
+        for (tx, reached) in answers {
+            let _ = tx.send(Ok(reached));
+        }
+        if moved {
+            self.wake_fetchers();
+        }
+    }
+
+    /// Registers a parked fetch to be woken when the high watermark next moves.
+    pub fn add_waiter(&self, waiter: &Arc<Notify>) {
+        let mut w = lock(&self.waiters);
+        w.retain(|x| x.strong_count() > 0);
+        if w.len() >= WAITERS_PER_PARTITION_MAX {
+            w.remove(0);
+        }
+        w.push(Arc::downgrade(waiter));
+    }
+
+    pub(crate) fn wake_fetchers(&self) {
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
+        for w in waiters.iter().filter_map(Weak::upgrade) {
+            w.notify_one();
+        }
+    }
+
+    /// The partition is no longer hosted: its waiters are told.
+    pub(crate) fn close(&self) {
+        let waiters = std::mem::take(&mut lock(&self.shared).waiters);
+        for (_, _, tx) in waiters {
+            let _ = tx.send(Err(error::code(ResponseError::NotLeaderOrFollower)));
+        }
+        self.wake_fetchers();
+    }
+
+    /// Rebuilds idempotent producers' state from the batch headers of the last two segments.
+    fn load_producers(&self) -> Result<(), BrokerError> {
+        let bases = self.log.segment_base_offsets();
+        let from = bases
+            .len()
+            .checked_sub(2)
+            .and_then(|i| bases.get(i))
+            .copied()
+            .unwrap_or(0);
+        let mut producers = lock(&self.producers);
+        self.log
+            .for_each_header(from.max(self.log.log_start_offset()), |h| {
+                producers.record(h)
+            })?;
+        Ok(())
+    }
+}
+
+/// The batch headers of a producer's record set, each batch's record count checked.
+fn check_batches(records: &[u8]) -> Result<Vec<BatchHeader>, (Code, String)> {
+    let headers: Vec<BatchHeader> = strom_proto::batch::split(records)
+        .map_err(|e| (error::batch_error(&e), e.to_string()))?
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
+    for h in &headers {
+        if h.record_count != h.last_offset_delta + 1 {
+            return Err((
+                error::code(ResponseError::CorruptMessage),
+                format!(
+                    "batch has {} records but a last offset delta of {}",
+                    h.record_count, h.last_offset_delta
+                ),
+            ));
+        }
+    }
+    Ok(headers)
+}
+
+/// The idempotence checks: None to append; else the answer (a duplicate's offsets, or the
+/// refusal).
+fn check_sequences(
+    producers: &mut ProducerStates,
+    headers: &[BatchHeader],
+) -> Option<Result<Appended, (Code, String)>> {
+    if let [h] = headers {
+        return match producers.check(h) {
+            SeqCheck::Append => None,
+            SeqCheck::Duplicate(BatchMeta {
+                first_offset,
+                last_offset,
+                ..
+            }) => Some(Ok(Appended {
+                base_offset: first_offset,
+                last_offset,
+                log_append_time_ms: -1,
+                duplicate: true,
+            })),
+            SeqCheck::Refuse(code) => Some(Err((code, "sequence check failed".into()))),
+        };
+    }
+    if headers
+        .iter()
+        .any(|h| h.producer_id >= 0 && h.base_sequence >= 0)
+    {
+        for h in headers {
+            if let SeqCheck::Refuse(code) = producers.check(h) {
+                return Some(Err((code, "sequence check failed".into())));
+            }
+        }
+    }
+    None
+}
+
+/// Kafka's leader writes its leader epoch into every batch it appends (outside the CRC).
+fn stamp_leader_epoch(records: &mut [u8], headers: &[BatchHeader], epoch: i32) {
+    let mut at = 0usize;
+    for h in headers {
+        if let Some(batch) = records.get_mut(at..at + h.size()) {
+            strom_proto::batch::set_partition_leader_epoch(batch, epoch);
+        }
+        at += h.size();
+    }
+}

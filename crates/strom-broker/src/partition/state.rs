@@ -1,0 +1,331 @@
+//! `PartitionState`: what a replica knows of its partition besides the log, as a pure state
+//! machine (no I/O, time passed in): its role and leader epoch from the metadata image, the
+//! replica set and ISR, each follower's fetch state (leader only) and the high watermark.
+//!
+//! The high watermark is the minimum, over the ISR, of the offsets each in-sync replica holds
+//! durably: the leader's own durable offset and each follower's fetch offset (a follower
+//! fsyncs what it appended before it fetches again, issue 11). It only moves forward. On one
+//! node the ISR is the leader alone, so the high watermark is what the log holds durably.
+
+use std::collections::BTreeMap;
+
+/// What this replica is for the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    /// Follows `leader` (-1: no leader known).
+    Follower {
+        leader: i32,
+    },
+}
+
+/// What the leader knows of one follower from its fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FollowerState {
+    /// The offset it fetched from: everything below is in its log, durably.
+    pub fetch_offset: i64,
+    /// When it last fetched.
+    pub last_fetch_ms: i64,
+    /// When it last fetched from at least the leader's log end offset (Kafka's
+    /// `lastCaughtUpTimeMs`, for `replica.lag.time.max.ms`).
+    pub last_caught_up_ms: i64,
+}
+
+/// The partition as the metadata image assigns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// What applying an assignment changed for this replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None,
+    BecameLeader,
+    BecameFollower,
+    /// Same role, new epoch or replica set.
+    Reconfigured,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    node_id: i32,
+    role: Role,
+    leader_epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    followers: BTreeMap<i32, FollowerState>,
+    /// What this replica's own log holds durably.
+    local_offset: i64,
+    high_watermark: i64,
+}
+
+impl PartitionState {
+    /// A replica that knows nothing yet but its log: the high watermark starts at what the
+    /// log held durably when opened (Kafka restores it from a checkpoint; part 2).
+    pub fn new(node_id: i32, durable_offset: i64) -> PartitionState {
+        PartitionState {
+            node_id,
+            role: Role::Follower { leader: -1 },
+            leader_epoch: -1,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            followers: BTreeMap::new(),
+            local_offset: durable_offset,
+            high_watermark: durable_offset,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn replicas(&self) -> &[i32] {
+        &self.replicas
+    }
+
+    pub fn isr(&self) -> &[i32] {
+        &self.isr
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// What this replica's own log holds durably, as far as it was told.
+    pub fn local_offset(&self) -> i64 {
+        self.local_offset
+    }
+
+    pub fn follower(&self, id: i32) -> Option<&FollowerState> {
+        self.followers.get(&id)
+    }
+
+    /// Takes the image's view of the partition. An older leader epoch than the one held is
+    /// ignored (images only move forward, but a replayed delta must not undo a newer one).
+    pub fn apply(&mut self, a: &Assignment) -> Transition {
+        if a.leader_epoch < self.leader_epoch {
+            return Transition::None;
+        }
+        let role = if a.leader == self.node_id {
+            Role::Leader
+        } else {
+            Role::Follower { leader: a.leader }
+        };
+        let transition = match (self.role, role) {
+            (Role::Leader, Role::Leader) | (Role::Follower { .. }, Role::Follower { .. })
+                if self.leader_epoch == a.leader_epoch
+                    && self.replicas == a.replicas
+                    && self.isr == a.isr
+                    && self.role == role =>
+            {
+                Transition::None
+            }
+            (Role::Follower { .. }, Role::Leader) => Transition::BecameLeader,
+            (Role::Leader, Role::Follower { .. }) => Transition::BecameFollower,
+            (Role::Follower { leader: was }, Role::Follower { leader }) if was != leader => {
+                Transition::BecameFollower
+            }
+            _ => Transition::Reconfigured,
+        };
+        if matches!(transition, Transition::BecameLeader) || a.leader_epoch != self.leader_epoch {
+            // A new leadership starts with no knowledge of the followers (Kafka resets the
+            // replicas' states when it becomes leader).
+            self.followers.clear();
+        }
+        self.role = role;
+        self.leader_epoch = a.leader_epoch;
+        self.replicas = a.replicas.clone();
+        self.isr = a.isr.clone();
+        self.followers.retain(|id, _| a.replicas.contains(id));
+        self.advance();
+        transition
+    }
+
+    /// This replica's log is durable up to `offset`. Returns the new high watermark if it
+    /// moved.
+    pub fn set_local_offset(&mut self, offset: i64) -> Option<i64> {
+        self.local_offset = self.local_offset.max(offset);
+        self.advance()
+    }
+
+    /// A follower fetched from `fetch_offset` at `now_ms`, with the leader's log ending at
+    /// `log_end_offset`. Returns the new high watermark if it moved.
+    pub fn record_fetch(
+        &mut self,
+        id: i32,
+        fetch_offset: i64,
+        log_end_offset: i64,
+        now_ms: i64,
+    ) -> Option<i64> {
+        if !self.is_leader() || !self.replicas.contains(&id) || id == self.node_id {
+            return None;
+        }
+        let f = self.followers.entry(id).or_default();
+        f.fetch_offset = fetch_offset;
+        f.last_fetch_ms = now_ms;
+        if fetch_offset >= log_end_offset {
+            f.last_caught_up_ms = now_ms;
+        }
+        self.advance()
+    }
+
+    /// Lowers what this replica holds (a follower truncating its log). The high watermark
+    /// never moves back, but a follower's is capped by its log.
+    pub fn truncated_to(&mut self, offset: i64) {
+        self.local_offset = self.local_offset.min(offset);
+        if !self.is_leader() {
+            self.high_watermark = self.high_watermark.min(offset);
+        }
+    }
+
+    /// A follower takes the leader's high watermark, capped by what it holds itself.
+    pub fn follower_high_watermark(&mut self, leader_high_watermark: i64) -> Option<i64> {
+        let hw = leader_high_watermark.min(self.local_offset);
+        (!self.is_leader() && hw > self.high_watermark).then(|| {
+            self.high_watermark = hw;
+            hw
+        })
+    }
+
+    /// Moves the high watermark to the minimum over the ISR, only forward (leader only).
+    fn advance(&mut self) -> Option<i64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let mut min = self.local_offset;
+        for id in self.isr.iter().filter(|id| **id != self.node_id) {
+            // A follower that has not fetched since this leadership began holds nothing yet
+            // the leader knows of.
+            let held = self.followers.get(id).map_or(i64::MIN, |f| f.fetch_offset);
+            min = min.min(held);
+        }
+        (min > self.high_watermark).then(|| {
+            self.high_watermark = min;
+            min
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn assignment(leader: i32, epoch: i32, replicas: &[i32], isr: &[i32]) -> Assignment {
+        Assignment {
+            leader,
+            leader_epoch: epoch,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_single_replica_leader_follows_its_durable_offset() {
+        let mut s = PartitionState::new(1, 0);
+        assert_eq!(
+            s.apply(&assignment(1, 0, &[1], &[1])),
+            Transition::BecameLeader
+        );
+        assert_eq!(s.set_local_offset(5), Some(5));
+        assert_eq!(s.set_local_offset(3), None, "never back");
+        assert_eq!(s.high_watermark(), 5);
+        assert_eq!(s.apply(&assignment(1, 0, &[1], &[1])), Transition::None);
+    }
+
+    #[test]
+    fn the_high_watermark_waits_for_every_in_sync_follower() {
+        let mut s = PartitionState::new(1, 0);
+        s.apply(&assignment(1, 3, &[1, 2, 3], &[1, 2, 3]));
+        assert_eq!(s.set_local_offset(10), None, "followers have not fetched");
+        assert_eq!(s.record_fetch(2, 10, 10, 100), None);
+        assert_eq!(s.record_fetch(3, 7, 10, 100), Some(7));
+        assert_eq!(s.follower(3).map(|f| f.last_caught_up_ms), Some(0));
+        // Out of the ISR, 3 no longer holds it back.
+        s.apply(&assignment(1, 3, &[1, 2, 3], &[1, 2]));
+        assert_eq!(s.high_watermark(), 10);
+    }
+
+    #[test]
+    fn old_epochs_are_ignored_and_a_move_is_a_transition() {
+        let mut s = PartitionState::new(2, 0);
+        assert_eq!(
+            s.apply(&assignment(1, 4, &[1, 2], &[1, 2])),
+            Transition::BecameFollower
+        );
+        assert_eq!(s.apply(&assignment(2, 3, &[1, 2], &[2])), Transition::None);
+        assert_eq!(
+            s.apply(&assignment(2, 5, &[1, 2], &[2])),
+            Transition::BecameLeader
+        );
+        assert_eq!(s.leader_epoch(), 5);
+        assert_eq!(
+            s.apply(&assignment(1, 6, &[1, 2], &[1, 2])),
+            Transition::BecameFollower
+        );
+        assert_eq!(s.record_fetch(1, 10, 10, 0), None, "followers do not track");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Local(i64),
+        Fetch(i32, i64),
+        Isr(Vec<i32>),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0i64..100).prop_map(Step::Local),
+            (2i32..5, 0i64..100).prop_map(|(id, o)| Step::Fetch(id, o)),
+            proptest::sample::subsequence(vec![2, 3, 4], 0..=3).prop_map(Step::Isr),
+        ]
+    }
+
+    proptest! {
+        /// The model: the high watermark never decreases, and whenever it moves it is at most
+        /// what every in-sync replica holds (leader: the largest local offset given; a
+        /// follower: its last fetch offset).
+        #[test]
+        fn high_watermark_model(steps in proptest::collection::vec(step(), 0..60)) {
+            let mut s = PartitionState::new(1, 0);
+            s.apply(&assignment(1, 0, &[1, 2, 3, 4], &[1, 2, 3, 4]));
+            let mut local = 0i64;
+            let mut fetched: BTreeMap<i32, i64> = BTreeMap::new();
+            let mut isr = vec![1, 2, 3, 4];
+            for st in steps {
+                let before = s.high_watermark();
+                let moved = match st {
+                    Step::Local(o) => { local = local.max(o); s.set_local_offset(o) }
+                    Step::Fetch(id, o) => { fetched.insert(id, o); s.record_fetch(id, o, local, 0) }
+                    Step::Isr(followers) => {
+                        isr = std::iter::once(1).chain(followers).collect();
+                        s.apply(&assignment(1, 0, &[1, 2, 3, 4], &isr));
+                        None
+                    }
+                };
+                prop_assert!(s.high_watermark() >= before);
+                if let Some(hw) = moved {
+                    prop_assert_eq!(hw, s.high_watermark());
+                }
+                if s.high_watermark() > before {
+                    prop_assert!(s.high_watermark() <= local);
+                    for id in isr.iter().filter(|id| **id != 1) {
+                        prop_assert!(s.high_watermark() <= fetched.get(id).copied().unwrap_or(i64::MIN));
+                    }
+                }
+            }
+        }
+    }
+}
