@@ -51,9 +51,11 @@ def test_a_file_with_four_keys_is_a_working_node(tmp_path):
 
 def test_kafkas_own_server_properties_start_strom(tmp_path):
     text = open(os.path.join(FIXTURES, "kafka-server.properties")).read()
-    port = free_port()
+    port, controller = free_port(), free_port()
+    # Free ports for the file's two listeners: clients, and the quorum's controller listener.
+    listeners = f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}"
     proc = run_with(text, tmp_path, ["--override", f"log.dirs={tmp_path}/data",
-                                     "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}"])
+                                     "--override", f"listeners={listeners}"])
     try:
         wait_ready(proc)
     finally:

@@ -6,13 +6,13 @@ use crate::error::{self, BrokerError, Code};
 use crate::group::offsets::{partition_for, OffsetKey, OffsetRecord, OffsetStore, OFFSETS_TOPIC};
 use crate::group::state::GroupSnapshot;
 use crate::group::GroupCoordinator;
-use crate::metadata_store::{Applier, LocalLog, MetadataStore, METADATA_TOPIC};
+use crate::metadata_store::{Applier, MetadataStore, METADATA_TOPIC};
 use crate::partition::{Isolation, Wait};
 use crate::replica_manager::{log_config, ReplicaManager};
 use crate::server;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use strom_log::{CleanOptions, CleanerOptions, LogConfig, LogDir, LogDirOptions};
 use strom_meta::controller::{self, NewTopic};
@@ -24,7 +24,8 @@ use tokio::task::JoinHandle;
 pub struct Broker {
     pub config: BrokerConfig,
     pub node_id: i32,
-    pub cluster_id: String,
+    /// The cluster's id, known once this node has registered (from the metadata).
+    cluster_id: OnceLock<String>,
     pub meta: MetadataStore,
     pub replicas: ReplicaManager,
     /// How far the reconciler has brought the hosted partitions (see `reconciler.rs`).
@@ -76,6 +77,11 @@ impl RunningBroker {
         }
         // Give connection tasks a moment to write their last responses.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Some(q) = self.broker.meta.quorum() {
+            if let Err(e) = q.raft().shutdown().await {
+                tracing::warn!(error = %e, "the metadata quorum did not stop cleanly");
+            }
+        }
         let dirs = self.broker.replicas.log_dirs().to_vec();
         tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|d| d.close()))
             .await
@@ -86,55 +92,62 @@ impl RunningBroker {
 
 const META_PROPERTIES: &str = "meta.properties";
 
-/// Reads or writes `meta.properties`: the cluster id, and the node id the dir belongs to.
-/// `expected`: the cluster id of the first log dir, which every other dir must carry (or
-/// gets written, when new).
-fn meta_properties(
-    dir: &Path,
-    node_id: i32,
-    expected: Option<&str>,
-) -> Result<String, BrokerError> {
+/// The cluster id in a log dir's `meta.properties`, if it has one (checking it belongs to
+/// this node).
+fn read_meta_properties(dir: &Path, node_id: i32) -> Result<Option<String>, BrokerError> {
     let path = dir.join(META_PROPERTIES);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let props = crate::config::parse_properties(&text)?;
-            if let Some(id) = props.get("node.id") {
-                if id.trim() != node_id.to_string() {
-                    return Err(BrokerError::Config(crate::config::ConfigError(format!(
-                        "{} belongs to node {id}, but node.id is {node_id}",
-                        dir.display()
-                    ))));
-                }
-            }
-            let id = props.get("cluster.id").cloned().ok_or_else(|| {
-                BrokerError::Config(crate::config::ConfigError(format!(
-                    "{} has no cluster.id",
-                    path.display()
-                )))
-            })?;
-            match expected {
-                Some(want) if want != id => {
-                    Err(BrokerError::Config(crate::config::ConfigError(format!(
-                        "{} belongs to cluster {id}, but the first log dir to cluster {want}",
-                        dir.display()
-                    ))))
-                }
-                _ => Ok(id),
-            }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let bad = |m: String| BrokerError::Config(crate::config::ConfigError(m));
+    let props = crate::config::parse_properties(&text)?;
+    if let Some(id) = props.get("node.id") {
+        if id.trim() != node_id.to_string() {
+            return Err(bad(format!(
+                "{} belongs to node {id}, but node.id is {node_id}",
+                dir.display()
+            )));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster_id = expected
-                .map(str::to_string)
-                .unwrap_or_else(|| base64url(uuid::Uuid::new_v4().as_bytes()));
-            let text = format!("#\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, text)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            Ok(cluster_id)
-        }
-        Err(e) => Err(e.into()),
     }
+    props
+        .get("cluster.id")
+        .map(|id| Some(id.trim().to_string()))
+        .ok_or_else(|| bad(format!("{} has no cluster.id", path.display())))
+}
+
+/// Writes `meta.properties` durably.
+fn write_meta_properties(dir: &Path, node_id: i32, cluster_id: &str) -> Result<(), BrokerError> {
+    let path = dir.join(META_PROPERTIES);
+    let text = format!("#\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// The cluster id the log dirs carry (they must agree), if any has one yet.
+fn local_cluster_id(config: &BrokerConfig) -> Result<Option<String>, BrokerError> {
+    let mut found: Option<(String, &PathBuf)> = None;
+    for path in &config.log_dirs {
+        std::fs::create_dir_all(path)?;
+        let Some(id) = read_meta_properties(path, config.node_id)? else {
+            continue;
+        };
+        match &found {
+            Some((want, first)) if *want != id => {
+                return Err(BrokerError::Config(crate::config::ConfigError(format!(
+                    "{} belongs to cluster {id}, but {} to cluster {want}",
+                    path.display(),
+                    first.display()
+                ))))
+            }
+            _ => found = Some((id, path)),
+        }
+    }
+    Ok(found.map(|(id, _)| id))
 }
 
 /// Kafka's cluster ids: a UUID in URL-safe base64 without padding.
@@ -152,86 +165,30 @@ fn base64url(bytes: &[u8]) -> String {
 }
 
 impl Broker {
-    /// Opens the log dirs, replays the metadata, binds the listeners and starts serving.
+    /// Opens the log dirs and the metadata quorum, binds the listeners, joins the quorum,
+    /// registers, reconciles and starts serving clients.
     pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
         let node_id = config.node_id;
-        let mut cluster_id: Option<String> = None;
-        for path in &config.log_dirs {
-            std::fs::create_dir_all(path)?;
-            cluster_id = Some(meta_properties(path, node_id, cluster_id.as_deref())?);
-        }
-        let cluster_id = cluster_id.unwrap_or_default();
-        let options = LogDirOptions {
-            checkpoint_interval_ms: config.log_flush_offset_checkpoint_interval_ms.max(1),
-            retention_check_interval_ms: config.log_retention_check_interval_ms,
-            syncfs: config.log_flush_syncfs,
-            ..LogDirOptions::default()
-        };
-        let metadata_log_name = format!("{METADATA_TOPIC}-0");
-        let for_config = config.clone();
-        let meta_name = metadata_log_name.clone();
-        let config_for = move |name: &str| {
-            if name == meta_name {
-                metadata_log_config()
-            } else {
-                log_config(&for_config, None, &crate::config::Dynamic::default())
-            }
-        };
-        let dirs: Vec<Arc<LogDir>> = {
-            let paths = config.log_dirs.clone();
-            tokio::task::spawn_blocking(move || {
-                paths
-                    .into_iter()
-                    .map(|p| LogDir::open(p, options.clone(), &config_for).map(Arc::new))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await
-            .map_err(|e| BrokerError::Metadata(e.to_string()))??
-        };
+        let local_id = local_cluster_id(&config)?;
+        let dirs = open_dirs(&config).await?;
         let dir = Arc::clone(&dirs[0]);
-        let meta_log = match dir.get(&metadata_log_name) {
+        let meta_log = match dir.get(&format!("{METADATA_TOPIC}-0")) {
             Some(l) => l,
             None => dir.create(METADATA_TOPIC, 0, metadata_log_config())?,
         };
         let applier = Applier::new();
-        let local = tokio::task::spawn_blocking({
-            let applier = Arc::clone(&applier);
-            move || LocalLog::open(meta_log, applier)
-        })
-        .await
-        .map_err(|e| BrokerError::Metadata(e.to_string()))??;
-        let meta = MetadataStore::new(Box::new(local), applier);
-
-        let mut listeners = Vec::new();
-        let mut addrs = Vec::new();
-        for l in &config.listeners {
-            let host = if l.host.is_empty() {
-                "0.0.0.0"
-            } else {
-                l.host.as_str()
-            };
-            let listener = server::bind(
-                host,
-                l.port,
-                config.socket_listen_backlog_size,
-                config.socket_receive_buffer_bytes,
-            )
-            .await
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("binding listener {}://{}:{}: {e}", l.name, l.host, l.port),
-                )
-            })?;
-            addrs.push(listener.local_addr()?);
-            listeners.push(listener);
-        }
+        let quorum =
+            crate::metadata_store::open::open_quorum(&config, meta_log, Arc::clone(&applier))
+                .await?;
+        let meta = MetadataStore::new(Box::new(quorum), applier);
+        let (clients, controllers) = bind_listeners(&config).await?;
+        let addrs: Vec<SocketAddr> = clients.iter().map(|(a, _)| *a).collect();
         let advertised = advertised_endpoint(&config, &addrs);
         let broker = Arc::new(Broker {
             replicas: ReplicaManager::new(node_id, config.clone(), dirs),
             config: config.clone(),
             node_id,
-            cluster_id,
+            cluster_id: OnceLock::new(),
             meta,
             reconciled: watch::channel(crate::reconciler::Reconciled::default()).0,
             advertised: OnceLock::new(),
@@ -245,21 +202,38 @@ impl Broker {
             cleaner: std::sync::Mutex::new(None),
         });
         let _ = broker.advertised.set(advertised.clone());
-        // The reconciler opens (or creates) the hosted partitions, and keeps them in step.
-        // (Its thread ends when the broker is dropped.)
+        let (shutdown, rx) = watch::channel(false);
+        // The quorum is served first: the other voters need this node to form it.
+        let mut tasks: Vec<JoinHandle<()>> = controllers
+            .into_iter()
+            .map(|(_, l)| {
+                tokio::spawn(crate::quorum_server::serve(
+                    Arc::clone(&broker),
+                    l,
+                    rx.clone(),
+                ))
+            })
+            .collect();
+        tasks.push(tokio::spawn(join_quorum(Arc::clone(&broker))));
+        // Registering is a commit through the leader: once it is applied here, this node's
+        // image holds everything committed before it. Only then the reconciler opens (or
+        // creates) the hosted partitions, and deletes what no topic owns, and keeps them in
+        // step. (Its thread ends when the broker is dropped.)
+        broker.register(&advertised, local_id).await?;
         crate::reconciler::start(&broker)?;
-        broker.register(&advertised).await?;
         let at = broker.meta.applier().published().offset;
         crate::reconciler::wait(&mut broker.reconciled.subscribe(), at)
             .await
             .map_err(BrokerError::Metadata)?;
         broker.replay_offsets()?;
 
-        let (shutdown, rx) = watch::channel(false);
-        let mut tasks: Vec<JoinHandle<()>> = listeners
-            .into_iter()
-            .map(|l| tokio::spawn(server::serve(Arc::clone(&broker), l, rx.clone())))
-            .collect();
+        for (_, l) in clients {
+            tasks.push(tokio::spawn(server::serve(
+                Arc::clone(&broker),
+                l,
+                rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(group_ticker(Arc::clone(&broker), rx.clone())));
         tasks.push(tokio::spawn(group_persister(
             Arc::clone(&broker),
@@ -274,26 +248,71 @@ impl Broker {
         })
     }
 
-    /// Registers this broker (or its new endpoints) in the metadata.
-    async fn register(&self, advertised: &Endpoint) -> Result<(), BrokerError> {
-        let rack = self.config.broker_rack.clone();
+    /// Registers this broker (or its new endpoints) in the metadata, and the cluster id if
+    /// the quorum has none yet (this node's, else a new one). A node whose log dirs belong to
+    /// another cluster is refused; one that had no `meta.properties` gets it now.
+    async fn register(
+        &self,
+        advertised: &Endpoint,
+        local_id: Option<String>,
+    ) -> Result<(), BrokerError> {
         let registration = MetadataRecord::RegisterBroker {
             node_id: self.node_id,
             host: advertised.host.clone(),
             port: advertised.port,
-            rack: rack.clone(),
+            rack: self.config.broker_rack.clone(),
         };
-        let image = self.meta.image();
-        let current = image.brokers.get(&self.node_id);
-        if current.is_none_or(|b| {
-            b.host != advertised.host || b.port != advertised.port || b.rack != rack
-        }) {
-            self.meta
-                .commit(move |_| Ok(vec![registration]))
-                .await?
-                .map_err(|e| BrokerError::Metadata(e.to_string()))?;
+        let new_id = local_id
+            .clone()
+            .unwrap_or_else(|| base64url(uuid::Uuid::new_v4().as_bytes()));
+        let node_id = self.node_id;
+        let decide = |img: &MetadataImage| {
+            let mut records = Vec::new();
+            match (&img.cluster_id, &local_id) {
+                (Some(theirs), Some(ours)) if theirs != ours => {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "this node's log dirs belong to cluster {ours}, but the metadata quorum is cluster {theirs}"
+                    )))
+                }
+                (Some(_), _) => {}
+                (None, _) => records.push(MetadataRecord::ClusterId {
+                    cluster_id: new_id.clone(),
+                }),
+            }
+            let current = img.brokers.get(&node_id);
+            if current.is_none_or(|b| {
+                MetadataRecord::RegisterBroker {
+                    node_id,
+                    host: b.host.clone(),
+                    port: b.port,
+                    rack: b.rack.clone(),
+                } != registration
+            }) {
+                records.push(registration.clone());
+            }
+            Ok(records)
+        };
+        let image = match self.meta.commit(decide).await? {
+            Ok(p) => p.image,
+            Err(e) => {
+                return Err(BrokerError::Config(crate::config::ConfigError(
+                    e.to_string(),
+                )))
+            }
+        };
+        let cluster_id = image.cluster_id.clone().unwrap_or(new_id);
+        for path in &self.config.log_dirs {
+            if read_meta_properties(path, node_id)?.is_none() {
+                write_meta_properties(path, node_id, &cluster_id)?;
+            }
         }
+        let _ = self.cluster_id.set(cluster_id);
         Ok(())
+    }
+
+    /// The cluster's id (empty until this node has registered).
+    pub fn cluster_id(&self) -> &str {
+        self.cluster_id.get().map_or("", String::as_str)
     }
 
     /// Brokers as Metadata and DescribeCluster report them: (id, host, port, rack).
@@ -327,13 +346,16 @@ impl Broker {
     /// Commits a controller decision and brings the hosted partitions in line with it.
     pub async fn commit(
         &self,
-        decide: impl FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
+        decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
     ) -> Result<Arc<MetadataImage>, (Code, String)> {
         let storage = |e: BrokerError| {
-            (
-                error::code(kafka_protocol::error::ResponseError::KafkaStorageError),
-                e.to_string(),
-            )
+            use kafka_protocol::error::ResponseError;
+            // No quorum leader in time: Kafka's answer when the controller does not respond.
+            let code = match e {
+                BrokerError::NoQuorum(_) => ResponseError::RequestTimedOut,
+                _ => ResponseError::KafkaStorageError,
+            };
+            (error::code(code), e.to_string())
         };
         match self.meta.commit(decide).await.map_err(storage)? {
             Ok(published) => {
@@ -685,6 +707,85 @@ async fn group_persister(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
     }
 }
 
+/// Opens every log dir (on a blocking thread: recovery reads files).
+async fn open_dirs(config: &BrokerConfig) -> Result<Vec<Arc<LogDir>>, BrokerError> {
+    let options = LogDirOptions {
+        checkpoint_interval_ms: config.log_flush_offset_checkpoint_interval_ms.max(1),
+        retention_check_interval_ms: config.log_retention_check_interval_ms,
+        syncfs: config.log_flush_syncfs,
+        ..LogDirOptions::default()
+    };
+    let meta_name = format!("{METADATA_TOPIC}-0");
+    let for_config = config.clone();
+    let config_for = move |name: &str| {
+        if name == meta_name {
+            metadata_log_config()
+        } else {
+            log_config(&for_config, None, &crate::config::Dynamic::default())
+        }
+    };
+    let paths = config.log_dirs.clone();
+    tokio::task::spawn_blocking(move || {
+        paths
+            .into_iter()
+            .map(|p| LogDir::open(p, options.clone(), &config_for).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| BrokerError::Metadata(e.to_string()))?
+    .map_err(BrokerError::from)
+}
+
+type Bound = Vec<(SocketAddr, tokio::net::TcpListener)>;
+
+/// Binds every listener: those for clients, and those `controller.listener.names` names.
+async fn bind_listeners(config: &BrokerConfig) -> Result<(Bound, Bound), BrokerError> {
+    let mut clients = Vec::new();
+    let mut controllers = Vec::new();
+    for l in &config.listeners {
+        let host = if l.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            l.host.as_str()
+        };
+        let listener = server::bind(
+            host,
+            l.port,
+            config.socket_listen_backlog_size,
+            config.socket_receive_buffer_bytes,
+        )
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("binding listener {}://{}:{}: {e}", l.name, l.host, l.port),
+            )
+        })?;
+        let bound = (listener.local_addr()?, listener);
+        if config.quorum.is_controller_listener(&l.name) {
+            controllers.push(bound);
+        } else {
+            clients.push(bound);
+        }
+    }
+    Ok((clients, controllers))
+}
+
+/// Takes part in forming the quorum (see `QuorumLog::initialize`); a lone voter that already
+/// holds the quorum elects itself at once instead of waiting for its election timeout.
+async fn join_quorum(broker: Arc<Broker>) {
+    let Some(q) = broker.meta.quorum() else {
+        return;
+    };
+    if let Err(e) = q.initialize().await {
+        tracing::error!(error = %e, "the metadata quorum could not be initialized");
+        return;
+    }
+    if broker.config.quorum.is_single_node() {
+        let _ = q.raft().trigger().elect().await;
+    }
+}
+
 /// The metadata partition keeps everything: no retention, small segments.
 fn metadata_log_config() -> LogConfig {
     LogConfig {
@@ -700,7 +801,11 @@ fn metadata_log_config() -> LogConfig {
 /// port), else the first listener with its bound address ("localhost" for a wildcard).
 fn advertised_endpoint(config: &BrokerConfig, addrs: &[SocketAddr]) -> Endpoint {
     let bound = addrs.first().copied();
-    if let Some(a) = config.advertised_listeners.first() {
+    let advertised = config
+        .advertised_listeners
+        .iter()
+        .find(|a| !config.quorum.is_controller_listener(&a.name));
+    if let Some(a) = advertised {
         let port = if a.port == 0 {
             bound.map_or(0, |b| b.port())
         } else {
@@ -717,7 +822,11 @@ fn advertised_endpoint(config: &BrokerConfig, addrs: &[SocketAddr]) -> Endpoint 
             port,
         };
     }
-    let l = &config.listeners[0];
+    let l = config
+        .listeners
+        .iter()
+        .find(|l| !config.quorum.is_controller_listener(&l.name))
+        .unwrap_or(&config.listeners[0]);
     let host = match bound {
         Some(b) if !b.ip().is_unspecified() => b.ip().to_string(),
         _ if !l.host.is_empty() && l.host != "0.0.0.0" => l.host.clone(),

@@ -5,6 +5,8 @@
 //! Strom unchanged; a key that is neither Kafka's nor Strom's, or a bad value, is an error
 //! naming the key.
 
+pub mod quorum;
+
 use crate::group::consumer::Timing;
 use crate::group::state::GroupConfig;
 use crate::kafka_config_keys::{KAFKA_BROKER_KEYS, KAFKA_BROKER_KEY_PREFIXES};
@@ -92,6 +94,7 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("listener.security.protocol.map", Kind::Str, "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"),
     ("controller.listener.names", Kind::Str, ""),
     ("process.roles", Kind::Str, "broker,controller"),
+    ("controller.quorum.voters", Kind::Str, ""),
     ("offsets.topic.num.partitions", Kind::Int { min: 1 }, "50"),
     ("offsets.retention.minutes", Kind::Int { min: 1 }, "10080"),
     ("offsets.retention.check.interval.ms", Kind::Long { min: 1 }, "600000"),
@@ -187,6 +190,8 @@ pub struct BrokerConfig {
     pub topic_defaults: BTreeMap<String, String>,
     /// Every key given explicitly, for DescribeConfigs of the broker.
     pub given: BTreeMap<String, String>,
+    /// The metadata quorum: roles, voters, controller listeners.
+    pub quorum: quorum::QuorumConfig,
 }
 
 /// Checks every given key: Strom's own and topic defaults by kind (the topic defaults they
@@ -514,6 +519,12 @@ impl BrokerConfig {
             1
         };
         let (listeners, advertised_listeners) = parse_listeners(&get)?;
+        let quorum = quorum::parse(
+            &get,
+            &|k: &str| given.contains_key(k),
+            node_id as i32,
+            &listeners,
+        )?;
         let log_dirs = parse_log_dirs(given, &get)?;
         // Kafka takes any int here and fails when the socket refuses it (Java's
         // `setSendBufferSize` throws for 0 or less); Strom says so at start-up.
@@ -564,6 +575,7 @@ impl BrokerConfig {
             socket_listen_backlog_size: int("socket.listen.backlog.size") as i32,
             topic_defaults,
             given: given.clone(),
+            quorum,
         };
         Ok((config, ignored))
     }

@@ -68,4 +68,7 @@ pub enum BrokerError {
     Config(#[from] crate::config::ConfigError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The metadata quorum has no leader this node can reach.
+    #[error("{0}")]
+    NoQuorum(String),
 }

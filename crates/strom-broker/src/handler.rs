@@ -154,9 +154,7 @@ pub fn handle(
         Some(RequestKind::DescribeCluster(r)) => ready(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, r),
         )),
-        Some(RequestKind::DescribeQuorum(r)) => ready(ResponseKind::DescribeQuorum(
-            describe_quorum::handle(broker, r),
-        )),
+        Some(RequestKind::DescribeQuorum(r)) => describe_quorum::handle(broker, r),
         Some(RequestKind::DescribeLogDirs(r)) => ready(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(broker, r),
         )),

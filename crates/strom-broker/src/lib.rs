@@ -17,6 +17,7 @@ pub mod limits;
 pub mod metadata_store;
 pub mod partition;
 pub mod producer_state;
+pub mod quorum_server;
 pub mod reconciler;
 pub mod replica_manager;
 pub mod response;

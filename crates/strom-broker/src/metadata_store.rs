@@ -9,9 +9,12 @@
 
 pub mod applier;
 pub mod local;
+pub mod open;
+pub mod quorum;
 
 pub use applier::{Applier, Published};
 pub use local::LocalLog;
+pub use quorum::QuorumLog;
 
 use crate::error::BrokerError;
 use std::future::Future;
@@ -23,14 +26,36 @@ pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Why a proposal was not committed.
+#[derive(Debug)]
+pub enum ProposeError {
+    /// The decision was taken on an image older than the leader's, which is at this
+    /// offset: decide again once it is applied here.
+    Stale(i64),
+    /// No leader could be reached in time.
+    NoQuorum,
+    Failed(String),
+    Storage(BrokerError),
+}
+
 /// A replicated (or, on one voter, local) log of metadata records.
 pub trait MetadataLog: Send + Sync + std::fmt::Debug {
-    /// Appends `records` as one batch; resolves once they are committed and applied (the
-    /// applier has published the image holding them), with the offset after them.
-    fn propose(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<i64, BrokerError>>;
+    /// Appends `records` as one batch, decided on the image at offset `based_on`; resolves
+    /// once they are committed and applied here (the applier has published the image
+    /// holding them), with the offset after them.
+    fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+        based_on: i64,
+    ) -> BoxFuture<'_, Result<i64, ProposeError>>;
 
     /// The offset after the last committed record.
     fn committed_end(&self) -> i64;
+
+    /// The Raft quorum behind this log, if it is one.
+    fn as_quorum(&self) -> Option<&QuorumLog> {
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -63,31 +88,79 @@ impl MetadataStore {
         &self.applier
     }
 
-    /// Runs a controller decision against the current image, commits its records and
+    /// Runs a controller decision against the newest image, commits its records and
     /// returns the image holding them (and the offset after them), or the controller's
-    /// refusal.
+    /// refusal. A decision found stale by the leader is taken again on the newer image.
     pub async fn commit(
         &self,
-        decide: impl FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
+        decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
     ) -> Result<Result<Published, ApiError>, BrokerError> {
-        let _w = self.write.lock().await;
-        let current = self.applier.published();
-        let records = match decide(&current.image) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        if records.is_empty() {
-            return Ok(Ok(current));
-        }
-        // The records must fit the image: checked before they are proposed.
-        let mut trial = (*current.image).clone();
-        for r in &records {
-            if let Err(e) = trial.apply(r) {
-                return Ok(Err(ApiError::InvalidRequest(e.to_string())));
+        loop {
+            let w = self.write.lock().await;
+            let current = self.applier.published();
+            let records = match decide(&current.image) {
+                Ok(r) => r,
+                Err(e) => return Ok(Err(e)),
+            };
+            if records.is_empty() {
+                return Ok(Ok(current));
+            }
+            // The records must fit the image: checked before they are proposed.
+            let mut trial = (*current.image).clone();
+            for r in &records {
+                if let Err(e) = trial.apply(r) {
+                    return Ok(Err(ApiError::InvalidRequest(e.to_string())));
+                }
+            }
+            match self.log.propose(records, current.offset).await {
+                Ok(end) => return Ok(Ok(self.applier.wait_applied(end).await)),
+                Err(ProposeError::Stale(at)) => {
+                    drop(w);
+                    self.applier.wait_applied(at).await;
+                }
+                Err(ProposeError::NoQuorum) => {
+                    return Err(BrokerError::NoQuorum(
+                        "no metadata quorum leader could be reached".into(),
+                    ))
+                }
+                Err(ProposeError::Failed(e)) => return Err(BrokerError::Metadata(e)),
+                Err(ProposeError::Storage(e)) => return Err(e),
             }
         }
-        let end = self.log.propose(records).await?;
-        Ok(Ok(self.applier.wait_applied(end).await))
+    }
+
+    /// Answers a call from another quorum node.
+    pub async fn serve(&self, rpc: strom_raft::wire::Rpc) -> strom_raft::wire::RpcReply {
+        use quorum::{AppCall, AppReply};
+        use strom_raft::wire::{RpcCall, RpcReply};
+        let Some(q) = self.log.as_quorum() else {
+            return RpcReply::Refused("this node runs no quorum".into());
+        };
+        let call = match rpc.call {
+            RpcCall::Raft(call) => {
+                return RpcReply::Raft(strom_raft::wire::answer(q.raft(), call).await)
+            }
+            RpcCall::App(v) => serde_json::from_value::<AppCall>(v),
+        };
+        let reply = match call {
+            Err(e) => AppReply::Failed(format!("unreadable call: {e}")),
+            Ok(AppCall::Status) => q.answer_status(),
+            Ok(AppCall::Describe) => q.describe().map_or(AppReply::NotLeader, AppReply::Quorum),
+            Ok(AppCall::Propose { records, based_on }) => {
+                let _w = self.write.lock().await;
+                match q.propose_here(records, based_on).await {
+                    Ok(Some(end)) => AppReply::Committed { end },
+                    Ok(None) => AppReply::NotLeader,
+                    Err(ProposeError::Stale(at)) => AppReply::Stale { at },
+                    Err(e) => AppReply::Failed(format!("{e:?}")),
+                }
+            }
+        };
+        RpcReply::App(serde_json::to_value(reply).unwrap_or_default())
+    }
+
+    pub fn quorum(&self) -> Option<&QuorumLog> {
+        self.log.as_quorum()
     }
 }
 

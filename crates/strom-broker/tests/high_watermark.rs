@@ -50,8 +50,8 @@ fn reassign(
         Ok(vec![strom_meta::MetadataRecord::Partition {
             topic_id: t.topic_id,
             partition: 0,
-            replicas,
-            isr,
+            replicas: replicas.clone(),
+            isr: isr.clone(),
             leader: 1,
             leader_epoch: epoch,
         }])

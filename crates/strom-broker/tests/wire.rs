@@ -414,7 +414,13 @@ fn kafkas_own_server_properties_start_the_broker() {
             "log.dirs".into(),
             tmp.path().join("data").display().to_string(),
         );
-        props.insert("listeners".into(), "PLAINTEXT://127.0.0.1:0".into());
+        // Ephemeral ports; the controller listener stays where the file has one.
+        let listeners = if props.contains_key("controller.listener.names") {
+            "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0"
+        } else {
+            "PLAINTEXT://127.0.0.1:0"
+        };
+        props.insert("listeners".into(), listeners.into());
         props.remove("advertised.listeners");
         let (config, ignored) =
             BrokerConfig::from_properties(&props).unwrap_or_else(|e| panic!("{fixture}: {e}"));

@@ -47,7 +47,7 @@ impl MetadataDelta {
                 ..
             } => self.broker_configs = true,
             MetadataRecord::FeatureLevel { .. } => self.features = true,
-            MetadataRecord::ProducerIds { .. } => {}
+            MetadataRecord::ProducerIds { .. } | MetadataRecord::ClusterId { .. } => {}
         }
     }
 

@@ -44,6 +44,8 @@ pub struct MetadataImage {
     /// features epoch.
     pub features_epoch: u64,
     pub records_applied: u64,
+    /// Set once, by a `ClusterId` record.
+    pub cluster_id: Option<String>,
 }
 
 impl MetadataImage {
@@ -138,6 +140,14 @@ impl MetadataImage {
                 self.features.insert(name.clone(), *level);
                 self.features_epoch = self.records_applied + 1;
             }
+            MetadataRecord::ClusterId { cluster_id } => match &self.cluster_id {
+                Some(id) if id != cluster_id => {
+                    return Err(MetaError(format!(
+                        "the cluster id is {id}; it cannot become {cluster_id}"
+                    )))
+                }
+                _ => self.cluster_id = Some(cluster_id.clone()),
+            },
             MetadataRecord::ProducerIds {
                 next_producer_id, ..
             } => {
@@ -180,6 +190,7 @@ impl MetadataImage {
             features: self.features.clone(),
             features_epoch: self.features_epoch,
             records_applied: self.records_applied,
+            cluster_id: self.cluster_id.clone(),
         };
         serde_json::to_vec(&snapshot).unwrap_or_default()
     }
@@ -204,6 +215,7 @@ impl MetadataImage {
             features: s.features,
             features_epoch: s.features_epoch,
             records_applied: s.records_applied,
+            cluster_id: s.cluster_id,
         })
     }
 
@@ -233,6 +245,8 @@ struct Snapshot {
     features: BTreeMap<String, i16>,
     features_epoch: u64,
     records_applied: u64,
+    #[serde(default)]
+    cluster_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -52,6 +52,12 @@ pub enum MetadataRecord {
         node_id: i32,
         next_producer_id: i64,
     },
+    /// The cluster's id, set once by the first broker to register (Kafka's comes from
+    /// `kafka-storage format`; Strom has no format step). Every node's `meta.properties`
+    /// must carry it.
+    ClusterId {
+        cluster_id: String,
+    },
 }
 
 impl MetadataRecord {

@@ -170,9 +170,18 @@ fn colour_log() -> bool {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Broker { .. }) {
+        // A tool piped into `head` ends quietly when the reader goes, as Unix tools do
+        // (Rust ignores SIGPIPE, and `println!` would panic on the closed pipe).
+        // SAFETY: restoring a signal's default disposition, before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The broker logs at info; the tools only say what went wrong (their output is data).
     let default_level = match cli.command {
-        Command::Broker { .. } => "info",
+        // openraft reports every election and vote at info: kept to its warnings.
+        Command::Broker { .. } => "info,openraft=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()

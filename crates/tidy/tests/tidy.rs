@@ -26,6 +26,10 @@ fn allowed() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'sta
         ),
         ("strom-log", (&["strom-proto"][..], NO_RUNTIME)),
         (
+            "strom-raft",
+            (&["strom-proto", "strom-log"][..], &["anyhow"][..]),
+        ),
+        (
             "strom-meta",
             (&["strom-proto"][..], &["anyhow", "tokio"][..]),
         ),
@@ -36,7 +40,13 @@ fn allowed() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'sta
         (
             "strom-broker",
             (
-                &["strom-proto", "strom-log", "strom-meta", "strom-client"][..],
+                &[
+                    "strom-proto",
+                    "strom-log",
+                    "strom-meta",
+                    "strom-client",
+                    "strom-raft",
+                ][..],
                 &["anyhow"][..],
             ),
         ),

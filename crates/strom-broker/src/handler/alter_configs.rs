@@ -18,7 +18,7 @@ use std::sync::Arc;
 use strom_meta::controller::{self, ConfigOp};
 use strom_meta::{ApiError, MetadataImage, MetadataRecord};
 
-type Decision = Box<dyn FnOnce(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError> + Send>;
+type Decision = Box<dyn Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError> + Send + Sync>;
 
 /// Runs (or with `validate_only`, only checks) one resource's change.
 async fn apply(

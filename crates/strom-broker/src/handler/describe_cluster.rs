@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub fn handle(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let mut r = DescribeClusterResponse::default();
     r.endpoint_type = req.endpoint_type;
-    r.cluster_id = StrBytes::from_string(broker.cluster_id.clone());
+    r.cluster_id = StrBytes::from_string(broker.cluster_id().to_string());
     r.controller_id = BrokerId(broker.node_id);
     r.cluster_authorized_operations = crate::authz::if_asked(
         req.include_cluster_authorized_operations,

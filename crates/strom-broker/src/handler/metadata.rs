@@ -86,7 +86,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
                 b
             })
             .collect();
-        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id.clone()));
+        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_string()));
         response.controller_id = BrokerId(broker.node_id);
         response.cluster_authorized_operations = crate::authz::if_asked(
             req_cluster_ops && (8..=10).contains(&version),

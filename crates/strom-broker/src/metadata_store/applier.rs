@@ -61,6 +61,16 @@ impl Applier {
         Ok(())
     }
 
+    /// Moves the applied offset past a position that changed nothing in the image.
+    pub fn advance(&self, end_offset: i64) {
+        let _sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        self.published.send_if_modified(|p| {
+            let moved = end_offset > p.offset;
+            p.offset = p.offset.max(end_offset);
+            moved
+        });
+    }
+
     /// Replaces the image (a snapshot was loaded): everything may have changed.
     pub fn load(&self, image: MetadataImage, offset: i64) {
         let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);

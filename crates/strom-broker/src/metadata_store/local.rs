@@ -2,7 +2,7 @@
 //! record values in ordinary batches (the format of the single-node release). A batch is
 //! committed once it is synced; then it is applied.
 
-use super::{Applier, BoxFuture, MetadataLog};
+use super::{Applier, BoxFuture, MetadataLog, ProposeError};
 use crate::error::BrokerError;
 use std::sync::Arc;
 use strom_log::Log;
@@ -51,8 +51,23 @@ fn decode(batch: &[u8]) -> Result<Vec<MetadataRecord>, BrokerError> {
 }
 
 impl MetadataLog for LocalLog {
-    fn propose(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<i64, BrokerError>> {
-        Box::pin(async move {
+    fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+        _based_on: i64,
+    ) -> BoxFuture<'_, Result<i64, ProposeError>> {
+        Box::pin(async move { self.append(records).await.map_err(ProposeError::Storage) })
+    }
+
+    fn committed_end(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+}
+
+impl LocalLog {
+    /// Appends one batch, syncs it, applies it. (One writer: `MetadataStore::commit`.)
+    async fn append(&self, records: Vec<MetadataRecord>) -> Result<i64, BrokerError> {
+        {
             let now = super::now_ms();
             let mut batch = BatchBuilder::new(now);
             for r in &records {
@@ -73,10 +88,6 @@ impl MetadataLog for LocalLog {
                 .apply(&records, end)
                 .map_err(|e| BrokerError::Metadata(e.to_string()))?;
             Ok(end)
-        })
-    }
-
-    fn committed_end(&self) -> i64 {
-        self.log.log_end_offset()
+        }
     }
 }

@@ -28,7 +28,9 @@ pub async fn run(cmd: ClusterCommand, common: &Common) -> anyhow::Result<()> {
                     "controller_id": c.controller_id,
                     "brokers": c.brokers.iter().map(|b| json!({
                         "node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack,
-                        "fenced": b.fenced, "controller": b.node_id == c.controller_id,
+                        "fenced": b.fenced,
+                        "controller": q.as_ref().map_or(b.node_id == c.controller_id,
+                            |q| q.voters.iter().any(|v| v.replica_id == b.node_id)),
                     })).collect::<Vec<_>>(),
                     "quorum": match &q {
                         Ok(q) => json!({
@@ -43,6 +45,11 @@ pub async fn run(cmd: ClusterCommand, common: &Common) -> anyhow::Result<()> {
                     },
                 })),
                 Output::Table => {
+                    // A quorum voter is a controller too (combined mode).
+                    let voters: Vec<i32> = match &q {
+                        Ok(q) => q.voters.iter().map(|v| v.replica_id).collect(),
+                        Err(_) => vec![c.controller_id],
+                    };
                     println!("Cluster id: {}", c.cluster_id);
                     println!("Controller: {}", c.controller_id);
                     match &q {
@@ -66,7 +73,7 @@ pub async fn run(cmd: ClusterCommand, common: &Common) -> anyhow::Result<()> {
                                     b.host.clone(),
                                     b.port.to_string(),
                                     b.rack.clone().unwrap_or_else(|| "-".into()),
-                                    if b.node_id == c.controller_id {
+                                    if voters.contains(&b.node_id) {
                                         "broker,controller".into()
                                     } else {
                                         "broker".into()

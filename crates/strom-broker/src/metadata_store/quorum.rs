@@ -1,0 +1,400 @@
+//! `QuorumLog`: the metadata log on openraft (`strom-raft`). A single node is a one-voter
+//! quorum; a static quorum (`controller.quorum.voters`) has 3 or 5. Entry payloads are the
+//! JSON array of a batch's records; the state machine hands them to the `Applier`, and its
+//! snapshots are the image (`ImageState`). A node that is not the leader forwards its
+//! proposals to the leader with the offset its decision was based on; the leader commits them
+//! only if that is still its newest image (else the proposer decides again).
+
+use super::{Applier, BoxFuture, MetadataLog, ProposeError};
+use crate::config::quorum::QuorumConfig;
+use crate::error::BrokerError;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use strom_meta::{MetadataImage, MetadataRecord};
+use strom_raft::types::Raft;
+use strom_raft::wire::{Rpc, RpcCall, RpcReply};
+use strom_raft::{Payload, QuorumNode, TcpNetwork};
+
+/// How long a proposal waits for a leader before it fails.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A call to another node.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// The broker's calls between quorum nodes (inside `RpcCall::App`).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum AppCall {
+    /// Commit `records` if your newest image is at `based_on`.
+    Propose {
+        records: Vec<MetadataRecord>,
+        based_on: i64,
+    },
+    /// Is your quorum storage empty, and is the quorum initialized?
+    Status,
+    /// The quorum as the leader sees it (DescribeQuorum).
+    Describe,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum AppReply {
+    Committed { end: i64 },
+    Stale { at: i64 },
+    NotLeader,
+    Failed(String),
+    Status { pristine: bool, initialized: bool },
+    Quorum(QuorumView),
+}
+
+/// The quorum as its leader sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuorumView {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    /// (node id, log end offset known to the leader) of every voter.
+    pub voters: Vec<(i32, i64)>,
+}
+
+/// The state machine's application state: the image with the offset it holds.
+#[derive(Debug)]
+pub struct ImageState {
+    applier: Arc<Applier>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredImage {
+    offset: i64,
+    image: serde_json::Value,
+}
+
+impl strom_raft::Applier for ImageState {
+    fn apply(&mut self, index: u64, payload: &[u8]) -> Result<(), String> {
+        let records: Vec<MetadataRecord> =
+            serde_json::from_slice(payload).map_err(|e| format!("entry {index}: {e}"))?;
+        self.applier
+            .apply(&records, index as i64 + 1)
+            .map_err(|e| format!("entry {index}: {e}"))
+    }
+
+    fn skip(&mut self, index: u64) {
+        self.applier.advance(index as i64 + 1);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let p = self.applier.published();
+        let image = serde_json::from_slice(&p.image.to_snapshot()).unwrap_or_default();
+        serde_json::to_vec(&StoredImage {
+            offset: p.offset,
+            image,
+        })
+        .unwrap_or_default()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        let s: StoredImage = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
+        let image = MetadataImage::from_snapshot(s.image.to_string().as_bytes())
+            .map_err(|e| e.to_string())?;
+        self.applier.load(image, s.offset);
+        Ok(())
+    }
+}
+
+impl ImageState {
+    pub fn new(applier: Arc<Applier>) -> ImageState {
+        ImageState { applier }
+    }
+}
+
+pub struct QuorumLog {
+    node_id: u64,
+    raft: Raft,
+    /// Connections for the broker's calls, apart from openraft's so that a long forwarded
+    /// proposal never holds up a vote or a heartbeat.
+    calls: TcpNetwork,
+    applier: Arc<Applier>,
+    voters: BTreeMap<u64, QuorumNode>,
+    /// The storage was empty when opened: this node may take part in initializing.
+    pristine: bool,
+}
+
+impl std::fmt::Debug for QuorumLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumLog")
+            .field("node_id", &self.node_id)
+            .field("voters", &self.voters)
+            .field("pristine", &self.pristine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The voters as openraft names them: the static voters, else this node alone.
+pub fn voters_of(node_id: i32, quorum: &QuorumConfig) -> BTreeMap<u64, QuorumNode> {
+    if quorum.voters.is_empty() {
+        return BTreeMap::from([(node_id as u64, QuorumNode::default())]);
+    }
+    quorum
+        .voters
+        .iter()
+        .map(|v| (v.id as u64, QuorumNode::new(v.host.clone(), v.port)))
+        .collect()
+}
+
+impl QuorumLog {
+    pub fn new(
+        node_id: i32,
+        raft: Raft,
+        applier: Arc<Applier>,
+        voters: BTreeMap<u64, QuorumNode>,
+        pristine: bool,
+    ) -> QuorumLog {
+        QuorumLog {
+            node_id: node_id as u64,
+            raft,
+            calls: TcpNetwork::default(),
+            applier,
+            voters,
+            pristine,
+        }
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    fn is_initialized(&self) -> bool {
+        let m = self.raft.metrics();
+        let initialized = m
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .next()
+            .is_some();
+        initialized
+    }
+
+    /// Calls node `id` with a broker call.
+    async fn call(&self, id: u64, call: &AppCall) -> Result<AppReply, String> {
+        let node = self
+            .voters
+            .get(&id)
+            .ok_or_else(|| format!("node {id} is not a voter"))?;
+        let rpc = Rpc {
+            to: id,
+            call: RpcCall::App(serde_json::to_value(call).map_err(|e| e.to_string())?),
+        };
+        match self.calls.client(node).call(&rpc, CALL_TIMEOUT).await {
+            Ok(RpcReply::App(v)) => serde_json::from_value(v).map_err(|e| e.to_string()),
+            Ok(RpcReply::Refused(why)) => Err(why),
+            Ok(RpcReply::Raft(_)) => Err("a raft reply to a broker call".into()),
+            Err(e) => Err(format!("node {id} at {node}: {e}")),
+        }
+    }
+
+    /// Initializes the quorum exactly once: a single node itself; in a static quorum the
+    /// lowest voter id, once a majority of the voters (itself included) report empty
+    /// storage and none reports an initialized quorum. The others wait to be told.
+    pub async fn initialize(&self) -> Result<(), BrokerError> {
+        let lowest = self.voters.keys().next().copied();
+        if !self.pristine || lowest != Some(self.node_id) {
+            return Ok(());
+        }
+        let members: BTreeSet<u64> = self.voters.keys().copied().collect();
+        loop {
+            if self.is_initialized() {
+                return Ok(());
+            }
+            let mut empty = 1;
+            for id in self.voters.keys().filter(|id| **id != self.node_id) {
+                match self.call(*id, &AppCall::Status).await {
+                    Ok(AppReply::Status {
+                        initialized: true, ..
+                    }) => return Ok(()),
+                    Ok(AppReply::Status { pristine: true, .. }) => empty += 1,
+                    _ => {}
+                }
+            }
+            if empty * 2 > self.voters.len() {
+                let nodes: BTreeMap<u64, QuorumNode> = self.voters.clone();
+                return match self.raft.initialize(nodes).await {
+                    Ok(()) => {
+                        tracing::info!(voters = ?members, "metadata quorum initialized");
+                        Ok(())
+                    }
+                    Err(e) if self.is_initialized() => {
+                        tracing::debug!(error = %e, "quorum already initialized");
+                        Ok(())
+                    }
+                    Err(e) => Err(BrokerError::Metadata(format!(
+                        "initializing the quorum: {e}"
+                    ))),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Whether this node's storage was empty and the quorum is initialized.
+    pub fn answer_status(&self) -> AppReply {
+        AppReply::Status {
+            pristine: self.pristine && !self.is_initialized(),
+            initialized: self.is_initialized(),
+        }
+    }
+
+    /// The quorum as this node sees it, if it leads.
+    pub fn describe(&self) -> Option<QuorumView> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.node_id) {
+            return None;
+        }
+        let end = m.last_log_index.map_or(0, |i| i as i64 + 1);
+        let replication = m.replication.clone().unwrap_or_default();
+        let voters = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                let leo = if id == self.node_id {
+                    end
+                } else {
+                    replication
+                        .get(&id)
+                        .and_then(|l| l.as_ref())
+                        .map_or(0, |l| l.index as i64 + 1)
+                };
+                (id as i32, leo)
+            })
+            .collect();
+        Some(QuorumView {
+            leader_id: self.node_id as i32,
+            leader_epoch: m.current_term as i32,
+            high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
+            voters,
+        })
+    }
+
+    /// DescribeQuorum from any node: this one's view if it leads, else the leader's.
+    pub async fn describe_anywhere(&self) -> Option<QuorumView> {
+        if let Some(v) = self.describe() {
+            return Some(v);
+        }
+        let leader = self.leader()?;
+        match self.call(leader, &AppCall::Describe).await {
+            Ok(AppReply::Quorum(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Commits on this node as the leader, after checking the decision's base is current.
+    async fn propose_as_leader(
+        &self,
+        records: &[MetadataRecord],
+        based_on: i64,
+    ) -> Result<Option<i64>, ProposeError> {
+        // Everything committed before this leadership is applied first, so the check below
+        // compares with the newest image.
+        if let Ok(read) = self.raft.ensure_linearizable().await {
+            if let Some(log_id) = read {
+                self.applier.wait_applied(log_id.index as i64 + 1).await;
+            }
+        } else {
+            return Ok(None);
+        }
+        let at = self.applier.published().offset;
+        if at != based_on {
+            return Err(ProposeError::Stale(at));
+        }
+        let payload =
+            serde_json::to_vec(records).map_err(|e| ProposeError::Failed(e.to_string()))?;
+        match self.raft.client_write(Payload(payload)).await {
+            Ok(r) => {
+                let end = r.log_id.index as i64 + 1;
+                self.applier.wait_applied(end).await;
+                Ok(Some(end))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "proposal not committed here");
+                Ok(None)
+            }
+        }
+    }
+
+    /// A forwarded proposal: committed here if this node leads (None if it does not).
+    pub async fn propose_here(
+        &self,
+        records: Vec<MetadataRecord>,
+        based_on: i64,
+    ) -> Result<Option<i64>, ProposeError> {
+        if self.leader() != Some(self.node_id) {
+            return Ok(None);
+        }
+        self.propose_as_leader(&records, based_on).await
+    }
+
+    /// Sends a proposal to the leader. None: try again.
+    async fn forward(
+        &self,
+        leader: u64,
+        records: &[MetadataRecord],
+        based_on: i64,
+    ) -> Result<Option<i64>, ProposeError> {
+        let call = AppCall::Propose {
+            records: records.to_vec(),
+            based_on,
+        };
+        match self.call(leader, &call).await {
+            Ok(AppReply::Committed { end }) => {
+                self.applier.wait_applied(end).await;
+                Ok(Some(end))
+            }
+            Ok(AppReply::Stale { at }) => Err(ProposeError::Stale(at)),
+            Ok(AppReply::Failed(e)) => Err(ProposeError::Failed(e)),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "forwarding a proposal failed");
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl MetadataLog for QuorumLog {
+    fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+        based_on: i64,
+    ) -> BoxFuture<'_, Result<i64, ProposeError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+            while tokio::time::Instant::now() < deadline {
+                let done = match self.leader() {
+                    Some(id) if id == self.node_id => {
+                        self.propose_as_leader(&records, based_on).await?
+                    }
+                    Some(id) => self.forward(id, &records, based_on).await?,
+                    None => None,
+                };
+                if let Some(end) = done {
+                    return Ok(end);
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(ProposeError::NoQuorum)
+        })
+    }
+
+    fn committed_end(&self) -> i64 {
+        self.applier.published().offset
+    }
+
+    fn as_quorum(&self) -> Option<&QuorumLog> {
+        Some(self)
+    }
+}

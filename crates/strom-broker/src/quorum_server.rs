@@ -1,0 +1,79 @@
+//! The controller listener: serves the quorum's calls between nodes (openraft's RPCs and the
+//! broker's own, `metadata_store::quorum::AppCall`), framed as Kafka requests with Strom's
+//! private API key. One call at a time per connection, as the callers send them.
+
+use crate::broker::Broker;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The largest call accepted (a batch of entries or a snapshot chunk is far smaller).
+const CALL_BYTES_MAX: usize = 64 << 20;
+
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let broker = Arc::clone(&broker);
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = connection(broker, stream, shutdown).await {
+                            tracing::debug!(%peer, error = %e, "quorum connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn connection(
+    broker: Arc<Broker>,
+    mut stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    loop {
+        let size = tokio::select! {
+            size = stream.read_i32() => size?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|n| (10..=CALL_BYTES_MAX).contains(n))
+            .ok_or_else(|| Error::new(ErrorKind::InvalidData, format!("bad frame size {size}")))?;
+        let mut frame = vec![0u8; size];
+        stream.read_exact(&mut frame).await?;
+        if !strom_raft::wire::is_rpc(&frame) {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                "the controller listener serves the quorum's calls only",
+            ));
+        }
+        let (correlation, body) = strom_raft::wire::parse_request(&frame)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "malformed call header"))?;
+        let reply = match serde_json::from_slice::<strom_raft::wire::Rpc>(body) {
+            Ok(rpc) if rpc.to != broker.node_id as u64 => strom_raft::wire::RpcReply::Refused(
+                format!("this is node {}, not {}", broker.node_id, rpc.to),
+            ),
+            Ok(rpc) => broker.meta.serve(rpc).await,
+            Err(e) => strom_raft::wire::RpcReply::Refused(format!("unreadable call: {e}")),
+        };
+        let body = serde_json::to_vec(&reply).map_err(Error::other)?;
+        stream
+            .write_all(&strom_raft::wire::response_frame(correlation, &body))
+            .await?;
+    }
+}
