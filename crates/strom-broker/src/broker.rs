@@ -30,6 +30,8 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     /// How far the reconciler has brought the hosted partitions (see `reconciler.rs`).
     pub reconciled: watch::Sender<crate::reconciler::Reconciled>,
+    /// On the quorum leader: when each broker was last heard from (`membership.rs`).
+    pub liveness: crate::membership::Liveness,
     /// The endpoint clients are told to use, known once the listeners are bound.
     advertised: OnceLock<Endpoint>,
     /// Producer ids this broker may hand out: `[next, end)`.
@@ -71,6 +73,8 @@ impl RunningBroker {
     /// Graceful shutdown: stop accepting, let connections answer what they took, then flush
     /// every log and mark the clean shutdown.
     pub async fn shutdown(self) -> Result<(), BrokerError> {
+        // Leaderships move away while this broker still answers (controlled shutdown).
+        crate::membership::shut_down(&self.broker).await;
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
@@ -191,6 +195,7 @@ impl Broker {
             cluster_id: OnceLock::new(),
             meta,
             reconciled: watch::channel(crate::reconciler::Reconciled::default()).0,
+            liveness: crate::membership::Liveness::default(),
             advertised: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             fetch_sessions: std::sync::Mutex::new(crate::fetch_session::FetchSessions::new(
@@ -235,6 +240,10 @@ impl Broker {
             )));
         }
         tasks.push(tokio::spawn(group_ticker(Arc::clone(&broker), rx.clone())));
+        tasks.push(tokio::spawn(crate::membership::run(
+            Arc::clone(&broker),
+            rx.clone(),
+        )));
         tasks.push(tokio::spawn(group_persister(
             Arc::clone(&broker),
             rx.clone(),
@@ -279,6 +288,9 @@ impl Broker {
                     cluster_id: new_id.clone(),
                 }),
             }
+            // A broker fenced while it was away is unfenced: it has caught up (this decision
+            // follows a read barrier) and leads its leaderless partitions again.
+            records.extend(strom_meta::membership::unfence(img, node_id));
             let current = img.brokers.get(&node_id);
             if current.is_none_or(|b| {
                 MetadataRecord::RegisterBroker {
@@ -292,12 +304,19 @@ impl Broker {
             }
             Ok(records)
         };
-        let image = match self.meta.commit(decide).await? {
-            Ok(p) => p.image,
-            Err(e) => {
-                return Err(BrokerError::Config(crate::config::ConfigError(
-                    e.to_string(),
-                )))
+        // A node waits for its quorum as long as it takes (the others may start later).
+        let image = loop {
+            match self.meta.commit(&decide).await {
+                Ok(Ok(p)) => break p.image,
+                Ok(Err(e)) => {
+                    return Err(BrokerError::Config(crate::config::ConfigError(
+                        e.to_string(),
+                    )))
+                }
+                Err(BrokerError::NoQuorum(why)) => {
+                    tracing::warn!(%why, "waiting for the metadata quorum to register");
+                }
+                Err(e) => return Err(e),
             }
         };
         let cluster_id = image.cluster_id.clone().unwrap_or(new_id);
@@ -315,14 +334,15 @@ impl Broker {
         self.cluster_id.get().map_or("", String::as_str)
     }
 
-    /// Brokers as Metadata and DescribeCluster report them: (id, host, port, rack).
+    /// Brokers as Metadata and DescribeCluster report them: (id, host, port, rack), the live
+    /// ones.
     pub fn advertised_brokers(
         &self,
         image: &MetadataImage,
     ) -> Vec<(i32, String, u16, Option<String>)> {
+        // Fenced brokers are not listed, as Kafka lists only alive (unfenced) ones.
         let mut out: Vec<_> = image
-            .brokers
-            .values()
+            .live_brokers()
             .map(|b| (b.node_id, b.host.clone(), b.port, b.rack.clone()))
             .collect();
         if out.is_empty() {
@@ -336,6 +356,29 @@ impl Broker {
             }
         }
         out
+    }
+
+    /// The group coordinator for `group`: the leader of its `__consumer_offsets` partition,
+    /// as Kafka chooses it (this broker before the topic exists). None: no leader now.
+    pub fn group_coordinator(
+        &self,
+        image: &MetadataImage,
+        group: &str,
+    ) -> Option<(i32, String, u16)> {
+        let Some(offsets) = image.topics.get(OFFSETS_TOPIC) else {
+            let (host, port) = self.advertised_endpoint();
+            return Some((self.node_id, host, port));
+        };
+        let p = partition_for(group, offsets.partitions.len() as i32);
+        let leader = offsets.partitions.get(&p)?.leader;
+        if leader == self.node_id {
+            let (host, port) = self.advertised_endpoint();
+            return Some((leader, host, port));
+        }
+        image
+            .brokers
+            .get(&leader)
+            .map(|b| (leader, b.host.clone(), b.port))
     }
 
     /// Topics no client lists: the metadata log's own partition.

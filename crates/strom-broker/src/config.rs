@@ -95,6 +95,8 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("controller.listener.names", Kind::Str, ""),
     ("process.roles", Kind::Str, "broker,controller"),
     ("controller.quorum.voters", Kind::Str, ""),
+    ("broker.heartbeat.interval.ms", Kind::Int { min: 1 }, "2000"),
+    ("broker.session.timeout.ms", Kind::Int { min: 1 }, "9000"),
     ("offsets.topic.num.partitions", Kind::Int { min: 1 }, "50"),
     ("offsets.retention.minutes", Kind::Int { min: 1 }, "10080"),
     ("offsets.retention.check.interval.ms", Kind::Long { min: 1 }, "600000"),
@@ -192,6 +194,10 @@ pub struct BrokerConfig {
     pub given: BTreeMap<String, String>,
     /// The metadata quorum: roles, voters, controller listeners.
     pub quorum: quorum::QuorumConfig,
+    /// `broker.heartbeat.interval.ms`: how often a broker tells the active controller it lives.
+    pub broker_heartbeat_interval_ms: i64,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
+    pub broker_session_timeout_ms: i64,
 }
 
 /// Checks every given key: Strom's own and topic defaults by kind (the topic defaults they
@@ -576,6 +582,8 @@ impl BrokerConfig {
             topic_defaults,
             given: given.clone(),
             quorum,
+            broker_heartbeat_interval_ms: int("broker.heartbeat.interval.ms"),
+            broker_session_timeout_ms: int("broker.session.timeout.ms"),
         };
         Ok((config, ignored))
     }

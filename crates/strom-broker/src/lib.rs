@@ -14,6 +14,7 @@ pub mod group;
 pub mod handler;
 pub mod kafka_config_keys;
 pub mod limits;
+pub mod membership;
 pub mod metadata_store;
 pub mod partition;
 pub mod producer_state;

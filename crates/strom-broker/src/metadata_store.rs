@@ -52,6 +52,12 @@ pub trait MetadataLog: Send + Sync + std::fmt::Debug {
     /// The offset after the last committed record.
     fn committed_end(&self) -> i64;
 
+    /// Waits until this node's image holds everything committed before the call (a read
+    /// barrier), so a decision is not taken on an image still catching up.
+    fn barrier(&self) -> BoxFuture<'_, Result<(), ProposeError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// The Raft quorum behind this log, if it is one.
     fn as_quorum(&self) -> Option<&QuorumLog> {
         None
@@ -95,8 +101,10 @@ impl MetadataStore {
         &self,
         decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
     ) -> Result<Result<Published, ApiError>, BrokerError> {
+        let deadline = tokio::time::Instant::now() + STALE_RETRY_TIME;
         loop {
             let w = self.write.lock().await;
+            self.log.barrier().await.map_err(propose_error)?;
             let current = self.applier.published();
             let records = match decide(&current.image) {
                 Ok(r) => r,
@@ -114,17 +122,12 @@ impl MetadataStore {
             }
             match self.log.propose(records, current.offset).await {
                 Ok(end) => return Ok(Ok(self.applier.wait_applied(end).await)),
-                Err(ProposeError::Stale(at)) => {
+                Err(ProposeError::Stale(at)) if tokio::time::Instant::now() < deadline => {
                     drop(w);
-                    self.applier.wait_applied(at).await;
+                    // Decide again once this node has applied what the leader had.
+                    let _ = tokio::time::timeout_at(deadline, self.applier.wait_applied(at)).await;
                 }
-                Err(ProposeError::NoQuorum) => {
-                    return Err(BrokerError::NoQuorum(
-                        "no metadata quorum leader could be reached".into(),
-                    ))
-                }
-                Err(ProposeError::Failed(e)) => return Err(BrokerError::Metadata(e)),
-                Err(ProposeError::Storage(e)) => return Err(e),
+                Err(e) => return Err(propose_error(e)),
             }
         }
     }
@@ -146,6 +149,16 @@ impl MetadataStore {
             Err(e) => AppReply::Failed(format!("unreadable call: {e}")),
             Ok(AppCall::Status) => q.answer_status(),
             Ok(AppCall::Describe) => q.describe().map_or(AppReply::NotLeader, AppReply::Quorum),
+            Ok(AppCall::ReadIndex) if q.is_leader() => match q.read_index().await {
+                Some(at) => AppReply::ReadIndex { at },
+                None => AppReply::NotLeader,
+            },
+            Ok(AppCall::ReadIndex) => AppReply::NotLeader,
+            // Membership calls are the broker's (`membership.rs`), answered before this.
+            Ok(AppCall::Heartbeat { .. } | AppCall::ShutDown { .. }) => AppReply::NotLeader,
+            // Leadership is checked before the lock: two nodes that each think the other
+            // leads never wait on each other's lock.
+            Ok(AppCall::Propose { .. }) if !q.is_leader() => AppReply::NotLeader,
             Ok(AppCall::Propose { records, based_on }) => {
                 let _w = self.write.lock().await;
                 match q.propose_here(records, based_on).await {
@@ -161,6 +174,19 @@ impl MetadataStore {
 
     pub fn quorum(&self) -> Option<&QuorumLog> {
         self.log.as_quorum()
+    }
+}
+
+/// How long a decision may be found stale and taken again before the request fails.
+const STALE_RETRY_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn propose_error(e: ProposeError) -> BrokerError {
+    match e {
+        ProposeError::Stale(_) | ProposeError::NoQuorum => {
+            BrokerError::NoQuorum("no metadata quorum leader could be reached".into())
+        }
+        ProposeError::Failed(e) => BrokerError::Metadata(e),
+        ProposeError::Storage(e) => e,
     }
 }
 

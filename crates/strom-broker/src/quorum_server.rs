@@ -68,7 +68,7 @@ async fn connection(
             Ok(rpc) if rpc.to != broker.node_id as u64 => strom_raft::wire::RpcReply::Refused(
                 format!("this is node {}, not {}", broker.node_id, rpc.to),
             ),
-            Ok(rpc) => broker.meta.serve(rpc).await,
+            Ok(rpc) => serve_call(&broker, rpc).await,
             Err(e) => strom_raft::wire::RpcReply::Refused(format!("unreadable call: {e}")),
         };
         let body = serde_json::to_vec(&reply).map_err(Error::other)?;
@@ -76,4 +76,21 @@ async fn connection(
             .write_all(&strom_raft::wire::response_frame(correlation, &body))
             .await?;
     }
+}
+
+/// Membership calls are the broker's; the rest the metadata store's.
+async fn serve_call(
+    broker: &Arc<Broker>,
+    rpc: strom_raft::wire::Rpc,
+) -> strom_raft::wire::RpcReply {
+    use crate::metadata_store::quorum::AppCall;
+    use strom_raft::wire::{RpcCall, RpcReply};
+    if let RpcCall::App(v) = &rpc.call {
+        if let Ok(call) = serde_json::from_value::<AppCall>(v.clone()) {
+            if let Some(reply) = crate::membership::serve(broker, &call).await {
+                return RpcReply::App(serde_json::to_value(reply).unwrap_or_default());
+            }
+        }
+    }
+    broker.meta.serve(rpc).await
 }

@@ -86,7 +86,10 @@ pub fn create_topic(
             topic_id,
             partition,
             leader: replicas[0],
-            isr: replicas.clone(),
+            // Only the leader holds the partition's records until followers replicate it
+            // (issue 11 adds them to the ISR once caught up): an ISR of the replicas that
+            // never fetch would hold the high watermark at 0 for ever.
+            isr: vec![replicas[0]],
             replicas,
             leader_epoch: 0,
         });
@@ -103,9 +106,9 @@ pub fn create_topic(
 }
 
 /// Where a new topic's partitions go: the assignment given (checked), else `partitions`
-/// replicas spread over the registered brokers.
+/// replicas spread over the live (registered, unfenced) brokers.
 fn placement(image: &MetadataImage, t: &NewTopic) -> Result<Vec<(i32, Vec<i32>)>, ApiError> {
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
     if t.assignments.is_empty() {
         if t.partitions < 1 {
             return Err(ApiError::InvalidPartitions(
@@ -202,7 +205,7 @@ pub fn create_partitions(
         .values()
         .next()
         .map_or(1, |p| p.replicas.len());
-    let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+    let brokers: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
     if brokers.is_empty() || rf > brokers.len() {
         return Err(ApiError::InvalidReplicationFactor(
             "not enough brokers".into(),
@@ -217,7 +220,8 @@ pub fn create_partitions(
                 topic_id: topic.topic_id,
                 partition: p,
                 leader: replicas[0],
-                isr: replicas.clone(),
+                // As for a new topic: the leader alone until followers replicate.
+                isr: vec![replicas[0]],
                 replicas,
                 leader_epoch: 0,
             }

@@ -25,7 +25,9 @@ impl MetadataDelta {
     /// Notes what `record` changes; called with the image as it is before the record.
     pub fn record(&mut self, before: &MetadataImage, record: &MetadataRecord) {
         match record {
-            MetadataRecord::RegisterBroker { .. } => self.brokers = true,
+            MetadataRecord::RegisterBroker { .. } | MetadataRecord::BrokerFenced { .. } => {
+                self.brokers = true
+            }
             MetadataRecord::Topic { name, .. } => {
                 self.topics.insert(name.clone());
             }

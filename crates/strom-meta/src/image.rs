@@ -13,6 +13,9 @@ pub struct BrokerImage {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Fenced: missed its session or shut down; not listed to clients, leads nothing.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,8 +70,16 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        fenced: false,
                     },
                 );
+            }
+            MetadataRecord::BrokerFenced { node_id, fenced } => {
+                let b = self
+                    .brokers
+                    .get_mut(node_id)
+                    .ok_or_else(|| MetaError(format!("fencing unknown broker {node_id}")))?;
+                b.fenced = *fenced;
             }
             MetadataRecord::Topic { name, topic_id } => {
                 if self.topics.contains_key(name) || self.topic_names.contains_key(topic_id) {
@@ -228,6 +239,11 @@ impl MetadataImage {
     pub fn broker_config(&self, name: &str) -> Option<&BTreeMap<String, String>> {
         self.configs
             .get(&(ConfigResource::Broker, name.to_string()))
+    }
+
+    /// The registered brokers that are not fenced.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| !b.fenced)
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {

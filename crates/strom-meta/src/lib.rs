@@ -11,6 +11,7 @@ pub mod delta;
 pub mod error;
 pub mod features;
 pub mod image;
+pub mod membership;
 pub mod record;
 pub mod topic_config;
 

@@ -58,6 +58,13 @@ pub enum MetadataRecord {
     ClusterId {
         cluster_id: String,
     },
+    /// A broker missed its session (or shut down) and is fenced: clients are not told of it
+    /// and it leads nothing; `false` when it is back (Kafka's `FenceBrokerRecord` /
+    /// `UnfenceBrokerRecord`).
+    BrokerFenced {
+        node_id: i32,
+        fenced: bool,
+    },
 }
 
 impl MetadataRecord {

@@ -133,7 +133,9 @@ proptest! {
                     // Producer ids only move forward; the cluster id is set once.
                     let may_refuse = matches!(
                         r,
-                        MetadataRecord::ProducerIds { .. } | MetadataRecord::ClusterId { .. }
+                        MetadataRecord::ProducerIds { .. }
+                            | MetadataRecord::ClusterId { .. }
+                            | MetadataRecord::BrokerFenced { .. }
                     );
                     prop_assert!(fits || may_refuse);
                 }

@@ -47,11 +47,14 @@ impl PeerClient {
         let body = serde_json::to_vec(rpc).map_err(io::Error::other)?;
         let correlation = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let mut conn = self.conn.lock().await;
-        let result = tokio::time::timeout(timeout, self.exchange(&mut conn, correlation, &body))
+        // The stream is taken out for the exchange and put back only once it completed: a
+        // call dropped half-way (openraft cancels) leaves no half-read reply behind.
+        let mut stream = conn.take();
+        let result = tokio::time::timeout(timeout, self.exchange(&mut stream, correlation, &body))
             .await
             .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time")));
-        if result.is_err() {
-            *conn = None;
+        if result.is_ok() {
+            *conn = stream;
         }
         let reply = result?;
         serde_json::from_slice(&reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))

@@ -215,6 +215,47 @@ fn create_within(addr: &str, topic: &str, within: Duration) -> Duration {
     }
 }
 
+/// A consumer group works whichever broker its members bootstrap from: FindCoordinator names
+/// the leader of the group's `__consumer_offsets` partition, where its offsets are kept.
+fn group_across_brokers(nodes: &[Node]) {
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &["topics", "create", "g", "--partitions", "3"],
+    );
+    assert!(ok, "{out}");
+    let mut p = Command::new(STROM)
+        .args(["produce", "g", "--bootstrap-server", &nodes[0].addr])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: String = (0..30).map(|i| format!("record {i}\n")).collect();
+    std::io::Write::write_all(p.stdin.as_mut().unwrap(), lines.as_bytes()).unwrap();
+    drop(p.stdin.take());
+    assert!(p.wait().unwrap().success());
+    let consume = [
+        "consume",
+        "g",
+        "--group",
+        "grp",
+        "--from-beginning",
+        "--max-messages",
+        "30",
+    ];
+    let (ok, out) = tool(&nodes[2].addr, &consume);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().count(), 30);
+    for n in nodes {
+        let d = json(&n.addr, &["groups", "describe", "grp"]);
+        let committed: i64 = d["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["current_offset"].as_i64().unwrap_or(0))
+            .sum();
+        assert_eq!(committed, 30, "node {}: {d}", n.id);
+    }
+}
+
 #[test]
 fn three_nodes_form_agree_fail_over_and_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -253,6 +294,7 @@ fn three_nodes_form_agree_fail_over_and_restart() {
         !ok,
         "a replication factor above the broker count is refused"
     );
+    group_across_brokers(&nodes);
 
     // SIGKILL the quorum leader: another is elected and admin calls work again within 10 s.
     let dead = nodes
@@ -353,4 +395,45 @@ fn five_nodes_survive_the_loss_of_two() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Whether node `id` is among the brokers `addr` lists (`cluster describe`).
+fn lists(addr: &str, id: i64) -> bool {
+    cluster(addr).0.contains(&id)
+}
+
+#[test]
+fn a_dead_broker_is_fenced_and_back_after_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = write_configs(tmp.path(), 3);
+    for c in &configs {
+        let mut text = std::fs::read_to_string(c).unwrap();
+        text.push_str("broker.session.timeout.ms=2000\nbroker.heartbeat.interval.ms=300\n");
+        std::fs::write(c, text).unwrap();
+    }
+    let mut nodes = start_all(&configs);
+    let (_, leader, _) = cluster(&nodes[0].addr);
+    // A broker that is not the quorum leader: its partition (RF 1) loses its leader.
+    let victim = nodes
+        .iter()
+        .position(|n| i64::from(n.id) != leader)
+        .unwrap();
+    let victim_id = i64::from(nodes[victim].id);
+    let other = nodes[(victim + 1) % 3].addr.clone();
+    let (ok, out) = tool(&other, &["topics", "create", "f", "--partitions", "3"]);
+    assert!(ok, "{out}");
+    kill(&mut nodes[victim]);
+    let started = Instant::now();
+    while lists(&other, victim_id) {
+        assert!(started.elapsed() < Duration::from_secs(20), "never fenced");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut child = spawn(&nodes[victim].config);
+    nodes[victim].addr = ready(&mut child);
+    nodes[victim].child = Some(child);
+    assert!(
+        lists(&other, victim_id),
+        "unfenced once it registered again"
+    );
+    agree(&nodes, "f");
 }

@@ -22,25 +22,27 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FindCoordinatorRequest) -
             vec![req.key.clone()]
         };
         let ready = req.key_type != 0 || broker.ensure_offsets_topic().await.is_ok();
-        let (host, port) = broker.advertised_endpoint();
+        let image = broker.meta.image();
         let answer = |key: StrBytes| {
             let mut c = Coordinator::default();
+            c.node_id = BrokerId(-1);
+            c.port = -1;
+            let found = broker.group_coordinator(&image, key.as_str());
             c.key = key;
             if req.key_type != 0 {
                 c.error_code = code(ResponseError::CoordinatorNotAvailable);
                 c.error_message = Some(StrBytes::from_static_str(
                     "transactions are not supported yet",
                 ));
-                c.node_id = BrokerId(-1);
-                c.port = -1;
             } else if !ready {
                 c.error_code = code(ResponseError::CoordinatorNotAvailable);
-                c.node_id = BrokerId(-1);
-                c.port = -1;
-            } else {
-                c.node_id = BrokerId(broker.node_id);
-                c.host = StrBytes::from_string(host.clone());
+            } else if let Some((id, host, port)) = found {
+                c.node_id = BrokerId(id);
+                c.host = StrBytes::from_string(host);
                 c.port = i32::from(port);
+            } else {
+                // The group's partition has no leader a client can reach now.
+                c.error_code = code(ResponseError::CoordinatorNotAvailable);
             }
             c
         };

@@ -147,6 +147,11 @@ fn topic(t: &TopicImage, ops: i32) -> MetadataResponseTopic {
             mp.leader_epoch = p.leader_epoch;
             mp.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
             mp.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
+            // No leader (its only in-sync replica is fenced): Kafka's answer.
+            if p.leader < 0 {
+                mp.error_code =
+                    crate::error::code(kafka_protocol::error::ResponseError::LeaderNotAvailable);
+            }
             mp
         })
         .collect();

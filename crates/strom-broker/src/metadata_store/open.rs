@@ -94,6 +94,16 @@ pub async fn open_quorum(
         let log = Arc::clone(&log);
         tokio::task::spawn_blocking(move || -> Result<bool, BrokerError> {
             upgrade_single_node_log(&log, node_id)?;
+            // From now on this dir holds a quorum's log: the empty state is written before
+            // openraft writes its first entry, so a crash in between is never mistaken for
+            // a single-node release's log.
+            if !QuorumState::path(log.dir()).exists() {
+                let empty = QuorumState {
+                    version: 1,
+                    ..QuorumState::default()
+                };
+                empty.store(log.dir()).map_err(raft_error("quorum-state"))?;
+            }
             let state = QuorumState::load(log.dir()).map_err(raft_error("quorum-state"))?;
             Ok(state.vote.is_none() && state.last_purged.is_none() && log.log_end_offset() == 0)
         })

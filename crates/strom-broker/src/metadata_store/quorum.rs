@@ -35,6 +35,13 @@ pub enum AppCall {
     Status,
     /// The quorum as the leader sees it (DescribeQuorum).
     Describe,
+    /// The leader's applied offset once everything committed is applied there (a read
+    /// barrier: the caller waits until it has applied as much).
+    ReadIndex,
+    /// Broker `node_id` lives (sent to the leader every `broker.heartbeat.interval.ms`).
+    Heartbeat { node_id: i32 },
+    /// Broker `node_id` shuts down: fence it now (controlled shutdown).
+    ShutDown { node_id: i32 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +52,8 @@ pub enum AppReply {
     Failed(String),
     Status { pristine: bool, initialized: bool },
     Quorum(QuorumView),
+    ReadIndex { at: i64 },
+    Done,
 }
 
 /// The quorum as its leader sees it.
@@ -167,6 +176,33 @@ impl QuorumLog {
         self.raft.metrics().borrow().current_leader
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.node_id)
+    }
+
+    /// On the leader: once everything committed is applied here, the applied offset.
+    pub async fn read_index(&self) -> Option<i64> {
+        let read = self.raft.ensure_linearizable().await.ok()?;
+        if let Some(log_id) = read {
+            self.applier.wait_applied(log_id.index as i64 + 1).await;
+        }
+        Some(self.applier.published().offset)
+    }
+
+    /// The applied offset a read barrier must reach: the leader's (asked of it by others).
+    async fn barrier_offset(&self, deadline: tokio::time::Instant) -> Option<i64> {
+        match self.leader()? {
+            id if id == self.node_id => tokio::time::timeout_at(deadline, self.read_index())
+                .await
+                .ok()
+                .flatten(),
+            id => match self.call(id, &AppCall::ReadIndex).await {
+                Ok(AppReply::ReadIndex { at }) => Some(at),
+                _ => None,
+            },
+        }
+    }
+
     fn is_initialized(&self) -> bool {
         let m = self.raft.metrics();
         let initialized = m
@@ -179,8 +215,18 @@ impl QuorumLog {
         initialized
     }
 
+    /// The leader's node id, if one is known.
+    pub fn leader_id(&self) -> Option<u64> {
+        self.leader()
+    }
+
+    /// The current Raft term (a new leadership has a new one).
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
     /// Calls node `id` with a broker call.
-    async fn call(&self, id: u64, call: &AppCall) -> Result<AppReply, String> {
+    pub async fn call(&self, id: u64, call: &AppCall) -> Result<AppReply, String> {
         let node = self
             .voters
             .get(&id)
@@ -374,12 +420,18 @@ impl MetadataLog for QuorumLog {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
             while tokio::time::Instant::now() < deadline {
-                let done = match self.leader() {
-                    Some(id) if id == self.node_id => {
-                        self.propose_as_leader(&records, based_on).await?
+                let attempt = async {
+                    match self.leader() {
+                        Some(id) if id == self.node_id => {
+                            self.propose_as_leader(&records, based_on).await
+                        }
+                        Some(id) => self.forward(id, &records, based_on).await,
+                        None => Ok(None),
                     }
-                    Some(id) => self.forward(id, &records, based_on).await?,
-                    None => None,
+                };
+                let done = match tokio::time::timeout_at(deadline, attempt).await {
+                    Ok(r) => r?,
+                    Err(_) => break,
                 };
                 if let Some(end) = done {
                     return Ok(end);
@@ -392,6 +444,22 @@ impl MetadataLog for QuorumLog {
 
     fn committed_end(&self) -> i64 {
         self.applier.published().offset
+    }
+
+    fn barrier(&self) -> BoxFuture<'_, Result<(), ProposeError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+            while tokio::time::Instant::now() < deadline {
+                if let Some(at) = self.barrier_offset(deadline).await {
+                    return tokio::time::timeout_at(deadline, self.applier.wait_applied(at))
+                        .await
+                        .map(|_| ())
+                        .map_err(|_| ProposeError::NoQuorum);
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(ProposeError::NoQuorum)
+        })
     }
 
     fn as_quorum(&self) -> Option<&QuorumLog> {

@@ -1,0 +1,181 @@
+//! Broker membership on a cluster: every broker heartbeats to the active controller (the
+//! quorum leader) every `broker.heartbeat.interval.ms`; the leader fences a broker it has not
+//! heard from for `broker.session.timeout.ms` (its partitions' leadership moves, see
+//! `strom_meta::membership`) and unfences it when it is heard again. A broker shutting down
+//! asks to be fenced first (Kafka's controlled shutdown), so its leaderships move before it
+//! goes. A single node has no membership to keep.
+
+use crate::broker::Broker;
+use crate::metadata_store::quorum::{AppCall, AppReply};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use strom_meta::membership;
+use tokio::sync::watch;
+
+/// When the leader last heard from each broker, and in which term it started counting.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    seen: Mutex<(u64, HashMap<i32, Instant>)>,
+}
+
+impl Liveness {
+    fn saw(&self, node: i32) {
+        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        s.1.insert(node, Instant::now());
+    }
+
+    /// The brokers not heard from within `session` in this leadership (a new term starts
+    /// every session afresh: the new leader has heard from no one yet).
+    fn expired(&self, term: u64, live: &[i32], session: Duration) -> Vec<i32> {
+        let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if s.0 != term {
+            *s = (term, live.iter().map(|b| (*b, now)).collect());
+        }
+        live.iter()
+            .filter(|b| {
+                let last = *s.1.entry(**b).or_insert(now);
+                now.duration_since(last) > session
+            })
+            .copied()
+            .collect()
+    }
+}
+
+/// Heartbeats, and on the leader fences expired brokers, until shutdown.
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    if broker.config.quorum.is_single_node() {
+        return;
+    }
+    let interval = Duration::from_millis(broker.config.broker_heartbeat_interval_ms.max(1) as u64);
+    let session = Duration::from_millis(broker.config.broker_session_timeout_ms.max(1) as u64);
+    let mut every = tokio::time::interval(interval.min(Duration::from_millis(500)));
+    let mut last_beat = Instant::now() - interval;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if last_beat.elapsed() >= interval {
+                    last_beat = Instant::now();
+                    heartbeat(&broker).await;
+                }
+                expire(&broker, session).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn heartbeat(broker: &Arc<Broker>) {
+    let Some(q) = broker.meta.quorum() else {
+        return;
+    };
+    match q.leader_id() {
+        Some(id) if q.is_leader() && id == broker.node_id as u64 => {
+            heard(broker, broker.node_id).await;
+        }
+        Some(id) => {
+            let call = AppCall::Heartbeat {
+                node_id: broker.node_id,
+            };
+            if let Err(e) = q.call(id, &call).await {
+                tracing::debug!(error = %e, "heartbeat not delivered");
+            }
+        }
+        None => {}
+    }
+}
+
+/// On the leader: `node` lives; a fenced broker is unfenced.
+pub async fn heard(broker: &Arc<Broker>, node: i32) {
+    broker.liveness.saw(node);
+    let fenced = broker
+        .meta
+        .image()
+        .brokers
+        .get(&node)
+        .is_some_and(|b| b.fenced);
+    if fenced {
+        match broker
+            .commit(|img| Ok(membership::unfence(img, node)))
+            .await
+        {
+            Ok(_) => tracing::info!(node, "broker unfenced"),
+            Err((code, e)) => tracing::warn!(node, code, error = %e, "unfencing failed"),
+        }
+    }
+}
+
+/// On the leader: fences the live brokers whose session expired.
+async fn expire(broker: &Arc<Broker>, session: Duration) {
+    let Some(q) = broker.meta.quorum() else {
+        return;
+    };
+    if !q.is_leader() {
+        return;
+    }
+    let live: Vec<i32> = broker
+        .meta
+        .image()
+        .live_brokers()
+        .map(|b| b.node_id)
+        .filter(|id| *id != broker.node_id)
+        .collect();
+    for node in broker.liveness.expired(q.term(), &live, session) {
+        fence(broker, node, "missed its session").await;
+    }
+}
+
+async fn fence(broker: &Arc<Broker>, node: i32, why: &str) {
+    match broker.commit(|img| Ok(membership::fence(img, node))).await {
+        Ok(_) => tracing::info!(node, why, "broker fenced"),
+        Err((code, e)) => tracing::warn!(node, code, error = %e, "fencing failed"),
+    }
+}
+
+/// Answers a membership call on the leader; None for other calls.
+pub async fn serve(broker: &Arc<Broker>, call: &AppCall) -> Option<AppReply> {
+    let node = match call {
+        AppCall::Heartbeat { node_id } | AppCall::ShutDown { node_id } => *node_id,
+        _ => return None,
+    };
+    let leads = broker.meta.quorum().is_some_and(|q| q.is_leader());
+    if !leads {
+        return Some(AppReply::NotLeader);
+    }
+    match call {
+        AppCall::ShutDown { .. } => fence(broker, node, "shut down").await,
+        _ => {
+            // Answered at once; an unfence is committed behind the answer.
+            let b = Arc::clone(broker);
+            tokio::spawn(async move { heard(&b, node).await });
+        }
+    }
+    Some(AppReply::Done)
+}
+
+/// Controlled shutdown: asks the leader to fence this broker, so its leaderships move now.
+pub async fn shut_down(broker: &Arc<Broker>) {
+    if broker.config.quorum.is_single_node() {
+        return;
+    }
+    let Some(q) = broker.meta.quorum() else {
+        return;
+    };
+    let node = broker.node_id;
+    let done = async {
+        match q.leader_id() {
+            Some(id) if id == node as u64 => fence(broker, node, "shut down").await,
+            Some(id) => {
+                let _ = q.call(id, &AppCall::ShutDown { node_id: node }).await;
+            }
+            None => {}
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .is_err()
+    {
+        tracing::warn!("controlled shutdown: the leader did not answer in time");
+    }
+}

@@ -1,0 +1,163 @@
+//! Broker membership decisions of the active controller (pure): fencing a broker that missed
+//! its session or shuts down moves the leadership of its partitions to another in-sync
+//! replica (a new leader epoch) or leaves them without a leader, and takes it out of the ISRs
+//! it shares with others; unfencing gives leaderless partitions whose ISR holds it their
+//! leader back. Kafka's `ReplicationControlManager` does the same on
+//! `FenceBrokerRecord` / `UnfenceBrokerRecord` (KIP-841: a fenced broker leaves the ISR).
+
+use crate::image::{MetadataImage, PartitionImage};
+use crate::record::MetadataRecord;
+use uuid::Uuid;
+
+/// Partition records for every partition whose state changes, given a new partition state.
+fn changes(
+    image: &MetadataImage,
+    change: impl Fn(&PartitionImage) -> Option<PartitionImage>,
+) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for t in image.topics.values() {
+        for (index, p) in &t.partitions {
+            if let Some(next) = change(p) {
+                out.push(partition_record(t.topic_id, *index, next));
+            }
+        }
+    }
+    out
+}
+
+fn partition_record(topic_id: Uuid, partition: i32, p: PartitionImage) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        replicas: p.replicas,
+        isr: p.isr,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+    }
+}
+
+/// Fences `node_id` (nothing if it is unknown or already fenced).
+pub fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    if image.brokers.get(&node_id).is_none_or(|b| b.fenced) {
+        return Vec::new();
+    }
+    let live = |id: &i32| *id != node_id && image.brokers.get(id).is_some_and(|b| !b.fenced);
+    let mut out = vec![MetadataRecord::BrokerFenced {
+        node_id,
+        fenced: true,
+    }];
+    out.extend(changes(image, |p| {
+        if p.leader != node_id && !p.isr.contains(&node_id) {
+            return None;
+        }
+        let mut next = p.clone();
+        // The last in-sync replica stays in the ISR: it holds everything committed.
+        if p.isr.len() > 1 {
+            next.isr.retain(|id| *id != node_id);
+        }
+        if p.leader == node_id {
+            next.leader = next.isr.iter().copied().find(|id| live(id)).unwrap_or(-1);
+            next.leader_epoch += 1;
+        }
+        (next != *p).then_some(next)
+    }));
+    out
+}
+
+/// Unfences `node_id` (nothing if it is unknown or not fenced).
+pub fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    if image.brokers.get(&node_id).is_none_or(|b| !b.fenced) {
+        return Vec::new();
+    }
+    let mut out = vec![MetadataRecord::BrokerFenced {
+        node_id,
+        fenced: false,
+    }];
+    out.extend(changes(image, |p| {
+        (p.leader == -1 && p.isr.contains(&node_id)).then(|| {
+            let mut next = p.clone();
+            next.leader = node_id;
+            next.leader_epoch += 1;
+            next
+        })
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> MetadataImage {
+        let mut img = MetadataImage::default();
+        let id = Uuid::from_u128(1);
+        let mut records: Vec<MetadataRecord> = (1..=3)
+            .map(|n| MetadataRecord::RegisterBroker {
+                node_id: n,
+                host: "h".into(),
+                port: 9092,
+                rack: None,
+            })
+            .collect();
+        records.push(MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        });
+        for (p, replicas, isr) in [
+            (0, vec![1, 2], vec![1, 2]),
+            (1, vec![1], vec![1]),
+            (2, vec![2, 3], vec![2, 3]),
+        ] {
+            records.push(MetadataRecord::Partition {
+                topic_id: id,
+                partition: p,
+                leader: replicas[0],
+                replicas,
+                isr,
+                leader_epoch: 0,
+            });
+        }
+        for r in &records {
+            img.apply(r).unwrap();
+        }
+        img
+    }
+
+    fn apply(img: &mut MetadataImage, records: &[MetadataRecord]) {
+        for r in records {
+            img.apply(r).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_fenced_leader_hands_over_or_leaves_no_leader() {
+        let mut img = image();
+        let records = fence(&img, 1);
+        apply(&mut img, &records);
+        let t = &img.topics["t"];
+        assert!(img.brokers[&1].fenced);
+        assert_eq!(
+            (t.partitions[&0].leader, t.partitions[&0].leader_epoch),
+            (2, 1)
+        );
+        assert_eq!(t.partitions[&0].isr, vec![2]);
+        assert_eq!(
+            (t.partitions[&1].leader, t.partitions[&1].isr.clone()),
+            (-1, vec![1])
+        );
+        assert_eq!(t.partitions[&2].leader_epoch, 0, "untouched");
+        assert!(fence(&img, 1).is_empty(), "already fenced");
+        assert_eq!(img.live_brokers().count(), 2);
+
+        let records = unfence(&img, 1);
+        apply(&mut img, &records);
+        let t = &img.topics["t"];
+        assert!(!img.brokers[&1].fenced);
+        assert_eq!(
+            (t.partitions[&1].leader, t.partitions[&1].leader_epoch),
+            (1, 2)
+        );
+        assert_eq!(t.partitions[&0].leader, 2, "leadership is not taken back");
+        assert!(unfence(&img, 1).is_empty());
+    }
+}
