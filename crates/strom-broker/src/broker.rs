@@ -824,6 +824,8 @@ async fn join_quorum(broker: Arc<Broker>) {
         tracing::error!(error = %e, "the metadata quorum could not be initialized");
         return;
     }
+    // A voter whose disk was wiped is readmitted under its new directory.
+    q.rejoin().await;
     if broker.config.quorum.is_single_node() {
         let _ = q.raft().trigger().elect().await;
     }

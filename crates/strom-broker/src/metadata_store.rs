@@ -154,6 +154,21 @@ impl MetadataStore {
                 None => AppReply::NotLeader,
             },
             Ok(AppCall::ReadIndex) => AppReply::NotLeader,
+            Ok(AppCall::Rejoin { .. }) if !q.is_leader() => AppReply::NotLeader,
+            Ok(AppCall::Rejoin {
+                node_id,
+                directory_id,
+            }) => {
+                // The change waits for the node to catch up: it runs behind the answer, and
+                // the node asks again until the membership records its directory.
+                let change = q.readmit(node_id as u64, directory_id);
+                tokio::spawn(async move {
+                    if let Err(e) = change.await {
+                        tracing::warn!(node_id, error = %e, "readmitting a voter failed");
+                    }
+                });
+                AppReply::Done
+            }
             // Membership calls are the broker's (`membership.rs`), answered before this.
             Ok(AppCall::Heartbeat { .. } | AppCall::ShutDown { .. }) => AppReply::NotLeader,
             // Leadership is checked before the lock: two nodes that each think the other

@@ -68,6 +68,16 @@ async fn connection(
             Ok(rpc) if rpc.to != broker.node_id as u64 => strom_raft::wire::RpcReply::Refused(
                 format!("this is node {}, not {}", broker.node_id, rpc.to),
             ),
+            // A call to another incarnation of this node (the caller's membership records the
+            // directory this node had before its disk was wiped): it must not vote or take
+            // entries as the old one.
+            Ok(rpc) if stale_incarnation(&broker, rpc.to_dir.as_deref()) => {
+                strom_raft::wire::RpcReply::Refused(format!(
+                    "node {} runs on a new directory, not {}",
+                    broker.node_id,
+                    rpc.to_dir.unwrap_or_default()
+                ))
+            }
             Ok(rpc) => serve_call(&broker, rpc).await,
             Err(e) => strom_raft::wire::RpcReply::Refused(format!("unreadable call: {e}")),
         };
@@ -93,4 +103,9 @@ async fn serve_call(
         }
     }
     broker.meta.serve(rpc).await
+}
+
+fn stale_incarnation(broker: &Broker, to_dir: Option<&str>) -> bool {
+    let mine = broker.meta.quorum().map_or("", |q| q.directory_id());
+    to_dir.is_some_and(|d| !d.is_empty() && !mine.is_empty() && d != mine)
 }

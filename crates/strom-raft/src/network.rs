@@ -116,6 +116,8 @@ impl TcpNetwork {
 #[derive(Debug)]
 pub struct TcpConn {
     target: u64,
+    /// The target's directory id as the membership records it (empty: unknown).
+    target_dir: String,
     client: Arc<PeerClient>,
 }
 
@@ -125,6 +127,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     async fn new_client(&mut self, target: u64, node: &QuorumNode) -> TcpConn {
         TcpConn {
             target,
+            target_dir: node.directory_id.clone(),
             client: self.client(node),
         }
     }
@@ -142,6 +145,7 @@ impl TcpConn {
     ) -> Result<RaftReply, RPCError<u64, QuorumNode, RaftError<u64, E>>> {
         let rpc = Rpc {
             to: self.target,
+            to_dir: Some(self.target_dir.clone()).filter(|d| !d.is_empty()),
             call: RpcCall::Raft(call),
         };
         match self.client.call(&rpc, option.hard_ttl()).await {

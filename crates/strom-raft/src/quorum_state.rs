@@ -25,6 +25,10 @@ pub struct QuorumState {
     pub vote: Option<Vote>,
     /// The last log id removed by `purge` (entries up to it are gone from the log).
     pub last_purged: Option<LogId>,
+    /// This log directory's id (KIP-853), chosen when the quorum state was first written: a
+    /// wiped directory gets a new one, so the quorum can tell the new incarnation apart.
+    #[serde(default)]
+    pub directory_id: Option<String>,
 }
 
 fn version_one() -> u32 {

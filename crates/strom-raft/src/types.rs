@@ -14,6 +14,11 @@ pub struct QuorumNode {
     pub host: String,
     /// Port of the controller listener.
     pub port: u16,
+    /// The voter's metadata log directory id (KIP-853): a node whose disk was wiped comes
+    /// back with a new one, and calls addressed to the old one are refused. Empty: not
+    /// known (a quorum formed before directory ids).
+    #[serde(default)]
+    pub directory_id: String,
 }
 
 impl QuorumNode {
@@ -22,7 +27,14 @@ impl QuorumNode {
         QuorumNode {
             host: host.into(),
             port,
+            directory_id: String::new(),
         }
+    }
+
+    /// This node with its directory id.
+    pub fn with_directory(mut self, directory_id: impl Into<String>) -> QuorumNode {
+        self.directory_id = directory_id.into();
+        self
     }
 }
 

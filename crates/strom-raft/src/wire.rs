@@ -16,10 +16,13 @@ pub const RPC_API_KEY: i16 = 32_123;
 /// The largest reply a node reads (a snapshot chunk or a batch of entries is far smaller).
 pub const REPLY_BYTES_MAX: usize = 64 << 20;
 
-/// A call to node `to`.
+/// A call to node `to` (and, when the caller knows it, to its incarnation `to_dir`: the
+/// directory id the quorum's membership records for it).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Rpc {
     pub to: u64,
+    #[serde(default)]
+    pub to_dir: Option<String>,
     pub call: RpcCall,
 }
 

@@ -81,12 +81,19 @@ fn spawn(config: &Path) -> Child {
         .unwrap()
 }
 
-/// The client address from the ready line (nodes wait for each other to form the quorum).
+/// The client address from the ready line (nodes wait for each other to form the quorum);
+/// a node not ready within a minute fails the test instead of hanging it.
 fn ready(child: &mut Child) -> String {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a node not ready within 60 s");
     assert!(line.starts_with("strom broker ready"), "{line:?}");
     line.trim().rsplit(' ').next().unwrap().to_string()
 }
@@ -436,4 +443,39 @@ fn a_dead_broker_is_fenced_and_back_after_a_restart() {
         "unfenced once it registered again"
     );
     agree(&nodes, "f");
+}
+
+#[test]
+fn a_voter_whose_disk_was_wiped_comes_back_as_a_new_incarnation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = write_configs(tmp.path(), 3);
+    let mut nodes = start_all(&configs);
+    let (_, leader, _) = cluster(&nodes[0].addr);
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &["topics", "create", "before", "--partitions", "3"],
+    );
+    assert!(ok, "{out}");
+    agree(&nodes, "before");
+    // A follower's disk is wiped while it is down.
+    let victim = nodes
+        .iter()
+        .position(|n| i64::from(n.id) != leader)
+        .unwrap();
+    kill(&mut nodes[victim]);
+    std::fs::remove_dir_all(tmp.path().join(format!("data{}", nodes[victim].id))).unwrap();
+    let other = nodes[(victim + 1) % 3].addr.clone();
+    let (ok, out) = tool(
+        &other,
+        &["topics", "create", "while-away", "--partitions", "1"],
+    );
+    assert!(ok, "{out}");
+    // It starts (the others readmit it once it has caught up) and knows everything.
+    let mut child = spawn(&nodes[victim].config);
+    nodes[victim].addr = ready(&mut child);
+    nodes[victim].child = Some(child);
+    agree(&nodes, "before");
+    agree(&nodes, "while-away");
+    let (_, _, voters) = cluster(&nodes[victim].addr);
+    assert_eq!(voters, 3);
 }

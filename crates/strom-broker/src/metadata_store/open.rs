@@ -50,6 +50,7 @@ pub fn upgrade_single_node_log(log: &Arc<Log>, node_id: i32) -> Result<bool, Bro
         version: 1,
         vote: None,
         last_purged: Some(last),
+        directory_id: Some(new_directory_id()),
     };
     state.store(dir).map_err(raft_error("quorum-state"))?;
     tracing::info!(
@@ -90,22 +91,21 @@ pub async fn open_quorum(
 ) -> Result<QuorumLog, BrokerError> {
     let node_id = config.node_id;
     let dir = log.dir().to_path_buf();
-    let pristine = {
+    let (pristine, directory_id) = {
         let log = Arc::clone(&log);
-        tokio::task::spawn_blocking(move || -> Result<bool, BrokerError> {
+        tokio::task::spawn_blocking(move || -> Result<(bool, String), BrokerError> {
             upgrade_single_node_log(&log, node_id)?;
-            // From now on this dir holds a quorum's log: the empty state is written before
-            // openraft writes its first entry, so a crash in between is never mistaken for
-            // a single-node release's log.
-            if !QuorumState::path(log.dir()).exists() {
-                let empty = QuorumState {
-                    version: 1,
-                    ..QuorumState::default()
-                };
-                empty.store(log.dir()).map_err(raft_error("quorum-state"))?;
+            // From now on this dir holds a quorum's log: the state (with the directory's id)
+            // is written before openraft writes its first entry, so a crash in between is
+            // never mistaken for a single-node release's log.
+            let mut state = QuorumState::load(log.dir()).map_err(raft_error("quorum-state"))?;
+            if state.directory_id.is_none() || !QuorumState::path(log.dir()).exists() {
+                state.directory_id = Some(new_directory_id());
+                state.store(log.dir()).map_err(raft_error("quorum-state"))?;
             }
-            let state = QuorumState::load(log.dir()).map_err(raft_error("quorum-state"))?;
-            Ok(state.vote.is_none() && state.last_purged.is_none() && log.log_end_offset() == 0)
+            let pristine =
+                state.vote.is_none() && state.last_purged.is_none() && log.log_end_offset() == 0;
+            Ok((pristine, state.directory_id.unwrap_or_default()))
         })
         .await
         .map_err(|e| BrokerError::Metadata(e.to_string()))??
@@ -125,7 +125,19 @@ pub async fn open_quorum(
     .map_err(|e| BrokerError::Metadata(format!("starting the metadata quorum: {e}")))?;
     let voters = voters_of(node_id, &config.quorum);
     check_voters(&raft, &voters)?;
-    Ok(QuorumLog::new(node_id, raft, applier, voters, pristine))
+    Ok(QuorumLog::new(
+        node_id,
+        raft,
+        applier,
+        voters,
+        pristine,
+        directory_id,
+    ))
+}
+
+/// A new log directory id: a random UUID, as Kafka's `directory.id`.
+fn new_directory_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// A static quorum's voters are fixed: a log whose voters differ from

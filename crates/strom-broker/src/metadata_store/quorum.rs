@@ -42,17 +42,33 @@ pub enum AppCall {
     Heartbeat { node_id: i32 },
     /// Broker `node_id` shuts down: fence it now (controlled shutdown).
     ShutDown { node_id: i32 },
+    /// Voter `node_id` runs on directory `directory_id`, which the membership does not
+    /// record for it (its disk was wiped): make it a voter again once it caught up.
+    Rejoin { node_id: i32, directory_id: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum AppReply {
-    Committed { end: i64 },
-    Stale { at: i64 },
+    Committed {
+        end: i64,
+    },
+    Stale {
+        at: i64,
+    },
     NotLeader,
     Failed(String),
-    Status { pristine: bool, initialized: bool },
+    Status {
+        pristine: bool,
+        initialized: bool,
+        #[serde(default)]
+        directory_id: String,
+        #[serde(default)]
+        leader: Option<u64>,
+    },
     Quorum(QuorumView),
-    ReadIndex { at: i64 },
+    ReadIndex {
+        at: i64,
+    },
     Done,
 }
 
@@ -126,6 +142,16 @@ pub struct QuorumLog {
     voters: BTreeMap<u64, QuorumNode>,
     /// The storage was empty when opened: this node may take part in initializing.
     pristine: bool,
+    /// This node's metadata log directory id (KIP-853).
+    directory_id: String,
+    /// One membership change at a time (a wiped voter rejoining).
+    rejoining: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The directory id `raft`'s membership records for node `id` (None: not a member).
+fn member_directory(raft: &Raft, id: u64) -> Option<String> {
+    let m = raft.metrics().borrow().membership_config.clone();
+    m.membership().get_node(&id).map(|n| n.directory_id.clone())
 }
 
 impl std::fmt::Debug for QuorumLog {
@@ -134,6 +160,7 @@ impl std::fmt::Debug for QuorumLog {
             .field("node_id", &self.node_id)
             .field("voters", &self.voters)
             .field("pristine", &self.pristine)
+            .field("directory_id", &self.directory_id)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +184,7 @@ impl QuorumLog {
         applier: Arc<Applier>,
         voters: BTreeMap<u64, QuorumNode>,
         pristine: bool,
+        directory_id: String,
     ) -> QuorumLog {
         QuorumLog {
             node_id: node_id as u64,
@@ -165,7 +193,13 @@ impl QuorumLog {
             applier,
             voters,
             pristine,
+            directory_id,
+            rejoining: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    pub fn directory_id(&self) -> &str {
+        &self.directory_id
     }
 
     pub fn raft(&self) -> &Raft {
@@ -233,6 +267,7 @@ impl QuorumLog {
             .ok_or_else(|| format!("node {id} is not a voter"))?;
         let rpc = Rpc {
             to: id,
+            to_dir: None,
             call: RpcCall::App(serde_json::to_value(call).map_err(|e| e.to_string())?),
         };
         match self.calls.client(node).call(&rpc, CALL_TIMEOUT).await {
@@ -256,18 +291,28 @@ impl QuorumLog {
             if self.is_initialized() {
                 return Ok(());
             }
+            let mut nodes: BTreeMap<u64, QuorumNode> = self.voters.clone();
+            if let Some(me) = nodes.get_mut(&self.node_id) {
+                me.directory_id = self.directory_id.clone();
+            }
             let mut empty = 1;
-            for id in self.voters.keys().filter(|id| **id != self.node_id) {
+            for (id, node) in nodes.iter_mut().filter(|(id, _)| **id != self.node_id) {
                 match self.call(*id, &AppCall::Status).await {
                     Ok(AppReply::Status {
                         initialized: true, ..
                     }) => return Ok(()),
-                    Ok(AppReply::Status { pristine: true, .. }) => empty += 1,
+                    Ok(AppReply::Status {
+                        pristine: true,
+                        directory_id,
+                        ..
+                    }) => {
+                        node.directory_id = directory_id;
+                        empty += 1;
+                    }
                     _ => {}
                 }
             }
             if empty * 2 > self.voters.len() {
-                let nodes: BTreeMap<u64, QuorumNode> = self.voters.clone();
                 return match self.raft.initialize(nodes).await {
                     Ok(()) => {
                         tracing::info!(voters = ?members, "metadata quorum initialized");
@@ -291,6 +336,96 @@ impl QuorumLog {
         AppReply::Status {
             pristine: self.pristine && !self.is_initialized(),
             initialized: self.is_initialized(),
+            directory_id: self.directory_id.clone(),
+            leader: self.leader(),
+        }
+    }
+
+    /// The directory id the membership records for voter `id` (None: not a member).
+    fn member_directory(&self, id: u64) -> Option<String> {
+        member_directory(&self.raft, id)
+    }
+
+    /// A voter whose directory the membership does not know (its disk was wiped: a new
+    /// incarnation, which the others refuse to talk to as the old one) asks the leader to
+    /// make it a voter again, until the membership records this directory. A fresh node of a
+    /// forming quorum finds it recorded at once.
+    pub async fn rejoin(&self) {
+        loop {
+            let recorded = self.member_directory(self.node_id);
+            if recorded
+                .as_deref()
+                .is_some_and(|d| d.is_empty() || d == self.directory_id)
+            {
+                return;
+            }
+            if let Some(leader) = self.find_leader().await {
+                let call = AppCall::Rejoin {
+                    node_id: self.node_id as i32,
+                    directory_id: self.directory_id.clone(),
+                };
+                if let Err(e) = self.call(leader, &call).await {
+                    tracing::debug!(error = %e, "asking to rejoin the quorum");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// The leader as this node or another voter knows it.
+    async fn find_leader(&self) -> Option<u64> {
+        if let Some(l) = self.leader() {
+            return Some(l);
+        }
+        for id in self.voters.keys().filter(|id| **id != self.node_id) {
+            if let Ok(AppReply::Status {
+                leader: Some(l), ..
+            }) = self.call(*id, &AppCall::Status).await
+            {
+                return Some(l);
+            }
+        }
+        None
+    }
+
+    /// On the leader: voter `node` runs on a directory the membership does not record. The
+    /// returned task removes it as a voter, adds it back as a learner with its new directory
+    /// (which waits until it has caught up), then makes it a voter again; one change at a
+    /// time.
+    pub fn readmit(
+        &self,
+        node: u64,
+        directory_id: String,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let raft = self.raft.clone();
+        let configured = self.voters.get(&node).cloned();
+        let one = Arc::clone(&self.rejoining);
+        async move {
+            use openraft::ChangeMembers;
+            let _one = one.lock().await;
+            let Some(configured) = configured else {
+                return Err(format!("node {node} is not in controller.quorum.voters"));
+            };
+            let recorded = member_directory(&raft, node);
+            if recorded.as_deref() == Some(directory_id.as_str()) {
+                return Ok(());
+            }
+            tracing::warn!(node, %directory_id, "a voter came back with a new directory: readmitting it");
+            let ids = BTreeSet::from([node]);
+            if recorded.is_some() {
+                raft.change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let fresh = configured.with_directory(directory_id);
+            raft.add_learner(node, fresh, true)
+                .await
+                .map_err(|e| e.to_string())?;
+            raft.change_membership(ChangeMembers::AddVoterIds(ids), false)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(node, "voter readmitted");
+            Ok(())
         }
     }
 
