@@ -132,7 +132,18 @@ impl Partition {
         let transition = shared.state.apply(a);
         shared.state.set_local_offset(self.log.durable_offset());
         let leader = shared.state.is_leader();
+        if transition == Transition::BecameFollower {
+            // Produces waiting here will not be answered by this replica: Kafka's answer.
+            let waiting = std::mem::take(&mut shared.waiters);
+            for (_, _, tx) in waiting {
+                let _ = tx.send(Err(error::code(ResponseError::NotLeaderOrFollower)));
+            }
+        }
         self.settle(shared, before);
+        if !leader {
+            // Parked fetches learn of the move now, not at their max wait.
+            self.wake_fetchers();
+        }
         if leader {
             self.track_durable(self.log.log_end_offset() - 1);
         }
@@ -375,7 +386,10 @@ impl Partition {
         let mut w = lock(&self.waiters);
         w.retain(|x| x.strong_count() > 0);
         if w.len() >= WAITERS_PER_PARTITION_MAX {
-            w.remove(0);
+            // The oldest is answered now (with what it has) rather than dropped unawoken.
+            if let Some(oldest) = w.remove(0).upgrade() {
+                oldest.notify_one();
+            }
         }
         w.push(Arc::downgrade(waiter));
     }

@@ -7,8 +7,11 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const STROM: &str = env!("CARGO_BIN_EXE_strom");
@@ -49,25 +52,88 @@ fn free_port() -> u16 {
 
 fn write_configs(dir: &Path, n: i32) -> Vec<PathBuf> {
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let voters: Vec<String> = (1..=n)
-        .map(|i| format!("{i}@127.0.0.1:{}", ports[(i - 1) as usize]))
-        .collect();
-    (1..=n)
+    write_configs_via(dir, &ports, |_, to| ports[to])
+}
+
+/// Node configs where node `i` (0-based) reaches node `j`'s controller listener at port
+/// `via(i, j)`: each node's view of the others may differ (proxies, NAT), its own binds
+/// `ports[i]`.
+fn write_configs_via(dir: &Path, ports: &[u16], via: impl Fn(usize, usize) -> u16) -> Vec<PathBuf> {
+    let n = ports.len();
+    (0..n)
         .map(|i| {
-            let path = dir.join(format!("node{i}.properties"));
+            let voters: Vec<String> = (0..n)
+                .map(|j| {
+                    let port = if i == j { ports[i] } else { via(i, j) };
+                    format!("{}@127.0.0.1:{port}", j + 1)
+                })
+                .collect();
+            let path = dir.join(format!("node{}.properties", i + 1));
             let text = format!(
-                "node.id={i}\nprocess.roles=broker,controller\n\
+                "node.id={}\nprocess.roles=broker,controller\n\
                  listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{}\n\
                  controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
                  log.dirs={}\ngroup.initial.rebalance.delay.ms=0\n",
-                ports[(i - 1) as usize],
+                i + 1,
+                ports[i],
                 voters.join(","),
-                dir.join(format!("data{i}")).display()
+                dir.join(format!("data{}", i + 1)).display()
             );
             std::fs::write(&path, text).unwrap();
             path
         })
         .collect()
+}
+
+/// One direction of one link between two nodes: a TCP proxy that, cut, drops its
+/// connections and refuses new ones.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c, k) = (Arc::clone(&cut), Arc::clone(&conns));
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                pump(&inbound, &outbound, &k);
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for s in self.conns.lock().unwrap().drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Copies both ways between two streams until either side closes.
+fn pump(a: &TcpStream, b: &TcpStream, conns: &Mutex<Vec<TcpStream>>) {
+    for (from, to) in [(a, b), (b, a)] {
+        let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+        conns.lock().unwrap().push(from.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Both);
+        });
+    }
 }
 
 fn spawn(config: &Path) -> Child {
@@ -478,4 +544,63 @@ fn a_voter_whose_disk_was_wiped_comes_back_as_a_new_incarnation() {
     agree(&nodes, "while-away");
     let (_, _, voters) = cluster(&nodes[victim].addr);
     assert_eq!(voters, 3);
+}
+
+#[test]
+fn a_minority_cut_off_cannot_commit_and_catches_up_when_healed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    // A proxy for each direction of each link: node i reaches node j through proxies[i][j].
+    let proxies: Vec<Vec<Option<Proxy>>> = (0..3)
+        .map(|i| {
+            (0..3)
+                .map(|j| (i != j).then(|| Proxy::start(ports[j])))
+                .collect()
+        })
+        .collect();
+    let port_of = |i: usize, j: usize| proxies[i][j].as_ref().map_or(ports[j], |p| p.port);
+    let configs = write_configs_via(tmp.path(), &ports, port_of);
+    let mut nodes = start_all(&configs);
+    let (_, leader, _) = cluster(&nodes[0].addr);
+    let victim = nodes
+        .iter()
+        .position(|n| i64::from(n.id) != leader)
+        .unwrap();
+    let cut = |yes: bool| {
+        for (i, row) in proxies.iter().enumerate() {
+            for (j, p) in row.iter().enumerate() {
+                if let Some(p) = p.as_ref().filter(|_| i == victim || j == victim) {
+                    p.set_cut(yes);
+                }
+            }
+        }
+    };
+    cut(true);
+    // The minority cannot commit: its create (sent to it: it names itself the controller,
+    // as Kafka's brokers name a live broker) is still not done after 5 s, and the majority
+    // never sees it.
+    let mut minority = Command::new(STROM)
+        .args([
+            "topics",
+            "create",
+            "minority",
+            "--bootstrap-server",
+            &nodes[victim].addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let majority = nodes[(victim + 1) % 3].addr.clone();
+    create_within(&majority, "majority", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(5));
+    let finished_ok = matches!(minority.try_wait(), Ok(Some(s)) if s.success());
+    assert!(!finished_ok, "a node cut off from the quorum committed");
+    let _ = minority.kill();
+    let _ = minority.wait();
+    assert!(!tool(&majority, &["topics", "list"]).1.contains("minority"));
+    // Healed: it catches up with what the majority committed.
+    cut(false);
+    agree(&nodes, "majority");
+    nodes.iter_mut().for_each(kill);
 }
