@@ -11,32 +11,16 @@ use tokio::sync::watch;
 /// The largest call accepted (a batch of entries or a snapshot chunk is far smaller).
 const CALL_BYTES_MAX: usize = 64 << 20;
 
-pub async fn serve(
-    broker: Arc<Broker>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let broker = Arc::clone(&broker);
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = connection(broker, stream, shutdown).await {
-                            tracing::debug!(%peer, error = %e, "quorum connection closed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    crate::server::accept_loop(listener, shutdown, move |stream, peer, shutdown| {
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            if let Err(e) = connection(broker, stream, shutdown).await {
+                tracing::debug!(%peer, error = %e, "quorum connection closed");
+            }
+        });
+    })
+    .await
 }
 
 async fn connection(

@@ -27,26 +27,35 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// Serves one bound listener until `shutdown` turns true.
-pub async fn serve(
-    broker: Arc<Broker>,
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let send_buffer = broker.config.socket_send_buffer_bytes;
+    accept_loop(listener, shutdown, move |stream, peer, shutdown| {
+        if let Err(e) = set_send_buffer(&stream, send_buffer) {
+            tracing::warn!(%peer, error = %e, "socket.send.buffer.bytes not applied");
+        }
+        let broker = Arc::clone(&broker);
+        tokio::spawn(async move {
+            if let Err(e) = connection(broker, stream, shutdown).await {
+                tracing::debug!(%peer, error = %e, "connection closed");
+            }
+        });
+    })
+    .await
+}
+
+/// Accepts connections (no Nagle) and hands each to `on_connection` until `shutdown` turns
+/// true; a failed accept (out of descriptors) is retried after a pause.
+pub async fn accept_loop(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    on_connection: impl Fn(TcpStream, std::net::SocketAddr, watch::Receiver<bool>),
 ) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    if let Err(e) = set_send_buffer(&stream, broker.config.socket_send_buffer_bytes) {
-                        tracing::warn!(%peer, error = %e, "socket.send.buffer.bytes not applied");
-                    }
-                    let broker = Arc::clone(&broker);
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = connection(broker, stream, shutdown).await {
-                            tracing::debug!(%peer, error = %e, "connection closed");
-                        }
-                    });
+                    on_connection(stream, peer, shutdown.clone());
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -80,18 +80,10 @@ fn check(c: &mut Conn, topic_id: Uuid, next_offset: i64) {
         .expect("the topic survived");
     assert_eq!(t.topic_id, topic_id);
     assert_eq!(t.partitions.len(), 1);
-    let mut req = DescribeConfigsRequest::default();
-    let mut res = describe_configs_request::DescribeConfigsResource::default();
-    res.resource_type = 2;
-    res.resource_name = topic_name("legacy").0;
-    req.resources.push(res);
-    let r: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
-    let v = r.results[0]
-        .configs
-        .iter()
-        .find(|c| c.name.as_str() == "retention.ms")
-        .unwrap();
-    assert_eq!(v.value.as_ref().unwrap().as_str(), "12345");
+    assert_eq!(
+        topic_config(c, "legacy", "retention.ms").as_deref(),
+        Some("12345")
+    );
     let got = fetch_all(c, "legacy");
     assert_eq!(got.len() as i64, next_offset);
     assert_eq!(got[0].2.as_deref(), Some(&b"a"[..]));

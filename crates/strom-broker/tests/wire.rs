@@ -477,18 +477,10 @@ fn a_restart_restores_topics_configs_and_records() {
         .name
         .as_ref()
         .is_some_and(|n| n.0.as_str().starts_with("__cluster"))));
-    let mut req = DescribeConfigsRequest::default();
-    let mut res = describe_configs_request::DescribeConfigsResource::default();
-    res.resource_type = 2;
-    res.resource_name = StrBytes::from_static_str("keep");
-    req.resources.push(res);
-    let r: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
-    let v = r.results[0]
-        .configs
-        .iter()
-        .find(|c| c.name.as_str() == "retention.ms")
-        .unwrap();
-    assert_eq!(v.value.as_ref().unwrap().as_str(), "12345");
+    assert_eq!(
+        topic_config(&mut c, "keep", "retention.ms").as_deref(),
+        Some("12345")
+    );
     assert_eq!(
         produce(&mut c, "keep", 0, batch(1, b"x"), -1).base_offset,
         5

@@ -40,14 +40,34 @@ fn kill(n: &mut Node) {
     }
 }
 
-/// A port free now (bound and released): the controller listeners must be known to every
-/// node before any starts.
+/// Cluster tests run one at a time: their controller ports are chosen before the nodes
+/// start, so no other test's nodes may be starting meanwhile.
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+fn one_cluster() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A port free now for a controller listener (which every node must know before any
+/// starts). Chosen below the kernel's ephemeral range (32768 and up), from a per-process
+/// random start, and checked by binding it: a just-released ephemeral port could be taken
+/// by any outgoing connection (a node dialling another) before its node binds it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::AtomicU16;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 8_000) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + (port - 20_000) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn write_configs(dir: &Path, n: i32) -> Vec<PathBuf> {
@@ -136,20 +156,22 @@ fn pump(a: &TcpStream, b: &TcpStream, conns: &Mutex<Vec<TcpStream>>) {
     }
 }
 
+/// Starts a node; its log (warnings and errors) goes to `<config>.log`, shown if it fails.
 fn spawn(config: &Path) -> Child {
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
     Command::new(STROM)
         .args(["broker", "--config"])
         .arg(config)
         .env("STROM_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
 
 /// The client address from the ready line (nodes wait for each other to form the quorum);
 /// a node not ready within a minute fails the test instead of hanging it.
-fn ready(child: &mut Child) -> String {
+fn ready(child: &mut Child, config: &Path) -> String {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -157,16 +179,23 @@ fn ready(child: &mut Child) -> String {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("a node not ready within 60 s");
-    assert!(line.starts_with("strom broker ready"), "{line:?}");
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+    if !line.starts_with("strom broker ready") {
+        let _ = child.kill();
+        let status = child.wait();
+        let log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+        panic!("a node not ready within 60 s ({status:?}): {line:?}\n{log}");
+    }
     line.trim().rsplit(' ').next().unwrap().to_string()
 }
 
 fn start_all(configs: &[PathBuf]) -> Vec<Node> {
     let mut children: Vec<Child> = configs.iter().map(|c| spawn(c)).collect();
-    let addrs: Vec<String> = children.iter_mut().map(ready).collect();
+    let addrs: Vec<String> = children
+        .iter_mut()
+        .zip(configs)
+        .map(|(c, config)| ready(c, config))
+        .collect();
     children
         .into_iter()
         .zip(addrs)
@@ -331,6 +360,7 @@ fn group_across_brokers(nodes: &[Node]) {
 
 #[test]
 fn three_nodes_form_agree_fail_over_and_restart() {
+    let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let configs = write_configs(tmp.path(), 3);
     let mut nodes = start_all(&configs);
@@ -383,7 +413,7 @@ fn three_nodes_form_agree_fail_over_and_restart() {
 
     // The killed node comes back and catches up.
     let mut child = spawn(&nodes[dead].config);
-    nodes[dead].addr = ready(&mut child);
+    nodes[dead].addr = ready(&mut child, &nodes[dead].config);
     nodes[dead].child = Some(child);
     agree(&nodes, "after-failover");
 
@@ -399,6 +429,7 @@ fn three_nodes_form_agree_fail_over_and_restart() {
 
 #[test]
 fn a_node_of_another_cluster_refuses_to_start() {
+    let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let configs = write_configs(tmp.path(), 3);
     let nodes = start_all(&configs);
@@ -437,6 +468,7 @@ fn a_node_of_another_cluster_refuses_to_start() {
 
 #[test]
 fn five_nodes_survive_the_loss_of_two() {
+    let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let configs = write_configs(tmp.path(), 5);
     let mut nodes = start_all(&configs);
@@ -477,6 +509,7 @@ fn lists(addr: &str, id: i64) -> bool {
 
 #[test]
 fn a_dead_broker_is_fenced_and_back_after_a_restart() {
+    let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let configs = write_configs(tmp.path(), 3);
     for c in &configs {
@@ -502,7 +535,7 @@ fn a_dead_broker_is_fenced_and_back_after_a_restart() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let mut child = spawn(&nodes[victim].config);
-    nodes[victim].addr = ready(&mut child);
+    nodes[victim].addr = ready(&mut child, &nodes[victim].config);
     nodes[victim].child = Some(child);
     assert!(
         lists(&other, victim_id),
@@ -513,6 +546,7 @@ fn a_dead_broker_is_fenced_and_back_after_a_restart() {
 
 #[test]
 fn a_voter_whose_disk_was_wiped_comes_back_as_a_new_incarnation() {
+    let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let configs = write_configs(tmp.path(), 3);
     let mut nodes = start_all(&configs);
@@ -538,7 +572,7 @@ fn a_voter_whose_disk_was_wiped_comes_back_as_a_new_incarnation() {
     assert!(ok, "{out}");
     // It starts (the others readmit it once it has caught up) and knows everything.
     let mut child = spawn(&nodes[victim].config);
-    nodes[victim].addr = ready(&mut child);
+    nodes[victim].addr = ready(&mut child, &nodes[victim].config);
     nodes[victim].child = Some(child);
     agree(&nodes, "before");
     agree(&nodes, "while-away");
@@ -548,6 +582,7 @@ fn a_voter_whose_disk_was_wiped_comes_back_as_a_new_incarnation() {
 
 #[test]
 fn a_minority_cut_off_cannot_commit_and_catches_up_when_healed() {
+    let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     // A proxy for each direction of each link: node i reaches node j through proxies[i][j].

@@ -192,3 +192,18 @@ pub fn fetched_batches(r: &FetchResponse) -> Vec<i64> {
         .map(|(h, _)| h.base_offset)
         .collect()
 }
+
+/// A topic config's value as DescribeConfigs (v4) gives it.
+pub fn topic_config(c: &mut Conn, topic: &str, key: &str) -> Option<String> {
+    let mut req = DescribeConfigsRequest::default();
+    let mut res = describe_configs_request::DescribeConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = topic_name(topic).0;
+    req.resources.push(res);
+    let r: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
+    r.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == key)
+        .and_then(|c| c.value.as_ref().map(|v| v.as_str().to_string()))
+}
