@@ -190,23 +190,16 @@ impl Partition {
     }
 
     /// A request's `current_leader_epoch` against this replica's (Kafka's
-    /// `Partition.checkCurrentLeaderEpoch`): -1 skips the check; older is fenced, newer is
-    /// not known here yet.
-    pub fn check_leader_epoch(&self, current: i32) -> Result<(), Code> {
-        let epoch = self.leader_epoch();
+    /// `Partition.checkCurrentLeaderEpoch`: -1 skips the check; older is fenced, newer is
+    /// not known here yet), then that this replica leads; the leader epoch, under one lock.
+    pub fn leader_epoch_checked(&self, current: i32) -> Result<i32, Code> {
+        let shared = lock(&self.shared);
+        let epoch = shared.state.leader_epoch();
         match current {
-            c if c < 0 || c == epoch => Ok(()),
-            c if c < epoch => Err(error::code(ResponseError::FencedLeaderEpoch)),
-            _ => Err(error::code(ResponseError::UnknownLeaderEpoch)),
-        }
-    }
-
-    /// Refuses requests only a leader answers.
-    pub fn check_leader(&self) -> Result<(), Code> {
-        if self.is_leader() {
-            Ok(())
-        } else {
-            Err(error::code(ResponseError::NotLeaderOrFollower))
+            c if c >= 0 && c < epoch => Err(error::code(ResponseError::FencedLeaderEpoch)),
+            c if c > epoch => Err(error::code(ResponseError::UnknownLeaderEpoch)),
+            _ if !shared.state.is_leader() => Err(error::code(ResponseError::NotLeaderOrFollower)),
+            _ => Ok(epoch),
         }
     }
 
@@ -254,7 +247,7 @@ impl Partition {
     /// DeleteRecords: moves the log start offset to `offset` (-1: the high watermark);
     /// beyond the high watermark is out of range, as in Kafka.
     pub fn delete_records(&self, offset: i64) -> Result<i64, Code> {
-        self.check_leader()?;
+        self.leader_epoch_checked(-1)?;
         let hw = self.high_watermark();
         let offset = if offset == -1 { hw } else { offset };
         if offset < 0 || offset > hw {
@@ -269,10 +262,10 @@ impl Partition {
     /// the leader epoch stamped in each batch; then asks for it to be synced, which moves the
     /// high watermark.
     pub fn append_as_leader(&self, records: &mut [u8]) -> Result<Appended, (Code, String)> {
-        self.check_leader()
+        let epoch = self
+            .leader_epoch_checked(-1)
             .map_err(|c| (c, "not the leader".to_string()))?;
         let headers = check_batches(records)?;
-        let epoch = self.leader_epoch();
         let mut producers = lock(&self.producers);
         if let Some(refused) = check_sequences(&mut producers, &headers) {
             return refused;

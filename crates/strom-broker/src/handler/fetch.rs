@@ -200,9 +200,8 @@ impl Reads<'_> {
                         .min(self.max_bytes - bytes)
                         .max(0) as u64;
                     let read = p
-                        .check_leader()
-                        .and_then(|()| p.check_leader_epoch(at.current_leader_epoch))
-                        .and_then(|()| {
+                        .leader_epoch_checked(at.current_leader_epoch)
+                        .and_then(|_| {
                             p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
                                 .map_err(|e| error::log_error(&e))
                         });

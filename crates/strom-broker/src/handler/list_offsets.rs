@@ -31,16 +31,14 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
             match broker.replicas.get(t.name.0.as_str(), p.partition_index) {
                 None => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
                 Some(part) => {
-                    if let Err(c) = part
-                        .check_leader()
-                        .and_then(|()| part.check_leader_epoch(p.current_leader_epoch))
-                    {
-                        pr.error_code = c;
-                    } else {
-                        lookup(&part, p.timestamp, &mut pr);
-                        // The leader epoch of the offset found (none found: -1).
-                        if version >= 4 && pr.offset >= 0 {
-                            pr.leader_epoch = part.leader_epoch();
+                    match part.leader_epoch_checked(p.current_leader_epoch) {
+                        Err(c) => pr.error_code = c,
+                        Ok(epoch) => {
+                            lookup(&part, p.timestamp, &mut pr);
+                            // The leader epoch of the offset found (none found: -1).
+                            if version >= 4 && pr.offset >= 0 {
+                                pr.leader_epoch = epoch;
+                            }
                         }
                     }
                 }
