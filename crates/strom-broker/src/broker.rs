@@ -6,13 +6,13 @@ use crate::error::{self, BrokerError, Code};
 use crate::group::offsets::{partition_for, OffsetKey, OffsetRecord, OffsetStore, OFFSETS_TOPIC};
 use crate::group::state::GroupSnapshot;
 use crate::group::GroupCoordinator;
+use crate::meta_properties::{base64url, local_cluster_id};
 use crate::metadata_store::{Applier, MetadataStore, METADATA_TOPIC};
 use crate::partition::{Isolation, Wait};
 use crate::replica_manager::{log_config, ReplicaManager};
 use crate::server;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use strom_log::{CleanOptions, CleanerOptions, LogConfig, LogDir, LogDirOptions};
 use strom_meta::controller::{self, NewTopic};
@@ -30,6 +30,9 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     /// How far the reconciler has brought the hosted partitions (see `reconciler.rs`).
     pub reconciled: watch::Sender<crate::reconciler::Reconciled>,
+    /// True once a broker serves clients (registered, reconciled, groups loaded); until
+    /// then its client listeners serve only quorum calls. Never on a controller-only node.
+    serving: watch::Sender<bool>,
     /// On the quorum leader: when each broker was last heard from (`membership.rs`).
     pub liveness: crate::membership::Liveness,
     /// The endpoint clients are told to use, known once the listeners are bound.
@@ -94,80 +97,6 @@ impl RunningBroker {
     }
 }
 
-const META_PROPERTIES: &str = "meta.properties";
-
-/// The cluster id in a log dir's `meta.properties`, if it has one (checking it belongs to
-/// this node).
-fn read_meta_properties(dir: &Path, node_id: i32) -> Result<Option<String>, BrokerError> {
-    let path = dir.join(META_PROPERTIES);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let bad = |m: String| BrokerError::Config(crate::config::ConfigError(m));
-    let props = crate::config::parse_properties(&text)?;
-    if let Some(id) = props.get("node.id") {
-        if id.trim() != node_id.to_string() {
-            return Err(bad(format!(
-                "{} belongs to node {id}, but node.id is {node_id}",
-                dir.display()
-            )));
-        }
-    }
-    props
-        .get("cluster.id")
-        .map(|id| Some(id.trim().to_string()))
-        .ok_or_else(|| bad(format!("{} has no cluster.id", path.display())))
-}
-
-/// Writes `meta.properties` durably.
-fn write_meta_properties(dir: &Path, node_id: i32, cluster_id: &str) -> Result<(), BrokerError> {
-    let path = dir.join(META_PROPERTIES);
-    let text = format!("#\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
-}
-
-/// The cluster id the log dirs carry (they must agree), if any has one yet.
-fn local_cluster_id(config: &BrokerConfig) -> Result<Option<String>, BrokerError> {
-    let mut found: Option<(String, &PathBuf)> = None;
-    for path in &config.log_dirs {
-        std::fs::create_dir_all(path)?;
-        let Some(id) = read_meta_properties(path, config.node_id)? else {
-            continue;
-        };
-        match &found {
-            Some((want, first)) if *want != id => {
-                return Err(BrokerError::Config(crate::config::ConfigError(format!(
-                    "{} belongs to cluster {id}, but {} to cluster {want}",
-                    path.display(),
-                    first.display()
-                ))))
-            }
-            _ => found = Some((id, path)),
-        }
-    }
-    Ok(found.map(|(id, _)| id))
-}
-
-/// Kafka's cluster ids: a UUID in URL-safe base64 without padding.
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 impl Broker {
     /// Opens the log dirs and the metadata quorum, binds the listeners, joins the quorum,
     /// registers, reconciles and starts serving clients.
@@ -186,8 +115,9 @@ impl Broker {
                 .await?;
         let meta = MetadataStore::new(Box::new(quorum), applier);
         let (clients, controllers) = bind_listeners(&config).await?;
-        let addrs: Vec<SocketAddr> = clients.iter().map(|(a, _)| *a).collect();
-        let advertised = advertised_endpoint(&config, &addrs);
+        let client_addrs: Vec<SocketAddr> = clients.iter().map(|(a, _)| *a).collect();
+        let controller_addrs: Vec<SocketAddr> = controllers.iter().map(|(a, _)| *a).collect();
+        let advertised = advertised_endpoint(&config, &client_addrs);
         let broker = Arc::new(Broker {
             replicas: ReplicaManager::new(node_id, config.clone(), dirs),
             config: config.clone(),
@@ -195,6 +125,7 @@ impl Broker {
             cluster_id: OnceLock::new(),
             meta,
             reconciled: watch::channel(crate::reconciler::Reconciled::default()).0,
+            serving: watch::channel(false).0,
             liveness: crate::membership::Liveness::default(),
             advertised: OnceLock::new(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
@@ -208,46 +139,48 @@ impl Broker {
         });
         let _ = broker.advertised.set(advertised.clone());
         let (shutdown, rx) = watch::channel(false);
-        // The quorum is served first: the other voters need this node to form it.
-        let mut tasks: Vec<JoinHandle<()>> = controllers
-            .into_iter()
-            .map(|(_, l)| {
-                tokio::spawn(crate::quorum_server::serve(
-                    Arc::clone(&broker),
-                    l,
-                    rx.clone(),
-                ))
+        // The quorum is served first: the others need this node to form it, and an observer
+        // is reached at its client listener, whose clients wait until it serves them.
+        let quorum_listeners = controllers.into_iter().map(|(_, l)| (l, true));
+        let client_listeners = clients.into_iter().map(|(_, l)| (l, false));
+        let mut tasks: Vec<JoinHandle<()>> = quorum_listeners
+            .chain(client_listeners)
+            .map(|(l, quorum_only)| {
+                let b = Arc::clone(&broker);
+                match quorum_only {
+                    true => tokio::spawn(crate::quorum_server::serve(b, l, rx.clone())),
+                    false => tokio::spawn(server::serve(b, l, rx.clone())),
+                }
             })
             .collect();
-        tasks.push(tokio::spawn(join_quorum(Arc::clone(&broker))));
-        // Registering is a commit through the leader: once it is applied here, this node's
-        // image holds everything committed before it. Only then the reconciler opens (or
-        // creates) the hosted partitions, and deletes what no topic owns, and keeps them in
-        // step. (Its thread ends when the broker is dropped.)
-        broker.register(&advertised, local_id).await?;
-        crate::reconciler::start(&broker)?;
-        let at = broker.meta.applier().published().offset;
-        crate::reconciler::wait(&mut broker.reconciled.subscribe(), at)
-            .await
-            .map_err(BrokerError::Metadata)?;
-        broker.replay_offsets()?;
-
-        for (_, l) in clients {
-            tasks.push(tokio::spawn(server::serve(
+        let endpoint = quorum_endpoint(&config, &advertised, &controller_addrs);
+        tasks.push(tokio::spawn(join_quorum(
+            Arc::clone(&broker),
+            endpoint,
+            rx.clone(),
+        )));
+        if config.quorum.broker {
+            broker.start_serving(&advertised, local_id).await?;
+            tasks.push(tokio::spawn(group_ticker(Arc::clone(&broker), rx.clone())));
+            tasks.push(tokio::spawn(group_persister(
                 Arc::clone(&broker),
-                l,
                 rx.clone(),
             )));
+        } else {
+            tasks.push(tokio::spawn(record_cluster_id(
+                Arc::clone(&broker),
+                local_id,
+            )));
         }
-        tasks.push(tokio::spawn(group_ticker(Arc::clone(&broker), rx.clone())));
         tasks.push(tokio::spawn(crate::membership::run(
             Arc::clone(&broker),
             rx.clone(),
         )));
-        tasks.push(tokio::spawn(group_persister(
-            Arc::clone(&broker),
-            rx.clone(),
-        )));
+        let addrs = if client_addrs.is_empty() {
+            controller_addrs
+        } else {
+            client_addrs
+        };
         tracing::info!(node_id, addrs = ?addrs, advertised = %format!("{}:{}", advertised.host, advertised.port), "broker started");
         Ok(RunningBroker {
             broker,
@@ -255,6 +188,37 @@ impl Broker {
             shutdown,
             tasks,
         })
+    }
+
+    /// A broker registers, brings its partitions in line with the metadata, loads the
+    /// groups, then serves its clients.
+    async fn start_serving(
+        self: &Arc<Self>,
+        advertised: &Endpoint,
+        local_id: Option<String>,
+    ) -> Result<(), BrokerError> {
+        // Registering is a commit through the leader: once it is applied here, this node's
+        // image holds everything committed before it. Only then the reconciler opens (or
+        // creates) the hosted partitions, and deletes what no topic owns, and keeps them in
+        // step. (Its thread ends when the broker is dropped.)
+        self.register(advertised, local_id).await?;
+        crate::reconciler::start(self)?;
+        let at = self.meta.applier().published().offset;
+        crate::reconciler::wait(&mut self.reconciled.subscribe(), at)
+            .await
+            .map_err(BrokerError::Metadata)?;
+        self.replay_offsets()?;
+        self.serving.send_replace(true);
+        Ok(())
+    }
+
+    /// Waits until this broker serves clients (false: it shuts down first).
+    pub async fn wait_serving(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut serving = self.serving.subscribe();
+        tokio::select! {
+            r = serving.wait_for(|s| *s) => r.is_ok(),
+            _ = shutdown.wait_for(|s| *s) => false,
+        }
     }
 
     /// Registers this broker (or its new endpoints) in the metadata, and the cluster id if
@@ -320,12 +284,15 @@ impl Broker {
             }
         };
         let cluster_id = image.cluster_id.clone().unwrap_or(new_id);
-        for path in &self.config.log_dirs {
-            if read_meta_properties(path, node_id)?.is_none() {
-                write_meta_properties(path, node_id, &cluster_id)?;
-            }
-        }
-        let _ = self.cluster_id.set(cluster_id);
+        self.record_cluster_id(&cluster_id)?;
+        Ok(())
+    }
+
+    /// Keeps the cluster id, and writes it (with the quorum's directory id) to the log dirs.
+    fn record_cluster_id(&self, cluster_id: &str) -> Result<(), BrokerError> {
+        let dir = self.meta.quorum().map_or("", |q| q.directory_id());
+        crate::meta_properties::record(&self.config, cluster_id, dir)?;
+        let _ = self.cluster_id.set(cluster_id.to_string());
         Ok(())
     }
 
@@ -814,20 +781,77 @@ async fn bind_listeners(config: &BrokerConfig) -> Result<(Bound, Bound), BrokerE
     Ok((clients, controllers))
 }
 
-/// Takes part in forming the quorum (see `QuorumLog::initialize`); a lone voter that already
-/// holds the quorum elects itself at once instead of waiting for its election timeout.
-async fn join_quorum(broker: Arc<Broker>) {
+/// Takes this node's place in the quorum and keeps it (`QuorumLog::take_part`,
+/// `keep_place`), until shutdown.
+async fn join_quorum(
+    broker: Arc<Broker>,
+    endpoint: strom_raft::QuorumNode,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let Some(q) = broker.meta.quorum() else {
         return;
     };
-    if let Err(e) = q.initialize().await {
-        tracing::error!(error = %e, "the metadata quorum could not be initialized");
+    let place = async {
+        if let Err(e) = q
+            .take_part(broker.config.quorum.controller, endpoint.clone())
+            .await
+        {
+            tracing::error!(error = %e, "the metadata quorum could not be initialized");
+            return;
+        }
+        q.keep_place(endpoint).await
+    };
+    tokio::select! {
+        _ = place => {}
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
+}
+
+/// A controller-only node does not register: it learns the cluster id from the log (the
+/// first broker to register commits it) and records it in its log dirs; one of another
+/// cluster is refused as a broker would be (the node stops serving the quorum).
+async fn record_cluster_id(broker: Arc<Broker>, local_id: Option<String>) {
+    let mut images = broker.meta.applier().subscribe();
+    let Ok(id) = images
+        .wait_for(|p| p.image.cluster_id.is_some())
+        .await
+        .map(|p| p.image.cluster_id.clone().unwrap_or_default())
+    else {
+        return;
+    };
+    if let Some(ours) = local_id.filter(|ours| *ours != id) {
+        tracing::error!("this node's log dirs belong to cluster {ours}, but the metadata quorum is cluster {id}");
         return;
     }
-    // A voter whose disk was wiped is readmitted under its new directory.
-    q.rejoin().await;
-    if broker.config.quorum.is_single_node() {
-        let _ = q.raft().trigger().elect().await;
+    if let Err(e) = broker.record_cluster_id(&id) {
+        tracing::error!(error = %e, "writing meta.properties");
+    }
+}
+
+/// Where the other quorum nodes reach this one: a controller at its controller listener
+/// (as advertised, else as bound), a broker-only node (an observer) at its client listener.
+fn quorum_endpoint(
+    config: &BrokerConfig,
+    advertised: &Endpoint,
+    controllers: &[SocketAddr],
+) -> strom_raft::QuorumNode {
+    let Some(bound) = controllers.first().filter(|_| config.quorum.controller) else {
+        return strom_raft::QuorumNode::new(advertised.host.clone(), advertised.port);
+    };
+    let named = config.quorum.controller_listener_names.first();
+    let given = config
+        .advertised_listeners
+        .iter()
+        .find(|a| Some(&a.name) == named && !a.host.is_empty());
+    match given {
+        Some(a) => strom_raft::QuorumNode::new(
+            a.host.clone(),
+            if a.port == 0 { bound.port() } else { a.port },
+        ),
+        None if bound.ip().is_unspecified() => {
+            strom_raft::QuorumNode::new("localhost", bound.port())
+        }
+        None => strom_raft::QuorumNode::new(bound.ip().to_string(), bound.port()),
     }
 }
 
@@ -881,15 +905,5 @@ fn advertised_endpoint(config: &BrokerConfig, addrs: &[SocketAddr]) -> Endpoint 
         name: l.name.clone(),
         host,
         port: bound.map_or(l.port, |b| b.port()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cluster_ids_look_like_kafkas() {
-        let id = super::base64url(&[0u8; 16]);
-        assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
-        assert_eq!(super::base64url(&[0xff; 3]), "____");
     }
 }

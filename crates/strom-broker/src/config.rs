@@ -95,6 +95,7 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("controller.listener.names", Kind::Str, ""),
     ("process.roles", Kind::Str, "broker,controller"),
     ("controller.quorum.voters", Kind::Str, ""),
+    ("controller.quorum.bootstrap.servers", Kind::Str, ""),
     ("broker.heartbeat.interval.ms", Kind::Int { min: 1 }, "2000"),
     ("broker.session.timeout.ms", Kind::Int { min: 1 }, "9000"),
     ("offsets.topic.num.partitions", Kind::Int { min: 1 }, "50"),

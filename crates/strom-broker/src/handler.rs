@@ -38,6 +38,7 @@ pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
+pub mod raft_voters;
 pub mod sync_group;
 pub mod update_features;
 
@@ -78,6 +79,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::AddRaftVoter, 0, 0),
+    (ApiKey::RemoveRaftVoter, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
@@ -155,6 +158,8 @@ pub fn handle(
             describe_cluster::handle(broker, r),
         )),
         Some(RequestKind::DescribeQuorum(r)) => describe_quorum::handle(broker, r),
+        Some(RequestKind::AddRaftVoter(r)) => raft_voters::add(broker, r),
+        Some(RequestKind::RemoveRaftVoter(r)) => raft_voters::remove(broker, r),
         Some(RequestKind::DescribeLogDirs(r)) => ready(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(broker, r),
         )),

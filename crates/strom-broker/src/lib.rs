@@ -15,6 +15,7 @@ pub mod handler;
 pub mod kafka_config_keys;
 pub mod limits;
 pub mod membership;
+pub mod meta_properties;
 pub mod metadata_store;
 pub mod partition;
 pub mod producer_state;

@@ -3,7 +3,7 @@
 //! heard from for `broker.session.timeout.ms` (its partitions' leadership moves, see
 //! `strom_meta::membership`) and unfences it when it is heard again. A broker shutting down
 //! asks to be fenced first (Kafka's controlled shutdown), so its leaderships move before it
-//! goes. A single node has no membership to keep.
+//! goes. A controller-only node does not heartbeat, but fences when it leads.
 
 use crate::broker::Broker;
 use crate::metadata_store::quorum::{AppCall, AppReply};
@@ -43,11 +43,8 @@ impl Liveness {
     }
 }
 
-/// Heartbeats, and on the leader fences expired brokers, until shutdown.
+/// Heartbeats (a broker), and on the leader fences expired brokers, until shutdown.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    if broker.config.quorum.is_single_node() {
-        return;
-    }
     let interval = Duration::from_millis(broker.config.broker_heartbeat_interval_ms.max(1) as u64);
     let session = Duration::from_millis(broker.config.broker_session_timeout_ms.max(1) as u64);
     let mut every = tokio::time::interval(interval.min(Duration::from_millis(500)));
@@ -55,7 +52,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = every.tick() => {
-                if last_beat.elapsed() >= interval {
+                if broker.config.quorum.broker && last_beat.elapsed() >= interval {
                     last_beat = Instant::now();
                     heartbeat(&broker).await;
                 }
@@ -154,9 +151,15 @@ pub async fn serve(broker: &Arc<Broker>, call: &AppCall) -> Option<AppReply> {
     Some(AppReply::Done)
 }
 
-/// Controlled shutdown: asks the leader to fence this broker, so its leaderships move now.
+/// Controlled shutdown: asks the leader to fence this broker, so its leaderships move now
+/// (not when no other broker lives to take them).
 pub async fn shut_down(broker: &Arc<Broker>) {
-    if broker.config.quorum.is_single_node() {
+    let others = broker
+        .meta
+        .image()
+        .live_brokers()
+        .any(|b| b.node_id != broker.node_id);
+    if !broker.config.quorum.broker || !others {
         return;
     }
     let Some(q) = broker.meta.quorum() else {

@@ -145,50 +145,109 @@ impl MetadataStore {
             }
             RpcCall::App(v) => serde_json::from_value::<AppCall>(v),
         };
-        let reply = match call {
-            Err(e) => AppReply::Failed(format!("unreadable call: {e}")),
-            Ok(AppCall::Status) => q.answer_status(),
-            Ok(AppCall::Describe) => q.describe().map_or(AppReply::NotLeader, AppReply::Quorum),
-            Ok(AppCall::ReadIndex) if q.is_leader() => match q.read_index().await {
-                Some(at) => AppReply::ReadIndex { at },
-                None => AppReply::NotLeader,
-            },
-            Ok(AppCall::ReadIndex) => AppReply::NotLeader,
-            Ok(AppCall::Rejoin { .. }) if !q.is_leader() => AppReply::NotLeader,
-            Ok(AppCall::Rejoin {
-                node_id,
-                directory_id,
-            }) => {
-                // The change waits for the node to catch up: it runs behind the answer, and
-                // the node asks again until the membership records its directory.
-                let change = q.readmit(node_id as u64, directory_id);
-                tokio::spawn(async move {
-                    if let Err(e) = change.await {
-                        tracing::warn!(node_id, error = %e, "readmitting a voter failed");
+        let reply =
+            match call {
+                Err(e) => AppReply::Failed(format!("unreadable call: {e}")),
+                Ok(AppCall::Status) => q.answer_status(),
+                Ok(AppCall::Describe) => q.describe().map_or(AppReply::NotLeader, AppReply::Quorum),
+                Ok(AppCall::ReadIndex) if q.is_leader() => match q.read_index().await {
+                    Some(at) => AppReply::ReadIndex { at },
+                    None => AppReply::NotLeader,
+                },
+                Ok(AppCall::ReadIndex) => AppReply::NotLeader,
+                Ok(AppCall::Rejoin { .. }) if !q.is_leader() => AppReply::NotLeader,
+                Ok(AppCall::Rejoin {
+                    node_id,
+                    directory_id,
+                }) => {
+                    // The change waits for the node to catch up: it runs behind the answer, and
+                    // the node asks again until the membership records its directory.
+                    let change = q.readmit(node_id as u64, directory_id);
+                    tokio::spawn(async move {
+                        if let Err(e) = change.await {
+                            tracing::warn!(node_id, error = %e, "readmitting a voter failed");
+                        }
+                    });
+                    AppReply::Done
+                }
+                Ok(
+                    AppCall::Join { .. } | AppCall::AddVoter { .. } | AppCall::RemoveVoter { .. },
+                ) if !q.is_leader() => AppReply::NotLeader,
+                Ok(AppCall::Join { node_id, node }) => done(q.admit(node_id as u64, node).await),
+                Ok(AppCall::AddVoter {
+                    node_id,
+                    directory_id,
+                    endpoint,
+                }) => done(q.add_voter(node_id as u64, &directory_id, endpoint).await),
+                Ok(AppCall::RemoveVoter {
+                    node_id,
+                    directory_id,
+                }) => done(q.remove_voter(node_id as u64, &directory_id).await),
+                // Membership calls are the broker's (`membership.rs`), answered before this.
+                Ok(AppCall::Heartbeat { .. } | AppCall::ShutDown { .. }) => AppReply::NotLeader,
+                // Leadership is checked before the lock: two nodes that each think the other
+                // leads never wait on each other's lock.
+                Ok(AppCall::Propose { .. }) if !q.is_leader() => AppReply::NotLeader,
+                Ok(AppCall::Propose { records, based_on }) => {
+                    let _w = self.write.lock().await;
+                    match q.propose_here(records, based_on).await {
+                        Ok(Some(end)) => AppReply::Committed { end },
+                        Ok(None) => AppReply::NotLeader,
+                        Err(ProposeError::Stale(at)) => AppReply::Stale { at },
+                        Err(e) => AppReply::Failed(format!("{e:?}")),
                     }
-                });
-                AppReply::Done
-            }
-            // Membership calls are the broker's (`membership.rs`), answered before this.
-            Ok(AppCall::Heartbeat { .. } | AppCall::ShutDown { .. }) => AppReply::NotLeader,
-            // Leadership is checked before the lock: two nodes that each think the other
-            // leads never wait on each other's lock.
-            Ok(AppCall::Propose { .. }) if !q.is_leader() => AppReply::NotLeader,
-            Ok(AppCall::Propose { records, based_on }) => {
-                let _w = self.write.lock().await;
-                match q.propose_here(records, based_on).await {
-                    Ok(Some(end)) => AppReply::Committed { end },
-                    Ok(None) => AppReply::NotLeader,
-                    Err(ProposeError::Stale(at)) => AppReply::Stale { at },
-                    Err(e) => AppReply::Failed(format!("{e:?}")),
+                }
+            };
+        RpcReply::App(serde_json::to_value(reply).unwrap_or_default())
+    }
+
+    /// Has the quorum leader answer `call` (served here if this node leads); None if no
+    /// leader answered within `within`.
+    pub async fn ask_leader(
+        &self,
+        call: &quorum::AppCall,
+        within: std::time::Duration,
+    ) -> Option<quorum::AppReply> {
+        use strom_raft::wire::{Rpc, RpcCall, RpcReply};
+        let q = self.quorum()?;
+        let ask = async {
+            loop {
+                let reply = match q.find_leader().await {
+                    Some((id, _)) if q.is_leader() && id == q.node_id() => {
+                        let rpc = Rpc {
+                            to: id,
+                            to_dir: None,
+                            call: RpcCall::App(serde_json::to_value(call).ok()?),
+                        };
+                        match self.serve(rpc).await {
+                            RpcReply::App(v) => serde_json::from_value(v).ok(),
+                            _ => None,
+                        }
+                    }
+                    Some((id, at)) => q.call_at(id, &at, call).await.ok(),
+                    None => None,
+                };
+                match reply {
+                    Some(quorum::AppReply::NotLeader) | None => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await
+                    }
+                    Some(r) => return Some(r),
                 }
             }
         };
-        RpcReply::App(serde_json::to_value(reply).unwrap_or_default())
+        tokio::time::timeout(within, ask).await.ok().flatten()
     }
 
     pub fn quorum(&self) -> Option<&QuorumLog> {
         self.log.as_quorum()
+    }
+}
+
+/// A voter change's answer.
+fn done(r: Result<(), quorum::Refusal>) -> quorum::AppReply {
+    match r {
+        Ok(()) => quorum::AppReply::Done,
+        Err((code, message)) => quorum::AppReply::Refused { code, message },
     }
 }
 

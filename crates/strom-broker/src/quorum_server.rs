@@ -1,6 +1,8 @@
 //! The controller listener: serves the quorum's calls between nodes (openraft's RPCs and the
 //! broker's own, `metadata_store::quorum::AppCall`), framed as Kafka requests with Strom's
-//! private API key. One call at a time per connection, as the callers send them.
+//! private API key. One call at a time per connection, as the callers send them. A client
+//! listener hands over connections that open with such a call (`server::connection`): an
+//! observer, a broker without a controller listener, is reached there.
 
 use crate::broker::Broker;
 use std::sync::Arc;
@@ -23,7 +25,9 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::
     .await
 }
 
-async fn connection(
+/// Serves one connection's quorum calls (also a client listener's connection that opened
+/// with one: a broker-only node follows the log there, having no controller listener).
+pub(crate) async fn connection(
     broker: Arc<Broker>,
     mut stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
@@ -49,7 +53,7 @@ async fn connection(
         let (correlation, body) = strom_raft::wire::parse_request(&frame)
             .ok_or_else(|| Error::new(ErrorKind::InvalidData, "malformed call header"))?;
         let reply = match serde_json::from_slice::<strom_raft::wire::Rpc>(body) {
-            Ok(rpc) if rpc.to != broker.node_id as u64 => strom_raft::wire::RpcReply::Refused(
+            Ok(rpc) if !addressed_here(&broker, &rpc) => strom_raft::wire::RpcReply::Refused(
                 format!("this is node {}, not {}", broker.node_id, rpc.to),
             ),
             // A call to another incarnation of this node (the caller's membership records the
@@ -87,6 +91,12 @@ async fn serve_call(
         }
     }
     broker.meta.serve(rpc).await
+}
+
+/// A call for this node, or a broker call for whichever node listens here.
+fn addressed_here(broker: &Broker, rpc: &strom_raft::wire::Rpc) -> bool {
+    use strom_raft::wire::{RpcCall, ANY_NODE};
+    rpc.to == broker.node_id as u64 || (rpc.to == ANY_NODE && matches!(rpc.call, RpcCall::App(_)))
 }
 
 fn stale_incarnation(broker: &Broker, to_dir: Option<&str>) -> bool {

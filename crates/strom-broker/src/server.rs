@@ -214,15 +214,29 @@ async fn connection(
     stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let idle = u64::try_from(broker.config.connections_max_idle_ms)
+        .ok()
+        .map(Duration::from_millis);
+    let quorum_call = opens_with_quorum_call(&stream);
+    let quorum_call = match idle {
+        Some(idle) => tokio::time::timeout(idle, quorum_call)
+            .await
+            .unwrap_or(false),
+        None => quorum_call.await,
+    };
+    if quorum_call {
+        return crate::quorum_server::connection(broker, stream, shutdown).await;
+    }
+    // Clients wait until the broker serves them (it may still be registering).
+    if !broker.wait_serving(&mut shutdown).await {
+        return Ok(());
+    }
     let peer = stream
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let stream = Arc::new(stream);
     let activity = Arc::new(Activity::new());
-    let idle = u64::try_from(broker.config.connections_max_idle_ms)
-        .ok()
-        .map(Duration::from_millis);
     let (tx, rx) = mpsc::channel::<Outgoing>(INFLIGHT_PER_CONNECTION_MAX);
     let writer = tokio::spawn(write_responses(
         Arc::clone(&stream),
@@ -287,6 +301,22 @@ async fn connection(
     // Requests already taken are answered before the connection closes.
     let _ = writer.await;
     result
+}
+
+/// Whether a connection's first frame is a call between quorum nodes (Strom's private API
+/// key, which no Kafka client sends). Looked at without reading it; a peer that sends less
+/// than a frame's head within a second is taken for a client.
+async fn opens_with_quorum_call(stream: &TcpStream) -> bool {
+    let mut head = [0u8; 6];
+    let started = Instant::now();
+    loop {
+        match stream.peek(&mut head).await {
+            Ok(n) if n >= head.len() => return strom_raft::wire::is_rpc(&head[4..]),
+            Ok(0) | Err(_) => return false,
+            Ok(_) if started.elapsed() > Duration::from_secs(1) => return false,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
 }
 
 /// Decodes a request frame; the request is None only for an ApiVersions request at a

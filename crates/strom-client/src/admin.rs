@@ -134,6 +134,8 @@ pub struct QuorumDescription {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuorumReplica {
     pub replica_id: i32,
+    /// Its metadata log directory id (KIP-853; empty: not known).
+    pub directory_id: String,
     pub log_end_offset: i64,
     /// Records behind the leader's high watermark.
     pub lag: i64,
@@ -625,6 +627,11 @@ impl Admin {
                 list.into_iter()
                     .map(|r| QuorumReplica {
                         replica_id: r.replica_id.0,
+                        directory_id: if r.replica_directory_id.is_nil() {
+                            String::new()
+                        } else {
+                            r.replica_directory_id.to_string()
+                        },
                         log_end_offset: r.log_end_offset,
                         lag: (hw - r.log_end_offset).max(0),
                         last_fetch_ms: r.last_fetch_timestamp,
@@ -638,6 +645,52 @@ impl Admin {
             voters: replicas(p.current_voters),
             observers: replicas(p.observers),
         })
+    }
+}
+
+impl Admin {
+    /// Makes node `id`, an observer of a dynamic quorum on directory `directory_id`, a
+    /// voter reached at `endpoint` (AddRaftVoter, KIP-853).
+    pub async fn add_raft_voter(
+        &self,
+        id: i32,
+        directory_id: uuid::Uuid,
+        endpoint: Option<(&str, &str, u16)>,
+    ) -> Result<()> {
+        use kafka_protocol::messages::add_raft_voter_request::{AddRaftVoterRequest, Listener};
+        let mut req = AddRaftVoterRequest::default();
+        req.timeout_ms = 60_000;
+        req.cluster_id = None;
+        req.voter_id = id;
+        req.voter_directory_id = directory_id;
+        if let Some((name, host, port)) = endpoint {
+            let mut l = Listener::default();
+            l.name = StrBytes::from_string(name.to_string());
+            l.host = StrBytes::from_string(host.to_string());
+            l.port = port;
+            req.listeners.push(l);
+        }
+        let resp = self.client.any_conn().await?.call(&req).await?;
+        check(
+            resp.error_code,
+            || format!("AddRaftVoter {id}"),
+            msg(&resp.error_message).as_deref(),
+        )
+    }
+
+    /// Removes voter `id` on directory `directory_id` (RemoveRaftVoter, KIP-853).
+    pub async fn remove_raft_voter(&self, id: i32, directory_id: uuid::Uuid) -> Result<()> {
+        use kafka_protocol::messages::RemoveRaftVoterRequest;
+        let mut req = RemoveRaftVoterRequest::default();
+        req.cluster_id = None;
+        req.voter_id = id;
+        req.voter_directory_id = directory_id;
+        let resp = self.client.any_conn().await?.call(&req).await?;
+        check(
+            resp.error_code,
+            || format!("RemoveRaftVoter {id}"),
+            msg(&resp.error_message).as_deref(),
+        )
     }
 }
 

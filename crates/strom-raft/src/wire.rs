@@ -16,6 +16,11 @@ pub const RPC_API_KEY: i16 = 32_123;
 /// The largest reply a node reads (a snapshot chunk or a batch of entries is far smaller).
 pub const REPLY_BYTES_MAX: usize = 64 << 20;
 
+/// `Rpc::to` for a call to whichever node listens at an address (a dynamic quorum's
+/// bootstrap servers are known by address only); served for the broker's calls, never for
+/// openraft's.
+pub const ANY_NODE: u64 = u64::MAX;
+
 /// A call to node `to` (and, when the caller knows it, to its incarnation `to_dir`: the
 /// directory id the quorum's membership records for it).
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,7 +1,9 @@
-//! The metadata quorum's keys, with Kafka's KRaft names and checks: `process.roles`,
-//! `controller.quorum.voters` (a static quorum, `id@host:port,...`) and
-//! `controller.listener.names`. No voters given: a single node, its own only voter, which
-//! needs no controller listener (`strom broker` with no flags).
+//! The metadata quorum's keys, with Kafka's KRaft names and checks: `process.roles`
+//! (`broker`, `controller` or both), either a static quorum (`controller.quorum.voters`,
+//! `id@host:port,...`) or a dynamic one (`controller.quorum.bootstrap.servers`, KIP-853:
+//! the voters live in the log), and `controller.listener.names`. Neither given: a single
+//! node, its own only voter, which needs no controller listener (`strom broker` with no
+//! flags).
 
 use super::{ConfigError, Endpoint};
 
@@ -20,16 +22,29 @@ pub struct QuorumConfig {
     pub broker: bool,
     /// `process.roles` holds `controller`.
     pub controller: bool,
-    /// Empty: this node alone.
+    /// A static quorum's voters; empty for a single node or a dynamic quorum.
     pub voters: Vec<Voter>,
+    /// A dynamic quorum's contact points (`host:port`), tried in order; the node that
+    /// answers at the first one may start the quorum alone (Kafka's `--standalone`).
+    pub bootstrap_servers: Vec<(String, u16)>,
     /// `controller.listener.names`: listeners that serve the quorum, not clients.
     pub controller_listener_names: Vec<String>,
 }
 
 impl QuorumConfig {
-    /// A single node: no voters listed.
+    /// A single node: no voters and no bootstrap servers.
     pub fn is_single_node(&self) -> bool {
-        self.voters.is_empty()
+        self.voters.is_empty() && self.bootstrap_servers.is_empty()
+    }
+
+    /// A dynamic quorum (KIP-853): the voter set is in the log, not in the configuration.
+    pub fn is_dynamic(&self) -> bool {
+        self.voters.is_empty() && !self.bootstrap_servers.is_empty()
+    }
+
+    /// A voter of the static quorum.
+    pub fn is_static_voter(&self, node_id: i32) -> bool {
+        self.voters.iter().any(|v| v.id == node_id)
     }
 
     /// Whether a listener serves the quorum rather than clients.
@@ -45,6 +60,23 @@ fn list(value: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// `host:port` (an IPv6 host in brackets).
+fn host_port(item: &str) -> Result<(String, u16), String> {
+    let (host, port) = item
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{item:?} has no port"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{port:?} is not a port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("{item:?} has no host"));
+    }
+    Ok((host.to_string(), port))
 }
 
 /// `controller.quorum.voters`: `id@host:port` entries, each id once.
@@ -65,28 +97,47 @@ pub fn parse_voters(value: &str) -> Result<Vec<Voter>, ConfigError> {
             .ok()
             .filter(|n| *n >= 0)
             .ok_or_else(|| bad(format!("{id:?} is not a node id")))?;
-        let (host, port) = addr
-            .rsplit_once(':')
-            .ok_or_else(|| bad(format!("{item:?} has no port")))?;
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| bad(format!("{port:?} is not a port")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(bad(format!("{item:?} has no host")));
-        }
+        let (host, port) = host_port(addr).map_err(bad)?;
         if voters.iter().any(|v| v.id == id) {
             return Err(bad(format!("node {id} is listed twice")));
         }
-        voters.push(Voter {
-            id,
-            host: host.to_string(),
-            port,
-        });
+        voters.push(Voter { id, host, port });
     }
     Ok(voters)
+}
+
+/// `controller.quorum.bootstrap.servers`: `host:port` entries.
+fn parse_bootstrap(value: &str) -> Result<Vec<(String, u16)>, ConfigError> {
+    list(value)
+        .iter()
+        .map(|item| host_port(item))
+        .collect::<Result<_, _>>()
+        .map_err(|why| {
+            ConfigError(format!(
+                "invalid value {value:?} for controller.quorum.bootstrap.servers: {why}"
+            ))
+        })
+}
+
+fn parse_roles(value: &str) -> Result<(bool, bool), ConfigError> {
+    let (mut broker, mut controller) = (false, false);
+    for r in list(value) {
+        match r.as_str() {
+            "broker" if !broker => broker = true,
+            "controller" if !controller => controller = true,
+            _ => {
+                return Err(ConfigError(format!(
+                    "invalid value {value:?} for process.roles: expected broker, controller or both"
+                )))
+            }
+        }
+    }
+    if !broker && !controller {
+        return Err(ConfigError(
+            "process.roles is empty: expected broker, controller or both".into(),
+        ));
+    }
+    Ok((broker, controller))
 }
 
 /// The quorum keys, checked against the node id and the listeners as Kafka checks them.
@@ -96,45 +147,19 @@ pub fn parse(
     node_id: i32,
     listeners: &[Endpoint],
 ) -> Result<QuorumConfig, ConfigError> {
-    let roles = list(&get("process.roles"));
-    let mut broker = false;
-    let mut controller = false;
-    for r in &roles {
-        match r.as_str() {
-            "broker" if !broker => broker = true,
-            "controller" if !controller => controller = true,
-            _ => {
-                return Err(ConfigError(format!(
-                    "invalid value {:?} for process.roles: expected broker, controller or both",
-                    get("process.roles")
-                )))
-            }
-        }
-    }
-    if !broker || !controller {
-        return Err(ConfigError(
-            "process.roles: dedicated brokers and dedicated controllers are not supported yet; \
-             every node is broker,controller"
-                .into(),
-        ));
-    }
-    // Kafka's own single-node server.properties names itself as the bootstrap server of a
-    // dynamic quorum (KIP-853, formatted --standalone): with no static voters that is a
-    // one-voter quorum, as here. Nodes joining through bootstrap servers are not supported
-    // yet.
-    if given("controller.quorum.bootstrap.servers") && !given("controller.quorum.voters") {
-        tracing::info!(
-            "controller.quorum.bootstrap.servers without controller.quorum.voters: this node \
-             is a one-voter quorum (as Kafka's --standalone)"
-        );
-    }
+    let (broker, controller) = parse_roles(&get("process.roles"))?;
     let voters = parse_voters(&get("controller.quorum.voters"))?;
-    let names = list(&get("controller.listener.names"));
+    let bootstrap_servers = if voters.is_empty() && given("controller.quorum.bootstrap.servers") {
+        parse_bootstrap(&get("controller.quorum.bootstrap.servers"))?
+    } else {
+        Vec::new()
+    };
     let config = QuorumConfig {
         broker,
         controller,
         voters,
-        controller_listener_names: names,
+        bootstrap_servers,
+        controller_listener_names: list(&get("controller.listener.names")),
     };
     check(&config, node_id, listeners)?;
     Ok(config)
@@ -142,29 +167,53 @@ pub fn parse(
 
 /// Kafka's start-up checks of a quorum configuration.
 fn check(q: &QuorumConfig, node_id: i32, listeners: &[Endpoint]) -> Result<(), ConfigError> {
-    if q.voters.is_empty() {
+    let err = |m: &str| Err(ConfigError(m.into()));
+    if q.is_single_node() {
+        if !(q.broker && q.controller) {
+            return err(
+                "a node with one role needs the others: set controller.quorum.voters or \
+                 controller.quorum.bootstrap.servers (a lone node is broker,controller)",
+            );
+        }
         return Ok(());
     }
-    if !q.voters.iter().any(|v| v.id == node_id) {
+    let voter = q.is_static_voter(node_id);
+    if q.controller && !q.voters.is_empty() && !voter {
         return Err(ConfigError(format!(
             "node.id {node_id} is not in controller.quorum.voters: a node with the controller \
              role must be one of the voters"
         )));
     }
-    let Some(first) = q.controller_listener_names.first() else {
-        return Err(ConfigError(
-            "controller.listener.names is empty: a controller needs a listener named there".into(),
-        ));
-    };
-    if !listeners.iter().any(|l| &l.name == first) {
+    if !q.controller && voter {
         return Err(ConfigError(format!(
-            "controller.listener.names names {first}, which is not in listeners"
+            "node.id {node_id} is in controller.quorum.voters, but process.roles has no \
+             controller: a broker-only node must not be a voter"
         )));
     }
-    if listeners.iter().all(|l| q.is_controller_listener(&l.name)) {
-        return Err(ConfigError(
-            "listeners has no listener for clients (every one is a controller listener)".into(),
-        ));
+    let clients = listeners
+        .iter()
+        .filter(|l| !q.is_controller_listener(&l.name))
+        .count();
+    if q.controller {
+        let Some(first) = q.controller_listener_names.first() else {
+            return err(
+                "controller.listener.names is empty: a controller needs a listener named there",
+            );
+        };
+        if !listeners.iter().any(|l| &l.name == first) {
+            return Err(ConfigError(format!(
+                "controller.listener.names names {first}, which is not in listeners"
+            )));
+        }
+    }
+    if q.broker && clients == 0 {
+        return err("listeners has no listener for clients (every one is a controller listener)");
+    }
+    if !q.broker && clients > 0 {
+        return err(
+            "process.roles=controller: listeners may hold only the controller listeners \
+             named in controller.listener.names",
+        );
     }
     Ok(())
 }
@@ -217,10 +266,63 @@ mod tests {
         assert!(
             err(&[("controller.quorum.voters", "1@a:1")], 1).contains("controller.listener.names")
         );
-        assert!(err(&[("process.roles", "broker")], 1).contains("not supported yet"));
+        assert!(err(&[("process.roles", "broker")], 1).contains("needs the others"));
         assert!(err(&[("process.roles", "broker,broker")], 1).contains("invalid value"));
-        assert!(quorum(&[("controller.quorum.bootstrap.servers", "a:1")], 1)
-            .unwrap()
-            .is_single_node());
+        assert!(err(&[("process.roles", "")], 1).contains("empty"));
+    }
+
+    #[test]
+    fn dedicated_roles_are_checked_as_kafka_checks_them() {
+        let voters = ("controller.quorum.voters", "1@a:9093,2@b:9093,3@c:9093");
+        let names = ("controller.listener.names", "CONTROLLER");
+        let broker = quorum(&[voters, names, ("process.roles", "broker")], 4).unwrap();
+        assert!(broker.broker && !broker.controller);
+        let controller = [
+            voters,
+            names,
+            ("process.roles", "controller"),
+            ("listeners", "CONTROLLER://:9093"),
+        ];
+        let c = quorum(&controller, 2).unwrap();
+        assert!(c.controller && !c.broker);
+        let err = |keys: &[(&str, &str)], id| quorum(keys, id).unwrap_err().0;
+        assert!(err(&[voters, names, ("process.roles", "broker")], 1).contains("must not be"));
+        assert!(err(&controller, 4).contains("not in"));
+        let mixed = [
+            voters,
+            names,
+            ("process.roles", "controller"),
+            ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+        ];
+        assert!(err(&mixed, 1).contains("only the controller listeners"));
+    }
+
+    #[test]
+    fn a_dynamic_quorum_has_bootstrap_servers() {
+        let q = quorum(
+            &[
+                ("controller.quorum.bootstrap.servers", "a:9093, [::1]:9094"),
+                ("controller.listener.names", "CONTROLLER"),
+                ("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+            ],
+            7,
+        )
+        .unwrap();
+        assert!(q.is_dynamic() && !q.is_single_node());
+        assert_eq!(q.bootstrap_servers[1], ("::1".to_string(), 9094));
+        let err = quorum(&[("controller.quorum.bootstrap.servers", "a")], 1).unwrap_err();
+        assert!(err.0.contains("no port"), "{}", err.0);
+        // Static voters win over bootstrap servers, as in Kafka.
+        let both = quorum(
+            &[
+                ("controller.quorum.bootstrap.servers", "a:1"),
+                ("controller.quorum.voters", "1@a:1"),
+                ("controller.listener.names", "CONTROLLER"),
+                ("listeners", "PLAINTEXT://:9092,CONTROLLER://:1"),
+            ],
+            1,
+        )
+        .unwrap();
+        assert!(!both.is_dynamic());
     }
 }

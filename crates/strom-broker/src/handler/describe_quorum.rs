@@ -1,12 +1,13 @@
 //! DescribeQuorum: the metadata quorum (`__cluster_metadata-0`) as its leader sees it: leader
 //! id and epoch (the Raft term), high watermark (the applied end), and every voter's log end
-//! offset as the leader knows it. A node that does not lead asks the leader, as Kafka's
+//! offset as the leader knows it, the observers (learners) likewise, directory ids and
+//! the voters' controller endpoints (v2, KIP-853). A node that does not lead asks the leader, as Kafka's
 //! brokers forward the request to the active controller.
 
 use crate::broker::Broker;
 use crate::error::code;
 use crate::handler::{Pending, Reply};
-use crate::metadata_store::quorum::QuorumView;
+use crate::metadata_store::quorum::{QuorumView, Replica};
 use crate::metadata_store::METADATA_TOPIC;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_quorum_response::{
@@ -59,22 +60,24 @@ fn answer(
         }
         r.topics.push(td);
     }
-    let voters: Vec<i32> = view
-        .as_ref()
-        .map(|v| v.voters.iter().map(|(id, _)| *id).collect())
-        .unwrap_or_default();
-    let image = broker.meta.image();
-    r.nodes = broker
-        .advertised_brokers(&image)
-        .into_iter()
-        .filter(|(id, ..)| voters.contains(id))
-        .map(|(id, host, port, _)| {
+    let listener = broker
+        .config
+        .quorum
+        .controller_listener_names
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "CONTROLLER".into());
+    r.nodes = view
+        .iter()
+        .flat_map(|v| &v.voters)
+        .filter(|v| v.port != 0)
+        .map(|v| {
             let mut n = Node::default();
-            n.node_id = BrokerId(id);
+            n.node_id = BrokerId(v.node_id);
             let mut l = Listener::default();
-            l.name = StrBytes::from_static_str("PLAINTEXT");
-            l.host = StrBytes::from_string(host);
-            l.port = port;
+            l.name = StrBytes::from_string(listener.clone());
+            l.host = StrBytes::from_string(v.host.clone());
+            l.port = v.port;
             n.listeners.push(l);
             n
         })
@@ -86,18 +89,22 @@ fn describe(pd: &mut PartitionData, v: &QuorumView, now: i64) {
     pd.leader_id = BrokerId(v.leader_id);
     pd.leader_epoch = v.leader_epoch;
     pd.high_watermark = v.high_watermark;
-    for (id, leo) in &v.voters {
-        let mut voter = ReplicaState::default();
-        voter.replica_id = BrokerId(*id);
-        voter.log_end_offset = *leo;
-        // The leader's view is of now: a voter it has heard from has fetched up to here.
-        let heard = *id == v.leader_id || *leo > 0;
-        voter.last_fetch_timestamp = if heard { now } else { -1 };
-        voter.last_caught_up_timestamp = if heard && *leo >= v.high_watermark {
-            now
-        } else {
-            -1
-        };
-        pd.current_voters.push(voter);
-    }
+    pd.current_voters = v.voters.iter().map(|r| state(r, v, now)).collect();
+    pd.observers = v.observers.iter().map(|r| state(r, v, now)).collect();
+}
+
+/// A replica as the leader sees it now: one it has heard from has fetched up to here.
+fn state(r: &Replica, v: &QuorumView, now: i64) -> ReplicaState {
+    let mut s = ReplicaState::default();
+    s.replica_id = BrokerId(r.node_id);
+    s.replica_directory_id = uuid::Uuid::parse_str(&r.directory_id).unwrap_or_default();
+    s.log_end_offset = r.log_end_offset;
+    let heard = r.node_id == v.leader_id || r.log_end_offset > 0;
+    s.last_fetch_timestamp = if heard { now } else { -1 };
+    s.last_caught_up_timestamp = if heard && r.log_end_offset >= v.high_watermark {
+        now
+    } else {
+        -1
+    };
+    s
 }

@@ -108,6 +108,11 @@ impl Applier {
         self.published()
     }
 
+    /// Every image published from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Published> {
+        self.published.subscribe()
+    }
+
     /// Waits until everything before `offset` is applied; returns the image then published.
     pub async fn wait_applied(&self, offset: i64) -> Published {
         let mut rx = self.published.subscribe();

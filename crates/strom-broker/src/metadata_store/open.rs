@@ -124,15 +124,13 @@ pub async fn open_quorum(
     .await
     .map_err(|e| BrokerError::Metadata(format!("starting the metadata quorum: {e}")))?;
     let voters = voters_of(node_id, &config.quorum);
-    check_voters(&raft, &voters)?;
-    Ok(QuorumLog::new(
-        node_id,
-        raft,
-        applier,
-        voters,
-        pristine,
-        directory_id,
-    ))
+    if !config.quorum.is_dynamic() {
+        check_voters(&raft, &voters)?;
+    }
+    Ok(
+        QuorumLog::new(node_id, raft, applier, voters, pristine, directory_id)
+            .with_bootstrap(&config.quorum.bootstrap_servers),
+    )
 }
 
 /// A new log directory id: a random UUID, as Kafka's `directory.id`.
@@ -140,7 +138,7 @@ fn new_directory_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// A static quorum's voters are fixed: a log whose voters differ from
+/// A static quorum's voters are fixed (a dynamic one's change in its log): a log whose voters differ from
 /// `controller.quorum.voters` (another quorum's, or a single node's) is refused.
 fn check_voters(raft: &Raft, voters: &BTreeMap<u64, QuorumNode>) -> Result<(), BrokerError> {
     let in_log: BTreeSet<u64> = raft

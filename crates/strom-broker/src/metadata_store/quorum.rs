@@ -7,15 +7,17 @@
 
 use super::{Applier, BoxFuture, MetadataLog, ProposeError};
 use crate::config::quorum::QuorumConfig;
-use crate::error::BrokerError;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use strom_meta::{MetadataImage, MetadataRecord};
 use strom_raft::types::Raft;
 use strom_raft::wire::{Rpc, RpcCall, RpcReply};
 use strom_raft::{Payload, QuorumNode, TcpNetwork};
+
+mod members;
+pub use members::Refusal;
 
 /// How long a proposal waits for a leader before it fails.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,6 +47,18 @@ pub enum AppCall {
     /// Voter `node_id` runs on directory `directory_id`, which the membership does not
     /// record for it (its disk was wiped): make it a voter again once it caught up.
     Rejoin { node_id: i32, directory_id: String },
+    /// Node `node_id` follows the log, reached at `node` (its endpoint and directory): add
+    /// it as an observer (a learner), or record where it is reached now.
+    Join { node_id: i32, node: QuorumNode },
+    /// AddRaftVoter (KIP-853): make observer `node_id` on `directory_id` a voter, reached at
+    /// `endpoint` if given, once it has caught up.
+    AddVoter {
+        node_id: i32,
+        directory_id: String,
+        endpoint: Option<(String, u16)>,
+    },
+    /// RemoveRaftVoter: voter `node_id` on `directory_id` stops voting.
+    RemoveVoter { node_id: i32, directory_id: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,12 +78,23 @@ pub enum AppReply {
         directory_id: String,
         #[serde(default)]
         leader: Option<u64>,
+        /// The node that answered.
+        #[serde(default)]
+        node_id: Option<u64>,
+        /// Where the leader is reached, if this node knows.
+        #[serde(default)]
+        leader_node: Option<QuorumNode>,
     },
     Quorum(QuorumView),
     ReadIndex {
         at: i64,
     },
     Done,
+    /// A voter change refused, with Kafka's error code.
+    Refused {
+        code: i16,
+        message: String,
+    },
 }
 
 /// The quorum as its leader sees it.
@@ -78,8 +103,23 @@ pub struct QuorumView {
     pub leader_id: i32,
     pub leader_epoch: i32,
     pub high_watermark: i64,
-    /// (node id, log end offset known to the leader) of every voter.
-    pub voters: Vec<(i32, i64)>,
+    pub voters: Vec<Replica>,
+    /// Nodes that follow the log without voting (learners: brokers, controllers not yet
+    /// voters).
+    pub observers: Vec<Replica>,
+}
+
+/// A node of the quorum as the leader knows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replica {
+    pub node_id: i32,
+    /// Its metadata log directory id (empty: not known).
+    pub directory_id: String,
+    /// Its log end offset as the leader knows it.
+    pub log_end_offset: i64,
+    /// Where it is reached (a voter's controller listener).
+    pub host: String,
+    pub port: u16,
 }
 
 /// The state machine's application state: the image with the offset it holds.
@@ -140,12 +180,14 @@ pub struct QuorumLog {
     calls: TcpNetwork,
     applier: Arc<Applier>,
     voters: BTreeMap<u64, QuorumNode>,
+    /// A dynamic quorum's contact points (KIP-853's bootstrap servers).
+    bootstrap: Vec<QuorumNode>,
     /// The storage was empty when opened: this node may take part in initializing.
     pristine: bool,
     /// This node's metadata log directory id (KIP-853).
     directory_id: String,
-    /// One membership change at a time (a wiped voter rejoining).
-    rejoining: Arc<tokio::sync::Mutex<()>>,
+    /// One membership change at a time.
+    changing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The directory id `raft`'s membership records for node `id` (None: not a member).
@@ -165,9 +207,10 @@ impl std::fmt::Debug for QuorumLog {
     }
 }
 
-/// The voters as openraft names them: the static voters, else this node alone.
+/// The configured voters as openraft names them: the static voters, a single node alone,
+/// none for a dynamic quorum (its voters are in the log).
 pub fn voters_of(node_id: i32, quorum: &QuorumConfig) -> BTreeMap<u64, QuorumNode> {
-    if quorum.voters.is_empty() {
+    if quorum.is_single_node() {
         return BTreeMap::from([(node_id as u64, QuorumNode::default())]);
     }
     quorum
@@ -192,10 +235,24 @@ impl QuorumLog {
             calls: TcpNetwork::default(),
             applier,
             voters,
+            bootstrap: Vec::new(),
             pristine,
             directory_id,
-            rejoining: Arc::new(tokio::sync::Mutex::new(())),
+            changing: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// A dynamic quorum's bootstrap servers.
+    pub fn with_bootstrap(mut self, servers: &[(String, u16)]) -> QuorumLog {
+        self.bootstrap = servers
+            .iter()
+            .map(|(h, p)| QuorumNode::new(h.clone(), *p))
+            .collect();
+        self
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
     }
 
     pub fn directory_id(&self) -> &str {
@@ -237,7 +294,7 @@ impl QuorumLog {
         }
     }
 
-    fn is_initialized(&self) -> bool {
+    pub(crate) fn is_initialized(&self) -> bool {
         let m = self.raft.metrics();
         let initialized = m
             .borrow()
@@ -259,12 +316,30 @@ impl QuorumLog {
         self.raft.metrics().borrow().current_term
     }
 
+    /// Where node `id` is reached: as the membership records it, else as configured.
+    fn node(&self, id: u64) -> Option<QuorumNode> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership()
+            .get_node(&id)
+            .cloned()
+            .or_else(|| self.voters.get(&id).cloned())
+    }
+
     /// Calls node `id` with a broker call.
     pub async fn call(&self, id: u64, call: &AppCall) -> Result<AppReply, String> {
         let node = self
-            .voters
-            .get(&id)
-            .ok_or_else(|| format!("node {id} is not a voter"))?;
+            .node(id)
+            .ok_or_else(|| format!("node {id} is not in the quorum"))?;
+        self.call_at(id, &node, call).await
+    }
+
+    /// Calls node `id` (`ANY_NODE`: whichever listens there) at `node`.
+    pub(crate) async fn call_at(
+        &self,
+        id: u64,
+        node: &QuorumNode,
+        call: &AppCall,
+    ) -> Result<AppReply, String> {
         let rpc = Rpc {
             to: id,
             to_dir: None,
@@ -278,157 +353,6 @@ impl QuorumLog {
         }
     }
 
-    /// Initializes the quorum exactly once: a single node itself; in a static quorum the
-    /// lowest voter id, once a majority of the voters (itself included) report empty
-    /// storage and none reports an initialized quorum. The others wait to be told.
-    pub async fn initialize(&self) -> Result<(), BrokerError> {
-        let lowest = self.voters.keys().next().copied();
-        if !self.pristine || lowest != Some(self.node_id) {
-            return Ok(());
-        }
-        let members: BTreeSet<u64> = self.voters.keys().copied().collect();
-        loop {
-            if self.is_initialized() {
-                return Ok(());
-            }
-            let mut nodes: BTreeMap<u64, QuorumNode> = self.voters.clone();
-            if let Some(me) = nodes.get_mut(&self.node_id) {
-                me.directory_id = self.directory_id.clone();
-            }
-            let mut empty = 1;
-            for (id, node) in nodes.iter_mut().filter(|(id, _)| **id != self.node_id) {
-                match self.call(*id, &AppCall::Status).await {
-                    Ok(AppReply::Status {
-                        initialized: true, ..
-                    }) => return Ok(()),
-                    Ok(AppReply::Status {
-                        pristine: true,
-                        directory_id,
-                        ..
-                    }) => {
-                        node.directory_id = directory_id;
-                        empty += 1;
-                    }
-                    _ => {}
-                }
-            }
-            if empty * 2 > self.voters.len() {
-                return match self.raft.initialize(nodes).await {
-                    Ok(()) => {
-                        tracing::info!(voters = ?members, "metadata quorum initialized");
-                        Ok(())
-                    }
-                    Err(e) if self.is_initialized() => {
-                        tracing::debug!(error = %e, "quorum already initialized");
-                        Ok(())
-                    }
-                    Err(e) => Err(BrokerError::Metadata(format!(
-                        "initializing the quorum: {e}"
-                    ))),
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Whether this node's storage was empty and the quorum is initialized.
-    pub fn answer_status(&self) -> AppReply {
-        AppReply::Status {
-            pristine: self.pristine && !self.is_initialized(),
-            initialized: self.is_initialized(),
-            directory_id: self.directory_id.clone(),
-            leader: self.leader(),
-        }
-    }
-
-    /// The directory id the membership records for voter `id` (None: not a member).
-    fn member_directory(&self, id: u64) -> Option<String> {
-        member_directory(&self.raft, id)
-    }
-
-    /// A voter whose directory the membership does not know (its disk was wiped: a new
-    /// incarnation, which the others refuse to talk to as the old one) asks the leader to
-    /// make it a voter again, until the membership records this directory. A fresh node of a
-    /// forming quorum finds it recorded at once.
-    pub async fn rejoin(&self) {
-        loop {
-            let recorded = self.member_directory(self.node_id);
-            if recorded
-                .as_deref()
-                .is_some_and(|d| d.is_empty() || d == self.directory_id)
-            {
-                return;
-            }
-            if let Some(leader) = self.find_leader().await {
-                let call = AppCall::Rejoin {
-                    node_id: self.node_id as i32,
-                    directory_id: self.directory_id.clone(),
-                };
-                if let Err(e) = self.call(leader, &call).await {
-                    tracing::debug!(error = %e, "asking to rejoin the quorum");
-                }
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    /// The leader as this node or another voter knows it.
-    async fn find_leader(&self) -> Option<u64> {
-        if let Some(l) = self.leader() {
-            return Some(l);
-        }
-        for id in self.voters.keys().filter(|id| **id != self.node_id) {
-            if let Ok(AppReply::Status {
-                leader: Some(l), ..
-            }) = self.call(*id, &AppCall::Status).await
-            {
-                return Some(l);
-            }
-        }
-        None
-    }
-
-    /// On the leader: voter `node` runs on a directory the membership does not record. The
-    /// returned task removes it as a voter, adds it back as a learner with its new directory
-    /// (which waits until it has caught up), then makes it a voter again; one change at a
-    /// time.
-    pub fn readmit(
-        &self,
-        node: u64,
-        directory_id: String,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
-        let raft = self.raft.clone();
-        let configured = self.voters.get(&node).cloned();
-        let one = Arc::clone(&self.rejoining);
-        async move {
-            use openraft::ChangeMembers;
-            let _one = one.lock().await;
-            let Some(configured) = configured else {
-                return Err(format!("node {node} is not in controller.quorum.voters"));
-            };
-            let recorded = member_directory(&raft, node);
-            if recorded.as_deref() == Some(directory_id.as_str()) {
-                return Ok(());
-            }
-            tracing::warn!(node, %directory_id, "a voter came back with a new directory: readmitting it");
-            let ids = BTreeSet::from([node]);
-            if recorded.is_some() {
-                raft.change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            let fresh = configured.with_directory(directory_id);
-            raft.add_learner(node, fresh, true)
-                .await
-                .map_err(|e| e.to_string())?;
-            raft.change_membership(ChangeMembers::AddVoterIds(ids), false)
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!(node, "voter readmitted");
-            Ok(())
-        }
-    }
-
     /// The quorum as this node sees it, if it leads.
     pub fn describe(&self) -> Option<QuorumView> {
         let m = self.raft.metrics().borrow().clone();
@@ -437,27 +361,31 @@ impl QuorumLog {
         }
         let end = m.last_log_index.map_or(0, |i| i as i64 + 1);
         let replication = m.replication.clone().unwrap_or_default();
-        let voters = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(|id| {
-                let leo = if id == self.node_id {
-                    end
-                } else {
-                    replication
-                        .get(&id)
-                        .and_then(|l| l.as_ref())
-                        .map_or(0, |l| l.index as i64 + 1)
-                };
-                (id as i32, leo)
-            })
-            .collect();
+        let membership = m.membership_config.membership();
+        let replica = |id: u64| {
+            let log_end_offset = if id == self.node_id {
+                end
+            } else {
+                replication
+                    .get(&id)
+                    .and_then(|l| l.as_ref())
+                    .map_or(0, |l| l.index as i64 + 1)
+            };
+            let node = membership.get_node(&id).cloned().unwrap_or_default();
+            Replica {
+                node_id: id as i32,
+                directory_id: node.directory_id,
+                log_end_offset,
+                host: node.host,
+                port: node.port,
+            }
+        };
         Some(QuorumView {
             leader_id: self.node_id as i32,
             leader_epoch: m.current_term as i32,
             high_watermark: m.last_applied.map_or(0, |l| l.index as i64 + 1),
-            voters,
+            voters: membership.voter_ids().map(replica).collect(),
+            observers: membership.learner_ids().map(replica).collect(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! `strom cluster describe`: the cluster id, the active controller, the brokers and the
-//! metadata quorum.
+//! metadata quorum; `strom cluster add-voter | remove-voter`: a dynamic quorum's voters
+//! (KIP-853, as Kafka's `kafka-metadata-quorum add-controller | remove-controller`).
 
 use super::{print_json, print_table, Common, Output};
 use clap::Subcommand;
@@ -9,18 +10,134 @@ use serde_json::json;
 pub enum ClusterCommand {
     /// Cluster id, controller, brokers and the metadata quorum.
     Describe,
+    /// Make an observer of a dynamic quorum (a started controller) a voter.
+    AddVoter {
+        /// The node's id.
+        #[arg(long)]
+        node_id: i32,
+        /// Its metadata log directory id (`strom cluster describe` lists observers with
+        /// theirs). Default: the one the quorum lists for the node.
+        #[arg(long, value_parser = parse_directory_id)]
+        directory_id: Option<uuid::Uuid>,
+        /// Where the other voters reach it, `host:port` (default: where it observes from).
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Remove a voter from a dynamic quorum.
+    RemoveVoter {
+        #[arg(long)]
+        node_id: i32,
+        /// Default: the one the quorum lists for the node.
+        #[arg(long, value_parser = parse_directory_id)]
+        directory_id: Option<uuid::Uuid>,
+    },
 }
 
 pub async fn run(cmd: ClusterCommand, common: &Common) -> anyhow::Result<()> {
     let admin = common.admin().await?;
     match cmd {
-        ClusterCommand::Describe => {
+        ClusterCommand::AddVoter {
+            node_id,
+            directory_id,
+            endpoint,
+        } => {
+            let dir = directory_of(&admin, node_id, directory_id).await?;
+            let endpoint = endpoint.map(|e| parse_endpoint(&e)).transpose()?;
+            let at = endpoint
+                .as_ref()
+                .map(|(h, p)| ("CONTROLLER", h.as_str(), *p));
+            admin.add_raft_voter(node_id, dir, at).await?;
+            println!("Node {node_id} is a voter.");
+        }
+        ClusterCommand::RemoveVoter {
+            node_id,
+            directory_id,
+        } => {
+            let dir = directory_of(&admin, node_id, directory_id).await?;
+            admin.remove_raft_voter(node_id, dir).await?;
+            println!("Node {node_id} is no longer a voter.");
+        }
+        ClusterCommand::Describe => describe(&admin, common).await?,
+    }
+    Ok(())
+}
+
+/// A directory id as a UUID or in Kafka's form (URL-safe base64, as `meta.properties`'s
+/// `directory.id` and `kafka-metadata-quorum` show it).
+fn parse_directory_id(s: &str) -> Result<uuid::Uuid, String> {
+    if let Ok(u) = uuid::Uuid::parse_str(s) {
+        return Ok(u);
+    }
+    let digit = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bits = s
+        .trim_end_matches('=')
+        .bytes()
+        .try_fold(Vec::new(), |mut v, c| {
+            v.push(digit(c)?);
+            Some(v)
+        });
+    match bits {
+        Some(d) if d.len() == 22 => {
+            let n = d.iter().fold(0u128, |n, x| (n << 6) | u128::from(*x)) >> 4;
+            Ok(uuid::Uuid::from_u128(n))
+        }
+        _ => Err(format!(
+            "{s:?} is not a directory id (a UUID or Kafka's base64 form)"
+        )),
+    }
+}
+
+/// `host:port`.
+fn parse_endpoint(e: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = e
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--endpoint {e:?}: expected host:port"))?;
+    let port = port
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--endpoint {e:?}: {port:?} is not a port"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+/// The directory given, else the one the quorum lists for the node.
+async fn directory_of(
+    admin: &strom_client::Admin,
+    node_id: i32,
+    given: Option<uuid::Uuid>,
+) -> anyhow::Result<uuid::Uuid> {
+    if let Some(d) = given {
+        return Ok(d);
+    }
+    let q = admin.describe_quorum().await?;
+    let listed = q
+        .voters
+        .iter()
+        .chain(&q.observers)
+        .find(|r| r.replica_id == node_id)
+        .ok_or_else(|| anyhow::anyhow!("node {node_id} is not in the metadata quorum"))?;
+    uuid::Uuid::parse_str(&listed.directory_id).map_err(|_| {
+        anyhow::anyhow!("the quorum lists no directory id for node {node_id}: give --directory-id")
+    })
+}
+
+async fn describe(admin: &strom_client::Admin, common: &Common) -> anyhow::Result<()> {
+    {
+        {
             let c = admin.describe_cluster().await?;
             // A cluster that does not answer DescribeQuorum (older Kafka) is still described.
             let q = admin.describe_quorum().await;
             let replica = |r: &strom_client::QuorumReplica, role: &str| {
                 json!({"node_id": r.replica_id, "role": role, "log_end_offset": r.log_end_offset,
-                       "lag": r.lag, "last_fetch_ms": r.last_fetch_ms})
+                       "lag": r.lag, "last_fetch_ms": r.last_fetch_ms,
+                       "directory_id": r.directory_id})
             };
             match common.output {
                 Output::Json => print_json(&json!({
@@ -90,7 +207,13 @@ pub async fn run(cmd: ClusterCommand, common: &Common) -> anyhow::Result<()> {
                     if let Ok(q) = &q {
                         println!();
                         print_table(
-                            &["QUORUM-NODE", "ROLE", "LOG-END-OFFSET", "LAG"],
+                            &[
+                                "QUORUM-NODE",
+                                "ROLE",
+                                "LOG-END-OFFSET",
+                                "LAG",
+                                "DIRECTORY-ID",
+                            ],
                             &q.voters
                                 .iter()
                                 .map(|r| (r, "voter"))
@@ -101,6 +224,7 @@ pub async fn run(cmd: ClusterCommand, common: &Common) -> anyhow::Result<()> {
                                         role.to_string(),
                                         r.log_end_offset.to_string(),
                                         r.lag.to_string(),
+                                        r.directory_id.clone(),
                                     ]
                                 })
                                 .collect::<Vec<_>>(),
@@ -111,4 +235,16 @@ pub async fn run(cmd: ClusterCommand, common: &Common) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn directory_ids_are_read_as_uuids_or_in_kafkas_form() {
+        let u = uuid::Uuid::parse_str("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").unwrap();
+        assert_eq!(super::parse_directory_id("Dx4tPEtaaXiHlqW0w9Lh8A"), Ok(u));
+        assert_eq!(super::parse_directory_id(&u.to_string()), Ok(u));
+        assert!(super::parse_directory_id("Dx4tPEta").is_err());
+        assert!(super::parse_directory_id("not!a!directory!id!!!!").is_err());
+    }
 }
