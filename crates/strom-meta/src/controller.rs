@@ -76,7 +76,7 @@ pub fn create_topic(
     for (k, v) in &t.configs {
         topic_config::validate(k, v).map_err(ApiError::InvalidConfig)?;
     }
-    let assignments = placement(image, t)?;
+    let assignments = placement(image, t, topic_id)?;
     let mut records = vec![MetadataRecord::Topic {
         name: t.name.clone(),
         topic_id,
@@ -106,8 +106,12 @@ pub fn create_topic(
 }
 
 /// Where a new topic's partitions go: the assignment given (checked), else `partitions`
-/// replicas spread over the live (registered, unfenced) brokers.
-fn placement(image: &MetadataImage, t: &NewTopic) -> Result<Vec<(i32, Vec<i32>)>, ApiError> {
+/// replicas spread over the live (registered, unfenced) brokers and their racks.
+fn placement(
+    image: &MetadataImage,
+    t: &NewTopic,
+    topic_id: Uuid,
+) -> Result<Vec<(i32, Vec<i32>)>, ApiError> {
     let brokers: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
     if t.assignments.is_empty() {
         if t.partitions < 1 {
@@ -133,14 +137,12 @@ fn placement(image: &MetadataImage, t: &NewTopic) -> Result<Vec<(i32, Vec<i32>)>
                 brokers.len()
             )));
         }
-        return Ok((0..t.partitions)
-            .map(|p| {
-                let replicas = (0..t.replication_factor as usize)
-                    .map(|r| brokers[(p as usize + r) % brokers.len()])
-                    .collect();
-                (p, replicas)
-            })
-            .collect());
+        return Ok(crate::placement::place(
+            image.live_brokers(),
+            0..t.partitions,
+            t.replication_factor as usize,
+            topic_id.as_u128(),
+        ));
     }
     let mut a = t.assignments.clone();
     a.sort_by_key(|(p, _)| *p);
@@ -205,28 +207,29 @@ pub fn create_partitions(
         .values()
         .next()
         .map_or(1, |p| p.replicas.len());
-    let brokers: Vec<i32> = image.live_brokers().map(|b| b.node_id).collect();
-    if brokers.is_empty() || rf > brokers.len() {
+    let live = image.live_brokers().count();
+    if live == 0 || rf > live {
         return Err(ApiError::InvalidReplicationFactor(
             "not enough brokers".into(),
         ));
     }
-    Ok((have..count)
-        .map(|p| {
-            let replicas: Vec<i32> = (0..rf)
-                .map(|r| brokers[(p as usize + r) % brokers.len()])
-                .collect();
-            MetadataRecord::Partition {
-                topic_id: topic.topic_id,
-                partition: p,
-                leader: replicas[0],
-                // As for a new topic: the leader alone until followers replicate.
-                isr: vec![replicas[0]],
-                replicas,
-                leader_epoch: 0,
-            }
-        })
-        .collect())
+    let seed = topic.topic_id.as_u128();
+    Ok(
+        crate::placement::place(image.live_brokers(), have..count, rf, seed)
+            .into_iter()
+            .map(|(p, replicas)| {
+                MetadataRecord::Partition {
+                    topic_id: topic.topic_id,
+                    partition: p,
+                    leader: replicas[0],
+                    // As for a new topic: the leader alone until followers replicate.
+                    isr: vec![replicas[0]],
+                    replicas,
+                    leader_epoch: 0,
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Records replacing a topic's whole config set (AlterConfigs semantics).

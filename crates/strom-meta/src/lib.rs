@@ -12,6 +12,7 @@ pub mod error;
 pub mod features;
 pub mod image;
 pub mod membership;
+pub mod placement;
 pub mod record;
 pub mod topic_config;
 
