@@ -8,7 +8,7 @@ use crate::group::state::GroupSnapshot;
 use crate::group::GroupCoordinator;
 use crate::meta_properties::{base64url, local_cluster_id};
 use crate::metadata_store::{Applier, MetadataStore, METADATA_TOPIC};
-use crate::partition::{Isolation, Wait};
+use crate::partition::Wait;
 use crate::replica_manager::{log_config, ReplicaManager};
 use crate::server;
 use std::collections::HashMap;
@@ -42,6 +42,8 @@ pub struct Broker {
     pub fetch_sessions: std::sync::Mutex<crate::fetch_session::FetchSessions>,
     pub groups: GroupCoordinator,
     pub offsets: OffsetStore,
+    /// The `__consumer_offsets` partitions whose groups are loaded here.
+    pub(crate) coordinated: crate::group::loading::Loaded,
     /// Serialises the creation of `__consumer_offsets`.
     offsets_topic: tokio::sync::Mutex<()>,
     /// The cleaner settings the log dirs' cleaner threads run with (None: not started yet).
@@ -134,6 +136,7 @@ impl Broker {
             )),
             groups: GroupCoordinator::with_config(config.group),
             offsets: OffsetStore::default(),
+            coordinated: Default::default(),
             offsets_topic: tokio::sync::Mutex::new(()),
             cleaner: std::sync::Mutex::new(None),
         });
@@ -190,8 +193,8 @@ impl Broker {
         })
     }
 
-    /// A broker registers, brings its partitions in line with the metadata, loads the
-    /// groups, then serves its clients.
+    /// A broker registers, brings its partitions in line with the metadata (and loads the
+    /// groups of the `__consumer_offsets` partitions it leads), then serves its clients.
     async fn start_serving(
         self: &Arc<Self>,
         advertised: &Endpoint,
@@ -207,7 +210,6 @@ impl Broker {
         crate::reconciler::wait(&mut self.reconciled.subscribe(), at)
             .await
             .map_err(BrokerError::Metadata)?;
-        self.replay_offsets()?;
         self.serving.send_replace(true);
         Ok(())
     }
@@ -562,7 +564,15 @@ impl Broker {
             return Ok(());
         }
         let mut bytes = batch.build();
-        let appended = partition.append_as_leader(&mut bytes).map_err(|(c, _)| c)?;
+        // A partition this broker no longer leads: the group moved.
+        let not_leader = error::code(kafka_protocol::error::ResponseError::NotLeaderOrFollower);
+        let appended = partition.append_as_leader(&mut bytes).map_err(|(c, _)| {
+            if c == not_leader {
+                crate::group::state::NOT_COORDINATOR
+            } else {
+                c
+            }
+        })?;
         match partition
             .wait_for(Wait::HighWatermark, appended.last_offset)
             .await
@@ -602,57 +612,6 @@ impl Broker {
 
     /// Rebuilds committed offsets and the groups (members, generations, assignments) from
     /// `__consumer_offsets`.
-    fn replay_offsets(&self) -> Result<(), BrokerError> {
-        let mut membership = HashMap::new();
-        for p in self
-            .replicas
-            .all()
-            .into_iter()
-            .filter(|p| p.topic == OFFSETS_TOPIC)
-        {
-            let mut offset = p.log_start_offset();
-            while offset < p.log_end_offset() {
-                let Some(slice) = p.read(offset, 1 << 20, Isolation::LogEnd)?.slice else {
-                    break;
-                };
-                let bytes = slice.read_to_vec()?;
-                let batches = strom_proto::batch::split(&bytes)
-                    .map_err(|e| BrokerError::Metadata(e.to_string()))?;
-                for (h, b) in batches {
-                    offset = h.next_offset();
-                    let Ok(records) = strom_proto::records::decode(b) else {
-                        continue;
-                    };
-                    for r in records {
-                        match OffsetRecord::from_stored(r.key, r.value) {
-                            Ok(OffsetRecord::GroupMetadata { group, snapshot }) => {
-                                membership.insert(group, snapshot);
-                            }
-                            Ok(OffsetRecord::DeleteGroup { group }) => {
-                                membership.remove(&group);
-                                self.offsets.apply(&OffsetRecord::DeleteGroup { group });
-                            }
-                            Ok(rec) => self.offsets.apply(&rec),
-                            Err(e) => {
-                                tracing::warn!(partition = p.index, offset = r.offset, error = %e, "unreadable offset record skipped")
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let now = crate::metadata_store::now_ms();
-        for (group, snapshot) in membership {
-            if let Some(s) = snapshot {
-                self.groups.restore(&group, s, now);
-            }
-        }
-        for g in self.offsets.groups() {
-            self.groups.touch(&g);
-        }
-        Ok(())
-    }
-
     /// Writes the membership of every group that changed since it was last written.
     async fn persist_groups(&self, written: &mut HashMap<String, GroupSnapshot>) {
         let now: HashMap<String, GroupSnapshot> = self.groups.snapshots().into_iter().collect();

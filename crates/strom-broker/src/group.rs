@@ -7,6 +7,7 @@
 //! go in, replies come out through the waiters' channels. `offsets.rs` persists commits.
 
 pub mod consumer;
+pub mod loading;
 pub mod offsets;
 pub mod state;
 

@@ -1,6 +1,6 @@
 //! The reconciler: one thread, off the async workers, that turns each applied metadata change
-//! into local partition changes (create, delete, become leader or follower, reconfigure) and
-//! the log cleaner's settings, as Kafka's `ReplicaManager.applyDelta` and Redpanda's
+//! into local partition changes (create, delete, become leader or follower, reconfigure),
+//! the log cleaner's settings and the groups this broker coordinates (`group/loading.rs`), as Kafka's `ReplicaManager.applyDelta` and Redpanda's
 //! `controller_backend` do. It publishes how far it got, so that an admin request is answered
 //! once this broker hosts what it created.
 
@@ -49,7 +49,8 @@ fn run(broker: Weak<Broker>, initial: Change, rx: Receiver<Change>) {
         let result = b
             .replicas
             .apply_delta(&change.image, &change.delta)
-            .and_then(|()| b.apply_cleaner_settings(&change.image));
+            .and_then(|()| b.apply_cleaner_settings(&change.image))
+            .and_then(|()| b.reconcile_groups(&change.image));
         b.reconciled.send_modify(|r| {
             r.offset = change.offset;
             if let Err(e) = result {

@@ -97,9 +97,21 @@ impl PeerClient {
 #[derive(Debug, Clone, Default)]
 pub struct TcpNetwork {
     clients: Arc<Mutex<HashMap<String, Arc<PeerClient>>>>,
+    /// Where this node dials some peers, whatever address the membership records (which
+    /// is the view of the node that wrote it): a static quorum's voters as configured here,
+    /// so that each node reaches the others by its own routes (proxies, NAT).
+    dial: Arc<HashMap<u64, QuorumNode>>,
 }
 
 impl TcpNetwork {
+    /// A network that dials the peers in `dial` at the addresses given there.
+    pub fn dialling(dial: HashMap<u64, QuorumNode>) -> TcpNetwork {
+        TcpNetwork {
+            dial: Arc::new(dial),
+            ..TcpNetwork::default()
+        }
+    }
+
     /// The client for `node`'s address (dialled on first use).
     pub fn client(&self, node: &QuorumNode) -> Arc<PeerClient> {
         let addr = format!("{}:{}", node.host, node.port);
@@ -125,10 +137,11 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     type Network = TcpConn;
 
     async fn new_client(&mut self, target: u64, node: &QuorumNode) -> TcpConn {
+        let at = self.dial.get(&target).unwrap_or(node);
         TcpConn {
             target,
             target_dir: node.directory_id.clone(),
-            client: self.client(node),
+            client: self.client(at),
         }
     }
 }

@@ -101,6 +101,24 @@ fn pump(a: &TcpStream, b: &TcpStream, conns: &Mutex<Vec<TcpStream>>) {
     }
 }
 
+/// DescribeGroups of `group` sent to the broker at `addr` itself: its error code.
+fn describe_group(addr: &str, group: &str) -> i16 {
+    use kafka_protocol::messages::{DescribeGroupsRequest, GroupId};
+    use kafka_protocol::protocol::StrBytes;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = strom_client::conn::Connection::connect(addr, "test", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let mut req = DescribeGroupsRequest::default();
+        req.groups = vec![GroupId(StrBytes::from_string(group.to_string()))];
+        conn.call(&req).await.unwrap().groups[0].error_code
+    })
+}
+
 /// A consumer group works whichever broker its members bootstrap from: FindCoordinator names
 /// the leader of the group's `__consumer_offsets` partition, where its offsets are kept.
 fn group_across_brokers(nodes: &[Node]) {
@@ -130,6 +148,21 @@ fn group_across_brokers(nodes: &[Node]) {
     let (ok, out) = tool(&nodes[2].addr, &consume);
     assert!(ok, "{out}");
     assert_eq!(out.lines().count(), 30);
+    // Only the coordinator answers for the group; the others send the client to look it up.
+    let answers: Vec<i16> = nodes
+        .iter()
+        .map(|n| describe_group(&n.addr, "grp"))
+        .collect();
+    assert_eq!(
+        answers.iter().filter(|c| **c == 0).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|c| **c == 16).count(),
+        2,
+        "{answers:?}"
+    );
     for n in nodes {
         let d = json(&n.addr, &["groups", "describe", "grp"]);
         let committed: i64 = d["partitions"]

@@ -242,6 +242,12 @@ impl OffsetStore {
             .collect()
     }
 
+    /// Forgets the groups `picks` chooses (their partition moved to another coordinator).
+    pub fn unload(&self, picks: &dyn Fn(&str) -> bool) {
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        groups.retain(|g, _| !picks(g));
+    }
+
     pub fn groups(&self) -> Vec<String> {
         self.groups
             .lock()

@@ -25,6 +25,8 @@ pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+pub const NOT_COORDINATOR: i16 = 16;
 
 /// The group coordinator's settings, Kafka's keys and defaults.
 #[derive(Debug, Clone, Copy)]
@@ -488,6 +490,35 @@ impl GroupCoordinator {
             consumer: Mutex::new(HashMap::new()),
             config,
         }
+    }
+
+    /// Drops the groups `picks` chooses (their `__consumer_offsets` partition moved away):
+    /// members waiting in a join or a sync are answered NOT_COORDINATOR, as Kafka's unload
+    /// answers them, and look the coordinator up again.
+    pub fn unload(&self, picks: &dyn Fn(&str) -> bool) {
+        let mut groups = self.lock();
+        let gone: Vec<String> = groups.keys().filter(|g| picks(g)).cloned().collect();
+        for id in gone {
+            let Some(g) = groups.remove(&id) else {
+                continue;
+            };
+            for m in g.members.into_values() {
+                if let Some(tx) = m.join_waiter {
+                    let _ = tx.send(JoinReply {
+                        error_code: NOT_COORDINATOR,
+                        ..JoinReply::default()
+                    });
+                }
+                if let Some(tx) = m.sync_waiter {
+                    let _ = tx.send(SyncReply {
+                        error_code: NOT_COORDINATOR,
+                        ..SyncReply::default()
+                    });
+                }
+            }
+        }
+        drop(groups);
+        self.lock_consumer().retain(|g, _| !picks(g));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
@@ -1385,6 +1416,25 @@ mod tests {
     /// Kafka keeps a member that was given its id (MEMBER_ID_REQUIRED) as pending: a join
     /// phase waits for it, so its second JoinGroup joins this generation instead of being
     /// refused with UNKNOWN_MEMBER_ID once the others completed the phase.
+    #[test]
+    fn unloading_answers_waiting_members_not_coordinator() {
+        let c = GroupCoordinator::new(0);
+        let a = join(&c, "", 0).try_recv().unwrap().member_id;
+        assert_eq!(join(&c, &a, 0).try_recv().unwrap().error_code, NONE);
+        let b = join(&c, "", 100).try_recv().unwrap().member_id;
+        let mut jb = join(&c, &b, 200);
+        assert!(jb.try_recv().is_err(), "b waits for a to rejoin");
+        c.unload(&|g| g == "other");
+        assert!(
+            c.exists("g") && jb.try_recv().is_err(),
+            "another group's unload"
+        );
+        c.unload(&|g| g == "g");
+        assert_eq!(jb.try_recv().unwrap().error_code, NOT_COORDINATOR);
+        assert!(!c.exists("g"));
+        assert_eq!(c.heartbeat("g", 1, &a, 300), UNKNOWN_MEMBER_ID);
+    }
+
     #[test]
     fn a_join_phase_waits_for_members_given_their_id() {
         let c = GroupCoordinator::new(0);

@@ -91,6 +91,11 @@ pub fn heartbeat(
         client_id,
         client_host: format!("/{peer}"),
     };
+    if let Err(c) = broker.check_coordinator(&hb.group_id) {
+        let mut r = ConsumerGroupHeartbeatResponse::default();
+        r.error_code = c;
+        return r;
+    }
     let image = broker.meta.image();
     let reply = broker.groups.consumer_heartbeat(
         &hb,
@@ -164,6 +169,11 @@ pub fn describe(
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();
         g.authorized_operations = ops;
+        if let Err(c) = broker.check_coordinator(id.0.as_str()) {
+            g.error_code = c;
+            r.groups.push(g);
+            continue;
+        }
         match broker.groups.consumer_describe(id.0.as_str()) {
             None => {
                 g.error_code = GROUP_ID_NOT_FOUND;

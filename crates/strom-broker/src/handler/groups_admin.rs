@@ -59,6 +59,11 @@ pub fn describe(
         let mut g = DescribedGroup::default();
         g.group_id = id.clone();
         g.authorized_operations = ops;
+        if let Err(c) = broker.check_coordinator(id.0.as_str()) {
+            g.error_code = c;
+            r.groups.push(g);
+            continue;
+        }
         match broker.groups.describe(id.0.as_str(), &names) {
             // v6 (KIP-1043) names an unknown group; older versions describe it as Dead.
             None if version >= 6 => {
@@ -101,7 +106,10 @@ pub fn delete(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> Pending {
         let mut r = DeleteGroupsResponse::default();
         for id in req.groups_names {
             let name = id.0.as_str().to_string();
-            let mut error_code = broker.groups.delete(&name);
+            let mut error_code = match broker.check_coordinator(&name) {
+                Ok(()) => broker.groups.delete(&name),
+                Err(c) => c,
+            };
             // A group known only by its offsets (no member ever joined here) is deletable too.
             if error_code == GROUP_ID_NOT_FOUND && !broker.offsets.all(&name).is_empty() {
                 error_code = NONE;

@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
     let mut r = HeartbeatResponse::default();
+    if let Err(c) = broker.check_coordinator(req.group_id.0.as_str()) {
+        r.error_code = c;
+        return r;
+    }
     let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
     if broker
         .groups

@@ -2,7 +2,8 @@
 //! completes (or at once with an error or MEMBER_ID_REQUIRED).
 
 use crate::broker::Broker;
-use crate::group::state::JoinRequest;
+use crate::group::state::{JoinRequest, NOT_COORDINATOR};
+use crate::group::JoinReply;
 use crate::handler::{Pending, Reply};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, ResponseKind};
@@ -42,13 +43,27 @@ pub fn handle(
         supports_skip_assignment: version >= 9,
     };
     let image = broker.meta.image();
-    let rx = broker.groups.join(
-        request,
-        crate::metadata_store::now_ms(),
-        &crate::handler::consumer_group::ImageTopics(&image),
-    );
+    let rx = match broker.check_coordinator(&request.group_id) {
+        Ok(()) => broker.groups.join(
+            request,
+            crate::metadata_store::now_ms(),
+            &crate::handler::consumer_group::ImageTopics(&image),
+        ),
+        Err(error_code) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(JoinReply {
+                error_code,
+                ..JoinReply::default()
+            });
+            rx
+        }
+    };
     Box::pin(async move {
-        let j = rx.await.unwrap_or_default();
+        // A group unloaded while this member waited: look the coordinator up again.
+        let j = rx.await.unwrap_or_else(|_| JoinReply {
+            error_code: NOT_COORDINATOR,
+            ..JoinReply::default()
+        });
         let mut r = JoinGroupResponse::default();
         r.error_code = j.error_code;
         r.generation_id = if j.error_code == 0 {

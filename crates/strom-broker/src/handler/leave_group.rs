@@ -9,6 +9,10 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: LeaveGroupRequest) -> Lea
     let group = req.group_id.0.as_str();
     let now = crate::metadata_store::now_ms();
     let mut r = LeaveGroupResponse::default();
+    if let Err(c) = broker.check_coordinator(group) {
+        r.error_code = c;
+        return r;
+    }
     if version < 3 {
         r.error_code = broker
             .groups

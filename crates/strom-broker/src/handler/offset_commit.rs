@@ -65,6 +65,9 @@ fn group_check(broker: &Broker, version: i16, req: &OffsetCommitRequest) -> i16 
     if group.is_empty() {
         return code(ResponseError::InvalidGroupId);
     }
+    if let Err(c) = broker.check_coordinator(group) {
+        return c;
+    }
     let generation = if version >= 1 {
         req.generation_id_or_member_epoch
     } else {

@@ -18,6 +18,10 @@ pub fn handle(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> Pending {
     Box::pin(async move {
         let group = req.group_id.0.as_str().to_string();
         let mut r = OffsetDeleteResponse::default();
+        if let Err(c) = broker.check_coordinator(&group) {
+            r.error_code = c;
+            return Reply::Message(ResponseKind::OffsetDelete(r));
+        }
         if !broker.groups.exists(&group) && broker.offsets.all(&group).is_empty() {
             r.error_code = GROUP_ID_NOT_FOUND;
             return Reply::Message(ResponseKind::OffsetDelete(r));

@@ -55,6 +55,11 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> Of
             });
             let mut out = OffsetFetchResponseGroup::default();
             out.group_id = g.group_id.clone();
+            if let Err(c) = broker.check_coordinator(g.group_id.0.as_str()) {
+                out.error_code = c;
+                r.groups.push(out);
+                continue;
+            }
             // v9+: a consumer-protocol member fetches at its member epoch (KIP-848).
             if let Some(member) = g.member_id.as_ref().filter(|m| !m.is_empty()) {
                 let code = broker.groups.check_offset_fetch(
@@ -90,6 +95,10 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> Of
             }
             r.groups.push(out);
         }
+        return r;
+    }
+    if let Err(c) = broker.check_coordinator(req.group_id.0.as_str()) {
+        r.error_code = c;
         return r;
     }
     let wanted = req.topics.map(|ts| {

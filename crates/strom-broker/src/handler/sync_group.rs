@@ -7,6 +7,11 @@ use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 
 pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
+    if let Err(c) = broker.check_coordinator(req.group_id.0.as_str()) {
+        let mut r = SyncGroupResponse::default();
+        r.error_code = c;
+        return crate::handler::ready(ResponseKind::SyncGroup(r));
+    }
     let instance = req.group_instance_id.as_ref().map(|s| s.as_str());
     if broker
         .groups
@@ -31,7 +36,10 @@ pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
         &crate::handler::consumer_group::ImageTopics(&image),
     );
     Box::pin(async move {
-        let s = rx.await.unwrap_or_default();
+        let s = rx.await.unwrap_or_else(|_| crate::group::SyncReply {
+            error_code: crate::group::state::NOT_COORDINATOR,
+            ..Default::default()
+        });
         let mut r = SyncGroupResponse::default();
         r.error_code = s.error_code;
         r.protocol_type = s.protocol_type.map(StrBytes::from_string);

@@ -114,16 +114,17 @@ pub async fn open_quorum(
         .map_err(raft_error("metadata snapshot"))?;
     let pristine = pristine && sm.handle().current_snapshot().is_none();
     let store = LogStore::open(log).map_err(raft_error("metadata log"))?;
+    let voters = voters_of(node_id, &config.quorum);
+    let dial = voters.iter().map(|(id, n)| (*id, n.clone())).collect();
     let raft = Raft::new(
         node_id as u64,
         raft_config(config)?,
-        TcpNetwork::default(),
+        TcpNetwork::dialling(dial),
         store,
         sm,
     )
     .await
     .map_err(|e| BrokerError::Metadata(format!("starting the metadata quorum: {e}")))?;
-    let voters = voters_of(node_id, &config.quorum);
     if !config.quorum.is_dynamic() {
         check_voters(&raft, &voters)?;
     }

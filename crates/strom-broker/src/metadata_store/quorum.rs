@@ -316,13 +316,14 @@ impl QuorumLog {
         self.raft.metrics().borrow().current_term
     }
 
-    /// Where node `id` is reached: as the membership records it, else as configured.
+    /// Where node `id` is reached: a static voter as configured here (each node's own
+    /// routes), any other node as the membership records it.
     fn node(&self, id: u64) -> Option<QuorumNode> {
+        if let Some(n) = self.voters.get(&id) {
+            return Some(n.clone());
+        }
         let m = self.raft.metrics().borrow().membership_config.clone();
-        m.membership()
-            .get_node(&id)
-            .cloned()
-            .or_else(|| self.voters.get(&id).cloned())
+        m.membership().get_node(&id).cloned()
     }
 
     /// Calls node `id` with a broker call.
