@@ -598,6 +598,85 @@ def test_metadata_quorum(strom):
     assert row[0] == "1" and row[3] == "0" and row[6] == "Leader"
 
 
+def controller_port():
+    """A port for a controller listener, free now, below the kernel's ephemeral range (so no
+    node's outgoing connection takes it before its node binds it)."""
+    import random
+    import socket
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+
+
+def quorum_status(kafka_tools, *where):
+    rc, out, err = kafka_tools.run("kafka-metadata-quorum", *where, "describe", "--status")
+    assert rc == 0, out + err
+    fields = dict(re.split(r":\s+", l, 1) for l in out.splitlines())
+    ids = lambda key: sorted(n["id"] for n in json.loads(fields[key]))
+    return ids("CurrentVoters"), ids("CurrentObservers"), json.loads(fields["CurrentVoters"])
+
+
+def until(check, what, timeout=15):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.time() > deadline:
+                raise AssertionError(f"not within {timeout} s: {what}")
+            time.sleep(0.3)
+
+
+def test_metadata_quorum_adds_and_removes_controllers(kafka_tools, tmp_path):
+    """A dynamic quorum (KIP-853) grown and shrunk with Kafka's own kafka-metadata-quorum,
+    through a broker (--bootstrap-server) and through a controller (--bootstrap-controller):
+    node 1 starts it alone, node 2 observes until add-controller (which reads node 2's
+    directory id from its meta.properties), then node 1 is removed and observes."""
+    from conftest import StromBroker
+    ports = [controller_port(), controller_port()]
+    servers = ",".join(f"127.0.0.1:{p}" for p in ports)
+    nodes = []
+    try:
+        for i, port in enumerate(ports, 1):
+            keys = {"node.id": str(i), "process.roles": "broker,controller",
+                    "listeners": f"PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{port}",
+                    "controller.listener.names": "CONTROLLER",
+                    "controller.quorum.bootstrap.servers": servers}
+            nodes.append(StromBroker(keys).start())
+        controller = ("--bootstrap-controller", f"127.0.0.1:{ports[0]}")
+        until(lambda: assert_eq(quorum_status(kafka_tools, *controller)[:2], ([1], [2])), "node 2 observes")
+        props = tmp_path / "node2.properties"
+        props.write_text(f"node.id=2\nprocess.roles=broker,controller\ncontroller.listener.names=CONTROLLER\n"
+                         f"listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{ports[1]}\n"
+                         f"log.dirs={nodes[1].dir}/data\n")
+        rc, out, err = kafka_tools.run("kafka-metadata-quorum", "--bootstrap-server", nodes[0].bootstrap,
+                                       "--command-config", str(props), "add-controller")
+        assert rc == 0 and "Added controller 2" in out, out + err
+        voters, observers, listed = quorum_status(kafka_tools, *controller)
+        assert (voters, observers) == ([1, 2], [])
+        assert listed[1]["endpoints"] == [f"CONTROLLER://127.0.0.1:{ports[1]}"]
+        one = next(v for v in listed if v["id"] == 1)
+        rc, out, err = kafka_tools.run("kafka-metadata-quorum", "--bootstrap-controller", f"127.0.0.1:{ports[1]}",
+                                       "remove-controller", "--controller-id", "1",
+                                       "--controller-directory-id", one["directoryId"])
+        assert rc == 0 and "Removed" in out, out + err
+        until(lambda: assert_eq(quorum_status(kafka_tools, "--bootstrap-server", nodes[0].bootstrap)[:2],
+                                ([2], [1])), "node 1 observes")
+    finally:
+        for n in nodes:
+            n.cleanup()
+
+
+def assert_eq(got, want):
+    assert got == want, (got, want)
+    return got
+
+
 def test_perf_tests(strom):
     out = strom.ok("kafka-producer-perf-test", "--topic", "perf", "--num-records", "300", "--record-size", "100",
                    "--throughput", "-1", "--producer-props", f"bootstrap.servers={strom.broker.bootstrap}", "acks=all",

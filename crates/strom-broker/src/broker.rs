@@ -112,7 +112,7 @@ impl Broker {
             None => dir.create(METADATA_TOPIC, 0, metadata_log_config())?,
         };
         let applier = Applier::new();
-        let quorum =
+        let (quorum, since_snapshot) =
             crate::metadata_store::open::open_quorum(&config, meta_log, Arc::clone(&applier))
                 .await?;
         let meta = MetadataStore::new(Box::new(quorum), applier);
@@ -160,6 +160,11 @@ impl Broker {
         tasks.push(tokio::spawn(join_quorum(
             Arc::clone(&broker),
             endpoint,
+            rx.clone(),
+        )));
+        tasks.push(tokio::spawn(snapshot_when_due(
+            Arc::clone(&broker),
+            since_snapshot,
             rx.clone(),
         )));
         if config.quorum.broker {
@@ -370,10 +375,13 @@ impl Broker {
             (error::code(code), e.to_string())
         };
         match self.meta.commit(decide).await.map_err(storage)? {
+            // A broker answers once it hosts what it committed; a controller hosts nothing.
             Ok(published) => {
-                crate::reconciler::wait(&mut self.reconciled.subscribe(), published.offset)
-                    .await
-                    .map_err(|e| storage(BrokerError::Metadata(e)))?;
+                if self.config.quorum.broker {
+                    crate::reconciler::wait(&mut self.reconciled.subscribe(), published.offset)
+                        .await
+                        .map_err(|e| storage(BrokerError::Metadata(e)))?;
+                }
                 Ok(published.image)
             }
             Err(e) => Err((error::api_error(&e), e.to_string())),
@@ -762,6 +770,21 @@ async fn join_quorum(
     };
     tokio::select! {
         _ = place => {}
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
+}
+
+/// Snapshots the metadata image by `metadata.log.max.*` (`QuorumLog::snapshot_when_due`).
+async fn snapshot_when_due(
+    broker: Arc<Broker>,
+    since: Arc<std::sync::atomic::AtomicU64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(q) = broker.meta.quorum() else {
+        return;
+    };
+    tokio::select! {
+        _ = q.snapshot_when_due(broker.config.metadata_snapshots, since) => {}
         _ = shutdown.wait_for(|s| *s) => {}
     }
 }

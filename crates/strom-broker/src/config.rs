@@ -97,6 +97,8 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("controller.quorum.voters", Kind::Str, ""),
     ("controller.quorum.bootstrap.servers", Kind::Str, ""),
     ("broker.heartbeat.interval.ms", Kind::Int { min: 1 }, "2000"),
+    ("metadata.log.max.record.bytes.between.snapshots", Kind::Long { min: 1 }, "20971520"),
+    ("metadata.log.max.snapshot.interval.ms", Kind::Long { min: 0 }, "3600000"),
     ("broker.session.timeout.ms", Kind::Int { min: 1 }, "9000"),
     ("offsets.topic.num.partitions", Kind::Int { min: 1 }, "50"),
     ("offsets.retention.minutes", Kind::Int { min: 1 }, "10080"),
@@ -199,6 +201,8 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: i64,
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
     pub broker_session_timeout_ms: i64,
+    /// When the metadata image is snapshotted.
+    pub metadata_snapshots: crate::metadata_store::quorum::SnapshotPolicy,
 }
 
 /// Checks every given key: Strom's own and topic defaults by kind (the topic defaults they
@@ -585,6 +589,12 @@ impl BrokerConfig {
             quorum,
             broker_heartbeat_interval_ms: int("broker.heartbeat.interval.ms"),
             broker_session_timeout_ms: int("broker.session.timeout.ms"),
+            metadata_snapshots: crate::metadata_store::quorum::SnapshotPolicy {
+                max_bytes: int("metadata.log.max.record.bytes.between.snapshots") as u64,
+                max_interval: std::time::Duration::from_millis(int(
+                    "metadata.log.max.snapshot.interval.ms",
+                ) as u64),
+            },
         };
         Ok((config, ignored))
     }

@@ -100,6 +100,32 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListConfigResources, 0, 1),
 ];
 
+/// The listener a request came in on: a client listener, or a controller listener, which
+/// serves the controller's APIs to clients that bootstrap from controllers
+/// (`--bootstrap-controller`, KIP-919) besides the quorum's own calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Broker,
+    Controller,
+}
+
+/// The APIs a controller listener serves.
+pub const CONTROLLER_APIS: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::DescribeCluster,
+    ApiKey::DescribeQuorum,
+    ApiKey::AddRaftVoter,
+    ApiKey::RemoveRaftVoter,
+    ApiKey::UpdateFeatures,
+    ApiKey::DescribeConfigs,
+    ApiKey::IncrementalAlterConfigs,
+];
+
+/// Whether a listener of type `endpoint` serves `api_key`.
+pub fn served_on(endpoint: Endpoint, api_key: ApiKey) -> bool {
+    endpoint == Endpoint::Broker || CONTROLLER_APIS.contains(&api_key)
+}
+
 pub fn supported(api_key: ApiKey, version: i16) -> bool {
     SUPPORTED
         .iter()
@@ -114,6 +140,7 @@ pub fn handle(
     version: i16,
     request: Option<RequestKind>,
     peer: &str,
+    endpoint: Endpoint,
 ) -> Pending {
     let client_id = || {
         header
@@ -123,9 +150,11 @@ pub fn handle(
             .unwrap_or_default()
     };
     match request {
-        None => ready(ResponseKind::ApiVersions(api_versions::unsupported(broker))),
+        None => ready(ResponseKind::ApiVersions(api_versions::unsupported(
+            broker, endpoint,
+        ))),
         Some(RequestKind::ApiVersions(_)) => ready(ResponseKind::ApiVersions(
-            api_versions::handle(broker, version),
+            api_versions::handle(broker, version, endpoint),
         )),
         Some(RequestKind::UpdateFeatures(r)) => update_features::handle(broker, version, r),
         Some(RequestKind::DescribeClientQuotas(r)) => ready(ResponseKind::DescribeClientQuotas(
@@ -155,7 +184,7 @@ pub fn handle(
             delete_records::handle(broker, r),
         )),
         Some(RequestKind::DescribeCluster(r)) => ready(ResponseKind::DescribeCluster(
-            describe_cluster::handle(broker, r),
+            describe_cluster::handle(broker, r, endpoint),
         )),
         Some(RequestKind::DescribeQuorum(r)) => describe_quorum::handle(broker, r),
         Some(RequestKind::AddRaftVoter(r)) => raft_voters::add(broker, r),

@@ -1,19 +1,18 @@
 //! The metadata path: propose, commit, apply, reconcile.
 //!
 //! A controller decision (`commit`) is taken against the newest image and its records are
-//! proposed to the metadata log (`MetadataLog`: today `LocalLog`, one voter on strom-log; the
-//! Raft quorum behind the same trait next). Committed records reach the `Applier`, the one
+//! proposed to the metadata log (`MetadataLog`: `QuorumLog`, the Raft quorum on openraft,
+//! one voter for a single node). Committed records reach the `Applier`, the one
 //! place that applies them to the image: it publishes each new image on a `watch` channel
 //! (what handlers read) and hands the image with its `MetadataDelta` to the reconciler
 //! (`reconciler.rs`), which changes the hosted partitions on its own thread.
 
 pub mod applier;
-pub mod local;
+pub mod legacy;
 pub mod open;
 pub mod quorum;
 
 pub use applier::{Applier, Published};
-pub use local::LocalLog;
 pub use quorum::QuorumLog;
 
 use crate::error::BrokerError;
@@ -38,7 +37,7 @@ pub enum ProposeError {
     Storage(BrokerError),
 }
 
-/// A replicated (or, on one voter, local) log of metadata records.
+/// A replicated log of metadata records.
 pub trait MetadataLog: Send + Sync + std::fmt::Debug {
     /// Appends `records` as one batch, decided on the image at offset `based_on`; resolves
     /// once they are committed and applied here (the applier has published the image

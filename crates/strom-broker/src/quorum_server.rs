@@ -1,6 +1,7 @@
 //! The controller listener: serves the quorum's calls between nodes (openraft's RPCs and the
 //! broker's own, `metadata_store::quorum::AppCall`), framed as Kafka requests with Strom's
-//! private API key. One call at a time per connection, as the callers send them. A client
+//! private API key, and, on a connection that opens with a Kafka request, the controller's
+//! Kafka APIs (`handler::CONTROLLER_APIS`, for `--bootstrap-controller`). One call at a time per connection, as the callers send them. A client
 //! listener hands over connections that open with such a call (`server::connection`): an
 //! observer, a broker without a controller listener, is reached there.
 
@@ -17,8 +18,18 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::
     crate::server::accept_loop(listener, shutdown, move |stream, peer, shutdown| {
         let broker = Arc::clone(&broker);
         tokio::spawn(async move {
-            if let Err(e) = connection(broker, stream, shutdown).await {
-                tracing::debug!(%peer, error = %e, "quorum connection closed");
+            let served = match crate::server::read_head(&broker, &stream).await {
+                Ok(head) if crate::server::is_quorum_call(&head) => {
+                    connection(broker, stream, shutdown, head).await
+                }
+                Ok(head) => {
+                    let kind = crate::handler::Endpoint::Controller;
+                    crate::server::kafka_connection(broker, stream, shutdown, kind, head).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "controller connection closed");
             }
         });
     })
@@ -27,15 +38,19 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::
 
 /// Serves one connection's quorum calls (also a client listener's connection that opened
 /// with one: a broker-only node follows the log there, having no controller listener).
+/// `head` holds the connection's first bytes, already read.
 pub(crate) async fn connection(
     broker: Arc<Broker>,
-    mut stream: TcpStream,
+    stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
+    head: bytes::BytesMut,
 ) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind};
+    let (read, mut write) = stream.into_split();
+    let mut read = std::io::Cursor::new(head).chain(read);
     loop {
         let size = tokio::select! {
-            size = stream.read_i32() => size?,
+            size = read.read_i32() => size?,
             _ = shutdown.changed() => return Ok(()),
         };
         let size = usize::try_from(size)
@@ -43,11 +58,11 @@ pub(crate) async fn connection(
             .filter(|n| (10..=CALL_BYTES_MAX).contains(n))
             .ok_or_else(|| Error::new(ErrorKind::InvalidData, format!("bad frame size {size}")))?;
         let mut frame = vec![0u8; size];
-        stream.read_exact(&mut frame).await?;
+        read.read_exact(&mut frame).await?;
         if !strom_raft::wire::is_rpc(&frame) {
             return Err(Error::new(
                 ErrorKind::InvalidData,
-                "the controller listener serves the quorum's calls only",
+                "a connection that opened with a quorum call makes only quorum calls",
             ));
         }
         let (correlation, body) = strom_raft::wire::parse_request(&frame)
@@ -70,7 +85,7 @@ pub(crate) async fn connection(
             Err(e) => strom_raft::wire::RpcReply::Refused(format!("unreadable call: {e}")),
         };
         let body = serde_json::to_vec(&reply).map_err(Error::other)?;
-        stream
+        write
             .write_all(&strom_raft::wire::response_frame(correlation, &body))
             .await?;
     }

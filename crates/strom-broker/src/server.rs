@@ -9,6 +9,7 @@
 
 use crate::broker::Broker;
 use crate::config::SOCKET_BUFFER_OS_DEFAULT;
+use crate::handler::Endpoint;
 use crate::handler::{self, Pending, Reply};
 use crate::limits::{INFLIGHT_PER_CONNECTION_MAX, READ_BUFFER_BYTES};
 use crate::response;
@@ -209,28 +210,34 @@ fn next_frame(buf: &mut BytesMut, max_frame: usize) -> io::Result<Option<Bytes>>
     Ok(Some(buf.split_to(size).freeze()))
 }
 
+/// A client listener's connection: quorum calls (an observer is reached here), else a
+/// Kafka client, which waits until the broker serves them (it may still be registering).
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let idle = u64::try_from(broker.config.connections_max_idle_ms)
-        .ok()
-        .map(Duration::from_millis);
-    let quorum_call = opens_with_quorum_call(&stream);
-    let quorum_call = match idle {
-        Some(idle) => tokio::time::timeout(idle, quorum_call)
-            .await
-            .unwrap_or(false),
-        None => quorum_call.await,
-    };
-    if quorum_call {
-        return crate::quorum_server::connection(broker, stream, shutdown).await;
+    let head = read_head(&broker, &stream).await?;
+    if is_quorum_call(&head) {
+        return crate::quorum_server::connection(broker, stream, shutdown, head).await;
     }
-    // Clients wait until the broker serves them (it may still be registering).
     if !broker.wait_serving(&mut shutdown).await {
         return Ok(());
     }
+    kafka_connection(broker, stream, shutdown, Endpoint::Broker, head).await
+}
+
+/// Serves a Kafka client's requests on a connection of a listener of type `endpoint`.
+pub(crate) async fn kafka_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+    endpoint: Endpoint,
+    head: BytesMut,
+) -> io::Result<()> {
+    let idle = u64::try_from(broker.config.connections_max_idle_ms)
+        .ok()
+        .map(Duration::from_millis);
     let peer = stream
         .peer_addr()
         .map(|a| a.ip().to_string())
@@ -245,7 +252,7 @@ async fn connection(
         Arc::clone(&activity),
     ));
     let max_frame = broker.config.socket_request_max_bytes;
-    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut buf = head;
     // One idle watch for the connection's life (it re-reads the last activity itself), not
     // a new timer for every read.
     let idle_closed = activity.expired(idle);
@@ -254,14 +261,15 @@ async fn connection(
         match next_frame(&mut buf, max_frame) {
             Err(e) => break Err(e),
             Ok(Some(frame)) => {
-                match decode(frame) {
+                match decode_at(frame, endpoint) {
                     Ok((header, api_key, version, request)) => {
                         let correlation_id = header.correlation_id;
                         // An unknown ApiVersions version is answered in the v0 layout.
                         let version = if request.is_none() { 0 } else { version };
                         activity.in_flight.fetch_add(1, Ordering::Relaxed);
                         activity.touch();
-                        let reply = handler::handle(&broker, &header, version, request, &peer);
+                        let reply =
+                            handler::handle(&broker, &header, version, request, &peer, endpoint);
                         let out = Outgoing {
                             api_key,
                             version,
@@ -303,27 +311,62 @@ async fn connection(
     result
 }
 
-/// Whether a connection's first frame is a call between quorum nodes (Strom's private API
-/// key, which no Kafka client sends). Looked at without reading it; a peer that sends less
-/// than a frame's head within a second is taken for a client.
-async fn opens_with_quorum_call(stream: &TcpStream) -> bool {
-    let mut head = [0u8; 6];
-    let started = Instant::now();
-    loop {
-        match stream.peek(&mut head).await {
-            Ok(n) if n >= head.len() => return strom_raft::wire::is_rpc(&head[4..]),
-            Ok(0) | Err(_) => return false,
-            Ok(_) if started.elapsed() > Duration::from_secs(1) => return false,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+/// A frame's head: its size and API key.
+const HEAD_BYTES: usize = 6;
+
+/// Reads a connection's first bytes, up to a frame's head: enough to tell a call between
+/// quorum nodes (Strom's private API key, which no Kafka client sends) from a Kafka
+/// request. Fewer at end of stream, or when nothing more came for
+/// `connections.max.idle.ms`; the caller goes on with what was read.
+pub(crate) async fn read_head(broker: &Broker, stream: &TcpStream) -> io::Result<BytesMut> {
+    let mut head = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let idle = u64::try_from(broker.config.connections_max_idle_ms)
+        .ok()
+        .map(Duration::from_millis);
+    let fill = fill_head(stream, &mut head);
+    match idle {
+        Some(idle) => {
+            if let Ok(r) = tokio::time::timeout(idle, fill).await {
+                r?;
+            }
+        }
+        None => fill.await?,
+    }
+    Ok(head)
+}
+
+async fn fill_head(stream: &TcpStream, head: &mut BytesMut) -> io::Result<()> {
+    while head.len() < HEAD_BYTES {
+        stream.readable().await?;
+        match stream.try_read_buf(head) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// Whether a connection's first bytes open a call between quorum nodes.
+pub(crate) fn is_quorum_call(head: &[u8]) -> bool {
+    head.len() >= HEAD_BYTES && strom_raft::wire::is_rpc(&head[4..])
 }
 
 /// Decodes a request frame; the request is None only for an ApiVersions request at a
 /// version Strom does not know. `Err`: the connection is closed, as Kafka closes it for an unknown API key, an
 /// unsupported version of anything but ApiVersions, or a malformed request.
 #[allow(clippy::type_complexity)]
-pub fn decode(mut frame: Bytes) -> io::Result<(RequestHeader, ApiKey, i16, Option<RequestKind>)> {
+pub fn decode(frame: Bytes) -> io::Result<(RequestHeader, ApiKey, i16, Option<RequestKind>)> {
+    decode_at(frame, Endpoint::Broker)
+}
+
+/// `decode` on a listener of type `endpoint`: a controller listener serves fewer APIs.
+#[allow(clippy::type_complexity)]
+fn decode_at(
+    mut frame: Bytes,
+    endpoint: Endpoint,
+) -> io::Result<(RequestHeader, ApiKey, i16, Option<RequestKind>)> {
     let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     if frame.len() < 4 {
         return Err(bad("frame too short for a request header".into()));
@@ -331,6 +374,11 @@ pub fn decode(mut frame: Bytes) -> io::Result<(RequestHeader, ApiKey, i16, Optio
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let api_key = ApiKey::try_from(key).map_err(|_| bad(format!("unknown API key {key}")))?;
+    if !handler::served_on(endpoint, api_key) {
+        return Err(bad(format!(
+            "{api_key:?} is not served on a controller listener"
+        )));
+    }
     let supported = handler::supported(api_key, version);
     let header_version = if api_key == ApiKey::ApiVersions && !supported {
         // Kafka reads an unknown ApiVersions version's header as the newest it knows.

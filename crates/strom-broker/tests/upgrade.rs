@@ -110,3 +110,59 @@ fn a_single_node_release_data_dir_opens_unchanged() {
     assert_eq!(create_topic(&mut c, "after", 1), 0);
     rt.block_on(b.shutdown()).unwrap();
 }
+
+/// The topics `c`'s broker lists.
+fn topics(c: &mut Conn) -> Vec<String> {
+    let mut all = MetadataRequest::default();
+    all.topics = None;
+    let r: MetadataResponse = c.call(ApiKey::Metadata, 12, &all);
+    let mut names: Vec<String> = r
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_image_is_snapshotted_after_its_record_bytes_and_restored() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = [("metadata.log.max.record.bytes.between.snapshots", "4000")];
+    let b = start(&rt, tmp.path(), &keys);
+    let mut c = Conn::open(b.addr());
+    let meta_dir = tmp.path().join("data/__cluster_metadata-0");
+    let snapshots = || {
+        std::fs::read_dir(&meta_dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".checkpoint")
+            })
+            .count()
+    };
+    assert_eq!(snapshots(), 0, "a few records are no reason");
+    for i in 0..40 {
+        assert_eq!(create_topic(&mut c, &format!("t{i:02}"), 1), 0);
+    }
+    let started = std::time::Instant::now();
+    while snapshots() == 0 {
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "no snapshot after 40 topics"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let before = topics(&mut c);
+    assert_eq!(before.len(), 40);
+    rt.block_on(b.shutdown()).unwrap();
+    let b = start(&rt, tmp.path(), &keys);
+    let mut c = Conn::open(b.addr());
+    assert_eq!(
+        topics(&mut c),
+        before,
+        "restored from the snapshot and the log after it"
+    );
+    rt.block_on(b.shutdown()).unwrap();
+}

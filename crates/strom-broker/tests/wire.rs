@@ -649,6 +649,10 @@ fn compacted_topics_refuse_records_without_keys_and_ops_are_reported() {
     d.endpoint_type = 1;
     let r: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &d);
     assert_eq!(r.cluster_authorized_operations, 0x1FA0);
+    // Controllers are asked at a controller listener (KIP-919), not here.
+    d.endpoint_type = 2;
+    let r: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &d);
+    assert_eq!((r.error_code, r.endpoint_type), (114, 1));
     rt.block_on(b.shutdown()).unwrap();
 }
 

@@ -61,7 +61,8 @@ fn write_dedicated(dir: &Path) -> Vec<PathBuf> {
         .map(|i| format!("{}@127.0.0.1:{}", i + 1, ports[i]))
         .collect();
     let quorum = format!(
-        "controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n",
+        "controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
+         broker.session.timeout.ms=3000\nbroker.heartbeat.interval.ms=500\n",
         voters.join(",")
     );
     let controllers = (0..3).map(|i| {
@@ -140,8 +141,17 @@ fn dedicated_controllers_lead_brokers_that_observe() {
     let (_, new_leader, _) = cluster(&nodes[4].addr);
     assert!(new_leader != leader && (1..=3).contains(&new_leader));
 
-    // A broker killed and restarted (on a new port) follows the log again and catches up.
+    // A broker killed is fenced by the controller-only leader; restarted (on a new port) it
+    // follows the log again and catches up.
     kill(&mut nodes[3]);
+    let started = Instant::now();
+    while cluster(&nodes[4].addr).0 != vec![5] {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "broker 4 not fenced"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     create_within(&nodes[4].addr, "while-away", Duration::from_secs(10));
     restart(&mut nodes[3]);
     agree(&nodes[3..], "while-away");

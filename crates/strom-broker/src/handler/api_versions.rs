@@ -1,10 +1,11 @@
-//! ApiVersions: the APIs and versions `handler::SUPPORTED` lists, and the feature levels
+//! ApiVersions: the APIs and versions `handler::SUPPORTED` lists (on a controller listener,
+//! those of `handler::CONTROLLER_APIS`), and the feature levels
 //! this broker supports and the cluster has finalized (`strom_meta::features`).
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::error::code;
-use crate::handler::SUPPORTED;
+use crate::handler::{served_on, Endpoint, SUPPORTED};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
@@ -30,11 +31,12 @@ pub fn disabled(config: &BrokerConfig, image: &MetadataImage, api: ApiKey) -> bo
     })
 }
 
-pub fn handle(broker: &Broker, version: i16) -> ApiVersionsResponse {
+pub fn handle(broker: &Broker, version: i16, endpoint: Endpoint) -> ApiVersionsResponse {
     let image = broker.meta.image();
     let mut r = ApiVersionsResponse::default();
     r.api_keys = SUPPORTED
         .iter()
+        .filter(|(key, ..)| served_on(endpoint, *key))
         .filter(|(key, ..)| !disabled(&broker.config, &image, *key))
         .map(|(key, min, max)| {
             let mut v = ApiVersion::default();
@@ -75,8 +77,8 @@ pub fn handle(broker: &Broker, version: i16) -> ApiVersionsResponse {
 
 /// The answer to an ApiVersions version Strom does not know: the error and the versions it
 /// does, in the v0 layout every client can read.
-pub fn unsupported(broker: &Broker) -> ApiVersionsResponse {
-    let mut r = handle(broker, 0);
+pub fn unsupported(broker: &Broker, endpoint: Endpoint) -> ApiVersionsResponse {
+    let mut r = handle(broker, 0, endpoint);
     r.error_code = code(ResponseError::UnsupportedVersion);
     r
 }

@@ -4,7 +4,7 @@
 //! the Raft node are opened.
 
 use super::quorum::{voters_of, ImageState, QuorumLog};
-use super::{Applier, LocalLog};
+use super::Applier;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,7 +29,7 @@ pub fn upgrade_single_node_log(log: &Arc<Log>, node_id: i32) -> Result<bool, Bro
         return Ok(false);
     }
     let applier = Applier::new();
-    LocalLog::open(Arc::clone(log), Arc::clone(&applier))?;
+    super::legacy::replay(log, &applier)?;
     let end = applier.published().offset;
     let node = node_id as u64;
     let last = LogId::new(
@@ -61,7 +61,8 @@ pub fn upgrade_single_node_log(log: &Arc<Log>, node_id: i32) -> Result<bool, Bro
 }
 
 /// openraft's settings: Kafka's election timeout (`controller.quorum.election.timeout.ms`,
-/// 1 s), heartbeats ten times as often, a snapshot every 10,000 entries.
+/// 1 s), heartbeats ten times as often; snapshots are taken by Kafka's policy
+/// (`QuorumLog::snapshot_when_due`), not openraft's.
 fn raft_config(config: &BrokerConfig) -> Result<Arc<openraft::Config>, BrokerError> {
     let election = config
         .given
@@ -74,7 +75,7 @@ fn raft_config(config: &BrokerConfig) -> Result<Arc<openraft::Config>, BrokerErr
         heartbeat_interval: (election / 10).max(1),
         election_timeout_min: election,
         election_timeout_max: election * 2,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 1_000,
         ..openraft::Config::default()
     };
@@ -84,11 +85,12 @@ fn raft_config(config: &BrokerConfig) -> Result<Arc<openraft::Config>, BrokerErr
 }
 
 /// Opens this node's quorum over the metadata log `log`, restoring the image into `applier`.
+/// With the state machine's count of bytes since the last snapshot.
 pub async fn open_quorum(
     config: &BrokerConfig,
     log: Arc<Log>,
     applier: Arc<Applier>,
-) -> Result<QuorumLog, BrokerError> {
+) -> Result<(QuorumLog, Arc<std::sync::atomic::AtomicU64>), BrokerError> {
     let node_id = config.node_id;
     let dir = log.dir().to_path_buf();
     let (pristine, directory_id) = {
@@ -110,8 +112,9 @@ pub async fn open_quorum(
         .await
         .map_err(|e| BrokerError::Metadata(e.to_string()))??
     };
-    let sm = StateMachineStore::open(&dir, ImageState::new(Arc::clone(&applier)))
-        .map_err(raft_error("metadata snapshot"))?;
+    let state = ImageState::new(Arc::clone(&applier));
+    let since_snapshot = state.since_snapshot();
+    let sm = StateMachineStore::open(&dir, state).map_err(raft_error("metadata snapshot"))?;
     let pristine = pristine && sm.handle().current_snapshot().is_none();
     let store = LogStore::open(log).map_err(raft_error("metadata log"))?;
     let voters = voters_of(node_id, &config.quorum);
@@ -128,10 +131,9 @@ pub async fn open_quorum(
     if !config.quorum.is_dynamic() {
         check_voters(&raft, &voters)?;
     }
-    Ok(
-        QuorumLog::new(node_id, raft, applier, voters, pristine, directory_id)
-            .with_bootstrap(&config.quorum.bootstrap_servers),
-    )
+    let quorum = QuorumLog::new(node_id, raft, applier, voters, pristine, directory_id)
+        .with_bootstrap(&config.quorum.bootstrap_servers);
+    Ok((quorum, since_snapshot))
 }
 
 /// A new log directory id: a random UUID, as Kafka's `directory.id`.

@@ -9,6 +9,7 @@ use super::{Applier, BoxFuture, MetadataLog, ProposeError};
 use crate::config::quorum::QuorumConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use strom_meta::{MetadataImage, MetadataRecord};
@@ -126,16 +127,24 @@ pub struct Replica {
 #[derive(Debug)]
 pub struct ImageState {
     applier: Arc<Applier>,
+    /// Record bytes applied since the last snapshot (Kafka's
+    /// `metadata.log.max.record.bytes.between.snapshots` counts these).
+    since_snapshot: Arc<AtomicU64>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredImage {
+/// A snapshot's application state: the image (its own JSON document, embedded as it is)
+/// and the metadata offset it holds everything before.
+#[derive(Deserialize)]
+struct StoredImage<'a> {
     offset: i64,
-    image: serde_json::Value,
+    #[serde(borrow)]
+    image: &'a serde_json::value::RawValue,
 }
 
 impl strom_raft::Applier for ImageState {
     fn apply(&mut self, index: u64, payload: &[u8]) -> Result<(), String> {
+        self.since_snapshot
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let records: Vec<MetadataRecord> =
             serde_json::from_slice(payload).map_err(|e| format!("entry {index}: {e}"))?;
         self.applier
@@ -148,19 +157,18 @@ impl strom_raft::Applier for ImageState {
     }
 
     fn snapshot(&self) -> Vec<u8> {
+        self.since_snapshot.store(0, Ordering::Relaxed);
         let p = self.applier.published();
-        let image = serde_json::from_slice(&p.image.to_snapshot()).unwrap_or_default();
-        serde_json::to_vec(&StoredImage {
-            offset: p.offset,
-            image,
-        })
-        .unwrap_or_default()
+        let mut out = format!("{{\"offset\":{},\"image\":", p.offset).into_bytes();
+        out.extend_from_slice(&p.image.to_snapshot());
+        out.push(b'}');
+        out
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
         let s: StoredImage = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
-        let image = MetadataImage::from_snapshot(s.image.to_string().as_bytes())
-            .map_err(|e| e.to_string())?;
+        let image =
+            MetadataImage::from_snapshot(s.image.get().as_bytes()).map_err(|e| e.to_string())?;
         self.applier.load(image, s.offset);
         Ok(())
     }
@@ -168,8 +176,25 @@ impl strom_raft::Applier for ImageState {
 
 impl ImageState {
     pub fn new(applier: Arc<Applier>) -> ImageState {
-        ImageState { applier }
+        ImageState {
+            applier,
+            since_snapshot: Arc::default(),
+        }
     }
+
+    /// The count of record bytes applied since the last snapshot.
+    pub fn since_snapshot(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.since_snapshot)
+    }
+}
+
+/// When the image is snapshotted (and the log before it purged), Kafka's keys:
+/// `metadata.log.max.record.bytes.between.snapshots` (20 MiB) and
+/// `metadata.log.max.snapshot.interval.ms` (an hour; 0: never by time).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    pub max_bytes: u64,
+    pub max_interval: Duration,
 }
 
 pub struct QuorumLog {
@@ -326,6 +351,17 @@ impl QuorumLog {
         m.membership().get_node(&id).cloned()
     }
 
+    /// Every voter with where it is reached (a single node's own voter has no endpoint and
+    /// is left out).
+    pub fn voter_endpoints(&self) -> Vec<(i32, String, u16)> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership()
+            .voter_ids()
+            .filter_map(|id| self.node(id).map(|n| (id as i32, n.host, n.port)))
+            .filter(|(_, _, port)| *port != 0)
+            .collect()
+    }
+
     /// Calls node `id` with a broker call.
     pub async fn call(&self, id: u64, call: &AppCall) -> Result<AppReply, String> {
         let node = self
@@ -470,6 +506,25 @@ impl QuorumLog {
             Err(e) => {
                 tracing::debug!(leader, error = %e, "forwarding a proposal failed");
                 Ok(None)
+            }
+        }
+    }
+}
+
+impl QuorumLog {
+    /// Snapshots the image once `policy` says so, until dropped: after as many record
+    /// bytes, or after its interval with anything new. `since` is the state machine's count.
+    pub async fn snapshot_when_due(&self, policy: SnapshotPolicy, since: Arc<AtomicU64>) {
+        let mut last = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let bytes = since.load(Ordering::Relaxed);
+            let timed = !policy.max_interval.is_zero() && last.elapsed() >= policy.max_interval;
+            if bytes >= policy.max_bytes || (timed && bytes > 0) {
+                tracing::debug!(bytes, "snapshotting the metadata image");
+                since.store(0, Ordering::Relaxed);
+                last = tokio::time::Instant::now();
+                let _ = self.raft.trigger().snapshot().await;
             }
         }
     }
