@@ -3,15 +3,12 @@
 
 use crate::config::{BrokerConfig, Endpoint};
 use crate::error::{self, BrokerError, Code};
-use crate::group::offsets::{partition_for, OffsetKey, OffsetRecord, OffsetStore, OFFSETS_TOPIC};
-use crate::group::state::GroupSnapshot;
+use crate::group::offsets::{partition_for, OffsetStore, OFFSETS_TOPIC};
 use crate::group::GroupCoordinator;
 use crate::meta_properties::{base64url, local_cluster_id};
 use crate::metadata_store::{Applier, MetadataStore, METADATA_TOPIC};
-use crate::partition::Wait;
 use crate::replica_manager::{log_config, ReplicaManager};
 use crate::server;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use strom_log::{CleanOptions, CleanerOptions, LogConfig, LogDir, LogDirOptions};
@@ -45,7 +42,7 @@ pub struct Broker {
     /// The `__consumer_offsets` partitions whose groups are loaded here.
     pub(crate) coordinated: crate::group::loading::Loaded,
     /// Serialises the creation of `__consumer_offsets`.
-    offsets_topic: tokio::sync::Mutex<()>,
+    pub(crate) offsets_topic: tokio::sync::Mutex<()>,
     /// The cleaner settings the log dirs' cleaner threads run with (None: not started yet).
     cleaner: std::sync::Mutex<Option<CleanerSettings>>,
 }
@@ -169,8 +166,11 @@ impl Broker {
         )));
         if config.quorum.broker {
             broker.start_serving(&advertised, local_id).await?;
-            tasks.push(tokio::spawn(group_ticker(Arc::clone(&broker), rx.clone())));
-            tasks.push(tokio::spawn(group_persister(
+            tasks.push(tokio::spawn(crate::group::persist::group_ticker(
+                Arc::clone(&broker),
+                rx.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::group::persist::group_persister(
                 Arc::clone(&broker),
                 rx.clone(),
             )));
@@ -500,187 +500,6 @@ impl Broker {
         self.advertised
             .get()
             .map_or((String::new(), 0), |a| (a.host.clone(), a.port))
-    }
-
-    /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions` partitions,
-    /// `offsets.topic.segment.bytes` segments) the first time a group needs it, as Kafka does.
-    pub async fn ensure_offsets_topic(&self) -> Result<(), Code> {
-        if self.meta.image().topics.contains_key(OFFSETS_TOPIC) {
-            return Ok(());
-        }
-        let _g = self.offsets_topic.lock().await;
-        if self.meta.image().topics.contains_key(OFFSETS_TOPIC) {
-            return Ok(());
-        }
-        let t = NewTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions: self.config.offsets_topic_num_partitions,
-            replication_factor: 1,
-            assignments: Vec::new(),
-            configs: vec![
-                ("cleanup.policy".into(), "compact".into()),
-                (
-                    "segment.bytes".into(),
-                    self.config.offsets_topic_segment_bytes.to_string(),
-                ),
-            ],
-        };
-        self.commit_topic(&t).await.map(|_| ()).map_err(|(c, _)| c)
-    }
-
-    /// Makes offset records durable in the group's `__consumer_offsets` partition, then
-    /// applies them.
-    pub async fn persist_offsets(&self, group: &str, records: &[OffsetRecord]) -> Result<(), Code> {
-        let unavailable =
-            error::code(kafka_protocol::error::ResponseError::CoordinatorNotAvailable);
-        self.ensure_offsets_topic().await?;
-        let partitions = self
-            .meta
-            .image()
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(0, |t| t.partitions.len() as i32);
-        let partition = self
-            .replicas
-            .get(OFFSETS_TOPIC, partition_for(group, partitions))
-            .ok_or(unavailable)?;
-        let now = crate::metadata_store::now_ms();
-        let mut batch = strom_proto::BatchBuilder::new(now);
-        for r in records {
-            match r.stored() {
-                Some((key, value)) => batch.push(Some(&key), value.as_deref(), now),
-                // A group is deleted as a tombstone per committed offset, so that compaction
-                // removes every trace of it.
-                None => {
-                    for ((topic, partition), _) in self.offsets.all(r.group()) {
-                        let key = OffsetKey {
-                            group: r.group().to_string(),
-                            topic,
-                            partition,
-                        };
-                        batch.push(Some(&key.encode()), None, now);
-                    }
-                    let key = crate::group::offsets::GroupMetadataKey::encode(r.group());
-                    batch.push(Some(&key), None, now);
-                }
-            }
-        }
-        if batch.is_empty() {
-            for r in records {
-                self.offsets.apply(r);
-            }
-            return Ok(());
-        }
-        let mut bytes = batch.build();
-        // A partition this broker no longer leads: the group moved.
-        let not_leader = error::code(kafka_protocol::error::ResponseError::NotLeaderOrFollower);
-        let appended = partition.append_as_leader(&mut bytes).map_err(|(c, _)| {
-            if c == not_leader {
-                crate::group::state::NOT_COORDINATOR
-            } else {
-                c
-            }
-        })?;
-        match partition
-            .wait_for(Wait::HighWatermark, appended.last_offset)
-            .await
-        {
-            Ok(Ok(_)) => {}
-            Ok(Err(c)) => return Err(c),
-            Err(_) => return Err(unavailable),
-        }
-        for r in records {
-            self.offsets.apply(r);
-        }
-        Ok(())
-    }
-
-    /// Deletes the offsets of groups empty for longer than `offsets.retention.minutes`.
-    pub async fn expire_offsets(&self, now_ms: i64) {
-        let cutoff = now_ms - self.config.offsets_retention_minutes * 60_000;
-        for group in self
-            .groups
-            .expirable(&self.offsets.newest_commits(), cutoff)
-        {
-            tracing::info!(group, "offsets expired (offsets.retention.minutes)");
-            if self
-                .persist_offsets(
-                    &group,
-                    &[OffsetRecord::DeleteGroup {
-                        group: group.clone(),
-                    }],
-                )
-                .await
-                .is_ok()
-            {
-                self.groups.forget_if_empty(&group);
-            }
-        }
-    }
-
-    /// Rebuilds committed offsets and the groups (members, generations, assignments) from
-    /// `__consumer_offsets`.
-    /// Writes the membership of every group that changed since it was last written.
-    async fn persist_groups(&self, written: &mut HashMap<String, GroupSnapshot>) {
-        let now: HashMap<String, GroupSnapshot> = self.groups.snapshots().into_iter().collect();
-        written.retain(|g, _| now.contains_key(g));
-        for (group, snapshot) in now {
-            if written.get(&group) == Some(&snapshot) {
-                continue;
-            }
-            let record = OffsetRecord::GroupMetadata {
-                group: group.clone(),
-                snapshot: Some(snapshot.clone()),
-            };
-            match self.persist_offsets(&group, &[record]).await {
-                Ok(()) => {
-                    written.insert(group, snapshot);
-                }
-                Err(code) => {
-                    tracing::warn!(%group, code, "group membership not persisted; retried");
-                }
-            }
-        }
-    }
-}
-
-/// Expires group members and ends timed-out rebalances; every
-/// `offsets.retention.check.interval.ms`, drops the offsets of groups empty for longer than
-/// `offsets.retention.minutes`.
-async fn group_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
-    let mut last_retention = crate::metadata_store::now_ms();
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
-                let now = crate::metadata_store::now_ms();
-                broker.groups.tick(now);
-                if now - last_retention >= broker.config.offsets_retention_check_interval_ms {
-                    last_retention = now;
-                    broker.expire_offsets(now).await;
-                }
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Every `GROUP_PERSIST_INTERVAL_MS`, writes the membership of the groups that changed to
-/// `__consumer_offsets`, so that a restarted broker restores them (see ARCHITECTURE.md).
-async fn group_persister(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(std::time::Duration::from_millis(
-        crate::limits::GROUP_PERSIST_INTERVAL_MS,
-    ));
-    let mut written: HashMap<String, GroupSnapshot> =
-        broker.groups.snapshots().into_iter().collect();
-    loop {
-        tokio::select! {
-            _ = every.tick() => broker.persist_groups(&mut written).await,
-            _ = shutdown.changed() => {
-                broker.persist_groups(&mut written).await;
-                return;
-            }
-        }
     }
 }
 

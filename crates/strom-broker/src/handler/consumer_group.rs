@@ -3,7 +3,8 @@
 
 use crate::broker::Broker;
 use crate::error::code;
-use crate::group::consumer::{Assignment, Heartbeat, Topics};
+use crate::group::assignor::Assignment;
+use crate::group::consumer::{Heartbeat, Topics};
 use crate::group::state::GROUP_ID_NOT_FOUND;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response::{
