@@ -55,9 +55,6 @@ KNOWN = [
      "Strom says what is wrong with a refused batch in error_message; Kafka sends null"),
     ("describe_broker_configs", r"^broker (all: |key )", "a broker's DescribeConfigs lists the keys Strom "
      "honours and dynamic keys set, not every key Kafka defines (docs/broker-config-keys.md)"),
-    ("describe_cluster", r"^controllers: ", "Strom's one listener serves the broker and the controller "
-     "roles, so DescribeCluster for controllers is answered there; Kafka's broker listener refuses it "
-     "(MISMATCHED_ENDPOINT_TYPE)"),
 ]
 
 

@@ -43,6 +43,8 @@ pub struct Broker {
     pub(crate) coordinated: crate::group::loading::Loaded,
     /// Serialises the creation of `__consumer_offsets`.
     pub(crate) offsets_topic: tokio::sync::Mutex<()>,
+    /// One membership write at a time (`group/persist.rs`).
+    pub(crate) membership_writes: tokio::sync::Mutex<()>,
     /// The cleaner settings the log dirs' cleaner threads run with (None: not started yet).
     cleaner: std::sync::Mutex<Option<CleanerSettings>>,
 }
@@ -135,6 +137,7 @@ impl Broker {
             offsets: OffsetStore::default(),
             coordinated: Default::default(),
             offsets_topic: tokio::sync::Mutex::new(()),
+            membership_writes: tokio::sync::Mutex::new(()),
             cleaner: std::sync::Mutex::new(None),
         });
         let _ = broker.advertised.set(advertised.clone());

@@ -380,6 +380,7 @@ fn group_config(int: &dyn Fn(&str) -> i64, assignors: &str) -> Result<GroupConfi
             max_size: int("group.consumer.max.size") as usize,
             assignors: parse_assignors(assignors)?,
         },
+        member_id: crate::group::state::new_member_id,
     })
 }
 

@@ -138,19 +138,35 @@ impl Broker {
             if written.get(&group) == Some(&snapshot) {
                 continue;
             }
-            let record = OffsetRecord::GroupMetadata {
-                group: group.clone(),
-                snapshot: Some(snapshot.clone()),
-            };
-            match self.persist_offsets(&group, &[record]).await {
-                Ok(()) => {
-                    written.insert(group, snapshot);
+            match self.persist_membership(&group).await {
+                Ok(Some(stored)) => {
+                    written.insert(group, stored);
                 }
+                Ok(None) => {}
                 Err(code) => {
                     tracing::warn!(%group, code, "group membership not persisted; retried");
                 }
             }
         }
+    }
+
+    /// Writes `group`'s membership as it is now, if it has one to write. One writer at a
+    /// time, each taking the snapshot once it has its turn: a later write never carries an
+    /// older generation than an earlier one.
+    pub(crate) async fn persist_membership(
+        &self,
+        group: &str,
+    ) -> Result<Option<GroupSnapshot>, Code> {
+        let _turn = self.membership_writes.lock().await;
+        let Some(snapshot) = self.groups.snapshot_of(group) else {
+            return Ok(None);
+        };
+        let record = OffsetRecord::GroupMetadata {
+            group: group.to_string(),
+            snapshot: Some(snapshot.clone()),
+        };
+        self.persist_offsets(group, &[record]).await?;
+        Ok(Some(snapshot))
     }
 }
 

@@ -32,6 +32,9 @@ pub struct GroupConfig {
     pub max_size: usize,
     /// The consumer protocol's (KIP-848) settings.
     pub consumer: consumer::Timing,
+    /// Makes a new member id, for a classic member from its client id (injected, so that
+    /// tests can name members).
+    pub member_id: fn(Option<&str>) -> String,
 }
 
 impl Default for GroupConfig {
@@ -42,6 +45,7 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             max_size: i32::MAX as usize,
             consumer: consumer::Timing::default(),
+            member_id: new_member_id,
         }
     }
 }
@@ -52,6 +56,28 @@ impl Default for GroupConfig {
 pub enum GroupSnapshot {
     Classic(ClassicSnapshot),
     Consumer(consumer::Group),
+}
+
+/// A SyncGroup's outcome (see `GroupCoordinator::sync_outcome`).
+#[derive(Debug)]
+pub struct Synced {
+    /// This member's answer.
+    pub reply: oneshot::Receiver<SyncReply>,
+    /// The generation it completed (group, generation): its membership is written before
+    /// the answers go out.
+    pub completed: Option<(String, i32)>,
+    /// The members' answers, given once the record is written.
+    pub answers: Vec<(oneshot::Sender<SyncReply>, SyncReply)>,
+}
+
+impl Synced {
+    /// Gives the answers (the record written, or none to write); this member's to await.
+    pub fn deliver(self) -> oneshot::Receiver<SyncReply> {
+        for (w, answer) in self.answers {
+            let _ = w.send(answer);
+        }
+        self.reply
+    }
 }
 
 /// What JoinGroup asked, already decoded.
@@ -152,6 +178,17 @@ impl GroupCoordinator {
         if let Some(message) = consumer::invalid(req) {
             return fail(consumer::INVALID_REQUEST, message.into());
         }
+        // v0: the coordinator names a new member.
+        let named;
+        let req = if req.member_id.is_empty() && req.member_epoch == 0 {
+            named = consumer::Heartbeat {
+                member_id: (self.config.member_id)(None),
+                ..req.clone()
+            };
+            &named
+        } else {
+            req
+        };
         let mut classic = self.lock();
         let mut groups = self.lock_consumer();
         if let Some(g) = classic.get(&req.group_id) {
@@ -206,6 +243,16 @@ impl GroupCoordinator {
                 .map(|(id, g)| (id.clone(), GroupSnapshot::Consumer(g.clone()))),
         );
         out
+    }
+
+    /// One group's membership to persist now, if it has one to persist.
+    pub fn snapshot_of(&self, group_id: &str) -> Option<GroupSnapshot> {
+        if let Some(g) = self.lock().get(group_id) {
+            return g.snapshot().map(GroupSnapshot::Classic);
+        }
+        self.lock_consumer()
+            .get(group_id)
+            .map(|g| GroupSnapshot::Consumer(g.clone()))
     }
 
     /// Restores a group from its snapshot at start-up; its members get a full session.
@@ -279,7 +326,7 @@ impl GroupCoordinator {
             let mut consumer = self.lock_consumer();
             if let Some(cg) = consumer.get_mut(&r.group_id) {
                 if !cg.is_empty() {
-                    let _ = tx.send(join_consumer_group(cg, r, now_ms, limits.consumer, topics));
+                    let _ = tx.send(join_consumer_group(cg, r, now_ms, limits, topics));
                     return rx;
                 }
                 // An empty consumer group becomes a classic one.
@@ -311,7 +358,7 @@ impl GroupCoordinator {
                 // A static member coming back (KIP-345): it takes its old place under a new
                 // member id, and whoever still uses the old id is fenced (FENCED_INSTANCE_ID);
                 // a stable group with the same subscription does not rebalance for it.
-                let id = new_member_id(&r.client_id);
+                let id = (limits.member_id)(Some(&r.client_id));
                 if let Some(mut old) = group.members.remove(&old_id) {
                     if let Some(w) = old.join_waiter.take() {
                         let _ = w.send(JoinReply {
@@ -361,7 +408,7 @@ impl GroupCoordinator {
                     fail(tx, GROUP_MAX_SIZE_REACHED, String::new());
                     return rx;
                 }
-                let id = new_member_id(&r.client_id);
+                let id = (limits.member_id)(Some(&r.client_id));
                 if r.require_known_member_id && r.instance_id.is_none() {
                     let expires = now_ms + i64::from(r.session_timeout_ms);
                     group.pending.insert(id.clone(), expires);
@@ -447,6 +494,7 @@ impl GroupCoordinator {
         rx
     }
 
+    /// A SyncGroup, its answers given at once (the coordinator's own tests and models).
     pub fn sync(
         &self,
         group_id: &str,
@@ -456,7 +504,54 @@ impl GroupCoordinator {
         now_ms: i64,
         topics: &dyn consumer::Topics,
     ) -> oneshot::Receiver<SyncReply> {
+        self.sync_outcome(group_id, generation, member_id, assignments, now_ms, topics)
+            .deliver()
+    }
+
+    /// The membership record of a completed generation could not be written: its members
+    /// get `code` instead of their assignments, and the group rebalances (as Kafka does when
+    /// it cannot store a group).
+    pub fn sync_failed(
+        &self,
+        synced: Synced,
+        code: i16,
+        now_ms: i64,
+    ) -> oneshot::Receiver<SyncReply> {
+        for (w, _) in synced.answers {
+            let _ = w.send(SyncReply {
+                error_code: code,
+                ..SyncReply::default()
+            });
+        }
+        if let Some((group_id, generation)) = synced.completed {
+            let mut groups = self.lock();
+            if let Some(g) = groups.get_mut(&group_id) {
+                if g.generation == generation && g.state == State::Stable {
+                    g.prepare_rebalance(now_ms, 0);
+                }
+            }
+        }
+        synced.reply
+    }
+
+    /// A SyncGroup as Kafka's CoordinatorResult: when it completes a generation, that
+    /// generation (whose membership is to be written) and the answers to give once it is
+    /// (`deliver`), or to replace with an error if it cannot be (`sync_failed`).
+    pub fn sync_outcome(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+        now_ms: i64,
+        topics: &dyn consumer::Topics,
+    ) -> Synced {
         let (tx, rx) = oneshot::channel();
+        let mut out = Synced {
+            reply: rx,
+            completed: None,
+            answers: Vec::new(),
+        };
         let reply = |code: i16| SyncReply {
             error_code: code,
             ..SyncReply::default()
@@ -471,20 +566,20 @@ impl GroupCoordinator {
                 },
                 Err(code) => reply(code),
             });
-            return rx;
+            return out;
         }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             let _ = tx.send(reply(UNKNOWN_MEMBER_ID));
-            return rx;
+            return out;
         };
         if !group.members.contains_key(member_id) {
             let _ = tx.send(reply(UNKNOWN_MEMBER_ID));
-            return rx;
+            return out;
         }
         if generation != group.generation {
             let _ = tx.send(reply(ILLEGAL_GENERATION));
-            return rx;
+            return out;
         }
         match group.state {
             State::PreparingRebalance => {
@@ -493,7 +588,7 @@ impl GroupCoordinator {
             State::Stable => {
                 // Kafka restarts the member's session on a SyncGroup in a stable group too.
                 let Some(m) = group.members.get_mut(member_id) else {
-                    return rx;
+                    return out;
                 };
                 m.last_heartbeat_ms = now_ms;
                 let _ = tx.send(SyncReply {
@@ -519,21 +614,23 @@ impl GroupCoordinator {
                         if let Some(w) = m.sync_waiter.take() {
                             // Its session restarts with the answer, as in Kafka.
                             m.last_heartbeat_ms = now_ms;
-                            let _ = w.send(SyncReply {
+                            let answer = SyncReply {
                                 error_code: NONE,
                                 protocol_type: pt.clone(),
                                 protocol_name: pn.clone(),
                                 assignment: m.assignment.clone(),
-                            });
+                            };
+                            out.answers.push((w, answer));
                         }
                     }
+                    out.completed = Some((group_id.to_string(), group.generation));
                 }
             }
             State::Empty | State::Dead => {
                 let _ = tx.send(reply(UNKNOWN_MEMBER_ID));
             }
         }
-        rx
+        out
     }
 
     pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str, now_ms: i64) -> i16 {
@@ -842,14 +939,14 @@ impl GroupCoordinator {
     }
 }
 
-/// A member id as Kafka makes them: the client id (or "member"), a dash, a random UUID.
-fn new_member_id(client_id: &str) -> String {
-    let prefix = if client_id.is_empty() {
-        "member"
-    } else {
-        client_id
-    };
-    format!("{prefix}-{}", uuid::Uuid::new_v4())
+/// A member id as Kafka makes them: for a classic member the client id (or "member"), a
+/// dash, a random UUID; for a consumer-protocol member the UUID alone.
+pub fn new_member_id(client_id: Option<&str>) -> String {
+    match client_id {
+        None => uuid::Uuid::new_v4().to_string(),
+        Some("") => format!("member-{}", uuid::Uuid::new_v4()),
+        Some(client) => format!("{client}-{}", uuid::Uuid::new_v4()),
+    }
 }
 
 /// A classic member's JoinGroup into a consumer group: the assignment is the broker's; the
@@ -858,9 +955,10 @@ fn join_consumer_group(
     cg: &mut consumer::Group,
     r: JoinRequest,
     now_ms: i64,
-    timing: consumer::Timing,
+    config: GroupConfig,
     topics: &dyn consumer::Topics,
 ) -> JoinReply {
+    let timing = config.consumer;
     let fail = |code: i16, member_id: String| JoinReply {
         error_code: code,
         member_id,
@@ -870,7 +968,7 @@ fn join_consumer_group(
         return fail(INCONSISTENT_GROUP_PROTOCOL, r.member_id);
     }
     let member_id = if r.member_id.is_empty() {
-        let id = new_member_id(&r.client_id);
+        let id = (config.member_id)(Some(&r.client_id));
         if r.require_known_member_id {
             return fail(MEMBER_ID_REQUIRED, id);
         }
@@ -994,6 +1092,48 @@ mod tests {
             now,
             &consumer::NoTopics,
         )
+    }
+
+    #[test]
+    fn a_generation_is_answered_once_stored_and_rebalances_if_it_cannot_be() {
+        let c = GroupCoordinator::new(0);
+        let a = join(&c, "", 0).try_recv().unwrap().member_id;
+        assert_eq!(join(&c, &a, 0).try_recv().unwrap().generation_id, 1);
+        let all = vec![(a.clone(), Bytes::from_static(b"all"))];
+        let mut synced = c.sync_outcome("g", 1, &a, all.clone(), 0, &consumer::NoTopics);
+        assert_eq!(synced.completed, Some(("g".to_string(), 1)));
+        assert!(
+            synced.reply.try_recv().is_err(),
+            "not answered before it is stored"
+        );
+        assert_eq!(synced.deliver().try_recv().unwrap().assignment, all[0].1);
+        // Stored or not, a stable group's SyncGroup completes nothing new.
+        let again = c.sync_outcome("g", 1, &a, all, 0, &consumer::NoTopics);
+        assert_eq!(again.completed, None);
+        // A generation that cannot be stored: the error, and a rebalance.
+        let b = join(&c, "", 100).try_recv().unwrap().member_id;
+        let mut jb = join(&c, &b, 100);
+        let ja = join(&c, &a, 100).try_recv().unwrap();
+        assert_eq!(jb.try_recv().unwrap().generation_id, 2);
+        let mut sb = c.sync("g", 2, &b, vec![], 100, &consumer::NoTopics);
+        let synced = c.sync_outcome("g", 2, &ja.member_id, vec![], 100, &consumer::NoTopics);
+        assert!(sb.try_recv().is_err());
+        let mut sa = c.sync_failed(synced, NOT_COORDINATOR, 100);
+        assert_eq!(sa.try_recv().unwrap().error_code, NOT_COORDINATOR);
+        assert_eq!(sb.try_recv().unwrap().error_code, NOT_COORDINATOR);
+        assert_eq!(c.heartbeat("g", 2, &b, 100), REBALANCE_IN_PROGRESS);
+    }
+
+    #[test]
+    fn member_ids_come_from_the_injected_maker() {
+        let c = GroupCoordinator::with_config(GroupConfig {
+            initial_delay_ms: 0,
+            member_id: |client| format!("{}-1", client.unwrap_or("consumer")),
+            ..GroupConfig::default()
+        });
+        assert_eq!(join(&c, "", 0).try_recv().unwrap().member_id, "c-1");
+        assert!(new_member_id(Some("c")).starts_with("c-"));
+        assert!(new_member_id(Some("")).starts_with("member-"));
     }
 
     #[test]

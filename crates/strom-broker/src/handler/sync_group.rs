@@ -1,10 +1,14 @@
-//! SyncGroup: the leader hands out assignments; every member gets its own once it has.
+//! SyncGroup: the leader hands out assignments; every member gets its own once it has and
+//! the generation's membership is stored.
 
 use crate::broker::Broker;
+use crate::group::state::{Synced, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR};
+use crate::group::SyncReply;
 use crate::handler::{Pending, Reply};
 use kafka_protocol::messages::{ResponseKind, SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
+use tokio::sync::oneshot;
 
 pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
     if let Err(c) = broker.check_coordinator(req.group_id.0.as_str()) {
@@ -27,7 +31,7 @@ pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
         .map(|a| (a.member_id.as_str().to_string(), a.assignment.clone()))
         .collect();
     let image = broker.meta.image();
-    let rx = broker.groups.sync(
+    let synced = broker.groups.sync_outcome(
         req.group_id.0.as_str(),
         req.generation_id,
         req.member_id.as_str(),
@@ -35,7 +39,9 @@ pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
         crate::metadata_store::now_ms(),
         &crate::handler::consumer_group::ImageTopics(&image),
     );
+    let broker = Arc::clone(broker);
     Box::pin(async move {
+        let rx = stored(&broker, synced).await;
         let s = rx.await.unwrap_or_else(|_| crate::group::SyncReply {
             error_code: crate::group::state::NOT_COORDINATOR,
             ..Default::default()
@@ -47,4 +53,25 @@ pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
         r.assignment = s.assignment;
         Reply::Message(ResponseKind::SyncGroup(r))
     })
+}
+
+/// A completed generation's membership is written before its members get their
+/// assignments (as Kafka answers SyncGroup once GroupMetadata is stored); if it cannot be,
+/// they get the error and the group rebalances.
+async fn stored(broker: &Broker, synced: Synced) -> oneshot::Receiver<SyncReply> {
+    let Some((group, _)) = synced.completed.clone() else {
+        return synced.deliver();
+    };
+    match broker.persist_membership(&group).await {
+        Ok(_) => synced.deliver(),
+        Err(code) => {
+            let code = if code == NOT_COORDINATOR {
+                code
+            } else {
+                COORDINATOR_NOT_AVAILABLE
+            };
+            let now = crate::metadata_store::now_ms();
+            broker.groups.sync_failed(synced, code, now)
+        }
+    }
 }
