@@ -45,6 +45,8 @@ pub struct Broker {
     pub(crate) offsets_topic: tokio::sync::Mutex<()>,
     /// One membership write at a time (`group/persist.rs`).
     pub(crate) membership_writes: tokio::sync::Mutex<()>,
+    /// The log dirs' directory ids (`meta_properties.rs`), registered with the broker.
+    log_dir_ids: Vec<uuid::Uuid>,
     /// The cleaner settings the log dirs' cleaner threads run with (None: not started yet).
     cleaner: std::sync::Mutex<Option<CleanerSettings>>,
 }
@@ -114,6 +116,7 @@ impl Broker {
         let (quorum, since_snapshot) =
             crate::metadata_store::open::open_quorum(&config, meta_log, Arc::clone(&applier))
                 .await?;
+        let log_dir_ids = crate::meta_properties::log_dir_ids(&config, quorum.directory_id())?;
         let meta = MetadataStore::new(Box::new(quorum), applier);
         let (clients, controllers) = bind_listeners(&config).await?;
         let client_addrs: Vec<SocketAddr> = clients.iter().map(|(a, _)| *a).collect();
@@ -138,6 +141,7 @@ impl Broker {
             coordinated: Default::default(),
             offsets_topic: tokio::sync::Mutex::new(()),
             membership_writes: tokio::sync::Mutex::new(()),
+            log_dir_ids,
             cleaner: std::sync::Mutex::new(None),
         });
         let _ = broker.advertised.set(advertised.clone());
@@ -244,6 +248,7 @@ impl Broker {
             host: advertised.host.clone(),
             port: advertised.port,
             rack: self.config.broker_rack.clone(),
+            log_dirs: self.log_dir_ids.clone(),
         };
         let new_id = local_id
             .clone()
@@ -272,6 +277,7 @@ impl Broker {
                     host: b.host.clone(),
                     port: b.port,
                     rack: b.rack.clone(),
+                    log_dirs: b.log_dirs.clone(),
                 } != registration
             }) {
                 records.push(registration.clone());
@@ -300,8 +306,7 @@ impl Broker {
 
     /// Keeps the cluster id, and writes it (with the quorum's directory id) to the log dirs.
     fn record_cluster_id(&self, cluster_id: &str) -> Result<(), BrokerError> {
-        let dir = self.meta.quorum().map_or("", |q| q.directory_id());
-        crate::meta_properties::record(&self.config, cluster_id, dir)?;
+        crate::meta_properties::record(&self.config, cluster_id, &self.log_dir_ids)?;
         let _ = self.cluster_id.set(cluster_id.to_string());
         Ok(())
     }

@@ -31,6 +31,7 @@ fn write_single_node_release(data: &std::path::Path, topic_id: Uuid) {
             host: "localhost".into(),
             port: 9092,
             rack: None,
+            log_dirs: Vec::new(),
         }],
         vec![
             MetadataRecord::Topic {

@@ -432,6 +432,7 @@ mod tests {
             host: "localhost".into(),
             port: 9092,
             rack: None,
+            log_dirs: Vec::new(),
         })
         .unwrap();
         img

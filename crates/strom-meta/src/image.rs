@@ -13,6 +13,9 @@ pub struct BrokerImage {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Its log dirs' directory ids, as it registered them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_dirs: Vec<Uuid>,
     /// Fenced: missed its session or shut down; not listed to clients, leads nothing.
     #[serde(default)]
     pub fenced: bool,
@@ -62,6 +65,7 @@ impl MetadataImage {
                 host,
                 port,
                 rack,
+                log_dirs,
             } => {
                 self.brokers.insert(
                     *node_id,
@@ -70,6 +74,7 @@ impl MetadataImage {
                         host: host.clone(),
                         port: *port,
                         rack: rack.clone(),
+                        log_dirs: log_dirs.clone(),
                         fenced: false,
                     },
                 );
@@ -278,6 +283,7 @@ mod tests {
                 host: "h".into(),
                 port: 9092,
                 rack: None,
+                log_dirs: Vec::new(),
             },
             MetadataRecord::Topic {
                 name: "t".into(),

@@ -97,6 +97,7 @@ mod tests {
                 host: "h".into(),
                 port: 9092,
                 rack: None,
+                log_dirs: Vec::new(),
             })
             .collect();
         records.push(MetadataRecord::Topic {

@@ -102,6 +102,7 @@ mod tests {
                 host: "h".into(),
                 port: 1,
                 rack: r.map(str::to_string),
+                log_dirs: Vec::new(),
                 fenced: false,
             })
             .collect()

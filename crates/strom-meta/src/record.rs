@@ -19,6 +19,9 @@ pub enum MetadataRecord {
         host: String,
         port: u16,
         rack: Option<String>,
+        /// Its log dirs' directory ids (the first holds the metadata log).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        log_dirs: Vec<Uuid>,
     },
     Topic {
         name: String,

@@ -16,7 +16,8 @@ fn record() -> impl Strategy<Value = MetadataRecord> {
             node_id,
             host: "h".into(),
             port,
-            rack: None
+            rack: None,
+            log_dirs: vec![Uuid::from_u128(u128::from(port))],
         }),
         (name.clone(), id.clone())
             .prop_map(|(name, topic_id)| MetadataRecord::Topic { name, topic_id }),

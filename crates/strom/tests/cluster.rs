@@ -351,6 +351,18 @@ fn a_dead_broker_is_fenced_and_back_after_a_restart() {
         assert!(started.elapsed() < Duration::from_secs(20), "never fenced");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The partition it led has no leader now, and a describe says so.
+    let t = json(&other, &["topics", "describe", "f"]);
+    let leaders: Vec<i64> = t[0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["leader"].as_i64().unwrap())
+        .collect();
+    assert!(
+        leaders.contains(&-1) && !leaders.contains(&victim_id),
+        "{t}"
+    );
     let mut child = spawn(&nodes[victim].config);
     nodes[victim].addr = ready(&mut child, &nodes[victim].config);
     nodes[victim].child = Some(child);

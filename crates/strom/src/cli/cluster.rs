@@ -62,38 +62,9 @@ pub async fn run(cmd: ClusterCommand, common: &Common) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A directory id as a UUID or in Kafka's form (URL-safe base64, as `meta.properties`'s
-/// `directory.id` and `kafka-metadata-quorum` show it).
+/// A directory id as a UUID or in Kafka's form.
 fn parse_directory_id(s: &str) -> Result<uuid::Uuid, String> {
-    if let Ok(u) = uuid::Uuid::parse_str(s) {
-        return Ok(u);
-    }
-    let digit = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bits = s
-        .trim_end_matches('=')
-        .bytes()
-        .try_fold(Vec::new(), |mut v, c| {
-            v.push(digit(c)?);
-            Some(v)
-        });
-    match bits {
-        Some(d) if d.len() == 22 => {
-            let n = d.iter().fold(0u128, |n, x| (n << 6) | u128::from(*x)) >> 4;
-            Ok(uuid::Uuid::from_u128(n))
-        }
-        _ => Err(format!(
-            "{s:?} is not a directory id (a UUID or Kafka's base64 form)"
-        )),
-    }
+    strom_broker::meta_properties::parse_directory_id(s)
 }
 
 /// `host:port`.
@@ -245,6 +216,11 @@ mod tests {
         assert_eq!(super::parse_directory_id("Dx4tPEtaaXiHlqW0w9Lh8A"), Ok(u));
         assert_eq!(super::parse_directory_id(&u.to_string()), Ok(u));
         assert!(super::parse_directory_id("Dx4tPEta").is_err());
+        // A top nibble set (Kafka's form of ff..ff is "_____________________w").
+        assert_eq!(
+            super::parse_directory_id("_____________________w"),
+            Ok(uuid::Uuid::from_u128(u128::MAX))
+        );
         assert!(super::parse_directory_id("not!a!directory!id!!!!").is_err());
     }
 }

@@ -134,9 +134,11 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
                     )
                     .into());
                 }
+                // A partition with no leader (its brokers fenced) has no offsets to ask for.
                 let tps: Vec<(String, i32)> = t
                     .partitions
                     .iter()
+                    .filter(|p| p.leader >= 0)
                     .map(|p| (t.name.clone(), p.partition))
                     .collect();
                 let start = admin.list_offsets(&tps, OffsetSpec::Earliest).await?;
@@ -208,7 +210,11 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
                             .map(|p| {
                                 vec![
                                     p.partition.to_string(),
-                                    p.leader.to_string(),
+                                    if p.leader < 0 {
+                                        "none".to_string()
+                                    } else {
+                                        p.leader.to_string()
+                                    },
                                     ids(&p.replicas),
                                     ids(&p.isr),
                                     offset(start, p.partition),
