@@ -43,8 +43,8 @@ pub struct Broker {
     pub(crate) coordinated: crate::group::loading::Loaded,
     /// Serialises the creation of `__consumer_offsets`.
     pub(crate) offsets_topic: tokio::sync::Mutex<()>,
-    /// One membership write at a time (`group/persist.rs`).
-    pub(crate) membership_writes: tokio::sync::Mutex<()>,
+    /// One membership write at a time per `__consumer_offsets` partition (`group/persist.rs`).
+    pub(crate) membership_writes: crate::group::persist::Turns,
     /// The log dirs' directory ids (`meta_properties.rs`), registered with the broker.
     log_dir_ids: Vec<uuid::Uuid>,
     /// The cleaner settings the log dirs' cleaner threads run with (None: not started yet).
@@ -140,7 +140,7 @@ impl Broker {
             offsets: OffsetStore::default(),
             coordinated: Default::default(),
             offsets_topic: tokio::sync::Mutex::new(()),
-            membership_writes: tokio::sync::Mutex::new(()),
+            membership_writes: Default::default(),
             log_dir_ids,
             cleaner: std::sync::Mutex::new(None),
         });

@@ -184,7 +184,7 @@ pub fn handle(
             delete_records::handle(broker, r),
         )),
         Some(RequestKind::DescribeCluster(r)) => ready(ResponseKind::DescribeCluster(
-            describe_cluster::handle(broker, r, endpoint),
+            describe_cluster::handle(broker, version, r, endpoint),
         )),
         Some(RequestKind::DescribeQuorum(r)) => describe_quorum::handle(broker, r),
         Some(RequestKind::AddRaftVoter(r)) => raft_voters::add(broker, r),

@@ -223,7 +223,7 @@ impl MetadataStore {
                             _ => None,
                         }
                     }
-                    Some((id, at)) => q.call_at(id, &at, call).await.ok(),
+                    Some((id, at)) => q.call_long(id, &at, call, within).await.ok(),
                     None => None,
                 };
                 match reply {
@@ -246,6 +246,10 @@ impl MetadataStore {
 fn done(r: Result<(), quorum::Refusal>) -> quorum::AppReply {
     match r {
         Ok(()) => quorum::AppReply::Done,
+        // Leadership moved or a change is in progress: asked again (`ask_leader`).
+        Err((code, _)) if code == kafka_protocol::error::ResponseError::NotController.code() => {
+            quorum::AppReply::NotLeader
+        }
         Err((code, message)) => quorum::AppReply::Refused { code, message },
     }
 }

@@ -218,7 +218,8 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let head = read_head(&broker, &stream).await?;
-    if is_quorum_call(&head) {
+    // Only a broker-only node (an observer, with no controller listener) is reached here.
+    if is_quorum_call(&head) && !broker.config.quorum.controller {
         return crate::quorum_server::connection(broker, stream, shutdown, head).await;
     }
     if !broker.wait_serving(&mut shutdown).await {

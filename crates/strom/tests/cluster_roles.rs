@@ -214,7 +214,25 @@ fn a_dynamic_quorum_gains_and_loses_voters() {
     for n in &mut nodes {
         kill(n);
     }
-    let nodes = start_all(&configs);
-    await_roles(&nodes[0].addr, (voters, vec![leader]));
+    let mut nodes = start_all(&configs);
+    await_roles(&nodes[0].addr, (voters.clone(), vec![leader]));
     agree(&nodes, "t");
+
+    // A voter back on another controller port: the quorum records where it is now and it
+    // follows the log again.
+    let moved = (voters[0] - 1) as usize;
+    kill(&mut nodes[moved]);
+    let text = std::fs::read_to_string(&configs[moved]).unwrap();
+    let listeners = text.lines().find(|l| l.starts_with("listeners=")).unwrap();
+    let port = format!("CONTROLLER://127.0.0.1:{}", free_port());
+    let moved_listeners = format!("listeners=PLAINTEXT://127.0.0.1:0,{port}");
+    std::fs::write(&configs[moved], text.replace(listeners, &moved_listeners)).unwrap();
+    restart(&mut nodes[moved]);
+    create_within(
+        &nodes[leader as usize - 1].addr,
+        "moved",
+        Duration::from_secs(10),
+    );
+    agree(&nodes, "moved");
+    await_roles(&nodes[moved].addr, (voters, vec![leader]));
 }

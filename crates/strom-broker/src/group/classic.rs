@@ -110,6 +110,9 @@ pub(super) struct Group {
     pub(super) initial_delay_until_ms: i64,
     /// When the group last became empty (0: never had members here).
     pub(super) empty_since_ms: i64,
+    /// The generation whose membership is being written: SyncGroups of it wait until it is
+    /// (or fail with it), as Kafka answers none before the write.
+    pub(super) storing: Option<i32>,
 }
 
 impl Group {
@@ -125,6 +128,7 @@ impl Group {
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: 0,
             empty_since_ms: 0,
+            storing: None,
         }
     }
 

@@ -13,6 +13,20 @@ use std::sync::Arc;
 use strom_meta::controller::NewTopic;
 use tokio::sync::watch;
 
+/// A turn per `__consumer_offsets` partition (at most its partition count).
+#[derive(Debug, Default)]
+pub struct Turns(std::sync::Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Turns {
+    fn of(&self, partition: i32) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(turns.entry(partition).or_default())
+    }
+}
+
 impl Broker {
     /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions` partitions,
     /// `offsets.topic.segment.bytes` segments) the first time a group needs it, as Kafka does.
@@ -113,6 +127,9 @@ impl Broker {
         for group in self
             .groups
             .expirable(&self.offsets.newest_commits(), cutoff)
+            .into_iter()
+            // Only groups this broker coordinates, loaded whole (not one still loading).
+            .filter(|g| self.check_coordinator(g).is_ok())
         {
             tracing::info!(group, "offsets expired (offsets.retention.minutes)");
             if self
@@ -135,7 +152,7 @@ impl Broker {
         let now: HashMap<String, GroupSnapshot> = self.groups.snapshots().into_iter().collect();
         written.retain(|g, _| now.contains_key(g));
         for (group, snapshot) in now {
-            if written.get(&group) == Some(&snapshot) {
+            if written.get(&group) == Some(&snapshot) || self.check_coordinator(&group).is_err() {
                 continue;
             }
             match self.persist_membership(&group).await {
@@ -151,13 +168,20 @@ impl Broker {
     }
 
     /// Writes `group`'s membership as it is now, if it has one to write. One writer at a
-    /// time, each taking the snapshot once it has its turn: a later write never carries an
-    /// older generation than an earlier one.
+    /// time per partition, each taking the snapshot once it has its turn: a later write
+    /// never carries an older generation than an earlier one.
     pub(crate) async fn persist_membership(
         &self,
         group: &str,
     ) -> Result<Option<GroupSnapshot>, Code> {
-        let _turn = self.membership_writes.lock().await;
+        let partitions = self
+            .meta
+            .image()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        let turn = self.membership_writes.of(partition_for(group, partitions));
+        let _turn = turn.lock().await;
         let Some(snapshot) = self.groups.snapshot_of(group) else {
             return Ok(None);
         };

@@ -71,8 +71,9 @@ pub struct Synced {
 }
 
 impl Synced {
-    /// Gives the answers (the record written, or none to write); this member's to await.
-    pub fn deliver(self) -> oneshot::Receiver<SyncReply> {
+    /// Gives the answers taken with it; this member's to await (see
+    /// `GroupCoordinator::stored`, which also answers the members that synced meanwhile).
+    fn deliver(self) -> oneshot::Receiver<SyncReply> {
         for (w, answer) in self.answers {
             let _ = w.send(answer);
         }
@@ -504,8 +505,36 @@ impl GroupCoordinator {
         now_ms: i64,
         topics: &dyn consumer::Topics,
     ) -> oneshot::Receiver<SyncReply> {
-        self.sync_outcome(group_id, generation, member_id, assignments, now_ms, topics)
-            .deliver()
+        let synced =
+            self.sync_outcome(group_id, generation, member_id, assignments, now_ms, topics);
+        self.stored(synced)
+    }
+
+    /// The generation `synced` completed is written: its members get their assignments
+    /// (those that synced while it was being written too); this member's answer to await.
+    pub fn stored(&self, synced: Synced) -> oneshot::Receiver<SyncReply> {
+        if let Some((group_id, generation)) = &synced.completed {
+            let mut groups = self.lock();
+            if let Some(g) = groups.get_mut(group_id) {
+                if g.storing == Some(*generation) {
+                    g.storing = None;
+                    if g.generation == *generation && g.state == State::Stable {
+                        let (pt, pn) = (g.protocol_type.clone(), g.protocol.clone());
+                        for m in g.members.values_mut() {
+                            if let Some(w) = m.sync_waiter.take() {
+                                let _ = w.send(SyncReply {
+                                    error_code: NONE,
+                                    protocol_type: pt.clone(),
+                                    protocol_name: pn.clone(),
+                                    assignment: m.assignment.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        synced.deliver()
     }
 
     /// The membership record of a completed generation could not be written: its members
@@ -526,7 +555,11 @@ impl GroupCoordinator {
         if let Some((group_id, generation)) = synced.completed {
             let mut groups = self.lock();
             if let Some(g) = groups.get_mut(&group_id) {
+                if g.storing == Some(generation) {
+                    g.storing = None;
+                }
                 if g.generation == generation && g.state == State::Stable {
+                    // Those that synced while it was being written learn of the new round.
                     g.prepare_rebalance(now_ms, 0);
                 }
             }
@@ -587,10 +620,16 @@ impl GroupCoordinator {
             }
             State::Stable => {
                 // Kafka restarts the member's session on a SyncGroup in a stable group too.
+                let storing = group.storing == Some(group.generation);
                 let Some(m) = group.members.get_mut(member_id) else {
                     return out;
                 };
                 m.last_heartbeat_ms = now_ms;
+                if storing {
+                    // Answered with the others once the generation is written.
+                    m.sync_waiter = Some(tx);
+                    return out;
+                }
                 let _ = tx.send(SyncReply {
                     error_code: NONE,
                     protocol_type: group.protocol_type.clone(),
@@ -624,6 +663,7 @@ impl GroupCoordinator {
                         }
                     }
                     out.completed = Some((group_id.to_string(), group.generation));
+                    group.storing = Some(group.generation);
                 }
             }
             State::Empty | State::Dead => {
@@ -1106,7 +1146,7 @@ mod tests {
             synced.reply.try_recv().is_err(),
             "not answered before it is stored"
         );
-        assert_eq!(synced.deliver().try_recv().unwrap().assignment, all[0].1);
+        assert_eq!(c.stored(synced).try_recv().unwrap().assignment, all[0].1);
         // Stored or not, a stable group's SyncGroup completes nothing new.
         let again = c.sync_outcome("g", 1, &a, all, 0, &consumer::NoTopics);
         assert_eq!(again.completed, None);
@@ -1115,12 +1155,13 @@ mod tests {
         let mut jb = join(&c, &b, 100);
         let ja = join(&c, &a, 100).try_recv().unwrap();
         assert_eq!(jb.try_recv().unwrap().generation_id, 2);
-        let mut sb = c.sync("g", 2, &b, vec![], 100, &consumer::NoTopics);
         let synced = c.sync_outcome("g", 2, &ja.member_id, vec![], 100, &consumer::NoTopics);
+        // A follower that syncs while the generation is being written waits for it too.
+        let mut sb = c.sync("g", 2, &b, vec![], 100, &consumer::NoTopics);
         assert!(sb.try_recv().is_err());
         let mut sa = c.sync_failed(synced, NOT_COORDINATOR, 100);
         assert_eq!(sa.try_recv().unwrap().error_code, NOT_COORDINATOR);
-        assert_eq!(sb.try_recv().unwrap().error_code, NOT_COORDINATOR);
+        assert_eq!(sb.try_recv().unwrap().error_code, REBALANCE_IN_PROGRESS);
         assert_eq!(c.heartbeat("g", 2, &b, 100), REBALANCE_IN_PROGRESS);
     }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub fn handle(
     broker: &Arc<Broker>,
+    version: i16,
     req: DescribeClusterRequest,
     endpoint: Endpoint,
 ) -> DescribeClusterResponse {
@@ -45,7 +46,10 @@ pub fn handle(
         r.error_message = Some(StrBytes::from_string(format!(
             "The request was sent to an endpoint of type {here}, but we wanted an endpoint of type {wanted}"
         )));
-        r.endpoint_type = kind;
+        // v0 has no endpoint type: it is a broker's request, and says nothing of it.
+        if version >= 1 {
+            r.endpoint_type = kind;
+        }
         r.controller_id = BrokerId(-1);
         return r;
     }

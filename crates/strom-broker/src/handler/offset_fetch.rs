@@ -98,7 +98,24 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> Of
         return r;
     }
     if let Err(c) = broker.check_coordinator(req.group_id.0.as_str()) {
-        r.error_code = c;
+        if version >= 2 {
+            r.error_code = c;
+            return r;
+        }
+        // v0-1 have no top-level error: every partition asked for carries it, as in Kafka.
+        for t in req.topics.iter().flatten() {
+            let mut out = OffsetFetchResponseTopic::default();
+            out.name = t.name.clone();
+            for p in &t.partition_indexes {
+                let mut pr = OffsetFetchResponsePartition::default();
+                pr.partition_index = *p;
+                pr.committed_offset = -1;
+                pr.metadata = Some(StrBytes::from_static_str(""));
+                pr.error_code = c;
+                out.partitions.push(pr);
+            }
+            r.topics.push(out);
+        }
         return r;
     }
     let wanted = req.topics.map(|ts| {

@@ -41,7 +41,13 @@ pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
     );
     let broker = Arc::clone(broker);
     Box::pin(async move {
-        let rx = stored(&broker, synced).await;
+        // Its own task: a generation being written is answered even if this connection
+        // goes away meanwhile (its SyncGroups wait for the write).
+        let task = tokio::spawn(async move { (stored(&broker, synced).await,) });
+        let rx = match task.await {
+            Ok((rx,)) => rx,
+            Err(_) => oneshot::channel().1,
+        };
         let s = rx.await.unwrap_or_else(|_| crate::group::SyncReply {
             error_code: crate::group::state::NOT_COORDINATOR,
             ..Default::default()
@@ -60,10 +66,10 @@ pub fn handle(broker: &Arc<Broker>, req: SyncGroupRequest) -> Pending {
 /// they get the error and the group rebalances.
 async fn stored(broker: &Broker, synced: Synced) -> oneshot::Receiver<SyncReply> {
     let Some((group, _)) = synced.completed.clone() else {
-        return synced.deliver();
+        return broker.groups.stored(synced);
     };
     match broker.persist_membership(&group).await {
-        Ok(_) => synced.deliver(),
+        Ok(_) => broker.groups.stored(synced),
         Err(code) => {
             let code = if code == NOT_COORDINATOR {
                 code

@@ -288,8 +288,18 @@ impl QuorumLog {
         &self.raft
     }
 
+    /// The leader, as far as this node knows. Not this node once it stopped being a voter
+    /// (removed, it keeps its committed vote while nobody talks to it).
     fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader?;
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == leader);
+        (leader != self.node_id || voter).then_some(leader)
     }
 
     pub fn is_leader(&self) -> bool {
@@ -377,19 +387,44 @@ impl QuorumLog {
         node: &QuorumNode,
         call: &AppCall,
     ) -> Result<AppReply, String> {
-        let rpc = Rpc {
-            to: id,
-            to_dir: None,
-            call: RpcCall::App(serde_json::to_value(call).map_err(|e| e.to_string())?),
-        };
-        match self.calls.client(node).call(&rpc, CALL_TIMEOUT).await {
-            Ok(RpcReply::App(v)) => serde_json::from_value(v).map_err(|e| e.to_string()),
-            Ok(RpcReply::Refused(why)) => Err(why),
-            Ok(RpcReply::Raft(_)) => Err("a raft reply to a broker call".into()),
-            Err(e) => Err(format!("node {id} at {node}: {e}")),
-        }
+        call_on(&self.calls.client(node), id, node, call, CALL_TIMEOUT).await
     }
 
+    /// A call that may take long (a voter change waits for a node to catch up), on a
+    /// connection of its own: heartbeats and proposals to that node are not held behind it.
+    pub(crate) async fn call_long(
+        &self,
+        id: u64,
+        node: &QuorumNode,
+        call: &AppCall,
+        timeout: Duration,
+    ) -> Result<AppReply, String> {
+        let own = strom_raft::network::PeerClient::new(node.to_string());
+        call_on(&own, id, node, call, timeout).await
+    }
+}
+
+async fn call_on(
+    client: &strom_raft::network::PeerClient,
+    id: u64,
+    node: &QuorumNode,
+    call: &AppCall,
+    timeout: Duration,
+) -> Result<AppReply, String> {
+    let rpc = Rpc {
+        to: id,
+        to_dir: None,
+        call: RpcCall::App(serde_json::to_value(call).map_err(|e| e.to_string())?),
+    };
+    match client.call(&rpc, timeout).await {
+        Ok(RpcReply::App(v)) => serde_json::from_value(v).map_err(|e| e.to_string()),
+        Ok(RpcReply::Refused(why)) => Err(why),
+        Ok(RpcReply::Raft(_)) => Err("a raft reply to a broker call".into()),
+        Err(e) => Err(format!("node {id} at {node}: {e}")),
+    }
+}
+
+impl QuorumLog {
     /// The quorum as this node sees it, if it leads.
     pub fn describe(&self) -> Option<QuorumView> {
         let m = self.raft.metrics().borrow().clone();

@@ -8,12 +8,17 @@
 use super::{member_directory, AppCall, AppReply, QuorumLog};
 use crate::error::BrokerError;
 use kafka_protocol::error::ResponseError;
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use strom_raft::wire::ANY_NODE;
 use strom_raft::QuorumNode;
+
+/// How long a change waits for a node to catch up with the log before it gives up (and
+/// lets the next change in).
+const CATCH_UP_MAX: Duration = Duration::from_secs(60);
 
 /// A refused voter change: Kafka's error code and a message.
 pub type Refusal = (i16, String);
@@ -22,8 +27,22 @@ fn refusal(e: ResponseError, message: String) -> Refusal {
     (e.code(), message)
 }
 
-fn failed(e: impl std::fmt::Display) -> Refusal {
-    refusal(ResponseError::UnknownServerError, e.to_string())
+/// An openraft change that failed: NOT_CONTROLLER when leadership moved or another change
+/// is still in progress (the caller asks the leader again), else UNKNOWN_SERVER_ERROR.
+fn failed(e: RaftError<u64, ClientWriteError<u64, QuorumNode>>) -> Refusal {
+    let again = e.forward_to_leader::<QuorumNode>().is_some()
+        || matches!(
+            &e,
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_)
+            ))
+        );
+    let code = if again {
+        ResponseError::NotController
+    } else {
+        ResponseError::UnknownServerError
+    };
+    refusal(code, e.to_string())
 }
 
 impl QuorumLog {
@@ -133,6 +152,10 @@ impl QuorumLog {
     /// quorum. Whether the first server is this node is asked of whoever answers there.
     async fn starts_alone(&self, endpoint: &QuorumNode) -> bool {
         loop {
+            // A quorum found anywhere is joined, even while the first server is down.
+            if self.quorum_elsewhere().await {
+                return false;
+            }
             match self
                 .call_at(ANY_NODE, &self.bootstrap[0], &AppCall::Status)
                 .await
@@ -146,19 +169,27 @@ impl QuorumLog {
                 _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
-        for server in &self.bootstrap[1..] {
-            if let Ok(AppReply::Status {
-                initialized: true, ..
-            }) = self.call_at(ANY_NODE, server, &AppCall::Status).await
-            {
-                return false;
-            }
+        if self.quorum_elsewhere().await {
+            return false;
         }
         let nodes = BTreeMap::from([(self.node_id, endpoint.clone())]);
         if let Err(e) = self.initialize_with(nodes).await {
             tracing::error!(error = %e, "the metadata quorum could not be started");
         }
         true
+    }
+
+    /// Whether a bootstrap server other than the first knows an initialized quorum.
+    async fn quorum_elsewhere(&self) -> bool {
+        for server in &self.bootstrap[1..] {
+            if let Ok(AppReply::Status {
+                initialized: true, ..
+            }) = self.call_at(ANY_NODE, server, &AppCall::Status).await
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether this node's storage was empty and the quorum is initialized.
@@ -190,13 +221,19 @@ impl QuorumLog {
                 let m = self.raft.metrics().borrow().membership_config.clone();
                 m.membership().get_node(&self.node_id).cloned()
             };
+            // A static voter is dialled as configured, whatever the membership records.
+            let configured = self.voters.contains_key(&self.node_id);
             if listed.is_some_and(|n| {
-                n.directory_id == self.directory_id
-                    && (n == endpoint || self.is_voter(self.node_id))
+                n.directory_id == self.directory_id && (n == endpoint || configured)
             }) {
                 return;
             }
-            if let Some((leader, at)) = self.find_leader().await {
+            if self.is_leader() {
+                // A voter that leads records its own endpoint.
+                if let Err((_, message)) = self.admit(self.node_id, endpoint.clone()).await {
+                    tracing::warn!(%message, "recording this node's endpoint");
+                }
+            } else if let Some((leader, at)) = self.find_leader().await {
                 let call = AppCall::Join {
                     node_id: self.node_id as i32,
                     node: endpoint.clone(),
@@ -221,11 +258,21 @@ impl QuorumLog {
                 return Some((l, node));
             }
         }
+        // The configured voters, the voters the membership here records (a dynamic quorum's
+        // may all differ from the bootstrap servers by now), the bootstrap servers.
+        let recorded: Vec<(u64, QuorumNode)> = {
+            let m = self.raft.metrics().borrow().membership_config.clone();
+            m.membership()
+                .voter_ids()
+                .filter_map(|id| m.membership().get_node(&id).map(|n| (id, n.clone())))
+                .collect()
+        };
         let contacts = self
             .voters
             .iter()
-            .filter(|(id, _)| **id != self.node_id)
             .map(|(id, n)| (*id, n.clone()))
+            .chain(recorded)
+            .filter(|(id, _)| *id != self.node_id)
             .chain(self.bootstrap.iter().map(|n| (ANY_NODE, n.clone())));
         for (id, node) in contacts {
             if let Ok(AppReply::Status {
@@ -255,6 +302,14 @@ impl QuorumLog {
             Some(n) if n == node => return Ok(()),
             Some(n) if self.is_voter(id) => {
                 if n.directory_id.is_empty() || n.directory_id == node.directory_id {
+                    // The same voter (or one recorded before directory ids), reached
+                    // somewhere else now: restarted on a new address.
+                    let set = ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())]));
+                    self.raft
+                        .change_membership(set, true)
+                        .await
+                        .map_err(failed)?;
+                    tracing::info!(node = id, at = %node, "voter's endpoint updated");
                     return Ok(());
                 }
                 return Err(refusal(
@@ -325,10 +380,16 @@ impl QuorumLog {
                     .map_err(failed)?;
             }
         }
-        // Waits until the observer has caught up with the log.
-        self.raft
-            .add_learner(id, node, true)
+        // Waits until the observer has caught up with the log, within a bound: one that
+        // never does (it died) must not hold every other membership change.
+        tokio::time::timeout(CATCH_UP_MAX, self.raft.add_learner(id, node, true))
             .await
+            .map_err(|_| {
+                refusal(
+                    ResponseError::RequestTimedOut,
+                    format!("node {id} did not catch up with the metadata log in {CATCH_UP_MAX:?}"),
+                )
+            })?
             .map_err(failed)?;
         let ids = BTreeSet::from([id]);
         self.raft
@@ -429,8 +490,9 @@ impl QuorumLog {
                     .map_err(|e| e.to_string())?;
             }
             let fresh = configured.with_directory(directory_id);
-            raft.add_learner(node, fresh, true)
+            tokio::time::timeout(CATCH_UP_MAX, raft.add_learner(node, fresh, true))
                 .await
+                .map_err(|_| format!("node {node} did not catch up in {CATCH_UP_MAX:?}"))?
                 .map_err(|e| e.to_string())?;
             raft.change_membership(ChangeMembers::AddVoterIds(ids), false)
                 .await
