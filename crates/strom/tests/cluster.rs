@@ -319,6 +319,14 @@ fn five_nodes_survive_the_loss_of_two() {
     }
 }
 
+/// The index of a node that does not lead the quorum.
+fn not_leading(nodes: &[Node], leader: i64) -> usize {
+    nodes
+        .iter()
+        .position(|n| i64::from(n.id) != leader)
+        .unwrap()
+}
+
 /// Whether node `id` is among the brokers `addr` lists (`cluster describe`).
 fn lists(addr: &str, id: i64) -> bool {
     cluster(addr).0.contains(&id)
@@ -337,10 +345,7 @@ fn a_dead_broker_is_fenced_and_back_after_a_restart() {
     let mut nodes = start_all(&configs);
     let (_, leader, _) = cluster(&nodes[0].addr);
     // A broker that is not the quorum leader: its partition (RF 1) loses its leader.
-    let victim = nodes
-        .iter()
-        .position(|n| i64::from(n.id) != leader)
-        .unwrap();
+    let victim = not_leading(&nodes, leader);
     let victim_id = i64::from(nodes[victim].id);
     let other = nodes[(victim + 1) % 3].addr.clone();
     let (ok, out) = tool(&other, &["topics", "create", "f", "--partitions", "3"]);
@@ -387,10 +392,7 @@ fn a_voter_whose_disk_was_wiped_comes_back_as_a_new_incarnation() {
     assert!(ok, "{out}");
     agree(&nodes, "before");
     // A follower's disk is wiped while it is down.
-    let victim = nodes
-        .iter()
-        .position(|n| i64::from(n.id) != leader)
-        .unwrap();
+    let victim = not_leading(&nodes, leader);
     kill(&mut nodes[victim]);
     std::fs::remove_dir_all(tmp.path().join(format!("data{}", nodes[victim].id))).unwrap();
     let other = nodes[(victim + 1) % 3].addr.clone();
@@ -426,10 +428,7 @@ fn a_minority_cut_off_cannot_commit_and_catches_up_when_healed() {
     let configs = write_configs_via(tmp.path(), &ports, port_of);
     let mut nodes = start_all(&configs);
     let (_, leader, _) = cluster(&nodes[0].addr);
-    let victim = nodes
-        .iter()
-        .position(|n| i64::from(n.id) != leader)
-        .unwrap();
+    let victim = not_leading(&nodes, leader);
     let cut = |yes: bool| {
         for (i, row) in proxies.iter().enumerate() {
             for (j, p) in row.iter().enumerate() {

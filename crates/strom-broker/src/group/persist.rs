@@ -28,6 +28,16 @@ impl Turns {
 }
 
 impl Broker {
+    /// The `__consumer_offsets` partition that holds `group` (0 before the topic exists).
+    pub(crate) fn offsets_partition(&self, group: &str) -> i32 {
+        let image = self.meta.image();
+        let partitions = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len() as i32);
+        partition_for(group, partitions)
+    }
+
     /// Creates `__consumer_offsets` (compacted, `offsets.topic.num.partitions` partitions,
     /// `offsets.topic.segment.bytes` segments) the first time a group needs it, as Kafka does.
     pub async fn ensure_offsets_topic(&self) -> Result<(), Code> {
@@ -60,15 +70,9 @@ impl Broker {
         let unavailable =
             error::code(kafka_protocol::error::ResponseError::CoordinatorNotAvailable);
         self.ensure_offsets_topic().await?;
-        let partitions = self
-            .meta
-            .image()
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(0, |t| t.partitions.len() as i32);
         let partition = self
             .replicas
-            .get(OFFSETS_TOPIC, partition_for(group, partitions))
+            .get(OFFSETS_TOPIC, self.offsets_partition(group))
             .ok_or(unavailable)?;
         let now = crate::metadata_store::now_ms();
         let mut batch = strom_proto::BatchBuilder::new(now);
@@ -174,13 +178,7 @@ impl Broker {
         &self,
         group: &str,
     ) -> Result<Option<GroupSnapshot>, Code> {
-        let partitions = self
-            .meta
-            .image()
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(0, |t| t.partitions.len() as i32);
-        let turn = self.membership_writes.of(partition_for(group, partitions));
+        let turn = self.membership_writes.of(self.offsets_partition(group));
         let _turn = turn.lock().await;
         let Some(snapshot) = self.groups.snapshot_of(group) else {
             return Ok(None);

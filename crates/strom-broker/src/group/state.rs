@@ -569,7 +569,7 @@ impl GroupCoordinator {
 
     /// A SyncGroup as Kafka's CoordinatorResult: when it completes a generation, that
     /// generation (whose membership is to be written) and the answers to give once it is
-    /// (`deliver`), or to replace with an error if it cannot be (`sync_failed`).
+    /// (`stored`), or to replace with an error if it cannot be (`sync_failed`).
     pub fn sync_outcome(
         &self,
         group_id: &str,
