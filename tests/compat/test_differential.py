@@ -24,7 +24,7 @@ KNOWN = [
     ("api_versions", r"^api (AddOffsetsToTxn|AddPartitionsToTxn|EndTxn|TxnOffsetCommit|WriteTxnMarkers|"
      r"DescribeTransactions|ListTransactions|DescribeProducers) ", "transactions: issue 12"),
     ("api_versions", r"^api (AlterPartitionReassignments|ListPartitionReassignments|ElectLeaders|"
-     r"OffsetForLeaderEpoch|AlterReplicaLogDirs) ", "replication and reassignment: issue 11"),
+     r"AlterReplicaLogDirs) ", "replication and reassignment: issue 11"),
     ("api_versions", r"^api (AddRaftVoter|RemoveRaftVoter|UnregisterBroker) ", "the metadata quorum: issue 10"),
     ("api_versions", r"^api (SaslAuthenticate|SaslHandshake|CreateAcls|DeleteAcls|DescribeAcls|"
      r"CreateDelegationToken|DescribeDelegationToken|ExpireDelegationToken|RenewDelegationToken|"

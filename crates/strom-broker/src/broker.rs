@@ -181,6 +181,14 @@ impl Broker {
                 Arc::clone(&broker),
                 rx.clone(),
             )));
+            tasks.push(tokio::spawn(crate::replica_fetcher::run(
+                Arc::clone(&broker),
+                rx.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::isr::shrink_ticker(
+                Arc::clone(&broker),
+                rx.clone(),
+            )));
         } else {
             tasks.push(tokio::spawn(record_cluster_id(
                 Arc::clone(&broker),

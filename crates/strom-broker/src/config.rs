@@ -100,7 +100,15 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("metadata.log.max.record.bytes.between.snapshots", Kind::Long { min: 1 }, "20971520"),
     ("metadata.log.max.snapshot.interval.ms", Kind::Long { min: 0 }, "3600000"),
     ("broker.session.timeout.ms", Kind::Int { min: 1 }, "9000"),
+    ("replica.lag.time.max.ms", Kind::Long { min: 1 }, "30000"),
+    ("replica.fetch.wait.max.ms", Kind::Int { min: 0 }, "500"),
+    ("replica.fetch.min.bytes", Kind::Int { min: 1 }, "1"),
+    ("replica.fetch.max.bytes", Kind::Int { min: 0 }, "1048576"),
+    ("replica.fetch.response.max.bytes", Kind::Int { min: 0 }, "10485760"),
+    ("replica.fetch.backoff.ms", Kind::Int { min: 0 }, "1000"),
+    ("replica.socket.timeout.ms", Kind::Int { min: 1 }, "30000"),
     ("offsets.topic.num.partitions", Kind::Int { min: 1 }, "50"),
+    ("offsets.topic.replication.factor", Kind::Int { min: 1 }, "3"),
     ("offsets.retention.minutes", Kind::Int { min: 1 }, "10080"),
     ("offsets.retention.check.interval.ms", Kind::Long { min: 1 }, "600000"),
     ("strom.fetch.sendfile", Kind::Bool, "true"),
@@ -158,6 +166,9 @@ pub struct BrokerConfig {
     /// `strom.log.flush.syncfs`: one `syncfs` per flush cycle of several partitions.
     pub log_flush_syncfs: bool,
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor`, capped by the brokers present when the topic is
+    /// created (Kafka refuses to create it with fewer).
+    pub offsets_topic_replication_factor: i32,
     pub offsets_retention_minutes: i64,
     pub offsets_retention_check_interval_ms: i64,
     /// `log.cleaner.enable` (and `log.cleaner.threads` > 0): compacted topics get cleaned.
@@ -203,6 +214,24 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: i64,
     /// When the metadata image is snapshotted.
     pub metadata_snapshots: crate::metadata_store::quorum::SnapshotPolicy,
+    /// `replica.lag.time.max.ms`: an in-sync follower not caught up for this long leaves
+    /// the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// How followers fetch (`replica.fetch.*`, `replica.socket.timeout.ms`).
+    pub replica_fetch: ReplicaFetchConfig,
+}
+
+/// Kafka's `replica.fetch.*` keys: a follower's fetch requests to its leaders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaFetchConfig {
+    pub wait_max_ms: i32,
+    pub min_bytes: i32,
+    /// Per partition.
+    pub max_bytes: i32,
+    /// Per response.
+    pub response_max_bytes: i32,
+    pub backoff_ms: i64,
+    pub socket_timeout_ms: i64,
 }
 
 /// Checks every given key: Strom's own and topic defaults by kind (the topic defaults they
@@ -565,6 +594,7 @@ impl BrokerConfig {
             fetch_sendfile: boolean("strom.fetch.sendfile"),
             log_flush_syncfs: boolean("strom.log.flush.syncfs"),
             offsets_topic_num_partitions: int("offsets.topic.num.partitions") as i32,
+            offsets_topic_replication_factor: int("offsets.topic.replication.factor") as i32,
             offsets_retention_minutes: int("offsets.retention.minutes"),
             offsets_retention_check_interval_ms: int("offsets.retention.check.interval.ms"),
             // Kafka's `log.cleaner.threads` sizes a pool; Strom runs one cleaner thread per
@@ -590,6 +620,15 @@ impl BrokerConfig {
             quorum,
             broker_heartbeat_interval_ms: int("broker.heartbeat.interval.ms"),
             broker_session_timeout_ms: int("broker.session.timeout.ms"),
+            replica_lag_time_max_ms: int("replica.lag.time.max.ms"),
+            replica_fetch: ReplicaFetchConfig {
+                wait_max_ms: int("replica.fetch.wait.max.ms") as i32,
+                min_bytes: int("replica.fetch.min.bytes") as i32,
+                max_bytes: int("replica.fetch.max.bytes") as i32,
+                response_max_bytes: int("replica.fetch.response.max.bytes") as i32,
+                backoff_ms: int("replica.fetch.backoff.ms"),
+                socket_timeout_ms: int("replica.socket.timeout.ms"),
+            },
             metadata_snapshots: crate::metadata_store::quorum::SnapshotPolicy {
                 max_bytes: int("metadata.log.max.record.bytes.between.snapshots") as u64,
                 max_interval: std::time::Duration::from_millis(int(

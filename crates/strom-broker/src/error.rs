@@ -27,6 +27,7 @@ pub fn log_error(e: &LogError) -> Code {
         | LogError::Io { .. }
         | LogError::Corrupt { .. }
         | LogError::Uncleanable { .. }
+        | LogError::NotContiguous { .. }
         | LogError::Closed => code(ResponseError::KafkaStorageError),
     }
 }
@@ -53,6 +54,9 @@ pub fn api_error(e: &ApiError) -> Code {
         ApiError::InvalidConfig(_) => code(ResponseError::InvalidConfig),
         ApiError::InvalidRequest(_) => code(ResponseError::InvalidRequest),
         ApiError::TopicDeletionDisabled => code(ResponseError::TopicDeletionDisabled),
+        ApiError::FencedLeaderEpoch(_) => code(ResponseError::FencedLeaderEpoch),
+        ApiError::NotLeaderOrFollower(_) => code(ResponseError::NotLeaderOrFollower),
+        ApiError::IneligibleReplica(_) => code(ResponseError::IneligibleReplica),
         ApiError::InvalidUpdateVersion(_) => code(ResponseError::InvalidUpdateVersion),
     }
 }

@@ -25,6 +25,8 @@ pub struct SessionPartition {
     pub partition: i32,
     /// The leader epoch the client knows (-1: unknown), checked at every fetch.
     pub current_leader_epoch: i32,
+    /// A follower's `LastFetchedEpoch` (-1: none): where its log may diverge.
+    pub last_fetched_epoch: i32,
     pub fetch_offset: i64,
     pub max_bytes: i32,
     /// (high watermark, log start) last sent; None until first sent.
@@ -136,6 +138,7 @@ impl FetchSessions {
                     if let Some(p) = session.partitions.iter_mut().find(|p| p.same_partition(&r)) {
                         p.fetch_offset = r.fetch_offset;
                         p.current_leader_epoch = r.current_leader_epoch;
+                        p.last_fetched_epoch = r.last_fetched_epoch;
                         p.max_bytes = r.max_bytes;
                     } else if session.partitions.len() < PARTITIONS_PER_SESSION_MAX {
                         session.partitions.push(r);
@@ -212,6 +215,7 @@ mod tests {
             topic_id: Uuid::nil(),
             partition,
             current_leader_epoch: -1,
+            last_fetched_epoch: -1,
             fetch_offset: offset,
             max_bytes: 1000,
             last_sent: None,

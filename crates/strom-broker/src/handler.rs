@@ -37,8 +37,10 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod raft_voters;
+pub mod steer;
 pub mod sync_group;
 pub mod update_features;
 
@@ -66,6 +68,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 13),
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
@@ -168,6 +171,9 @@ pub fn handle(
         Some(RequestKind::Fetch(r)) => fetch::handle(broker, version, r),
         Some(RequestKind::ListOffsets(r)) => ready(ResponseKind::ListOffsets(
             list_offsets::handle(broker, version, r),
+        )),
+        Some(RequestKind::OffsetForLeaderEpoch(r)) => ready(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(broker, r),
         )),
         Some(RequestKind::CreateTopics(r)) => create_topics::handle(broker, version, r),
         Some(RequestKind::DeleteTopics(r)) => delete_topics::handle(broker, version, r),

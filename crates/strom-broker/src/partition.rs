@@ -4,6 +4,7 @@
 //! comes from `PartitionState`, fed by the log's durable offset (and, part 2, followers'
 //! fetches). Parked fetches and acks=all produces wait for the high watermark to move.
 
+mod replication;
 pub mod state;
 
 use crate::error::{self, BrokerError, Code};
@@ -85,9 +86,13 @@ pub struct Partition {
     pub index: i32,
     pub topic_id: Uuid,
     log: Arc<Log>,
-    /// Held across the sequence check, the append and the state update, so they are atomic.
+    /// Held across the sequence check, the append and the state update, so they are atomic;
+    /// a follower's appends and truncations and a change of role take it too (first).
     producers: Mutex<ProducerStates>,
+    /// Parked consumer fetches: woken when the high watermark moves.
     waiters: Mutex<Vec<Weak<Notify>>>,
+    /// Parked follower fetches: woken when the leader's log grows.
+    follower_waiters: Mutex<Vec<Weak<Notify>>>,
     shared: Mutex<Shared>,
     me: Weak<Partition>,
 }
@@ -106,7 +111,7 @@ impl Partition {
         log: Arc<Log>,
         node_id: i32,
     ) -> Result<Arc<Partition>, BrokerError> {
-        let state = PartitionState::new(node_id, log.durable_offset());
+        let state = PartitionState::new(node_id, log.durable_offset(), log.high_watermark());
         let p = Arc::new_cyclic(|me| Partition {
             topic,
             index,
@@ -114,6 +119,7 @@ impl Partition {
             log,
             producers: Mutex::new(ProducerStates::default()),
             waiters: Mutex::new(Vec::new()),
+            follower_waiters: Mutex::new(Vec::new()),
             shared: Mutex::new(Shared {
                 state,
                 waiters: Vec::new(),
@@ -127,9 +133,18 @@ impl Partition {
     /// Takes the image's assignment of the partition; a replica that becomes leader counts
     /// what its log holds durably, and asks for the rest to be synced.
     pub(crate) fn apply(&self, a: &Assignment) -> Transition {
+        // Serialised with a follower's appends: none lands after the role changed.
+        let _producers = lock(&self.producers);
+        let leading = a.leader == self.node_id();
+        if leading && a.leader_epoch > self.leader_epoch() {
+            // The epoch starts at the log end before any batch of it is appended.
+            if let Err(e) = self.log.assign_leader_epoch(a.leader_epoch) {
+                tracing::error!(partition = %self.log.name(), error = %e, "cannot record the leader epoch");
+            }
+        }
         let mut shared = lock(&self.shared);
         let before = shared.state.high_watermark();
-        let transition = shared.state.apply(a);
+        let transition = shared.state.apply(a, self.log.log_end_offset(), now_ms());
         shared.state.set_local_offset(self.log.durable_offset());
         let leader = shared.state.is_leader();
         if transition == Transition::BecameFollower {
@@ -152,6 +167,15 @@ impl Partition {
 
     pub fn is_leader(&self) -> bool {
         lock(&self.shared).state.is_leader()
+    }
+
+    fn node_id(&self) -> i32 {
+        lock(&self.shared).state.node_id()
+    }
+
+    /// A copy of the replication state (role, epochs, ISR, followers).
+    pub fn state(&self) -> PartitionState {
+        lock(&self.shared).state.clone()
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -284,6 +308,7 @@ impl Partition {
             at += h.size();
         }
         drop(producers);
+        wake(&self.follower_waiters);
         self.track_durable(info.last_offset);
         Ok(Appended {
             base_offset: info.first_offset,
@@ -364,7 +389,11 @@ impl Partition {
             .into_iter()
             .map(|(w, _, tx)| (tx, shared.reached(w)))
             .collect();
-        let moved = shared.state.high_watermark() > before;
+        let hw = shared.state.high_watermark();
+        let moved = hw > before;
+        if moved {
+            self.log.set_high_watermark(hw);
+        }
         drop(shared);
         for (tx, reached) in answers {
             let _ = tx.send(Ok(reached));
@@ -388,10 +417,15 @@ impl Partition {
     }
 
     pub(crate) fn wake_fetchers(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.waiters));
-        for w in waiters.iter().filter_map(Weak::upgrade) {
-            w.notify_one();
-        }
+        wake(&self.waiters);
+        wake(&self.follower_waiters);
+    }
+
+    /// Registers a parked follower fetch, woken when this leader's log grows.
+    pub fn add_follower_waiter(&self, waiter: &Arc<Notify>) {
+        let mut w = lock(&self.follower_waiters);
+        w.retain(|x| x.strong_count() > 0);
+        w.push(Arc::downgrade(waiter));
     }
 
     /// The partition is no longer hosted: its waiters are told.
@@ -405,6 +439,12 @@ impl Partition {
 
     /// Rebuilds idempotent producers' state from the batch headers of the last two segments.
     fn load_producers(&self) -> Result<(), BrokerError> {
+        let mut producers = lock(&self.producers);
+        self.load_producers_into(&mut producers)
+    }
+
+    fn load_producers_into(&self, producers: &mut ProducerStates) -> Result<(), BrokerError> {
+        *producers = ProducerStates::default();
         let bases = self.log.segment_base_offsets();
         let from = bases
             .len()
@@ -412,13 +452,25 @@ impl Partition {
             .and_then(|i| bases.get(i))
             .copied()
             .unwrap_or(0);
-        let mut producers = lock(&self.producers);
         self.log
             .for_each_header(from.max(self.log.log_start_offset()), |h| {
                 producers.record(h)
             })?;
         Ok(())
     }
+}
+
+fn wake(waiters: &Mutex<Vec<Weak<Notify>>>) {
+    let waiters = std::mem::take(&mut *lock(waiters));
+    for w in waiters.iter().filter_map(Weak::upgrade) {
+        w.notify_one();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The batch headers of a producer's record set, each batch's record count checked.
@@ -505,6 +557,7 @@ mod tests {
         p.apply(&Assignment {
             leader: 1,
             leader_epoch: 0,
+            partition_epoch: 0,
             replicas: vec![1],
             isr: vec![1],
         });

@@ -224,6 +224,7 @@ impl ReplicaManager {
                     if *p.log().config() != want.config {
                         p.log().set_config(want.config)?;
                     }
+                    p.set_min_isr(want.min_isr);
                     p.apply(&want.assignment);
                 }
                 None => {
@@ -246,6 +247,11 @@ impl ReplicaManager {
             return BTreeMap::new();
         };
         let config = log_config(&self.config, image.topic_config(name), dynamic);
+        let min_isr = self
+            .config
+            .topic_value("min.insync.replicas", image.topic_config(name), dynamic)
+            .and_then(|v| v.0.trim().parse::<usize>().ok())
+            .unwrap_or(1);
         topic
             .partitions
             .iter()
@@ -254,12 +260,14 @@ impl ReplicaManager {
                 let assignment = Assignment {
                     leader: part.leader,
                     leader_epoch: part.leader_epoch,
+                    partition_epoch: part.partition_epoch,
                     replicas: part.replicas.clone(),
                     isr: part.isr.clone(),
                 };
                 let w = Wanted {
                     topic_id: topic.topic_id,
                     config: config.clone(),
+                    min_isr,
                     assignment,
                 };
                 (*p, w)
@@ -285,6 +293,7 @@ impl ReplicaManager {
                 .create(&topic, index as u32, want.config.clone())?,
         };
         let partition = Partition::open(topic, index, want.topic_id, log, self.node_id)?;
+        partition.set_min_isr(want.min_isr);
         partition.apply(&want.assignment);
         Ok(partition)
     }
@@ -325,5 +334,6 @@ impl ReplicaManager {
 struct Wanted {
     topic_id: Uuid,
     config: LogConfig,
+    min_isr: usize,
     assignment: Assignment,
 }

@@ -662,9 +662,11 @@ async fn sender(inner: Arc<Inner>) {
                 }
             }
         }
+        // A failed connect stays for this round: its batches fail retriably, back off and
+        // refresh the metadata (the leader may have moved: a dead broker is fenced).
         routes
             .conns
-            .retain(|_, c| c.as_ref().is_ok_and(|c| !c.is_dead()));
+            .retain(|_, c| c.as_ref().map_or(true, |c| !c.is_dead()));
         let ready = take_ready(&inner, &routes);
         // Errors are reported once (the batches now back off); the next need asks again.
         routes.conns.retain(|_, c| c.is_ok());

@@ -12,6 +12,8 @@ pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 pub(crate) const LOG_START_FILE: &str = "log-start-offset-checkpoint";
 /// Per compacted partition: where its not-yet-cleaned part starts (Kafka's name).
 pub(crate) const CLEANER_FILE: &str = "cleaner-offset-checkpoint";
+/// Per partition: the high watermark replication last reached (Kafka's name).
+pub(crate) const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
 
 /// Reads a checkpoint into `<topic>-<partition>` → offset. A missing file is empty; a
 /// malformed one is an error naming the line.

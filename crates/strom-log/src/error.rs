@@ -50,6 +50,10 @@ pub enum LogError {
     AlreadyExists(String),
     #[error("partition {0} does not exist here")]
     NotFound(String),
+    /// A follower's append that does not start at the log end or skips offsets: a bug in
+    /// the replication that called it, never retried.
+    #[error("follower append at offset {got} does not continue the log at {expected}")]
+    NotContiguous { expected: i64, got: i64 },
 }
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;

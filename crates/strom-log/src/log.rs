@@ -14,6 +14,7 @@
 use crate::cleaner::{self, CleanOptions, CleanReport, Cleanable, SwapStep};
 use crate::clock::Clock;
 use crate::config::LogConfig;
+use crate::epochs::EpochCache;
 use crate::error::{io_err, LogError, Result};
 use crate::flusher::{Request, Waiter};
 use crate::log_dir::{DirHealth, DirShared};
@@ -25,6 +26,8 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use strom_proto::batch::{self, BatchHeader};
 use strom_proto::{records, Compression, TimestampType};
+
+mod replica;
 
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +101,11 @@ pub struct Log {
     recovery_point: AtomicI64,
     /// The cleaner checkpoint: where the not-yet-cleaned part starts; -1 before any clean.
     cleaner_checkpoint: AtomicI64,
+    /// The replication layer's high watermark, kept here so that the log dir checkpoints
+    /// it (`replication-offset-checkpoint`); -1 until known.
+    high_watermark: AtomicI64,
+    /// Each leader epoch's start offset (`epochs.rs`); changed under `writer`.
+    epochs: Mutex<EpochCache>,
     unflushed_records: AtomicI64,
     /// fsyncs of the active segment so far: shows how many waiters share one.
     flush_count: AtomicI64,
@@ -134,6 +142,8 @@ pub(crate) struct OpenParams {
     pub recovery_point: i64,
     pub log_start_offset: i64,
     pub cleaner_checkpoint: i64,
+    /// The checkpointed high watermark (-1: none).
+    pub high_watermark: i64,
 }
 
 impl Log {
@@ -222,7 +232,10 @@ impl Log {
             .flatten()
             .map(|h| h.max_timestamp);
         let now = p.clock.now_ms();
-        Ok(Arc::new(Log {
+        let epochs = Mutex::new(EpochCache::empty(&p.dir));
+        let log = Arc::new(Log {
+            epochs,
+            high_watermark: AtomicI64::new(p.high_watermark.min(log_end_offset)),
             dir: p.dir,
             name: p.name,
             config: RwLock::new(Arc::new(p.config)),
@@ -249,7 +262,9 @@ impl Log {
             sync_lock: Mutex::new(()),
             deleted: AtomicBool::new(false),
             report,
-        }))
+        });
+        log.load_epochs()?;
+        Ok(log)
     }
 
     /// `<topic>-<partition>`, the directory name.
@@ -467,11 +482,16 @@ impl Log {
     /// assigned by rewriting each batch's base offset in `records`, and `LogAppendTime` logs
     /// stamp the broker's time (which rewrites the CRC too).
     pub fn append(&self, records: &mut [u8]) -> Result<AppendInfo> {
+        self.append_from(records, Origin::Leader)
+    }
+
+    fn append_from(&self, records: &mut [u8], origin: Origin) -> Result<AppendInfo> {
         self.check_writable()?;
         let config = self.config();
         let mut headers = Vec::new();
         for (h, _) in batch::split(records)? {
-            if h.size() as u64 > config.max_message_bytes {
+            // A follower stores what its leader accepted (Kafka's `ignoreRecordSize`).
+            if origin == Origin::Leader && h.size() as u64 > config.max_message_bytes {
                 return Err(LogError::BatchTooLarge {
                     size: h.size() as u64,
                     max: config.max_message_bytes,
@@ -487,29 +507,18 @@ impl Log {
             }));
         }
         let now = self.clock.now_ms();
-        let append_time =
-            (config.message_timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        let append_time = (origin == Origin::Leader
+            && config.message_timestamp_type == TimestampType::LogAppendTime)
+            .then_some(now);
 
         let mut w = lock(&self.writer);
         self.check_writable()?;
         let first_offset = self.log_end_offset();
-        let mut next = first_offset;
-        let mut at = 0usize;
-        let mut record_count = 0i64;
-        for h in headers.iter_mut() {
-            let size = h.size();
-            let Some(chunk) = records.get_mut(at..at + size) else {
-                break;
-            };
-            batch::set_base_offset(chunk, next);
-            if let Some(ts) = append_time {
-                batch::set_log_append_time(chunk, ts);
-            }
-            *h = BatchHeader::parse(chunk)?;
-            next = h.next_offset();
-            record_count += i64::from(h.record_count);
-            at += size;
-        }
+        let (next, record_count) = match origin {
+            Origin::Leader => assign_offsets(records, &mut headers, first_offset, append_time)?,
+            Origin::Follower => replica::check_contiguous(&headers, first_offset)?,
+        };
+        self.assign_epochs(&headers)?;
         let max_ts_incoming = headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1);
         let active =
             self.maybe_roll(&mut w, &config, total_bytes, next - 1, max_ts_incoming, now)?;
@@ -962,18 +971,32 @@ impl Log {
     /// Removes every batch that ends at or after `offset` (replication's truncation). Below
     /// the log start offset, the log is emptied and restarts at `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        self.truncate(offset, false)
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower behind its leader's log
+    /// start, Kafka's `truncateFullyAndStartAt`).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        self.truncate(offset, true)
+    }
+
+    fn truncate(&self, offset: i64, full: bool) -> Result<()> {
         self.check_writable()?;
         let _ops = lock(&self.segment_ops);
         let mut w = lock(&self.writer);
-        if offset >= self.log_end_offset() {
-            return Ok(());
+        if !full && offset >= self.log_end_offset() {
+            // Nothing to cut, but an epoch this replica assigned as leader and never wrote
+            // a batch of goes (Kafka's `truncateTo` does the same): else a follower would
+            // keep reporting it and never stop diverging.
+            let end = self.log_end_offset();
+            return self.edit_epochs(|c| c.truncate_from_end(end));
         }
         let config = self.config();
         let segments = self.segments();
         let mut keep: Vec<Arc<Segment>> = Vec::new();
         let mut remove: Vec<Arc<Segment>> = Vec::new();
         for seg in segments.iter() {
-            if seg.base_offset >= offset || offset <= self.log_start_offset() {
+            if full || seg.base_offset >= offset || offset <= self.log_start_offset() {
                 remove.push(Arc::clone(seg));
             } else {
                 keep.push(Arc::clone(seg));
@@ -1011,7 +1034,7 @@ impl Log {
             self.publish_segments(keep);
             // Cutting into the batch that holds the log start moves the start back to the end.
             let start = self.log_start_offset();
-            let new_start = if offset <= start {
+            let new_start = if full || offset <= start {
                 offset
             } else {
                 start.min(end)
@@ -1021,7 +1044,12 @@ impl Log {
             self.log_end_offset.store(end, Ordering::Release);
             self.durable_offset.fetch_min(end, Ordering::AcqRel);
             self.recovery_point.fetch_min(end, Ordering::AcqRel);
-            Ok(())
+            self.high_watermark.fetch_min(end, Ordering::AcqRel);
+            if full || offset <= start {
+                self.edit_epochs(EpochCache::clear)
+            } else {
+                self.edit_epochs(|c| c.truncate_from_end(end))
+            }
         })();
         result.map_err(|e| self.health.fail(e))?;
         drop(w);
@@ -1047,6 +1075,7 @@ impl Log {
             .fetch_max(offset, Ordering::AcqRel)
             .max(offset);
         self.delete_segments(|_, next_base| next_base <= start)?;
+        self.edit_epochs(|c| c.truncate_from_start(start))?;
         if let Some(shared) = self.dir_shared.upgrade() {
             shared.write_checkpoints()?;
         }
@@ -1102,8 +1131,11 @@ impl Log {
             }
             let (gone, kept) = segments.split_at(n);
             if let Some(first) = kept.first() {
-                self.log_start_offset
-                    .fetch_max(first.base_offset, Ordering::AcqRel);
+                let start = self
+                    .log_start_offset
+                    .fetch_max(first.base_offset, Ordering::AcqRel)
+                    .max(first.base_offset);
+                self.edit_epochs(|c| c.truncate_from_start(start))?;
             }
             self.publish_segments(kept.to_vec());
             gone.to_vec()
@@ -1121,6 +1153,41 @@ impl Log {
         let _w = lock(&self.writer);
         self.deleted.store(true, Ordering::Release);
     }
+}
+
+/// Who appends: the leader assigns offsets; a follower keeps its leader's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Leader,
+    Follower,
+}
+
+/// Rewrites each batch's base offset from `first` on (and stamps `append_time`): the next
+/// offset and the record count.
+fn assign_offsets(
+    records: &mut [u8],
+    headers: &mut [BatchHeader],
+    first: i64,
+    append_time: Option<i64>,
+) -> Result<(i64, i64)> {
+    let mut next = first;
+    let mut at = 0usize;
+    let mut record_count = 0i64;
+    for h in headers.iter_mut() {
+        let size = h.size();
+        let Some(chunk) = records.get_mut(at..at + size) else {
+            break;
+        };
+        batch::set_base_offset(chunk, next);
+        if let Some(ts) = append_time {
+            batch::set_log_append_time(chunk, ts);
+        }
+        *h = BatchHeader::parse(chunk)?;
+        next = h.next_offset();
+        record_count += i64::from(h.record_count);
+        at += size;
+    }
+    Ok((next, record_count))
 }
 
 /// Checks a segment whose files are trusted: its indexes are ordered and in bounds and its

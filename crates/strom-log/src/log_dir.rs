@@ -5,7 +5,9 @@
 //! later operation on any of its logs gets `LogError::Offline` until the process restarts,
 //! because what reached the disk after a failed fsync is unknown.
 
-use crate::checkpoint::{self, CLEANER_FILE, LOG_START_FILE, RECOVERY_POINT_FILE};
+use crate::checkpoint::{
+    self, CLEANER_FILE, HIGH_WATERMARK_FILE, LOG_START_FILE, RECOVERY_POINT_FILE,
+};
 use crate::cleaner::{self, CleanerOptions};
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
@@ -115,9 +117,17 @@ impl DirShared {
             .filter(|l| l.cleaner_checkpoint() >= 0)
             .map(|l| (l.name().to_string(), l.cleaner_checkpoint()))
             .collect();
+        let high_watermarks: BTreeMap<String, i64> = logs
+            .iter()
+            .filter(|l| l.high_watermark() >= 0)
+            .map(|l| (l.name().to_string(), l.high_watermark()))
+            .collect();
         checkpoint::write(&self.path.join(RECOVERY_POINT_FILE), &recovery)
             .and_then(|()| checkpoint::write(&self.path.join(LOG_START_FILE), &starts))
             .and_then(|()| checkpoint::write(&self.path.join(CLEANER_FILE), &cleaned))
+            .and_then(|()| {
+                checkpoint::write(&self.path.join(HIGH_WATERMARK_FILE), &high_watermarks)
+            })
             .map_err(|e| self.health.fail(e))
     }
 }
@@ -202,6 +212,7 @@ impl LogDir {
         let recovery_points = read_checkpoint(RECOVERY_POINT_FILE);
         let log_starts = read_checkpoint(LOG_START_FILE);
         let cleaned = read_checkpoint(CLEANER_FILE);
+        let high_watermarks = read_checkpoint(HIGH_WATERMARK_FILE);
         let health = Arc::new(DirHealth {
             path: path.clone(),
             offline: AtomicBool::new(false),
@@ -256,6 +267,7 @@ impl LogDir {
                 recovery_point: recovery_points.get(&name).copied().unwrap_or(0),
                 log_start_offset: log_starts.get(&name).copied().unwrap_or(0),
                 cleaner_checkpoint: cleaned.get(&name).copied().unwrap_or(-1),
+                high_watermark: high_watermarks.get(&name).copied().unwrap_or(-1),
             })?;
             shared
                 .logs
@@ -333,6 +345,7 @@ impl LogDir {
             recovery_point: 0,
             log_start_offset: 0,
             cleaner_checkpoint: -1,
+            high_watermark: 0,
         })
         .map_err(|e| self.shared.health.fail(e))?;
         logs.insert(name, Arc::clone(&log));

@@ -86,10 +86,8 @@ pub fn create_topic(
             topic_id,
             partition,
             leader: replicas[0],
-            // Only the leader holds the partition's records until followers replicate it
-            // (issue 11 adds them to the ISR once caught up): an ISR of the replicas that
-            // never fetch would hold the high watermark at 0 for ever.
-            isr: vec![replicas[0]],
+            // Every replica of a new partition holds all of it (nothing), as in Kafka.
+            isr: replicas.clone(),
             replicas,
             leader_epoch: 0,
         });
@@ -217,16 +215,13 @@ pub fn create_partitions(
     Ok(
         crate::placement::place(image.live_brokers(), have..count, rf, seed)
             .into_iter()
-            .map(|(p, replicas)| {
-                MetadataRecord::Partition {
-                    topic_id: topic.topic_id,
-                    partition: p,
-                    leader: replicas[0],
-                    // As for a new topic: the leader alone until followers replicate.
-                    isr: vec![replicas[0]],
-                    replicas,
-                    leader_epoch: 0,
-                }
+            .map(|(p, replicas)| MetadataRecord::Partition {
+                topic_id: topic.topic_id,
+                partition: p,
+                leader: replicas[0],
+                isr: replicas.clone(),
+                replicas,
+                leader_epoch: 0,
             })
             .collect(),
     )

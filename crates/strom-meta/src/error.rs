@@ -29,4 +29,13 @@ pub enum ApiError {
     InvalidUpdateVersion(String),
     #[error("topic deletion is disabled (delete.topic.enable=false)")]
     TopicDeletionDisabled,
+    /// An ISR change from a leader epoch that is not the partition's.
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// An ISR change asked by a broker that does not lead the partition.
+    #[error("{0}")]
+    NotLeaderOrFollower(String),
+    /// An ISR change that adds a fenced, shutting-down or restarted replica.
+    #[error("{0}")]
+    IneligibleReplica(String),
 }

@@ -27,6 +27,10 @@ pub struct PartitionImage {
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
+    /// Bumped by every change of the partition (Kafka's partition epoch): an ISR change is
+    /// made against the epoch its leader knew (AlterPartition).
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +119,10 @@ impl MetadataImage {
                     .ok_or_else(|| {
                         MetaError(format!("partition of unknown topic id {topic_id}"))
                     })?;
+                let partition_epoch = topic
+                    .partitions
+                    .get(partition)
+                    .map_or(0, |p| p.partition_epoch + 1);
                 topic.partitions.insert(
                     *partition,
                     PartitionImage {
@@ -122,6 +130,7 @@ impl MetadataImage {
                         isr: isr.clone(),
                         leader: *leader,
                         leader_epoch: *leader_epoch,
+                        partition_epoch,
                     },
                 );
             }

@@ -11,6 +11,7 @@ pub mod delta;
 pub mod error;
 pub mod features;
 pub mod image;
+pub mod isr;
 pub mod membership;
 pub mod placement;
 pub mod record;

@@ -6,7 +6,7 @@
 //! refuses to start with one line.
 
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,41 +15,6 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::*;
-fn write_configs(dir: &Path, n: i32) -> Vec<PathBuf> {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    write_configs_via(dir, &ports, |_, to| ports[to])
-}
-
-/// Node configs where node `i` (0-based) reaches node `j`'s controller listener at port
-/// `via(i, j)`: each node's view of the others may differ (proxies, NAT), its own binds
-/// `ports[i]`.
-fn write_configs_via(dir: &Path, ports: &[u16], via: impl Fn(usize, usize) -> u16) -> Vec<PathBuf> {
-    let n = ports.len();
-    (0..n)
-        .map(|i| {
-            let voters: Vec<String> = (0..n)
-                .map(|j| {
-                    let port = if i == j { ports[i] } else { via(i, j) };
-                    format!("{}@127.0.0.1:{port}", j + 1)
-                })
-                .collect();
-            let path = dir.join(format!("node{}.properties", i + 1));
-            let text = format!(
-                "node.id={}\nprocess.roles=broker,controller\n\
-                 listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{}\n\
-                 controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
-                 log.dirs={}\ngroup.initial.rebalance.delay.ms=0\n",
-                i + 1,
-                ports[i],
-                voters.join(","),
-                dir.join(format!("data{}", i + 1)).display()
-            );
-            std::fs::write(&path, text).unwrap();
-            path
-        })
-        .collect()
-}
-
 /// One direction of one link between two nodes: a TCP proxy that, cut, drops its
 /// connections and refuses new ones.
 struct Proxy {
@@ -425,7 +390,7 @@ fn a_minority_cut_off_cannot_commit_and_catches_up_when_healed() {
         })
         .collect();
     let port_of = |i: usize, j: usize| proxies[i][j].as_ref().map_or(ports[j], |p| p.port);
-    let configs = write_configs_via(tmp.path(), &ports, port_of);
+    let configs = write_configs_via(tmp.path(), &ports, port_of, "");
     let mut nodes = start_all(&configs);
     let (_, leader, _) = cluster(&nodes[0].addr);
     let victim = not_leading(&nodes, leader);

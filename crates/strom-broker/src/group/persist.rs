@@ -48,10 +48,12 @@ impl Broker {
         if self.meta.image().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
+        // Capped by the brokers present, so that one node works with no configuration.
+        let live = self.meta.image().live_brokers().count().max(1) as i32;
         let t = NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             partitions: self.config.offsets_topic_num_partitions,
-            replication_factor: 1,
+            replication_factor: self.config.offsets_topic_replication_factor.min(live),
             assignments: Vec::new(),
             configs: vec![
                 ("cleanup.policy".into(), "compact".into()),

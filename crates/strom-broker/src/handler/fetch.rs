@@ -26,6 +26,13 @@ struct Wanted {
 
 pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending {
     let by_id = version >= 13;
+    // A follower names itself (KIP-903 moved the id into `ReplicaState` at v15).
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = (replica_id >= 0).then_some(replica_id);
     let requested: Vec<SessionPartition> = req
         .topics
         .iter()
@@ -35,6 +42,11 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
                 topic_id: t.topic_id,
                 partition: p.partition,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: if version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
                 last_sent: None,
@@ -104,40 +116,47 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
     let deadline = tokio::time::Instant::now() + max_wait;
     Box::pin(async move {
         let reads = Reads {
+            broker: &broker,
             wanted: &wanted,
             max_bytes,
             read_committed,
             incremental,
             by_id,
+            follower,
         };
         loop {
             let notify = Arc::new(Notify::new());
             // Registered before reading, so an append after the read wakes this fetch.
             if !max_wait.is_zero() {
-                for w in &wanted {
-                    if let Some(p) = &w.partition {
-                        p.add_waiter(&notify);
+                for p in wanted.iter().filter_map(|w| w.partition.as_ref()) {
+                    match follower {
+                        Some(_) => p.add_follower_waiter(&notify),
+                        None => p.add_waiter(&notify),
                     }
                 }
             }
             let read = reads.read();
+            for p in &read.may_join {
+                crate::isr::request_change(&broker, p);
+            }
             let timed_out = tokio::time::Instant::now() >= deadline;
             if read.bytes >= min_bytes.max(1) || read.errors || timed_out {
-                return finish(&broker, session_id, read);
+                return finish(&broker, version, session_id, read);
             }
             if tokio::time::timeout_at(deadline, notify.notified())
                 .await
                 .is_err()
             {
-                return finish(&broker, session_id, reads.read());
+                return finish(&broker, version, session_id, reads.read());
             }
         }
     })
 }
 
-fn finish(broker: &Broker, session_id: i32, read: Read) -> Reply {
+fn finish(broker: &Broker, version: i16, session_id: i32, read: Read) -> Reply {
     let mut response = read.response;
     response.session_id = session_id;
+    super::steer::fetch(broker, version, &mut response);
     if session_id != 0 {
         broker
             .fetch_sessions
@@ -152,11 +171,14 @@ fn finish(broker: &Broker, session_id: i32, read: Read) -> Reply {
 }
 
 struct Reads<'a> {
+    broker: &'a Broker,
     wanted: &'a [Wanted],
     max_bytes: i64,
     read_committed: bool,
     incremental: bool,
     by_id: bool,
+    /// A follower's fetch: read to the log end, and its fetch state recorded.
+    follower: Option<i32>,
 }
 
 struct Read {
@@ -166,6 +188,8 @@ struct Read {
     errors: bool,
     /// (topic, topic id, partition, high watermark, log start) of every partition answered.
     sent: Vec<(String, uuid::Uuid, i32, i64, i64)>,
+    /// Partitions whose fetching follower may join the ISR.
+    may_join: Vec<Arc<Partition>>,
 }
 
 impl Reads<'_> {
@@ -175,6 +199,7 @@ impl Reads<'_> {
         let mut bytes = 0i64;
         let mut errors = false;
         let mut sent = Vec::new();
+        let mut may_join = Vec::new();
         for w in self.wanted {
             let at = &w.at;
             let mut pd = PartitionData::default();
@@ -188,23 +213,28 @@ impl Reads<'_> {
             let mut has_records = false;
             match &w.partition {
                 None => {
-                    pd.error_code = if self.by_id {
-                        code(ResponseError::UnknownTopicId)
+                    let id = if self.by_id {
+                        at.topic_id
                     } else {
-                        code(ResponseError::UnknownTopicOrPartition)
+                        uuid::Uuid::nil()
                     };
+                    pd.error_code =
+                        super::steer::not_hosted(self.broker, &at.topic, id, at.partition);
                     errors = true;
                 }
                 Some(p) => {
                     let limit = i64::from(at.max_bytes.max(0))
                         .min(self.max_bytes - bytes)
                         .max(0) as u64;
-                    let read = p
-                        .leader_epoch_checked(at.current_leader_epoch)
-                        .and_then(|_| {
-                            p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
-                                .map_err(|e| error::log_error(&e))
-                        });
+                    let read = match self.follower {
+                        None => p
+                            .leader_epoch_checked(at.current_leader_epoch)
+                            .and_then(|_| {
+                                p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
+                                    .map_err(|e| error::log_error(&e))
+                            }),
+                        Some(id) => follower_read(p, id, at, limit, &mut pd, &mut may_join),
+                    };
                     match read {
                         Ok(info) => {
                             pd.high_watermark = info.high_watermark;
@@ -270,6 +300,51 @@ impl Reads<'_> {
             bytes,
             errors,
             sent,
+            may_join,
         }
     }
+}
+
+/// A follower's read (Kafka's `Partition.fetchRecords` for a replica): this broker must lead
+/// and the follower be a replica; a log that diverged from this one at the follower's last
+/// fetched epoch is told where (`DivergingEpoch`, no records, its fetch state left alone);
+/// otherwise its fetch offset is recorded (moving the high watermark) and it reads to the
+/// log end.
+fn follower_read(
+    p: &Arc<Partition>,
+    id: i32,
+    at: &SessionPartition,
+    limit: u64,
+    pd: &mut PartitionData,
+    may_join: &mut Vec<Arc<Partition>>,
+) -> Result<crate::partition::Read, error::Code> {
+    p.leader_epoch_checked(at.current_leader_epoch)?;
+    if !p.is_replica(id) {
+        return Err(code(ResponseError::NotLeaderOrFollower));
+    }
+    if at.last_fetched_epoch >= 0 {
+        let (epoch, end) = p.end_offset_for_epoch(at.last_fetched_epoch);
+        if epoch < 0 || end < 0 {
+            return Err(code(ResponseError::OffsetOutOfRange));
+        }
+        if epoch < at.last_fetched_epoch || end < at.fetch_offset {
+            pd.diverging_epoch.epoch = epoch;
+            pd.diverging_epoch.end_offset = end;
+            let hw = p.high_watermark();
+            return Ok(crate::partition::Read {
+                slice: None,
+                high_watermark: hw,
+                last_stable_offset: hw,
+                log_start_offset: p.log_start_offset(),
+                log_end_offset: p.log_end_offset(),
+            });
+        }
+    }
+    let read = p
+        .read(at.fetch_offset, limit.max(1), Isolation::LogEnd)
+        .map_err(|e| error::log_error(&e))?;
+    if p.follower_fetched(id, at.fetch_offset) {
+        may_join.push(Arc::clone(p));
+    }
+    Ok(read)
 }

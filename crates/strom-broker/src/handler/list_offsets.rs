@@ -18,6 +18,9 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub const EARLIEST_PENDING_UPLOAD: i64 = -5;
 
 pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    // A follower (replica id >= 0) is answered from the whole log, as Kafka's
+    // `fetchOffsetForTimestamp` without an isolation level.
+    let replica = req.replica_id.0 >= 0;
     let mut response = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
@@ -34,7 +37,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
                     match part.leader_epoch_checked(p.current_leader_epoch) {
                         Err(c) => pr.error_code = c,
                         Ok(epoch) => {
-                            lookup(&part, p.timestamp, &mut pr);
+                            let epoch =
+                                lookup(&part, p.timestamp, replica, &mut pr).unwrap_or(epoch);
                             // The leader epoch of the offset found (none found: -1).
                             if version >= 4 && pr.offset >= 0 {
                                 pr.leader_epoch = epoch;
@@ -51,32 +55,51 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
 }
 
 /// One partition's answer: consumers are told offsets below the high watermark only (Kafka's
-/// `fetchOffsetForTimestamp` for requests without a replica id).
-fn lookup(part: &Partition, timestamp: i64, pr: &mut ListOffsetsPartitionResponse) {
+/// `fetchOffsetForTimestamp` for requests without a replica id), and OFFSET_NOT_AVAILABLE
+/// while a new leader's high watermark has not reached its epoch's start (KIP-207: offsets
+/// below it may still be cut). The epoch of the offset found, when it is not the current one.
+fn lookup(
+    part: &Partition,
+    timestamp: i64,
+    replica: bool,
+    pr: &mut ListOffsetsPartitionResponse,
+) -> Option<i32> {
+    if !replica && !matches!(timestamp, EARLIEST | EARLIEST_LOCAL) && part.epoch_start_pending() {
+        pr.error_code = code(ResponseError::OffsetNotAvailable);
+        return None;
+    }
     let found = match timestamp {
+        LATEST if replica => {
+            pr.offset = part.log_end_offset();
+            return None;
+        }
         LATEST => {
             pr.offset = part.high_watermark();
-            return;
+            return None;
         }
         EARLIEST | EARLIEST_LOCAL => {
             pr.offset = part.log_start_offset();
-            return;
+            return part.epoch_at(pr.offset);
         }
-        EARLIEST_PENDING_UPLOAD => return,
+        EARLIEST_PENDING_UPLOAD => return None,
         MAX_TIMESTAMP => part.max_timestamp(),
         ts if ts >= 0 => part.offset_for_timestamp(ts),
         // Kafka's answer to a special timestamp it does not know.
         _ => {
             pr.error_code = code(ResponseError::UnsupportedVersion);
-            return;
+            return None;
         }
     };
     match found {
         Ok(Some(f)) => {
             pr.offset = f.offset;
             pr.timestamp = f.timestamp;
+            part.epoch_at(f.offset)
         }
-        Ok(None) => {}
-        Err(e) => pr.error_code = error::log_error(&e),
+        Ok(None) => None,
+        Err(e) => {
+            pr.error_code = error::log_error(&e);
+            None
+        }
     }
 }

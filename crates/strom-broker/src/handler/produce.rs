@@ -47,8 +47,15 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                         "transactions are not supported yet",
                     ));
                 }
-                (None, _) if version >= 13 => pr.error_code = code(ResponseError::UnknownTopicId),
-                (None, _) => pr.error_code = code(ResponseError::UnknownTopicOrPartition),
+                (None, _) => {
+                    let id = if version >= 13 {
+                        topic.topic_id
+                    } else {
+                        uuid::Uuid::nil()
+                    };
+                    pr.error_code =
+                        super::steer::not_hosted(broker, topic.name.0.as_str(), id, data.index);
+                }
                 (Some(_), None) => pr.error_code = code(ResponseError::CorruptMessage),
                 (Some(p), Some(records)) => {
                     let rules = rules.get_or_insert_with(|| Rules::of(broker, &p.topic));
@@ -65,6 +72,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
         return Box::pin(std::future::ready(Reply::None));
     }
     if waits.is_empty() {
+        super::steer::produce(broker, version, &mut response);
         return ready(ResponseKind::Produce(response));
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
@@ -73,7 +81,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
     } else {
         Wait::Local
     };
-    durable(response, waits, wait, timeout)
+    durable(broker, version, response, waits, (wait, timeout))
 }
 
 /// One partition's records: the topic's rules checked (min ISR, timestamps, keys on compacted
@@ -134,11 +142,13 @@ fn append(
 /// The answer once the high watermark passes every acks=all append (or the request's
 /// timeout passed). On one node that is when the append is durable.
 fn durable(
+    broker: &Arc<Broker>,
+    version: i16,
     mut response: ProduceResponse,
     waits: Vec<(usize, usize, Arc<Partition>, i64)>,
-    wait: Wait,
-    timeout: Duration,
+    (wait, timeout): (Wait, Duration),
 ) -> Pending {
+    let broker = Arc::clone(broker);
     // The waits are registered now, not when the writer first polls the future; the append
     // already asked for the sync, so pipelined requests share one flush cycle.
     let pending: Vec<_> = waits
@@ -163,6 +173,7 @@ fn durable(
                 pr.error_code = error_code;
             }
         }
+        super::steer::produce(&broker, version, &mut response);
         Reply::Message(ResponseKind::Produce(response))
     })
 }

@@ -32,6 +32,10 @@ pub enum TopicsCommand {
         /// Include internal topics (`__consumer_offsets`).
         #[arg(long)]
         internal: bool,
+        /// List the partitions whose ISR is smaller than their replica set instead (Kafka's
+        /// `--under-replicated-partitions`).
+        #[arg(long = "under-replicated", alias = "under-replicated-partitions")]
+        under_replicated: bool,
     },
     /// Describe topics: partitions with leader, replicas, ISR and log offsets.
     Describe {
@@ -102,7 +106,43 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
                 Output::Json => print_json(&json!({"created": name})),
             }
         }
-        TopicsCommand::List { internal } => {
+        TopicsCommand::List {
+            internal,
+            under_replicated: true,
+        } => {
+            let md = admin.metadata(None).await?;
+            let rows: Vec<_> = md
+                .topics
+                .values()
+                .filter(|t| internal || !t.internal)
+                .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+                .filter(|(_, p)| p.isr.len() < p.replicas.len())
+                .collect();
+            let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+            match common.output {
+                Output::Json => print_json(&json!(rows
+                    .iter()
+                    .map(|(t, p)| json!({"topic": t.name, "partition": p.partition,
+                        "leader": p.leader, "replicas": p.replicas, "isr": p.isr}))
+                    .collect::<Vec<_>>())),
+                Output::Table => print_table(
+                    &["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"],
+                    &rows
+                        .iter()
+                        .map(|(t, p)| {
+                            vec![
+                                t.name.clone(),
+                                p.partition.to_string(),
+                                p.leader.to_string(),
+                                ids(&p.replicas),
+                                ids(&p.isr),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        TopicsCommand::List { internal, .. } => {
             let md = admin.metadata(None).await?;
             let names: Vec<&String> = md
                 .topics

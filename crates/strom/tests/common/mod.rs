@@ -72,7 +72,10 @@ pub fn spawn(config: &Path) -> Child {
     Command::new(STROM)
         .args(["broker", "--config"])
         .arg(config)
-        .env("STROM_LOG", "warn")
+        .env(
+            "STROM_LOG",
+            std::env::var("NODE_LOG").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -225,4 +228,49 @@ pub fn create_within(addr: &str, topic: &str, within: Duration) -> Duration {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+pub fn write_configs(dir: &Path, n: i32) -> Vec<PathBuf> {
+    write_configs_with(dir, n, "")
+}
+
+/// Combined-role node configs with `extra` properties appended to each.
+pub fn write_configs_with(dir: &Path, n: i32, extra: &str) -> Vec<PathBuf> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    write_configs_via(dir, &ports, |_, to| ports[to], extra)
+}
+
+/// Node configs where node `i` (0-based) reaches node `j`'s controller listener at port
+/// `via(i, j)`: each node's view of the others may differ (proxies, NAT), its own binds
+/// `ports[i]`.
+pub fn write_configs_via(
+    dir: &Path,
+    ports: &[u16],
+    via: impl Fn(usize, usize) -> u16,
+    extra: &str,
+) -> Vec<PathBuf> {
+    let n = ports.len();
+    (0..n)
+        .map(|i| {
+            let voters: Vec<String> = (0..n)
+                .map(|j| {
+                    let port = if i == j { ports[i] } else { via(i, j) };
+                    format!("{}@127.0.0.1:{port}", j + 1)
+                })
+                .collect();
+            let path = dir.join(format!("node{}.properties", i + 1));
+            let text = format!(
+                "node.id={}\nprocess.roles=broker,controller\n\
+                 listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{}\n\
+                 controller.listener.names=CONTROLLER\ncontroller.quorum.voters={}\n\
+                 log.dirs={}\ngroup.initial.rebalance.delay.ms=0\n{extra}",
+                i + 1,
+                ports[i],
+                voters.join(","),
+                dir.join(format!("data{}", i + 1)).display()
+            );
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect()
 }

@@ -1,0 +1,52 @@
+//! The leader's side of ISR changes (Kafka's `Partition.maybeShrinkIsr` /
+//! `maybeExpandIsr` and the AlterPartition manager): a follower that fetched its way back
+//! asks to join at once (from the fetch that caught it up); lagging followers are checked
+//! every half `replica.lag.time.max.ms`. A change is committed through the metadata log
+//! (`strom_meta::isr::alter_partition`, against the leader and partition epochs this leader
+//! knows); while it is in flight the high watermark counts the larger ISR, and one change
+//! per partition is in flight at a time.
+
+use crate::broker::Broker;
+use crate::partition::Partition;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Asks the controller for the ISR change `p` needs now, if any (on a task of its own).
+pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>) {
+    let Some(change) = p.isr_change(broker.config.replica_lag_time_max_ms) else {
+        return;
+    };
+    let broker = Arc::clone(broker);
+    let p = Arc::clone(p);
+    tokio::spawn(async move {
+        let c = change.clone();
+        let result = broker
+            .commit(move |img| strom_meta::isr::alter_partition(img, &c))
+            .await;
+        if let Err((code, message)) = result {
+            tracing::warn!(partition = %p.log_name(), isr = ?change.new_isr, code, %message,
+                "ISR change refused");
+        }
+        // Applied by the reconciler before `commit` returned, or refused: either way no
+        // longer in flight.
+        p.set_pending_isr(None);
+    });
+}
+
+/// Every half `replica.lag.time.max.ms`, each partition this broker leads drops the
+/// followers that stopped keeping up.
+pub async fn shrink_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis((broker.config.replica_lag_time_max_ms / 2).max(1) as u64);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        for p in broker.replicas.all() {
+            if p.is_leader() {
+                request_change(&broker, &p);
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Replication's calls on a partition. On the leader: a follower's fetch moves its fetch
+//! state (and maybe the high watermark), the ISR change in flight, `min.insync.replicas`.
+//! On a follower: the leader's batches appended at their offsets, truncation where the logs
+//! diverge, the leader's high watermark and log start taken.
+
+use super::{lock, now_ms, Partition};
+use crate::error::{self, BrokerError, Code};
+use kafka_protocol::error::ResponseError;
+use strom_log::LogError;
+use strom_proto::BatchHeader;
+
+impl Partition {
+    /// Follower `id` fetched from `fetch_offset` (leader only). Whether it may now join the
+    /// ISR (caught up, and no ISR change in flight).
+    pub fn follower_fetched(&self, id: i32, fetch_offset: i64) -> bool {
+        let mut shared = lock(&self.shared);
+        let before = shared.state.high_watermark();
+        shared
+            .state
+            .record_fetch(id, fetch_offset, self.log.log_end_offset(), now_ms());
+        let join = shared.state.pending_isr().is_none() && shared.state.may_join().contains(&id);
+        self.settle(shared, before);
+        join
+    }
+
+    /// The ISR change this leader should ask for now, if any, marked in flight: lagging
+    /// followers out (`replica.lag.time.max.ms`), caught-up ones in. None while another
+    /// change is in flight or nothing changes.
+    pub fn isr_change(&self, lag_max_ms: i64) -> Option<strom_meta::isr::IsrChange> {
+        let mut shared = lock(&self.shared);
+        let st = &shared.state;
+        if !st.is_leader() || st.pending_isr().is_some() {
+            return None;
+        }
+        let out = st.out_of_sync(now_ms(), lag_max_ms);
+        let join = st.may_join();
+        let isr: Vec<i32> = st
+            .replicas()
+            .iter()
+            .copied()
+            .filter(|id| (st.isr().contains(id) && !out.contains(id)) || join.contains(id))
+            .collect();
+        let mut same = st.isr().to_vec();
+        same.sort_unstable();
+        let mut sorted = isr.clone();
+        sorted.sort_unstable();
+        if sorted == same {
+            return None;
+        }
+        let change = strom_meta::isr::IsrChange {
+            topic_id: self.topic_id,
+            partition: self.index,
+            leader: st.node_id(),
+            leader_epoch: st.leader_epoch(),
+            partition_epoch: st.partition_epoch(),
+            new_isr: isr.clone(),
+        };
+        let before = st.high_watermark();
+        shared.state.set_pending_isr(Some(isr));
+        self.settle(shared, before);
+        Some(change)
+    }
+
+    /// An ISR change asked of the controller (None: answered or refused).
+    pub fn set_pending_isr(&self, isr: Option<Vec<i32>>) {
+        let mut shared = lock(&self.shared);
+        let before = shared.state.high_watermark();
+        shared.state.set_pending_isr(isr);
+        self.settle(shared, before);
+    }
+
+    /// The topic's `min.insync.replicas`.
+    pub fn set_min_isr(&self, min_isr: usize) {
+        let mut shared = lock(&self.shared);
+        let before = shared.state.high_watermark();
+        shared.state.set_min_isr(min_isr);
+        self.settle(shared, before);
+    }
+
+    /// The newest leader epoch in this replica's log (a follower's `LastFetchedEpoch`).
+    pub fn latest_epoch(&self) -> i32 {
+        self.log.latest_epoch()
+    }
+
+    /// Where `epoch` ends in this replica's log (OffsetForLeaderEpoch, divergence).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.log.end_offset_for_epoch(epoch)
+    }
+
+    /// Appends what the leader of `leader_epoch` sent, at the leader's offsets; refused with
+    /// NOT_LEADER_OR_FOLLOWER once this replica's role or epoch moved on. A trailing
+    /// partial batch (a leader may cut one at its byte limit) is left for the next fetch.
+    /// The last offset appended, if any.
+    pub fn append_as_follower(
+        &self,
+        leader_epoch: i32,
+        records: &[u8],
+    ) -> Result<Option<i64>, (Code, String)> {
+        let whole = whole_batches(records);
+        if whole == 0 {
+            return Ok(None);
+        }
+        let mut producers = lock(&self.producers);
+        {
+            let shared = lock(&self.shared);
+            if shared.state.is_leader() || shared.state.leader_epoch() != leader_epoch {
+                return Err((
+                    error::code(ResponseError::NotLeaderOrFollower),
+                    "no longer a follower of that leader epoch".into(),
+                ));
+            }
+        }
+        let mut owned = records.get(..whole).unwrap_or_default().to_vec();
+        let info = self
+            .log
+            .append_as_follower(&mut owned)
+            .map_err(|e| (error::log_error(&e), e.to_string()))?;
+        let mut at = 0usize;
+        while let Some(h) = owned.get(at..).and_then(|b| BatchHeader::parse(b).ok()) {
+            producers.record(&h);
+            at += h.size();
+        }
+        drop(producers);
+        self.track_durable(info.last_offset);
+        Ok(Some(info.last_offset))
+    }
+
+    /// Cuts this follower's log to `offset` (its log diverged from the leader's there) and
+    /// rebuilds its producers' state from what is left.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), BrokerError> {
+        self.cut(|log| log.truncate_to(offset))
+    }
+
+    /// Empties this follower's log and restarts it at the leader's log start.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), BrokerError> {
+        self.cut(|log| log.truncate_fully_and_start_at(offset))
+    }
+
+    fn cut(
+        &self,
+        op: impl FnOnce(&strom_log::Log) -> Result<(), LogError>,
+    ) -> Result<(), BrokerError> {
+        let mut producers = lock(&self.producers);
+        op(&self.log)?;
+        lock(&self.shared)
+            .state
+            .truncated_to(self.log.log_end_offset());
+        self.load_producers_into(&mut producers)
+    }
+
+    /// A follower takes its leader's high watermark (capped by what it holds durably).
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        let mut shared = lock(&self.shared);
+        let before = shared.state.high_watermark();
+        shared.state.follower_high_watermark(leader_high_watermark);
+        self.settle(shared, before);
+    }
+
+    /// A follower takes its leader's log start offset when it moved past its own.
+    pub fn follow_log_start(&self, leader_log_start: i64) -> Result<(), LogError> {
+        if leader_log_start > self.log.log_start_offset()
+            && leader_log_start <= self.log.log_end_offset()
+        {
+            self.log.delete_records_before(leader_log_start)?;
+        }
+        Ok(())
+    }
+
+    /// The leader epoch of the record at `offset`, as this replica's log knows it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        self.log
+            .epoch_entries()
+            .iter()
+            .rev()
+            .find(|e| e.start_offset <= offset)
+            .map(|e| e.epoch)
+    }
+
+    /// A leader whose high watermark has not yet reached the start of its epoch (KIP-207).
+    pub fn epoch_start_pending(&self) -> bool {
+        let shared = lock(&self.shared);
+        shared.state.is_leader()
+            && shared.state.high_watermark() < shared.state.epoch_start_offset()
+    }
+
+    /// This replica's role.
+    pub fn role(&self) -> crate::partition::state::Role {
+        lock(&self.shared).state.role()
+    }
+
+    /// Whether broker `id` holds a replica of this partition.
+    pub fn is_replica(&self, id: i32) -> bool {
+        lock(&self.shared).state.replicas().contains(&id)
+    }
+}
+
+/// The length of the whole batches at the start of `records`.
+fn whole_batches(records: &[u8]) -> usize {
+    let mut at = 0usize;
+    while let Some(h) = records.get(at..).and_then(|b| BatchHeader::parse(b).ok()) {
+        if at + h.size() > records.len() {
+            break;
+        }
+        at += h.size();
+    }
+    at
+}

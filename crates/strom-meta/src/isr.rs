@@ -1,0 +1,205 @@
+//! The controller's side of AlterPartition (pure): a partition leader asks to shrink or
+//! expand its ISR, against the leader epoch and partition epoch it knows. As Kafka's
+//! `ReplicationControlManager.alterPartition`: a stale leader epoch is FENCED_LEADER_EPOCH, a
+//! stale partition epoch INVALID_UPDATE_VERSION, a request from a broker that does not lead
+//! NOT_LEADER_OR_FOLLOWER, and a new ISR may only hold live, unfenced replicas and must hold
+//! the leader (INELIGIBLE_REPLICA / INVALID_REQUEST). An ISR change keeps the leader epoch
+//! (Kafka 3.6+: only a leader change bumps it); the partition epoch moves.
+
+use crate::error::ApiError;
+use crate::image::MetadataImage;
+use crate::record::MetadataRecord;
+use uuid::Uuid;
+
+/// One partition's ISR change, as its leader asks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The broker asking: it must lead the partition.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// The record that makes `change`, or why it is refused. An ISR equal to the current one
+/// is no change (no record).
+pub fn alter_partition(
+    image: &MetadataImage,
+    change: &IsrChange,
+) -> Result<Vec<MetadataRecord>, ApiError> {
+    let p = image
+        .topic_names
+        .get(&change.topic_id)
+        .and_then(|n| image.topics.get(n))
+        .and_then(|t| t.partitions.get(&change.partition))
+        .ok_or_else(|| ApiError::UnknownTopic(format!("{}", change.topic_id)))?;
+    if p.leader != change.leader {
+        return Err(ApiError::NotLeaderOrFollower(format!(
+            "broker {} does not lead partition {}",
+            change.leader, change.partition
+        )));
+    }
+    if change.leader_epoch != p.leader_epoch {
+        return Err(ApiError::FencedLeaderEpoch(format!(
+            "leader epoch {} is not the partition's {}",
+            change.leader_epoch, p.leader_epoch
+        )));
+    }
+    if change.partition_epoch != p.partition_epoch {
+        return Err(ApiError::InvalidUpdateVersion(format!(
+            "partition epoch {} is not the partition's {}",
+            change.partition_epoch, p.partition_epoch
+        )));
+    }
+    let mut isr = change.new_isr.clone();
+    isr.sort_unstable();
+    isr.dedup();
+    if isr.len() != change.new_isr.len()
+        || !isr.contains(&change.leader)
+        || isr.iter().any(|id| !p.replicas.contains(id))
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "ISR {:?} must hold the leader and only replicas {:?}, once each",
+            change.new_isr, p.replicas
+        )));
+    }
+    for id in change.new_isr.iter().filter(|id| !p.isr.contains(id)) {
+        if image.brokers.get(id).is_none_or(|b| b.fenced) {
+            return Err(ApiError::IneligibleReplica(format!(
+                "replica {id} is fenced or unknown and cannot join the ISR"
+            )));
+        }
+    }
+    let mut same = p.isr.clone();
+    same.sort_unstable();
+    if same == isr {
+        return Ok(Vec::new());
+    }
+    // Kept in replica order, as Kafka lists an ISR.
+    let isr: Vec<i32> = p
+        .replicas
+        .iter()
+        .copied()
+        .filter(|id| change.new_isr.contains(id))
+        .collect();
+    Ok(vec![MetadataRecord::Partition {
+        topic_id: change.topic_id,
+        partition: change.partition,
+        replicas: p.replicas.clone(),
+        isr,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> MetadataImage {
+        let mut img = MetadataImage::default();
+        let id = Uuid::from_u128(7);
+        let mut records: Vec<MetadataRecord> = (1..=3)
+            .map(|n| MetadataRecord::RegisterBroker {
+                node_id: n,
+                host: "h".into(),
+                port: 9092,
+                rack: None,
+                log_dirs: Vec::new(),
+            })
+            .collect();
+        records.push(MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        });
+        records.push(MetadataRecord::Partition {
+            topic_id: id,
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            leader: 1,
+            leader_epoch: 4,
+        });
+        for r in &records {
+            img.apply(r).unwrap();
+        }
+        img
+    }
+
+    fn change(isr: &[i32], leader_epoch: i32, partition_epoch: i32) -> IsrChange {
+        IsrChange {
+            topic_id: Uuid::from_u128(7),
+            partition: 0,
+            leader: 1,
+            leader_epoch,
+            partition_epoch,
+            new_isr: isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_shrink_then_an_expand_move_the_partition_epoch_not_the_leader_epoch() {
+        let mut img = image();
+        let records = alter_partition(&img, &change(&[1, 3], 4, 0)).unwrap();
+        for r in &records {
+            img.apply(r).unwrap();
+        }
+        let p = &img.topics["t"].partitions[&0];
+        assert_eq!(
+            (p.isr.clone(), p.leader_epoch, p.partition_epoch),
+            (vec![1, 3], 4, 1)
+        );
+        assert_eq!(
+            alter_partition(&img, &change(&[1, 2, 3], 4, 0)),
+            Err(ApiError::InvalidUpdateVersion(
+                "partition epoch 0 is not the partition's 1".into()
+            ))
+        );
+        let records = alter_partition(&img, &change(&[3, 2, 1], 4, 1)).unwrap();
+        for r in &records {
+            img.apply(r).unwrap();
+        }
+        assert_eq!(img.topics["t"].partitions[&0].isr, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn refusals_as_kafka_gives_them() {
+        let mut img = image();
+        assert!(matches!(
+            alter_partition(&img, &change(&[1], 3, 0)),
+            Err(ApiError::FencedLeaderEpoch(_))
+        ));
+        assert!(matches!(
+            alter_partition(&img, &change(&[2, 3], 4, 0)),
+            Err(ApiError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            alter_partition(&img, &change(&[1, 4], 4, 0)),
+            Err(ApiError::InvalidRequest(_))
+        ));
+        let not_leader = IsrChange {
+            leader: 2,
+            ..change(&[2], 4, 0)
+        };
+        assert!(matches!(
+            alter_partition(&img, &not_leader),
+            Err(ApiError::NotLeaderOrFollower(_))
+        ));
+        // A fenced broker cannot come back into the ISR.
+        for r in crate::membership::fence(&img, 3) {
+            img.apply(&r).unwrap();
+        }
+        let p = img.topics["t"].partitions[&0].clone();
+        assert_eq!(p.isr, vec![1, 2]);
+        assert!(matches!(
+            alter_partition(&img, &change(&[1, 2, 3], 4, p.partition_epoch)),
+            Err(ApiError::IneligibleReplica(_))
+        ));
+        assert_eq!(
+            alter_partition(&img, &change(&[2, 1], 4, p.partition_epoch)),
+            Ok(Vec::new())
+        );
+    }
+}

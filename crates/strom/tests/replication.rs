@@ -1,0 +1,384 @@
+//! Replicated partitions on a process cluster: followers fetch from leaders, the ISR shrinks
+//! and grows, leadership fails over, and every acknowledged acks=all record survives, once
+//! and in order, with the replicas holding the same batches below the high watermark.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strom_client::{Client, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+
+/// Short timeouts keep the failovers quick: fenced 3 s after its last heartbeat, out of
+/// the ISR 4 s after it stopped keeping up.
+const FAST: &str = "broker.session.timeout.ms=3000\nbroker.heartbeat.interval.ms=500\n\
+                    replica.lag.time.max.ms=4000\nreplica.fetch.backoff.ms=200\n";
+
+fn partition(addr: &str, topic: &str) -> Value {
+    json(addr, &["topics", "describe", topic])[0]["partitions"][0].clone()
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    let mut out: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Waits until a live node describes the partition as `want` says, within `within`.
+fn wait_partition(
+    nodes: &[Node],
+    topic: &str,
+    within: Duration,
+    want: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        for n in nodes.iter().filter(|n| n.child.is_some()) {
+            let (ok, out) = tool(&n.addr, &["topics", "describe", topic, "--output", "json"]);
+            if ok {
+                let v: Value = serde_json::from_str(&out).unwrap();
+                let p = v[0]["partitions"][0].clone();
+                if want(&p) {
+                    return p;
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < within,
+            "partition of {topic} not as wanted within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An idempotent acks=all producer writing the numbers 0, 1, 2, ... as values to
+/// partition 0, a few hundred a second, until stopped; what was acknowledged, in order.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<u64>>>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Load {
+    fn start(bootstrap: String, topic: &'static str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let (s, a) = (Arc::clone(&stop), Arc::clone(&acked));
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                let client = Client::connect(ClientConfig::new(&bootstrap))
+                    .await
+                    .unwrap();
+                let config = ProducerConfig {
+                    delivery_timeout: Duration::from_secs(120),
+                    ..ProducerConfig::default()
+                };
+                let producer = Producer::new(client, config);
+                let mut sent = 0u64;
+                let mut waits = Vec::new();
+                while !s.load(Ordering::SeqCst) {
+                    let value = sent.to_string();
+                    let mut r = ProducerRecord::new(topic, None, Some(value.as_bytes()));
+                    r.partition = Some(0);
+                    let delivery = producer.send(r).await.unwrap();
+                    let a = Arc::clone(&a);
+                    let n = sent;
+                    waits.push(tokio::spawn(async move {
+                        if delivery.await.is_ok() {
+                            a.lock().unwrap().push(n);
+                        }
+                    }));
+                    sent += 1;
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+                producer.flush().await;
+                for w in waits {
+                    let _ = w.await;
+                }
+                producer.close().await;
+                sent
+            })
+        });
+        Load {
+            stop,
+            acked,
+            thread,
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stops sending and waits for every answer: the values acknowledged.
+    fn finish(self) -> (Vec<u64>, u64) {
+        self.stop.store(true, Ordering::SeqCst);
+        let sent = self.thread.join().unwrap();
+        let mut acked = self.acked.lock().unwrap().clone();
+        acked.sort();
+        (acked, sent)
+    }
+}
+
+/// Waits until at least `more` further records were acknowledged (writes go on).
+fn acks_grow(load: &Load, more: usize, within: Duration) {
+    let start = load.acked();
+    let started = Instant::now();
+    while load.acked() < start + more {
+        assert!(
+            started.elapsed() < within,
+            "writes did not resume within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The partition's values as a consumer reads them from `addr`.
+fn read_all(addr: &str, topic: &str) -> Vec<u64> {
+    let (ok, out) = tool(
+        addr,
+        &[
+            "consume",
+            topic,
+            "--partition",
+            "0",
+            "--from-beginning",
+            "--timeout-ms",
+            "5000",
+        ],
+    );
+    assert!(ok, "consume failed: {out}");
+    out.lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+/// Every acknowledged value is there exactly once, and everything read is in order with no
+/// value twice (unacknowledged ones may appear: their answer was lost).
+fn check_once_in_order(read: &[u64], acked: &[u64]) {
+    for w in read.windows(2) {
+        assert!(
+            w[0] < w[1],
+            "out of order or duplicated: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+    let have: std::collections::BTreeSet<u64> = read.iter().copied().collect();
+    let lost: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|v| !have.contains(v))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged records lost: {lost:?}");
+}
+
+/// The batches (base offset, bytes) of a log directory below `below`.
+fn batches(dir: &Path, below: i64) -> Vec<(i64, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let mut at = 0usize;
+        while let Ok(h) = strom_proto::BatchHeader::parse(&bytes[at..]) {
+            if h.base_offset >= below || at + h.size() > bytes.len() {
+                break;
+            }
+            out.push((h.base_offset, bytes[at..at + h.size()].to_vec()));
+            at += h.size();
+        }
+    }
+    out
+}
+
+/// A checkpoint file's offsets by `<topic>-<partition>`.
+fn checkpoint(path: &Path) -> BTreeMap<String, i64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let mut p = l.split(' ');
+            let (t, i, o) = (p.next()?, p.next()?, p.next()?);
+            Some((format!("{t}-{i}"), o.parse().ok()?))
+        })
+        .collect()
+}
+
+/// After a clean stop: the replicas hold the same batches, byte for byte, from the largest
+/// log start to the smallest high watermark, and that high watermark covers `acked`.
+fn replicas_agree(data: &[std::path::PathBuf], log: &str) {
+    let hw = data
+        .iter()
+        .map(|d| checkpoint(&d.join("replication-offset-checkpoint"))[log])
+        .min()
+        .unwrap();
+    let start = data
+        .iter()
+        .map(|d| {
+            checkpoint(&d.join("log-start-offset-checkpoint"))
+                .get(log)
+                .copied()
+                .unwrap_or(0)
+        })
+        .max()
+        .unwrap();
+    let first = batches(&data[0].join(log), hw);
+    assert!(
+        !first.is_empty(),
+        "no batches below the high watermark {hw}"
+    );
+    for d in &data[1..] {
+        let other = batches(&d.join(log), hw);
+        let a: Vec<_> = first.iter().filter(|(o, _)| *o >= start).collect();
+        let b: Vec<_> = other.iter().filter(|(o, _)| *o >= start).collect();
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "{}: a different number of batches",
+            d.display()
+        );
+        assert!(
+            a == b,
+            "{}: batches differ from {}",
+            d.display(),
+            data[0].display()
+        );
+    }
+}
+
+/// SIGTERM: a clean shutdown, which writes the checkpoints.
+fn stop_cleanly(n: &mut Node) {
+    if let Some(mut c) = n.child.take() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
+}
+
+fn restart(n: &mut Node) {
+    let mut child = spawn(&n.config);
+    n.addr = ready(&mut child, &n.config);
+    n.child = Some(child);
+}
+
+#[test]
+fn acknowledged_writes_survive_killing_the_leader_then_a_follower() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_all(&write_configs_with(dir.path(), 3, FAST));
+    let addr = nodes[0].addr.clone();
+    let (ok, out) = tool(
+        &addr,
+        &[
+            "topics",
+            "create",
+            "r",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    assert!(ok, "{out}");
+    let p = wait_partition(&nodes, "r", Duration::from_secs(10), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    assert_eq!(ids(&p["replicas"]), vec![1, 2, 3]);
+    let bootstrap = nodes
+        .iter()
+        .map(|n| n.addr.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let load = Load::start(bootstrap, "r");
+    acks_grow(&load, 300, Duration::from_secs(30));
+
+    // The leader dies: another in-sync replica leads within the session timeout plus 5 s.
+    let leader = partition(&addr, "r")["leader"].as_i64().unwrap();
+    kill(&mut nodes[leader as usize - 1]);
+    let killed_at = Instant::now();
+    let live = |nodes: &[Node]| {
+        nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .unwrap()
+            .addr
+            .clone()
+    };
+    wait_partition(&nodes, "r", Duration::from_secs(8), |p| {
+        p["leader"].as_i64() != Some(leader) && p["leader"].as_i64() != Some(-1)
+    });
+    acks_grow(&load, 200, Duration::from_secs(30));
+    eprintln!(
+        "writable again {:?} after the leader was killed",
+        killed_at.elapsed()
+    );
+    let p = partition(&live(&nodes), "r");
+    assert_eq!(ids(&p["isr"]).len(), 2, "the dead leader left the ISR: {p}");
+
+    // Back, it catches up and rejoins the ISR within 90 s.
+    restart(&mut nodes[leader as usize - 1]);
+    wait_partition(&nodes, "r", Duration::from_secs(90), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    acks_grow(&load, 200, Duration::from_secs(30));
+
+    // A follower dies: writes go on with two in sync (min.insync.replicas=2).
+    let p = partition(&live(&nodes), "r");
+    let leader = p["leader"].as_i64().unwrap();
+    let follower = ids(&p["replicas"])
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    kill(&mut nodes[follower as usize - 1]);
+    wait_partition(&nodes, "r", Duration::from_secs(15), |p| {
+        ids(&p["isr"]).len() == 2
+    });
+    acks_grow(&load, 200, Duration::from_secs(30));
+    restart(&mut nodes[follower as usize - 1]);
+    wait_partition(&nodes, "r", Duration::from_secs(90), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    acks_grow(&load, 100, Duration::from_secs(30));
+
+    let (acked, sent) = load.finish();
+    assert!(
+        acked.len() > 1000,
+        "only {} of {sent} acknowledged",
+        acked.len()
+    );
+    let read = read_all(&live(&nodes), "r");
+    check_once_in_order(&read, &acked);
+    eprintln!(
+        "{} sent, {} acknowledged, {} read",
+        sent,
+        acked.len(),
+        read.len()
+    );
+
+    // Every replica caught up, then a clean stop: same batches below the high watermark.
+    wait_partition(&nodes, "r", Duration::from_secs(30), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    nodes.iter_mut().for_each(stop_cleanly);
+    let data: Vec<_> = (1..=3)
+        .map(|i| dir.path().join(format!("data{i}")))
+        .collect();
+    replicas_agree(&data, "r-0");
+}
