@@ -24,6 +24,9 @@ class StromBroker:
         self.log_path = os.path.join(self.dir, "broker.log")
 
     def start(self):
+        return self.spawn().wait_ready()
+
+    def spawn(self):
         # Port 0 on the first start; the same port on restarts, so clients reconnect.
         overrides = {
             "log.dirs": os.path.join(self.dir, "data"),
@@ -36,7 +39,10 @@ class StromBroker:
             args += ["--override", f"{k}={v}"]
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
-        deadline = time.time() + 30
+        return self
+
+    def wait_ready(self, within=30):
+        deadline = time.time() + within
         while time.time() < deadline:
             line = self.proc.stdout.readline()
             if not line:
@@ -66,6 +72,64 @@ class StromBroker:
     def cleanup(self):
         self.stop(signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def free_port():
+    """A port free now, below the kernel's ephemeral range (32768 and up), so that no
+    outgoing connection takes it before its node binds it (as the Rust cluster harness)."""
+    import random
+    import socket
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+
+
+class StromCluster:
+    """`n` combined broker-and-controller nodes of one static quorum, each on fixed client
+    and controller ports (restarts keep them), with short failure timeouts."""
+
+    FAST = {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500",
+            "replica.lag.time.max.ms": "4000", "replica.fetch.backoff.ms": "200"}
+
+    def __init__(self, n=3, extra=None):
+        clients = [free_port() for _ in range(n)]
+        controllers = [free_port() for _ in range(n)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{c}" for i, c in enumerate(controllers))
+        self.nodes = []
+        for i in range(n):
+            node = StromBroker(extra={
+                "node.id": str(i + 1), "process.roles": "broker,controller",
+                "listeners": f"PLAINTEXT://127.0.0.1:{clients[i]},CONTROLLER://127.0.0.1:{controllers[i]}",
+                "controller.listener.names": "CONTROLLER", "controller.quorum.voters": voters,
+                **self.FAST, **(extra or {})})
+            node.port = clients[i]
+            self.nodes.append(node)
+
+    def start(self):
+        for node in self.nodes:
+            node.spawn()
+        for node in self.nodes:
+            node.wait_ready(60)
+        return self
+
+    @property
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id):
+        return self.nodes[node_id - 1]
+
+    def live(self):
+        return [n for n in self.nodes if n.proc is not None]
+
+    def cleanup(self):
+        for n in self.nodes:
+            n.cleanup()
 
 
 @pytest.fixture(scope="module")

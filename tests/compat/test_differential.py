@@ -23,7 +23,7 @@ KNOWN = [
     # APIs Kafka 4.1 serves that Strom does not yet, each with the issue that brings it.
     ("api_versions", r"^api (AddOffsetsToTxn|AddPartitionsToTxn|EndTxn|TxnOffsetCommit|WriteTxnMarkers|"
      r"DescribeTransactions|ListTransactions|DescribeProducers) ", "transactions: issue 12"),
-    ("api_versions", r"^api (AlterPartitionReassignments|ListPartitionReassignments|ElectLeaders|"
+    ("api_versions", r"^api (AlterPartitionReassignments|ListPartitionReassignments|"
      r"AlterReplicaLogDirs) ", "replication and reassignment: issue 11"),
     ("api_versions", r"^api (AddRaftVoter|RemoveRaftVoter|UnregisterBroker) ", "the metadata quorum: issue 10"),
     ("api_versions", r"^api (SaslAuthenticate|SaslHandshake|CreateAcls|DeleteAcls|DescribeAcls|"

@@ -523,6 +523,21 @@ def test_get_offsets_and_delete_records(both, tmp_path):
     assert outs["strom"] == kafka
 
 
+def test_leader_election_matches_kafka(both):
+    """`kafka-leader-election` (ElectLeaders) on a single node: nothing to elect, said the
+    same way; an unknown partition refused the same way."""
+    outs = []
+    for c in both:
+        c.topic("le", 2)
+        runs = [c.run("kafka-leader-election", "--election-type", "PREFERRED", "--topic", "le", "--partition", "0"),
+                c.run("kafka-leader-election", "--election-type", "UNCLEAN", "--topic", "le", "--partition", "1"),
+                c.run("kafka-leader-election", "--election-type", "PREFERRED", "--topic", "le", "--partition", "7"),
+                c.run("kafka-leader-election", "--election-type", "PREFERRED", "--all-topic-partitions")]
+        outs.append([(rc, out, error_line(err)) for rc, out, err in runs])
+    assert outs[0][0][1].startswith("Valid replica already elected for partitions le-0"), outs[0]
+    assert outs[1] == outs[0]
+
+
 def test_get_offsets_max_timestamp(both):
     outs = []
     for c in both:

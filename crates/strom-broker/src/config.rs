@@ -101,6 +101,8 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("metadata.log.max.snapshot.interval.ms", Kind::Long { min: 0 }, "3600000"),
     ("broker.session.timeout.ms", Kind::Int { min: 1 }, "9000"),
     ("replica.lag.time.max.ms", Kind::Long { min: 1 }, "30000"),
+    ("auto.leader.rebalance.enable", Kind::Bool, "true"),
+    ("leader.imbalance.check.interval.seconds", Kind::Long { min: 1 }, "300"),
     ("replica.fetch.wait.max.ms", Kind::Int { min: 0 }, "500"),
     ("replica.fetch.min.bytes", Kind::Int { min: 1 }, "1"),
     ("replica.fetch.max.bytes", Kind::Int { min: 0 }, "1048576"),
@@ -217,6 +219,10 @@ pub struct BrokerConfig {
     /// `replica.lag.time.max.ms`: an in-sync follower not caught up for this long leaves
     /// the ISR.
     pub replica_lag_time_max_ms: i64,
+    /// `auto.leader.rebalance.enable`: the quorum leader gives leaderships back to their
+    /// preferred replicas every `leader.imbalance.check.interval.seconds`.
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_s: i64,
     /// How followers fetch (`replica.fetch.*`, `replica.socket.timeout.ms`).
     pub replica_fetch: ReplicaFetchConfig,
 }
@@ -621,6 +627,8 @@ impl BrokerConfig {
             broker_heartbeat_interval_ms: int("broker.heartbeat.interval.ms"),
             broker_session_timeout_ms: int("broker.session.timeout.ms"),
             replica_lag_time_max_ms: int("replica.lag.time.max.ms"),
+            auto_leader_rebalance_enable: boolean("auto.leader.rebalance.enable"),
+            leader_imbalance_check_interval_s: int("leader.imbalance.check.interval.seconds"),
             replica_fetch: ReplicaFetchConfig {
                 wait_max_ms: int("replica.fetch.wait.max.ms") as i32,
                 min_bytes: int("replica.fetch.min.bytes") as i32,

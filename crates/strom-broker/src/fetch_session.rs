@@ -27,6 +27,8 @@ pub struct SessionPartition {
     pub current_leader_epoch: i32,
     /// A follower's `LastFetchedEpoch` (-1: none): where its log may diverge.
     pub last_fetched_epoch: i32,
+    /// A follower's own log start offset (-1: not given).
+    pub log_start_offset: i64,
     pub fetch_offset: i64,
     pub max_bytes: i32,
     /// (high watermark, log start) last sent; None until first sent.
@@ -139,6 +141,7 @@ impl FetchSessions {
                         p.fetch_offset = r.fetch_offset;
                         p.current_leader_epoch = r.current_leader_epoch;
                         p.last_fetched_epoch = r.last_fetched_epoch;
+                        p.log_start_offset = r.log_start_offset;
                         p.max_bytes = r.max_bytes;
                     } else if session.partitions.len() < PARTITIONS_PER_SESSION_MAX {
                         session.partitions.push(r);
@@ -216,6 +219,7 @@ mod tests {
             partition,
             current_leader_epoch: -1,
             last_fetched_epoch: -1,
+            log_start_offset: -1,
             fetch_offset: offset,
             max_bytes: 1000,
             last_sent: None,

@@ -24,6 +24,7 @@ pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups_admin;
@@ -79,6 +80,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeQuorum, 0, 2),
@@ -186,9 +188,8 @@ pub fn handle(
             alter_configs::handle_incremental(broker, r)
         }
         Some(RequestKind::CreatePartitions(r)) => create_partitions::handle(broker, r),
-        Some(RequestKind::DeleteRecords(r)) => ready(ResponseKind::DeleteRecords(
-            delete_records::handle(broker, r),
-        )),
+        Some(RequestKind::ElectLeaders(r)) => elect_leaders::handle(broker, version, r),
+        Some(RequestKind::DeleteRecords(r)) => delete_records::handle(broker, r),
         Some(RequestKind::DescribeCluster(r)) => ready(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, version, r, endpoint),
         )),

@@ -49,6 +49,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let session = Duration::from_millis(broker.config.broker_session_timeout_ms.max(1) as u64);
     let mut every = tokio::time::interval(interval.min(Duration::from_millis(500)));
     let mut last_beat = Instant::now() - interval;
+    let balance_every =
+        Duration::from_secs(broker.config.leader_imbalance_check_interval_s.max(1) as u64);
+    let mut last_balance = Instant::now();
     loop {
         tokio::select! {
             _ = every.tick() => {
@@ -57,6 +60,11 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                     heartbeat(&broker).await;
                 }
                 expire(&broker, session).await;
+                elect_unclean(&broker).await;
+                if last_balance.elapsed() >= balance_every {
+                    last_balance = Instant::now();
+                    balance(&broker).await;
+                }
             }
             _ = shutdown.changed() => return,
         }
@@ -120,6 +128,64 @@ async fn expire(broker: &Arc<Broker>, session: Duration) {
         .collect();
     for node in broker.liveness.expired(q.term(), &live, session) {
         fence(broker, node, "missed its session").await;
+    }
+}
+
+fn leads_quorum(broker: &Broker) -> bool {
+    broker.meta.quorum().is_some_and(|q| q.is_leader())
+}
+
+/// On the leader: leaderless partitions of topics with `unclean.leader.election.enable`
+/// take a live replica (checked against the image first, so an idle tick commits nothing).
+async fn elect_unclean(broker: &Arc<Broker>) {
+    if !leads_quorum(broker) {
+        return;
+    }
+    let allowed = |img: &strom_meta::MetadataImage, topic: &str| {
+        let dynamic = crate::config::Dynamic::of(img, broker.node_id);
+        broker
+            .config
+            .topic_value(
+                "unclean.leader.election.enable",
+                img.topic_config(topic),
+                &dynamic,
+            )
+            .is_some_and(|(v, _)| v.trim().eq_ignore_ascii_case("true"))
+    };
+    let image = broker.meta.image();
+    if strom_meta::elections::unclean_where_allowed(&image, |t| allowed(&image, t)).is_empty() {
+        return;
+    }
+    let result = broker
+        .commit(|img| {
+            Ok(strom_meta::elections::unclean_where_allowed(img, |t| {
+                allowed(img, t)
+            }))
+        })
+        .await;
+    match result {
+        Ok(_) => {
+            tracing::warn!("unclean leader election: records only the dead replicas held are lost")
+        }
+        Err((code, e)) => tracing::warn!(code, error = %e, "unclean leader election failed"),
+    }
+}
+
+/// On the leader, every `leader.imbalance.check.interval.seconds` with
+/// `auto.leader.rebalance.enable`: leaderships go back to preferred replicas in sync.
+async fn balance(broker: &Arc<Broker>) {
+    if !leads_quorum(broker) || !broker.config.auto_leader_rebalance_enable {
+        return;
+    }
+    if strom_meta::elections::rebalance(&broker.meta.image()).is_empty() {
+        return;
+    }
+    match broker
+        .commit(|img| Ok(strom_meta::elections::rebalance(img)))
+        .await
+    {
+        Ok(_) => tracing::info!("leaderships moved back to preferred replicas"),
+        Err((code, e)) => tracing::warn!(code, error = %e, "preferred leader election failed"),
     }
 }
 

@@ -57,6 +57,8 @@ pub enum Wait {
     Local,
     /// acks=all: the high watermark passed them (durable on every in-sync replica).
     HighWatermark,
+    /// DeleteRecords: every in-sync replica's log starts past them.
+    LowWatermark,
 }
 
 type Waiter = (Wait, i64, oneshot::Sender<Result<i64, Code>>);
@@ -71,11 +73,12 @@ struct Shared {
 }
 
 impl Shared {
-    /// The offset below which `wait` is satisfied.
-    fn reached(&self, wait: Wait) -> i64 {
+    /// The offset below which `wait` is satisfied (`log_start`: the leader's own).
+    fn reached(&self, wait: Wait, log_start: i64) -> i64 {
         match wait {
             Wait::Local => self.state.local_offset(),
             Wait::HighWatermark => self.state.high_watermark(),
+            Wait::LowWatermark => self.state.low_watermark(log_start),
         }
     }
 }
@@ -323,7 +326,7 @@ impl Partition {
     pub fn wait_for(&self, wait: Wait, offset: i64) -> oneshot::Receiver<Result<i64, Code>> {
         let (tx, rx) = oneshot::channel();
         let mut shared = lock(&self.shared);
-        let reached = shared.reached(wait);
+        let reached = shared.reached(wait, self.log.log_start_offset());
         if reached > offset {
             let _ = tx.send(Ok(reached));
         } else {
@@ -381,13 +384,14 @@ impl Partition {
     /// Answers the waiters the state now satisfies (after the lock is released), and wakes
     /// parked fetches if the high watermark moved past `before`.
     fn settle(&self, mut shared: MutexGuard<'_, Shared>, before: i64) {
+        let start = self.log.log_start_offset();
         let (done, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut shared.waiters)
             .into_iter()
-            .partition(|(w, o, _)| *o < shared.reached(*w));
+            .partition(|(w, o, _)| *o < shared.reached(*w, start));
         shared.waiters = keep;
         let answers: Vec<_> = done
             .into_iter()
-            .map(|(w, _, tx)| (tx, shared.reached(w)))
+            .map(|(w, _, tx)| (tx, shared.reached(w, start)))
             .collect();
         let hw = shared.state.high_watermark();
         let moved = hw > before;

@@ -2,8 +2,11 @@
 //! `Admin` offers them. Each method is one request (routed to the controller, a leader or a
 //! group coordinator) with its per-item errors turned into `Result`s.
 
+mod elections;
+
 use crate::client::{Client, Metadata};
 use crate::error::{check, Error, Result};
+pub use elections::{ElectionResult, ElectionType};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsRequest, CreatePartitionsTopic,
 };

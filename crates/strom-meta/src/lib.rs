@@ -8,6 +8,7 @@
 
 pub mod controller;
 pub mod delta;
+pub mod elections;
 pub mod error;
 pub mod features;
 pub mod image;

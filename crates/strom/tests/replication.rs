@@ -382,3 +382,117 @@ fn acknowledged_writes_survive_killing_the_leader_then_a_follower() {
         .collect();
     replicas_agree(&data, "r-0");
 }
+
+#[test]
+fn an_unclean_election_recovers_a_partition_whose_in_sync_replicas_are_gone() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = start_all(&write_configs_with(dir.path(), 3, FAST));
+    let addr = nodes[0].addr.clone();
+    let (ok, out) = tool(
+        &addr,
+        &[
+            "topics",
+            "create",
+            "u",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "2",
+        ],
+    );
+    assert!(ok, "{out}");
+    let p = wait_partition(&nodes, "u", Duration::from_secs(10), |p| {
+        ids(&p["isr"]).len() == 2
+    });
+    let leader = p["leader"].as_i64().unwrap();
+    let follower = ids(&p["replicas"])
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    produce_lines(&addr, "u", "a\nb\nc\n");
+    // The follower dies and leaves the ISR; then the leader, the last in-sync replica.
+    kill(&mut nodes[follower as usize - 1]);
+    wait_partition(&nodes, "u", Duration::from_secs(15), |p| {
+        ids(&p["isr"]) == vec![leader]
+    });
+    kill(&mut nodes[leader as usize - 1]);
+    // The follower is back (and with it the quorum): not in sync, it is not elected.
+    restart(&mut nodes[follower as usize - 1]);
+    wait_partition(&nodes, "u", Duration::from_secs(30), |p| {
+        p["leader"].as_i64() == Some(-1)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let live = nodes[follower as usize - 1].addr.clone();
+    assert_eq!(
+        partition(&live, "u")["leader"].as_i64(),
+        Some(-1),
+        "no unclean election by default"
+    );
+    // The operator's recovery: the out-of-sync replica leads, alone in the ISR.
+    let (ok, out) = tool(
+        &live,
+        &[
+            "topics",
+            "elect-leaders",
+            "--topic",
+            "u",
+            "--election-type",
+            "unclean",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Successfully completed leader election"),
+        "{out}"
+    );
+    let p = partition(&live, "u");
+    assert_eq!(p["leader"].as_i64(), Some(follower));
+    assert_eq!(ids(&p["isr"]), vec![follower]);
+    // Writable again; the old leader, back, truncates to the new leader's log and rejoins.
+    produce_lines(&live, "u", "d\n");
+    restart(&mut nodes[leader as usize - 1]);
+    wait_partition(&nodes, "u", Duration::from_secs(60), |p| {
+        ids(&p["isr"]).len() == 2
+    });
+    // Preferred election: the first replica takes its leadership back.
+    let (ok, out) = tool(&live, &["topics", "elect-leaders", "--topic", "u"]);
+    assert!(ok, "{out}");
+    let p = partition(&live, "u");
+    assert_eq!(
+        p["leader"].as_i64(),
+        ids_in_order(&p["replicas"]).first().copied()
+    );
+}
+
+/// `strom produce` with `lines` on its stdin; it must succeed.
+fn produce_lines(addr: &str, topic: &str, lines: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(STROM)
+        .args(["produce", topic, "--bootstrap-server", addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ids_in_order(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}

@@ -47,6 +47,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
                 } else {
                     -1
                 },
+                log_start_offset: p.log_start_offset,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes,
                 last_sent: None,
@@ -343,7 +344,7 @@ fn follower_read(
     let read = p
         .read(at.fetch_offset, limit.max(1), Isolation::LogEnd)
         .map_err(|e| error::log_error(&e))?;
-    if p.follower_fetched(id, at.fetch_offset) {
+    if p.follower_fetched(id, at.fetch_offset, at.log_start_offset) {
         may_join.push(Arc::clone(p));
     }
     Ok(read)

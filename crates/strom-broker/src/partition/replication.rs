@@ -12,12 +12,13 @@ use strom_proto::BatchHeader;
 impl Partition {
     /// Follower `id` fetched from `fetch_offset` (leader only). Whether it may now join the
     /// ISR (caught up, and no ISR change in flight).
-    pub fn follower_fetched(&self, id: i32, fetch_offset: i64) -> bool {
+    pub fn follower_fetched(&self, id: i32, fetch_offset: i64, log_start: i64) -> bool {
         let mut shared = lock(&self.shared);
         let before = shared.state.high_watermark();
+        let end = self.log.log_end_offset();
         shared
             .state
-            .record_fetch(id, fetch_offset, self.log.log_end_offset(), now_ms());
+            .record_fetch_from(id, fetch_offset, log_start, end, now_ms());
         let join = shared.state.pending_isr().is_none() && shared.state.may_join().contains(&id);
         self.settle(shared, before);
         join
@@ -164,6 +165,13 @@ impl Partition {
             self.log.delete_records_before(leader_log_start)?;
         }
         Ok(())
+    }
+
+    /// DeleteRecords' low watermark: the smallest log start over the in-sync replicas.
+    pub fn low_watermark(&self) -> i64 {
+        lock(&self.shared)
+            .state
+            .low_watermark(self.log.log_start_offset())
     }
 
     /// The leader epoch of the record at `offset`, as this replica's log knows it.

@@ -29,6 +29,9 @@ pub struct FollowerState {
     pub last_fetch_ms: i64,
     /// The leader's log end at that fetch.
     pub last_fetch_leader_end: i64,
+    /// Its log start offset as it last reported it (-1: not yet), for DeleteRecords' low
+    /// watermark.
+    pub log_start_offset: i64,
     /// When it was last caught up (Kafka's `lastCaughtUpTimeMs`, for
     /// `replica.lag.time.max.ms`): it fetched from the leader's log end, or from where the
     /// leader's log ended at its previous fetch (then caught up as of that fetch).
@@ -41,6 +44,7 @@ impl FollowerState {
             fetch_offset: i64::MIN,
             last_fetch_ms: 0,
             last_fetch_leader_end: i64::MIN,
+            log_start_offset: -1,
             last_caught_up_ms,
         }
     }
@@ -170,6 +174,17 @@ impl PartitionState {
         self.advance()
     }
 
+    /// DeleteRecords' low watermark (Kafka's `lowWatermarkIfLeader`): the smallest log
+    /// start offset over this leader (`own`) and the in-sync followers, -1 while one has not
+    /// reported its own.
+    pub fn low_watermark(&self, own: i64) -> i64 {
+        self.isr
+            .iter()
+            .filter(|id| **id != self.node_id)
+            .map(|id| self.followers.get(id).map_or(-1, |f| f.log_start_offset))
+            .fold(own, i64::min)
+    }
+
     /// In-sync followers not caught up within `lag_max_ms` of `now_ms` (Kafka's
     /// `getOutOfSyncReplicas`), leader only.
     pub fn out_of_sync(&self, now_ms: i64, lag_max_ms: i64) -> Vec<i32> {
@@ -297,6 +312,18 @@ impl PartitionState {
         log_end_offset: i64,
         now_ms: i64,
     ) -> Option<i64> {
+        self.record_fetch_from(id, fetch_offset, -1, log_end_offset, now_ms)
+    }
+
+    /// `record_fetch` with the follower's log start offset (-1: not given).
+    pub fn record_fetch_from(
+        &mut self,
+        id: i32,
+        fetch_offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+        now_ms: i64,
+    ) -> Option<i64> {
         if !self.is_leader() || !self.replicas.contains(&id) || id == self.node_id {
             return None;
         }
@@ -310,6 +337,9 @@ impl PartitionState {
             f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
         }
         f.fetch_offset = fetch_offset;
+        if log_start_offset >= 0 {
+            f.log_start_offset = log_start_offset;
+        }
         f.last_fetch_ms = now_ms;
         f.last_fetch_leader_end = log_end_offset;
         self.advance()

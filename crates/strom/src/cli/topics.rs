@@ -61,6 +61,22 @@ pub enum TopicsCommand {
         #[arg(long = "delete-config")]
         delete_configs: Vec<String>,
     },
+    /// Elect leaders (Kafka's `kafka-leader-election`): give partitions back to their
+    /// preferred replica, or (`--election-type unclean`) give a leaderless partition any
+    /// live replica, losing what only the dead ones held.
+    ElectLeaders {
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of `--topic` (default: all of its partitions).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Every partition of every topic.
+        #[arg(long = "all-topic-partitions")]
+        all: bool,
+        /// preferred or unclean.
+        #[arg(long = "election-type", default_value = "preferred")]
+        election_type: String,
+    },
     /// Delete a topic.
     Delete {
         #[arg(value_name = "TOPIC")]
@@ -118,7 +134,6 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
                 .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
                 .filter(|(_, p)| p.isr.len() < p.replicas.len())
                 .collect();
-            let ids = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
             match common.output {
                 Output::Json => print_json(&json!(rows
                     .iter()
@@ -302,6 +317,12 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
                 Output::Json => print_json(&json!({"altered": name})),
             }
         }
+        TopicsCommand::ElectLeaders {
+            topic,
+            partition,
+            all,
+            election_type,
+        } => elect_leaders(&admin, common, topic, partition, all, &election_type).await?,
         TopicsCommand::Delete {
             name,
             topic,
@@ -324,6 +345,82 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
                 Output::Json => print_json(&json!({"deleted": name})),
             }
         }
+    }
+    Ok(())
+}
+
+/// `strom topics elect-leaders`: Kafka's tool's lines, exit 1 if any election failed.
+async fn elect_leaders(
+    admin: &strom_client::Admin,
+    common: &Common,
+    topic: Option<String>,
+    partition: Option<i32>,
+    all: bool,
+    election_type: &str,
+) -> anyhow::Result<()> {
+    use strom_client::admin::ElectionType;
+    let kind = match election_type.to_ascii_lowercase().as_str() {
+        "preferred" => ElectionType::Preferred,
+        "unclean" => ElectionType::Unclean,
+        other => anyhow::bail!("--election-type must be preferred or unclean, not {other:?}"),
+    };
+    let wanted: Option<Vec<(String, i32)>> = match (all, topic, partition) {
+        (true, None, None) => None,
+        (false, Some(t), Some(p)) => Some(vec![(t, p)]),
+        (false, Some(t), None) => {
+            let md = admin.metadata(Some(std::slice::from_ref(&t))).await?;
+            let info = md
+                .topics
+                .get(&t)
+                .filter(|i| i.error_code == 0)
+                .ok_or_else(|| anyhow::anyhow!("topic {t} does not exist"))?;
+            Some(
+                info.partitions
+                    .iter()
+                    .map(|p| (t.clone(), p.partition))
+                    .collect(),
+            )
+        }
+        _ => anyhow::bail!("give --topic (and maybe --partition), or --all-topic-partitions"),
+    };
+    let results = admin.elect_leaders(kind, wanted.as_deref()).await?;
+    const ELECTION_NOT_NEEDED: i16 = 84;
+    let failed = results
+        .iter()
+        .any(|(_, code, _)| *code != 0 && *code != ELECTION_NOT_NEEDED);
+    match common.output {
+        Output::Json => print_json(&json!(results
+            .iter()
+            .map(|((t, p), code, message)| json!({"topic": t, "partition": p,
+                "error_code": code, "error_message": message}))
+            .collect::<Vec<_>>())),
+        Output::Table => {
+            let names = |ok: &dyn Fn(i16) -> bool| -> String {
+                let v: Vec<String> = results
+                    .iter()
+                    .filter(|(_, c, _)| ok(*c))
+                    .map(|((t, p), _, _)| format!("{t}-{p}"))
+                    .collect();
+                v.join(", ")
+            };
+            let elected = names(&|c| c == 0);
+            if !elected.is_empty() {
+                println!("Successfully completed leader election ({election_type}) for partitions {elected}");
+            }
+            let valid = names(&|c| c == ELECTION_NOT_NEEDED);
+            if !valid.is_empty() {
+                println!("Valid replica already elected for partitions {valid}");
+            }
+            for ((t, p), code, message) in &results {
+                if *code != 0 && *code != ELECTION_NOT_NEEDED {
+                    let m = message.clone().unwrap_or_default();
+                    println!("Error completing leader election for partition {t}-{p}: {m} (error {code})");
+                }
+            }
+        }
+    }
+    if failed {
+        anyhow::bail!("leader election failed for some partitions");
     }
     Ok(())
 }
