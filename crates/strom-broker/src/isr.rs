@@ -7,14 +7,17 @@
 //! per partition is in flight at a time.
 
 use crate::broker::Broker;
+use crate::error::code;
+pub use crate::partition::replication::IsrChangeKind;
 use crate::partition::Partition;
+use kafka_protocol::error::ResponseError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// Asks the controller for the ISR change `p` needs now, if any (on a task of its own).
-pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>) {
-    let Some(change) = p.isr_change(broker.config.replica_lag_time_max_ms) else {
+pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>, kind: IsrChangeKind) {
+    let Some(change) = p.isr_change(kind) else {
         return;
     };
     let broker = Arc::clone(broker);
@@ -24,13 +27,20 @@ pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>) {
         let result = broker
             .commit(move |img| strom_meta::isr::alter_partition(img, &c))
             .await;
-        if let Err((code, message)) = result {
-            tracing::warn!(partition = %p.log_name(), isr = ?change.new_isr, code, %message,
-                "ISR change refused");
+        let timed_out = code(ResponseError::RequestTimedOut);
+        match result {
+            // Applied by the reconciler before `commit` returned (which clears it), or no
+            // change was needed.
+            Ok(_) => p.end_pending_isr(&change.new_isr),
+            // The outcome is unknown (no quorum in time): the larger ISR still counts until
+            // the next image of the partition says which ISR it has.
+            Err((c, _)) if c == timed_out => {}
+            Err((c, message)) => {
+                tracing::warn!(partition = %p.log_name(), isr = ?change.new_isr, code = c, %message,
+                    "ISR change refused");
+                p.end_pending_isr(&change.new_isr);
+            }
         }
-        // Applied by the reconciler before `commit` returned, or refused: either way no
-        // longer in flight.
-        p.set_pending_isr(None);
     });
 }
 
@@ -45,7 +55,8 @@ pub async fn shrink_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
         }
         for p in broker.replicas.all() {
             if p.is_leader() {
-                request_change(&broker, &p);
+                let lag_max_ms = broker.config.replica_lag_time_max_ms;
+                request_change(&broker, &p, IsrChangeKind::Shrink { lag_max_ms });
             }
         }
     }

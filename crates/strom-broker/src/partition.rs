@@ -4,7 +4,7 @@
 //! comes from `PartitionState`, fed by the log's durable offset (and, part 2, followers'
 //! fetches). Parked fetches and acks=all produces wait for the high watermark to move.
 
-mod replication;
+pub mod replication;
 pub mod state;
 
 use crate::error::{self, BrokerError, Code};
@@ -48,6 +48,8 @@ pub struct Appended {
     pub log_append_time_ms: i64,
     /// Nothing was written (an idempotent retry).
     pub duplicate: bool,
+    /// The leadership that appended it: acks=all waits only within it.
+    pub leader_epoch: i32,
 }
 
 /// What a produce waits for before it is answered.
@@ -61,7 +63,8 @@ pub enum Wait {
     LowWatermark,
 }
 
-type Waiter = (Wait, i64, oneshot::Sender<Result<i64, Code>>);
+/// (what, offset, the leader epoch it was registered in (Local: -1), answer).
+type Waiter = (Wait, i64, i32, oneshot::Sender<Result<i64, Code>>);
 
 /// The state and the produce waiters, under one lock so that a waiter is never registered
 /// after the move it waits for, and every waiter is answered after the state moved (so a
@@ -150,12 +153,15 @@ impl Partition {
         let transition = shared.state.apply(a, self.log.log_end_offset(), now_ms());
         shared.state.set_local_offset(self.log.durable_offset());
         let leader = shared.state.is_leader();
-        if transition == Transition::BecameFollower {
-            // Produces waiting here will not be answered by this replica: Kafka's answer.
-            let waiting = std::mem::take(&mut shared.waiters);
-            for (_, _, tx) in waiting {
-                let _ = tx.send(Err(error::code(ResponseError::NotLeaderOrFollower)));
-            }
+        let epoch = shared.state.leader_epoch();
+        // acks=all and DeleteRecords wait within one leadership: once it ended, this replica
+        // will not answer them (Kafka's answer). A wait for the local log goes on.
+        let (stale, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut shared.waiters)
+            .into_iter()
+            .partition(|(w, _, e, _)| *w != Wait::Local && (!leader || *e != epoch));
+        shared.waiters = keep;
+        for (_, _, _, tx) in stale {
+            let _ = tx.send(Err(error::code(ResponseError::NotLeaderOrFollower)));
         }
         self.settle(shared, before);
         if !leader {
@@ -289,13 +295,18 @@ impl Partition {
     /// the leader epoch stamped in each batch; then asks for it to be synced, which moves the
     /// high watermark.
     pub fn append_as_leader(&self, records: &mut [u8]) -> Result<Appended, (Code, String)> {
+        let headers = check_batches(records)?;
+        // Under `producers`, which a change of role takes too: the epoch checked is the one
+        // the batches are appended and stamped in.
+        let mut producers = lock(&self.producers);
         let epoch = self
             .leader_epoch_checked(-1)
             .map_err(|c| (c, "not the leader".to_string()))?;
-        let headers = check_batches(records)?;
-        let mut producers = lock(&self.producers);
         if let Some(refused) = check_sequences(&mut producers, &headers) {
-            return refused;
+            return refused.map(|a| Appended {
+                leader_epoch: epoch,
+                ..a
+            });
         }
         stamp_leader_epoch(records, &headers, epoch);
         let info = self
@@ -318,19 +329,36 @@ impl Partition {
             last_offset: info.last_offset,
             log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),
             duplicate: false,
+            leader_epoch: epoch,
         })
     }
 
     /// Resolves once `wait` passes `offset` (with the offset reached), or with the error that
-    /// stopped it.
+    /// stopped it; a wait other than `Local` only within the current leadership.
     pub fn wait_for(&self, wait: Wait, offset: i64) -> oneshot::Receiver<Result<i64, Code>> {
+        let epoch = self.leader_epoch();
+        self.wait_at(wait, offset, epoch)
+    }
+
+    /// `wait_for` within the leadership of `epoch` (the one that appended the records): if
+    /// this replica no longer leads in it, NOT_LEADER_OR_FOLLOWER at once.
+    pub fn wait_at(
+        &self,
+        wait: Wait,
+        offset: i64,
+        epoch: i32,
+    ) -> oneshot::Receiver<Result<i64, Code>> {
         let (tx, rx) = oneshot::channel();
         let mut shared = lock(&self.shared);
+        let leading = shared.state.is_leader() && shared.state.leader_epoch() == epoch;
         let reached = shared.reached(wait, self.log.log_start_offset());
-        if reached > offset {
+        if wait != Wait::Local && !leading {
+            let _ = tx.send(Err(error::code(ResponseError::NotLeaderOrFollower)));
+        } else if reached > offset {
             let _ = tx.send(Ok(reached));
         } else {
-            shared.waiters.push((wait, offset, tx));
+            let epoch = if wait == Wait::Local { -1 } else { epoch };
+            shared.waiters.push((wait, offset, epoch, tx));
         }
         drop(shared);
         // The flush that moves it may have been asked before a failure: make sure it runs.
@@ -364,6 +392,8 @@ impl Partition {
         let mut shared = lock(&self.shared);
         match durable {
             Ok(offset) => {
+                // Never past the log end (a sync that raced a truncation).
+                let offset = offset.min(self.log.log_end_offset());
                 if offset <= shared.state.local_offset() {
                     return;
                 }
@@ -371,10 +401,12 @@ impl Partition {
                 shared.state.set_local_offset(offset);
                 self.settle(shared, before);
             }
+            // A sync asked for offsets a truncation has since removed: nothing failed.
+            Err(LogError::OffsetOutOfRange { .. }) => {}
             Err(e) => {
                 let failed = std::mem::take(&mut shared.waiters);
                 drop(shared);
-                for (_, _, tx) in failed {
+                for (_, _, _, tx) in failed {
                     let _ = tx.send(Err(error::log_error(&e)));
                 }
             }
@@ -387,11 +419,11 @@ impl Partition {
         let start = self.log.log_start_offset();
         let (done, keep): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut shared.waiters)
             .into_iter()
-            .partition(|(w, o, _)| *o < shared.reached(*w, start));
+            .partition(|(w, o, _, _)| *o < shared.reached(*w, start));
         shared.waiters = keep;
         let answers: Vec<_> = done
             .into_iter()
-            .map(|(w, _, tx)| (tx, shared.reached(w, start)))
+            .map(|(w, _, _, tx)| (tx, shared.reached(w, start)))
             .collect();
         let hw = shared.state.high_watermark();
         let moved = hw > before;
@@ -435,7 +467,7 @@ impl Partition {
     /// The partition is no longer hosted: its waiters are told.
     pub(crate) fn close(&self) {
         let waiters = std::mem::take(&mut lock(&self.shared).waiters);
-        for (_, _, tx) in waiters {
+        for (_, _, _, tx) in waiters {
             let _ = tx.send(Err(error::code(ResponseError::NotLeaderOrFollower)));
         }
         self.wake_fetchers();
@@ -516,6 +548,7 @@ fn check_sequences(
                 last_offset,
                 log_append_time_ms: -1,
                 duplicate: true,
+                leader_epoch: -1,
             })),
             SeqCheck::Refuse(code) => Some(Err((code, "sequence check failed".into()))),
         };
@@ -573,6 +606,47 @@ mod tests {
         let mut rx = p.wait_for(Wait::HighWatermark, 0);
         assert_eq!(rx.try_recv().ok(), Some(Ok(1)));
         assert_eq!(p.high_watermark(), 1);
+        dir.close().unwrap();
+    }
+
+    #[test]
+    fn an_acks_all_wait_ends_with_the_leadership_that_appended() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(tmp.path(), LogDirOptions::default(), &|_| {
+            LogConfig::default()
+        })
+        .unwrap();
+        let log = dir.create("t", 0, LogConfig::default()).unwrap();
+        let p = Partition::open("t".into(), 0, Uuid::nil(), log, 1).unwrap();
+        let leader = |leader: i32, epoch: i32| Assignment {
+            leader,
+            leader_epoch: epoch,
+            partition_epoch: epoch,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        p.apply(&leader(1, 0));
+        let mut b = strom_proto::BatchBuilder::new(1_000);
+        b.push(None, Some(b"v"), 1_000);
+        let appended = p.append_as_leader(&mut b.build()).unwrap();
+        assert_eq!(appended.leader_epoch, 0);
+        // Follower 2 has not fetched: the high watermark waits for it.
+        let mut waiting = p.wait_at(Wait::HighWatermark, appended.last_offset, 0);
+        let mut local = p.wait_at(Wait::Local, appended.last_offset, 0);
+        assert!(waiting.try_recv().is_err());
+        // Replica 2 takes over: the wait ends with NOT_LEADER_OR_FOLLOWER, never a success
+        // this replica's high watermark could later give it.
+        p.apply(&leader(2, 1));
+        let not_leader = error::code(ResponseError::NotLeaderOrFollower);
+        assert_eq!(waiting.try_recv().ok(), Some(Err(not_leader)));
+        // Back as leader in a later epoch: a wait of the old leadership is refused at once.
+        p.apply(&leader(1, 2));
+        let mut stale = p.wait_at(Wait::HighWatermark, appended.last_offset, 0);
+        assert_eq!(stale.try_recv().ok(), Some(Err(not_leader)));
+        // The local sync is not a leadership's: it completes.
+        p.log().wait_durable(appended.last_offset).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(matches!(local.try_recv(), Ok(Ok(_))));
         dir.close().unwrap();
     }
 }

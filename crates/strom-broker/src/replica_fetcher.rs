@@ -162,7 +162,11 @@ async fn fetch_round(
     let version = conn
         .version_of::<FetchRequest>()
         .map_err(|e| e.to_string())?;
-    let req = fetch_request(broker, version, sent);
+    let (sent, mut failed) = durable_first(sent).await;
+    if sent.is_empty() {
+        return Ok(failed);
+    }
+    let req = fetch_request(broker, version, &sent);
     let wait = Duration::from_millis(
         (broker.config.replica_fetch.socket_timeout_ms.max(1) as u64)
             .max(broker.config.replica_fetch.wait_max_ms.max(0) as u64 + 1_000),
@@ -190,9 +194,8 @@ async fn fetch_round(
             })
         })
         .collect();
-    let mut failed = Vec::new();
     let mut durable = Vec::new();
-    for (p, epoch) in sent {
+    for (p, epoch) in &sent {
         let key = if version >= 13 {
             (p.topic_id, String::new(), p.index)
         } else {
@@ -200,8 +203,8 @@ async fn fetch_round(
         };
         let Some(pd) = by_key.get(&key) else { continue };
         match apply_partition(broker, conn, p, *epoch, pd).await {
-            Ok(Some(last)) => durable.push((Arc::clone(p), last, pd.high_watermark)),
-            Ok(None) => p.follow_high_watermark(pd.high_watermark),
+            Ok(Some(last)) => durable.push((Arc::clone(p), *epoch, last, pd.high_watermark)),
+            Ok(None) => p.follow_high_watermark(*epoch, pd.high_watermark),
             Err(e) => {
                 tracing::debug!(partition = %p.log_name(), error = %e, "replica fetch refused");
                 failed.push(Arc::clone(p));
@@ -209,12 +212,34 @@ async fn fetch_round(
         }
     }
     // Durable before the next fetch reports it (Strom's rule inside Kafka's protocol).
-    for (p, last, hw) in durable {
-        if let Ok(Ok(_)) = p.wait_for(Wait::Local, last).await {
-            p.follow_high_watermark(hw);
+    for (p, epoch, last, hw) in durable {
+        match p.wait_for(Wait::Local, last).await {
+            Ok(Ok(_)) => p.follow_high_watermark(epoch, hw),
+            _ => failed.push(p),
         }
     }
     Ok(failed)
+}
+
+/// The partitions whose whole log is durable, so that the fetch offset each reports (its
+/// log end) is on disk: a log with an unsynced tail (after a restart, or appended as a
+/// leader with acks=1) is synced first; one that cannot be is left out (and backed off).
+async fn durable_first(
+    sent: &[(Arc<Partition>, i32)],
+) -> (Vec<(Arc<Partition>, i32)>, Vec<Arc<Partition>>) {
+    let mut ready = Vec::new();
+    let mut failed = Vec::new();
+    for (p, epoch) in sent {
+        let end = p.log_end_offset();
+        let synced = p.log().durable_offset() >= end
+            || matches!(p.wait_for(Wait::Local, end - 1).await, Ok(Ok(_)));
+        if synced {
+            ready.push((Arc::clone(p), *epoch));
+        } else {
+            failed.push(Arc::clone(p));
+        }
+    }
+    (ready, failed)
 }
 
 fn fetch_request(broker: &Broker, version: i16, sent: &[(Arc<Partition>, i32)]) -> FetchRequest {
@@ -279,7 +304,10 @@ async fn apply_partition(
     match pd.error_code {
         0 => {}
         c if c == ResponseError::OffsetOutOfRange.code() => {
-            out_of_range(broker, conn, p, epoch).await?;
+            // Nothing to cut: the leader cannot place this log; back off, do not spin.
+            if !out_of_range(broker, conn, p, epoch).await? {
+                return Err("out of range, and nothing to truncate".into());
+            }
             return Ok(None);
         }
         c => return Err(format!("error {c}")),
@@ -287,7 +315,9 @@ async fn apply_partition(
     if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
         let to = truncation_offset(p, pd.diverging_epoch.epoch, pd.diverging_epoch.end_offset);
         tracing::info!(partition = %p.log_name(), to, "follower log diverged from the leader's; truncating");
-        p.truncate_to(to).map_err(|e| e.to_string())?;
+        if !p.truncate_to(epoch, to).map_err(|e| e.to_string())? {
+            return Err("the partition moved on before the truncation".into());
+        }
         return Ok(None);
     }
     if pd.log_start_offset >= 0 {
@@ -320,26 +350,28 @@ fn truncation_offset(p: &Partition, leader_epoch: i32, leader_end: i64) -> i64 {
 
 /// OFFSET_OUT_OF_RANGE (Kafka's `fetchOffsetAndTruncate`): a log past the leader's end is
 /// cut to it (the leader lost records it was never acknowledged for); a log that ends
-/// before the leader's start is emptied and restarted there.
+/// before the leader's start is emptied and restarted there. Whether the log changed (a cut
+/// refused because this replica's role moved on counts as none).
 async fn out_of_range(
     broker: &Broker,
     conn: &Connection,
     p: &Partition,
     epoch: i32,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let leader_end = list_offset(broker, conn, p, epoch, -1).await?;
     let log_end = p.log_end_offset();
     if leader_end < log_end {
         tracing::warn!(partition = %p.log_name(), leader_end, log_end, "follower past its leader's log end; truncating");
-        return p.truncate_to(leader_end).map_err(|e| e.to_string());
+        return p.truncate_to(epoch, leader_end).map_err(|e| e.to_string());
     }
     let leader_start = list_offset(broker, conn, p, epoch, -2).await?;
     if leader_start > log_end {
         tracing::info!(partition = %p.log_name(), leader_start, "follower behind its leader's log start; restarting there");
-        p.truncate_fully_and_start_at(leader_start)
-            .map_err(|e| e.to_string())?;
+        return p
+            .truncate_fully_and_start_at(epoch, leader_start)
+            .map_err(|e| e.to_string());
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The leader's log end (-1) or start (-2), asked as a replica.

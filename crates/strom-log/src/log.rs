@@ -984,6 +984,9 @@ impl Log {
         self.check_writable()?;
         let _ops = lock(&self.segment_ops);
         let mut w = lock(&self.writer);
+        // No flush in progress: one begun before the cut would publish a durable offset
+        // past the new log end when it finishes (the flusher never takes `writer`).
+        let _sync = lock(&self.sync_lock);
         if !full && offset >= self.log_end_offset() {
             // Nothing to cut, but an epoch this replica assigned as leader and never wrote
             // a batch of goes (Kafka's `truncateTo` does the same): else a follower would
@@ -1091,6 +1094,9 @@ impl Log {
         let config = self.config();
         let now = self.clock.now_ms();
         let start = self.log_start_offset();
+        // Only what replication committed goes (Kafka's rule): a segment with records above
+        // the high watermark stays (no high watermark given: no bound).
+        let hw = self.high_watermark();
         let delete = config.cleanup_policy_delete;
         let mut excess = if delete && config.retention_bytes >= 0 {
             self.size_bytes() as i64 - config.retention_bytes
@@ -1104,7 +1110,8 @@ impl Log {
                 && now - seg.max_timestamp() > config.retention_ms;
             let over_size = excess >= seg.size() as i64;
             let below_start = next_base <= start;
-            if expired || over_size || below_start {
+            let committed = hw < 0 || next_base <= hw;
+            if ((expired || over_size) && committed) || below_start {
                 excess = excess.saturating_sub(seg.size() as i64);
                 true
             } else {

@@ -345,7 +345,7 @@ impl LogDir {
             recovery_point: 0,
             log_start_offset: 0,
             cleaner_checkpoint: -1,
-            high_watermark: 0,
+            high_watermark: -1,
         })
         .map_err(|e| self.shared.health.fail(e))?;
         logs.insert(name, Arc::clone(&log));

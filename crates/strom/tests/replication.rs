@@ -496,3 +496,95 @@ fn ids_in_order(v: &Value) -> Vec<i64> {
         .map(|x| x.as_i64().unwrap())
         .collect()
 }
+
+/// One acks=`acks` record to partition 0 of `topic`, sent to `addr` as Produce v12: the
+/// partition's error code.
+fn produce_code(addr: &str, topic: &str, acks: i16) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conn = strom_client::conn::Connection::connect(addr, "test", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let mut b = strom_proto::BatchBuilder::new(now);
+        b.push(None, Some(b"x"), now);
+        let mut p = PartitionProduceData::default();
+        p.index = 0;
+        p.records = Some(b.build().into());
+        let mut t = TopicProduceData::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_string()));
+        t.partition_data.push(p);
+        let mut req = ProduceRequest::default();
+        req.acks = acks;
+        req.timeout_ms = 5_000;
+        req.topic_data.push(t);
+        let resp: ProduceResponse = conn.call_at(&req, 12).await.unwrap();
+        resp.responses[0].partition_responses[0].error_code
+    })
+}
+
+#[test]
+fn acks_all_is_refused_once_too_few_replicas_are_in_sync() {
+    const NOT_ENOUGH_REPLICAS: i16 = 19;
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    // Five voters: the quorum survives two dead brokers.
+    let mut nodes = start_all(&write_configs_with(dir.path(), 5, FAST));
+    let addr = nodes[0].addr.clone();
+    let (ok, out) = tool(
+        &addr,
+        &[
+            "topics",
+            "create",
+            "m",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    assert!(ok, "{out}");
+    let p = wait_partition(&nodes, "m", Duration::from_secs(10), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    let leader = p["leader"].as_i64().unwrap();
+    let leader_addr = nodes[leader as usize - 1].addr.clone();
+    assert_eq!(produce_code(&leader_addr, "m", -1), 0);
+    let followers: Vec<i64> = ids(&p["replicas"])
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    kill(&mut nodes[followers[0] as usize - 1]);
+    wait_partition(&nodes, "m", Duration::from_secs(15), |p| {
+        ids(&p["isr"]).len() == 2
+    });
+    assert_eq!(
+        produce_code(&leader_addr, "m", -1),
+        0,
+        "two in sync are enough"
+    );
+    kill(&mut nodes[followers[1] as usize - 1]);
+    wait_partition(&nodes, "m", Duration::from_secs(15), |p| {
+        ids(&p["isr"]) == vec![leader]
+    });
+    assert_eq!(produce_code(&leader_addr, "m", -1), NOT_ENOUGH_REPLICAS);
+    assert_eq!(
+        produce_code(&leader_addr, "m", 1),
+        0,
+        "acks=1 is not refused"
+    );
+    // One back: acks=all is accepted again once it rejoined the ISR.
+    restart(&mut nodes[followers[0] as usize - 1]);
+    wait_partition(&nodes, "m", Duration::from_secs(60), |p| {
+        ids(&p["isr"]).len() == 2
+    });
+    assert_eq!(produce_code(&leader_addr, "m", -1), 0);
+}

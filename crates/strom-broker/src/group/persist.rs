@@ -114,7 +114,11 @@ impl Broker {
             }
         })?;
         match partition
-            .wait_for(Wait::HighWatermark, appended.last_offset)
+            .wait_at(
+                Wait::HighWatermark,
+                appended.last_offset,
+                appended.leader_epoch,
+            )
             .await
         {
             Ok(Ok(_)) => {}

@@ -137,8 +137,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
                 }
             }
             let read = reads.read();
-            for p in &read.may_join {
-                crate::isr::request_change(&broker, p);
+            for (p, id) in &read.may_join {
+                crate::isr::request_change(&broker, p, crate::isr::IsrChangeKind::Join(*id));
             }
             let timed_out = tokio::time::Instant::now() >= deadline;
             if read.bytes >= min_bytes.max(1) || read.errors || timed_out {
@@ -190,7 +190,7 @@ struct Read {
     /// (topic, topic id, partition, high watermark, log start) of every partition answered.
     sent: Vec<(String, uuid::Uuid, i32, i64, i64)>,
     /// Partitions whose fetching follower may join the ISR.
-    may_join: Vec<Arc<Partition>>,
+    may_join: Vec<(Arc<Partition>, i32)>,
 }
 
 impl Reads<'_> {
@@ -261,6 +261,10 @@ impl Reads<'_> {
                     }
                 }
             }
+            // A diverging follower is answered at once (Kafka's rule), not at its max wait.
+            if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
+                errors = true;
+            }
             let news = pd.error_code != 0
                 || has_records
                 || at.last_sent != Some((pd.high_watermark, pd.log_start_offset));
@@ -317,7 +321,7 @@ fn follower_read(
     at: &SessionPartition,
     limit: u64,
     pd: &mut PartitionData,
-    may_join: &mut Vec<Arc<Partition>>,
+    may_join: &mut Vec<(Arc<Partition>, i32)>,
 ) -> Result<crate::partition::Read, error::Code> {
     p.leader_epoch_checked(at.current_leader_epoch)?;
     if !p.is_replica(id) {
@@ -345,7 +349,7 @@ fn follower_read(
         .read(at.fetch_offset, limit.max(1), Isolation::LogEnd)
         .map_err(|e| error::log_error(&e))?;
     if p.follower_fetched(id, at.fetch_offset, at.log_start_offset) {
-        may_join.push(Arc::clone(p));
+        may_join.push((Arc::clone(p), id));
     }
     Ok(read)
 }

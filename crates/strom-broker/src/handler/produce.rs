@@ -16,10 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use strom_log::LogError;
 
+/// (topic index, partition index, partition, (last offset appended, its leader epoch)).
+type Waiting = (usize, usize, Arc<Partition>, (i64, i32));
+
 pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pending {
     let acks = req.acks;
     let mut response = ProduceResponse::default();
-    let mut waits: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    let mut waits: Vec<Waiting> = Vec::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let mut tr = TopicProduceResponse::default();
         // The topic's configs, read once for all its partitions.
@@ -59,8 +62,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                 (Some(_), None) => pr.error_code = code(ResponseError::CorruptMessage),
                 (Some(p), Some(records)) => {
                     let rules = rules.get_or_insert_with(|| Rules::of(broker, &p.topic));
-                    if let Some(last_offset) = append(broker, &p, rules, &records, acks, &mut pr) {
-                        waits.push((ti, pi, Arc::clone(&p), last_offset));
+                    if let Some(at) = append(broker, &p, rules, &records, acks, &mut pr) {
+                        waits.push((ti, pi, Arc::clone(&p), at));
                     }
                 }
             }
@@ -94,7 +97,7 @@ fn append(
     records: &bytes::Bytes,
     acks: i16,
     pr: &mut PartitionProduceResponse,
-) -> Option<i64> {
+) -> Option<(i64, i32)> {
     // Kafka checks the ISR before looking at the records.
     if acks == -1 && rules.not_enough_replicas(broker, &p.topic, p.index) {
         pr.error_code = code(ResponseError::NotEnoughReplicas);
@@ -129,7 +132,7 @@ fn append(
             pr.base_offset = a.base_offset;
             pr.log_append_time_ms = a.log_append_time_ms;
             pr.log_start_offset = p.log_start_offset();
-            (acks != 0).then_some(a.last_offset)
+            (acks != 0).then_some((a.last_offset, a.leader_epoch))
         }
         Err((c, message)) => {
             pr.error_code = c;
@@ -145,7 +148,7 @@ fn durable(
     broker: &Arc<Broker>,
     version: i16,
     mut response: ProduceResponse,
-    waits: Vec<(usize, usize, Arc<Partition>, i64)>,
+    waits: Vec<Waiting>,
     (wait, timeout): (Wait, Duration),
 ) -> Pending {
     let broker = Arc::clone(broker);
@@ -153,7 +156,7 @@ fn durable(
     // already asked for the sync, so pipelined requests share one flush cycle.
     let pending: Vec<_> = waits
         .into_iter()
-        .map(|(ti, pi, p, last_offset)| (ti, pi, p.wait_for(wait, last_offset)))
+        .map(|(ti, pi, p, (last, epoch))| (ti, pi, p.wait_at(wait, last, epoch)))
         .collect();
     let deadline = tokio::time::Instant::now() + timeout;
     Box::pin(async move {

@@ -9,6 +9,15 @@ use kafka_protocol::error::ResponseError;
 use strom_log::LogError;
 use strom_proto::BatchHeader;
 
+/// Which ISR change a leader considers (`Partition::isr_change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsrChangeKind {
+    /// Follower `id` fetched and may have caught up.
+    Join(i32),
+    /// The periodic check for lagging followers.
+    Shrink { lag_max_ms: i64 },
+}
+
 impl Partition {
     /// Follower `id` fetched from `fetch_offset` (leader only). Whether it may now join the
     /// ISR (caught up, and no ISR change in flight).
@@ -24,22 +33,27 @@ impl Partition {
         join
     }
 
-    /// The ISR change this leader should ask for now, if any, marked in flight: lagging
-    /// followers out (`replica.lag.time.max.ms`), caught-up ones in. None while another
-    /// change is in flight or nothing changes.
-    pub fn isr_change(&self, lag_max_ms: i64) -> Option<strom_meta::isr::IsrChange> {
+    /// The ISR change this leader should ask for now, if any, marked in flight (Kafka's
+    /// `maybeExpandIsr` / `maybeShrinkIsr`): `Join(id)`, the follower that just fetched,
+    /// in if it caught up; `Shrink`, the followers not caught up for `lag_max_ms` out. Each
+    /// names only the replicas it is about: a dead follower whose last fetch still looks
+    /// caught up (the high watermark stuck below min.insync.replicas) never joins with
+    /// another. None while another change is in flight or nothing changes.
+    pub fn isr_change(&self, kind: IsrChangeKind) -> Option<strom_meta::isr::IsrChange> {
         let mut shared = lock(&self.shared);
         let st = &shared.state;
         if !st.is_leader() || st.pending_isr().is_some() {
             return None;
         }
-        let out = st.out_of_sync(now_ms(), lag_max_ms);
-        let join = st.may_join();
+        let (out, join) = match kind {
+            IsrChangeKind::Shrink { lag_max_ms } => (st.out_of_sync(now_ms(), lag_max_ms), None),
+            IsrChangeKind::Join(id) => (Vec::new(), st.may_join().contains(&id).then_some(id)),
+        };
         let isr: Vec<i32> = st
             .replicas()
             .iter()
             .copied()
-            .filter(|id| (st.isr().contains(id) && !out.contains(id)) || join.contains(id))
+            .filter(|id| (st.isr().contains(id) && !out.contains(id)) || join == Some(*id))
             .collect();
         let mut same = st.isr().to_vec();
         same.sort_unstable();
@@ -62,11 +76,15 @@ impl Partition {
         Some(change)
     }
 
-    /// An ISR change asked of the controller (None: answered or refused).
-    pub fn set_pending_isr(&self, isr: Option<Vec<i32>>) {
+    /// The ISR change `isr` is no longer in flight (answered or refused): cleared unless
+    /// another change took its place meanwhile.
+    pub fn end_pending_isr(&self, isr: &[i32]) {
         let mut shared = lock(&self.shared);
+        if shared.state.pending_isr() != Some(isr) {
+            return;
+        }
         let before = shared.state.high_watermark();
-        shared.state.set_pending_isr(isr);
+        shared.state.set_pending_isr(None);
         self.settle(shared, before);
     }
 
@@ -127,31 +145,51 @@ impl Partition {
     }
 
     /// Cuts this follower's log to `offset` (its log diverged from the leader's there) and
-    /// rebuilds its producers' state from what is left.
-    pub fn truncate_to(&self, offset: i64) -> Result<(), BrokerError> {
-        self.cut(|log| log.truncate_to(offset))
+    /// rebuilds its producers' state from what is left; only while it still follows the
+    /// leader of `leader_epoch` (false: it no longer does, nothing was cut).
+    pub fn truncate_to(&self, leader_epoch: i32, offset: i64) -> Result<bool, BrokerError> {
+        self.cut(leader_epoch, |log| log.truncate_to(offset))
     }
 
-    /// Empties this follower's log and restarts it at the leader's log start.
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), BrokerError> {
-        self.cut(|log| log.truncate_fully_and_start_at(offset))
+    /// Empties this follower's log and restarts it at the leader's log start (as
+    /// `truncate_to`, only while following the leader of `leader_epoch`).
+    pub fn truncate_fully_and_start_at(
+        &self,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<bool, BrokerError> {
+        self.cut(leader_epoch, |log| log.truncate_fully_and_start_at(offset))
     }
 
     fn cut(
         &self,
+        leader_epoch: i32,
         op: impl FnOnce(&strom_log::Log) -> Result<(), LogError>,
-    ) -> Result<(), BrokerError> {
+    ) -> Result<bool, BrokerError> {
+        // Under `producers`, which a change of role takes too: a replica that became leader
+        // meanwhile never cuts its log on a former leader's word.
         let mut producers = lock(&self.producers);
+        {
+            let shared = lock(&self.shared);
+            if shared.state.is_leader() || shared.state.leader_epoch() != leader_epoch {
+                return Ok(false);
+            }
+        }
         op(&self.log)?;
         lock(&self.shared)
             .state
             .truncated_to(self.log.log_end_offset());
-        self.load_producers_into(&mut producers)
+        self.load_producers_into(&mut producers)?;
+        Ok(true)
     }
 
-    /// A follower takes its leader's high watermark (capped by what it holds durably).
-    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+    /// A follower of the leader of `leader_epoch` takes its high watermark (capped by what
+    /// it holds durably); ignored once this replica's role or epoch moved on.
+    pub fn follow_high_watermark(&self, leader_epoch: i32, leader_high_watermark: i64) {
         let mut shared = lock(&self.shared);
+        if shared.state.is_leader() || shared.state.leader_epoch() != leader_epoch {
+            return;
+        }
         let before = shared.state.high_watermark();
         shared.state.follower_high_watermark(leader_high_watermark);
         self.settle(shared, before);
