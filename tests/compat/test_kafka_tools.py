@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from conftest import free_port
+
 
 def strom_differs(why):
     return pytest.mark.xfail(reason=f"strom: {why}", strict=True)
@@ -614,18 +616,8 @@ def test_metadata_quorum(strom):
 
 
 def controller_port():
-    """A port for a controller listener, free now, below the kernel's ephemeral range (so no
-    node's outgoing connection takes it before its node binds it)."""
-    import random
-    import socket
-    while True:
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
+    """A port for a controller listener (conftest's `free_port`)."""
+    return free_port()
 
 
 def quorum_status(kafka_tools, *where):

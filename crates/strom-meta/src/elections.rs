@@ -10,7 +10,6 @@
 
 use crate::image::{MetadataImage, PartitionImage};
 use crate::record::MetadataRecord;
-use uuid::Uuid;
 
 /// What an election made of one partition (Kafka's error codes for ElectLeaders).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +112,7 @@ pub fn elect_leaders(
             None => Outcome::UnknownPartition,
             Some((id, p)) => match elect(image, p, kind) {
                 Ok(next) => {
-                    records.push(record(id, *index, next));
+                    records.push(next.to_record(id, *index));
                     Outcome::Elected
                 }
                 Err(o) => o,
@@ -137,7 +136,7 @@ pub fn unclean_where_allowed(
         for (index, p) in &t.partitions {
             if p.leader < 0 && unclean(&t.name) {
                 if let Ok(next) = elect(image, p, Election::Unclean) {
-                    out.push(record(t.topic_id, *index, next));
+                    out.push(next.to_record(t.topic_id, *index));
                 }
             }
         }
@@ -151,57 +150,19 @@ pub fn rebalance(image: &MetadataImage) -> Vec<MetadataRecord> {
     elect_leaders(image, Election::Preferred, None).0
 }
 
-fn record(topic_id: Uuid, partition: i32, p: PartitionImage) -> MetadataRecord {
-    MetadataRecord::Partition {
-        topic_id,
-        partition,
-        replicas: p.replicas,
-        isr: p.isr,
-        leader: p.leader,
-        leader_epoch: p.leader_epoch,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
+
+    use crate::testing::apply;
 
     fn image(partitions: &[(Vec<i32>, Vec<i32>, i32)]) -> MetadataImage {
-        let mut img = MetadataImage::default();
-        let id = Uuid::from_u128(3);
-        let mut records: Vec<MetadataRecord> = (1..=3)
-            .map(|n| MetadataRecord::RegisterBroker {
-                node_id: n,
-                host: "h".into(),
-                port: 9092,
-                rack: None,
-                log_dirs: Vec::new(),
-            })
+        let parts: Vec<crate::testing::Part> = partitions
+            .iter()
+            .map(|(r, i, l)| (r.clone(), i.clone(), *l, 5))
             .collect();
-        records.push(MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id: id,
-        });
-        for (i, (replicas, isr, leader)) in partitions.iter().enumerate() {
-            records.push(MetadataRecord::Partition {
-                topic_id: id,
-                partition: i as i32,
-                replicas: replicas.clone(),
-                isr: isr.clone(),
-                leader: *leader,
-                leader_epoch: 5,
-            });
-        }
-        for r in &records {
-            img.apply(r).unwrap();
-        }
-        img
-    }
-
-    fn apply(img: &mut MetadataImage, records: &[MetadataRecord]) {
-        for r in records {
-            img.apply(r).unwrap();
-        }
+        crate::testing::image_with(Uuid::from_u128(3), &parts)
     }
 
     #[test]

@@ -33,6 +33,20 @@ pub struct PartitionImage {
     pub partition_epoch: i32,
 }
 
+impl PartitionImage {
+    /// The `Partition` record that sets partition `partition` of `topic_id` to this state.
+    pub fn to_record(&self, topic_id: Uuid, partition: i32) -> crate::record::MetadataRecord {
+        crate::record::MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicImage {
     pub name: String,

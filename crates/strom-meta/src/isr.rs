@@ -7,7 +7,7 @@
 //! (Kafka 3.6+: only a leader change bumps it); the partition epoch moves.
 
 use crate::error::ApiError;
-use crate::image::MetadataImage;
+use crate::image::{MetadataImage, PartitionImage};
 use crate::record::MetadataRecord;
 use uuid::Uuid;
 
@@ -84,14 +84,8 @@ pub fn alter_partition(
         .copied()
         .filter(|id| change.new_isr.contains(id))
         .collect();
-    Ok(vec![MetadataRecord::Partition {
-        topic_id: change.topic_id,
-        partition: change.partition,
-        replicas: p.replicas.clone(),
-        isr,
-        leader: p.leader,
-        leader_epoch: p.leader_epoch,
-    }])
+    let next = PartitionImage { isr, ..p.clone() };
+    Ok(vec![next.to_record(change.topic_id, change.partition)])
 }
 
 #[cfg(test)]
@@ -99,33 +93,7 @@ mod tests {
     use super::*;
 
     fn image() -> MetadataImage {
-        let mut img = MetadataImage::default();
-        let id = Uuid::from_u128(7);
-        let mut records: Vec<MetadataRecord> = (1..=3)
-            .map(|n| MetadataRecord::RegisterBroker {
-                node_id: n,
-                host: "h".into(),
-                port: 9092,
-                rack: None,
-                log_dirs: Vec::new(),
-            })
-            .collect();
-        records.push(MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id: id,
-        });
-        records.push(MetadataRecord::Partition {
-            topic_id: id,
-            partition: 0,
-            replicas: vec![1, 2, 3],
-            isr: vec![1, 2, 3],
-            leader: 1,
-            leader_epoch: 4,
-        });
-        for r in &records {
-            img.apply(r).unwrap();
-        }
-        img
+        crate::testing::image_with(Uuid::from_u128(7), &[(vec![1, 2, 3], vec![1, 2, 3], 1, 4)])
     }
 
     fn change(isr: &[i32], leader_epoch: i32, partition_epoch: i32) -> IsrChange {

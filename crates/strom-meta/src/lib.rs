@@ -16,6 +16,8 @@ pub mod isr;
 pub mod membership;
 pub mod placement;
 pub mod record;
+#[cfg(test)]
+mod testing;
 pub mod topic_config;
 
 pub use delta::MetadataDelta;

@@ -7,7 +7,6 @@
 
 use crate::image::{MetadataImage, PartitionImage};
 use crate::record::MetadataRecord;
-use uuid::Uuid;
 
 /// Partition records for every partition whose state changes, given a new partition state.
 fn changes(
@@ -18,22 +17,11 @@ fn changes(
     for t in image.topics.values() {
         for (index, p) in &t.partitions {
             if let Some(next) = change(p) {
-                out.push(partition_record(t.topic_id, *index, next));
+                out.push(next.to_record(t.topic_id, *index));
             }
         }
     }
     out
-}
-
-fn partition_record(topic_id: Uuid, partition: i32, p: PartitionImage) -> MetadataRecord {
-    MetadataRecord::Partition {
-        topic_id,
-        partition,
-        replicas: p.replicas,
-        isr: p.isr,
-        leader: p.leader,
-        leader_epoch: p.leader_epoch,
-    }
 }
 
 /// Fences `node_id` (nothing if it is unknown or already fenced).
@@ -87,47 +75,19 @@ pub fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
+
+    use crate::testing::{apply, image_with};
 
     fn image() -> MetadataImage {
-        let mut img = MetadataImage::default();
-        let id = Uuid::from_u128(1);
-        let mut records: Vec<MetadataRecord> = (1..=3)
-            .map(|n| MetadataRecord::RegisterBroker {
-                node_id: n,
-                host: "h".into(),
-                port: 9092,
-                rack: None,
-                log_dirs: Vec::new(),
-            })
-            .collect();
-        records.push(MetadataRecord::Topic {
-            name: "t".into(),
-            topic_id: id,
-        });
-        for (p, replicas, isr) in [
-            (0, vec![1, 2], vec![1, 2]),
-            (1, vec![1], vec![1]),
-            (2, vec![2, 3], vec![2, 3]),
-        ] {
-            records.push(MetadataRecord::Partition {
-                topic_id: id,
-                partition: p,
-                leader: replicas[0],
-                replicas,
-                isr,
-                leader_epoch: 0,
-            });
-        }
-        for r in &records {
-            img.apply(r).unwrap();
-        }
-        img
-    }
-
-    fn apply(img: &mut MetadataImage, records: &[MetadataRecord]) {
-        for r in records {
-            img.apply(r).unwrap();
-        }
+        image_with(
+            Uuid::from_u128(1),
+            &[
+                (vec![1, 2], vec![1, 2], 1, 0),
+                (vec![1], vec![1], 1, 0),
+                (vec![2, 3], vec![2, 3], 2, 0),
+            ],
+        )
     }
 
     #[test]

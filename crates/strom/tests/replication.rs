@@ -269,6 +269,30 @@ fn stop_cleanly(n: &mut Node) {
     }
 }
 
+/// `n` nodes with short timeouts and a one-partition topic of `rf` replicas with `configs`,
+/// once every replica is in sync: the nodes' dir, the nodes and the partition.
+fn cluster_with(
+    n: i32,
+    topic: &str,
+    rf: usize,
+    configs: &[&str],
+) -> (tempfile::TempDir, Vec<Node>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = start_all(&write_configs_with(dir.path(), n, FAST));
+    let rf_arg = rf.to_string();
+    let mut args = vec!["topics", "create", topic, "--partitions", "1"];
+    args.extend(["--replication-factor", rf_arg.as_str()]);
+    for c in configs {
+        args.extend(["--config", c]);
+    }
+    let (ok, out) = tool(&nodes[0].addr, &args);
+    assert!(ok, "{out}");
+    let p = wait_partition(&nodes, topic, Duration::from_secs(10), |p| {
+        ids(&p["isr"]).len() == rf
+    });
+    (dir, nodes, p)
+}
+
 fn restart(n: &mut Node) {
     let mut child = spawn(&n.config);
     n.addr = ready(&mut child, &n.config);
@@ -278,27 +302,8 @@ fn restart(n: &mut Node) {
 #[test]
 fn acknowledged_writes_survive_killing_the_leader_then_a_follower() {
     let _one = one_cluster();
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes = start_all(&write_configs_with(dir.path(), 3, FAST));
+    let (dir, mut nodes, p) = cluster_with(3, "r", 3, &["min.insync.replicas=2"]);
     let addr = nodes[0].addr.clone();
-    let (ok, out) = tool(
-        &addr,
-        &[
-            "topics",
-            "create",
-            "r",
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
-    assert!(ok, "{out}");
-    let p = wait_partition(&nodes, "r", Duration::from_secs(10), |p| {
-        ids(&p["isr"]).len() == 3
-    });
     assert_eq!(ids(&p["replicas"]), vec![1, 2, 3]);
     let bootstrap = nodes
         .iter()
@@ -386,25 +391,8 @@ fn acknowledged_writes_survive_killing_the_leader_then_a_follower() {
 #[test]
 fn an_unclean_election_recovers_a_partition_whose_in_sync_replicas_are_gone() {
     let _one = one_cluster();
-    let dir = tempfile::tempdir().unwrap();
-    let mut nodes = start_all(&write_configs_with(dir.path(), 3, FAST));
+    let (_dir, mut nodes, p) = cluster_with(3, "u", 2, &[]);
     let addr = nodes[0].addr.clone();
-    let (ok, out) = tool(
-        &addr,
-        &[
-            "topics",
-            "create",
-            "u",
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "2",
-        ],
-    );
-    assert!(ok, "{out}");
-    let p = wait_partition(&nodes, "u", Duration::from_secs(10), |p| {
-        ids(&p["isr"]).len() == 2
-    });
     let leader = p["leader"].as_i64().unwrap();
     let follower = ids(&p["replicas"])
         .into_iter()
@@ -533,28 +521,8 @@ fn produce_code(addr: &str, topic: &str, acks: i16) -> i16 {
 fn acks_all_is_refused_once_too_few_replicas_are_in_sync() {
     const NOT_ENOUGH_REPLICAS: i16 = 19;
     let _one = one_cluster();
-    let dir = tempfile::tempdir().unwrap();
     // Five voters: the quorum survives two dead brokers.
-    let mut nodes = start_all(&write_configs_with(dir.path(), 5, FAST));
-    let addr = nodes[0].addr.clone();
-    let (ok, out) = tool(
-        &addr,
-        &[
-            "topics",
-            "create",
-            "m",
-            "--partitions",
-            "1",
-            "--replication-factor",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
-    assert!(ok, "{out}");
-    let p = wait_partition(&nodes, "m", Duration::from_secs(10), |p| {
-        ids(&p["isr"]).len() == 3
-    });
+    let (_dir, mut nodes, p) = cluster_with(5, "m", 3, &["min.insync.replicas=2"]);
     let leader = p["leader"].as_i64().unwrap();
     let leader_addr = nodes[leader as usize - 1].addr.clone();
     assert_eq!(produce_code(&leader_addr, "m", -1), 0);

@@ -33,6 +33,64 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
         req.replica_id.0
     };
     let follower = (replica_id >= 0).then_some(replica_id);
+    let (session_id, parts, incremental) = match resolve(broker, version, &req) {
+        Ok(r) => r,
+        Err(code) => {
+            let mut response = FetchResponse::default();
+            response.error_code = code;
+            return Box::pin(std::future::ready(Reply::Fetch {
+                response,
+                slices: Vec::new(),
+            }));
+        }
+    };
+    let wanted: Vec<Wanted> = parts
+        .into_iter()
+        .map(|at| {
+            let partition = if by_id {
+                broker.replicas.get_by_id(&at.topic_id, at.partition)
+            } else {
+                broker.replicas.get(&at.topic, at.partition)
+            };
+            Wanted { at, partition }
+        })
+        .collect();
+    // Kafka: the response limit is min(max_bytes, fetch.max.bytes) and min_bytes is capped
+    // to it; the first batch still goes out whole, however large (KIP-74).
+    let limit_bytes = req.max_bytes.min(broker.config.fetch_max_bytes);
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let answer = Answer {
+        broker: Arc::clone(broker),
+        version,
+        session_id,
+        min_bytes: i64::from(req.min_bytes.min(limit_bytes)),
+        max_wait,
+        // max_wait_ms counts from the request's arrival, not from when its turn to be
+        // answered comes on a pipelined connection.
+        deadline: tokio::time::Instant::now() + max_wait,
+    };
+    let read_committed = req.isolation_level == 1;
+    Box::pin(async move {
+        let reads = Reads {
+            broker: &answer.broker,
+            wanted: &wanted,
+            max_bytes: i64::from(limit_bytes),
+            read_committed,
+            incremental,
+            by_id,
+            follower,
+        };
+        answer.when_ready(&reads).await
+    })
+}
+
+/// The request's partitions as its fetch session sees them: (session id, partitions,
+/// incremental), or the session's error.
+fn resolve(
+    broker: &Broker,
+    version: i16,
+    req: &FetchRequest,
+) -> Result<(i32, Vec<SessionPartition>, bool), i16> {
     let requested: Vec<SessionPartition> = req
         .topics
         .iter()
@@ -54,6 +112,9 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
             })
         })
         .collect();
+    if version < 7 {
+        return Ok((0, requested, false));
+    }
     let forgotten: Vec<(String, uuid::Uuid, i32)> = req
         .forgotten_topics_data
         .iter()
@@ -63,74 +124,44 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
                 .map(|p| (t.topic.0.as_str().to_string(), t.topic_id, *p))
         })
         .collect();
-    let resolved = if version >= 7 {
-        broker
-            .fetch_sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .resolve(req.session_id, req.session_epoch, requested, &forgotten)
-    } else {
-        Resolved::Full {
-            session_id: 0,
-            partitions: requested,
-        }
-    };
-    let (session_id, parts, incremental) = match resolved {
-        Resolved::Error(code) => {
-            let mut response = FetchResponse::default();
-            response.error_code = code;
-            return Box::pin(std::future::ready(Reply::Fetch {
-                response,
-                slices: Vec::new(),
-            }));
-        }
+    let resolved = broker
+        .fetch_sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .resolve(req.session_id, req.session_epoch, requested, &forgotten);
+    match resolved {
+        Resolved::Error(code) => Err(code),
         Resolved::Full {
             session_id,
             partitions,
-        } => (session_id, partitions, false),
+        } => Ok((session_id, partitions, false)),
         Resolved::Incremental {
             session_id,
             partitions,
-        } => (session_id, partitions, true),
-    };
-    let wanted: Vec<Wanted> = parts
-        .into_iter()
-        .map(|at| {
-            let partition = if by_id {
-                broker.replicas.get_by_id(&at.topic_id, at.partition)
-            } else {
-                broker.replicas.get(&at.topic, at.partition)
-            };
-            Wanted { at, partition }
-        })
-        .collect();
-    // Kafka: the response limit is min(max_bytes, fetch.max.bytes) and min_bytes is capped
-    // to it; the first batch still goes out whole, however large (KIP-74).
-    let limit_bytes = req.max_bytes.min(broker.config.fetch_max_bytes);
-    let max_bytes = i64::from(limit_bytes);
-    let min_bytes = i64::from(req.min_bytes.min(limit_bytes));
-    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let read_committed = req.isolation_level == 1;
-    let broker = Arc::clone(broker);
-    // max_wait_ms counts from the request's arrival, not from when its turn to be answered
-    // comes on a pipelined connection.
-    let deadline = tokio::time::Instant::now() + max_wait;
-    Box::pin(async move {
-        let reads = Reads {
-            broker: &broker,
-            wanted: &wanted,
-            max_bytes,
-            read_committed,
-            incremental,
-            by_id,
-            follower,
-        };
+        } => Ok((session_id, partitions, true)),
+    }
+}
+
+/// When a fetch is answered: once `min_bytes` are there, an error, or its deadline.
+struct Answer {
+    broker: Arc<Broker>,
+    version: i16,
+    session_id: i32,
+    min_bytes: i64,
+    max_wait: Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl Answer {
+    /// Reads, parks on the partitions' notifiers (followers': their log growing; consumers':
+    /// the high watermark moving) and reads again, until the answer is due.
+    async fn when_ready(&self, reads: &Reads<'_>) -> Reply {
         loop {
             let notify = Arc::new(Notify::new());
             // Registered before reading, so an append after the read wakes this fetch.
-            if !max_wait.is_zero() {
-                for p in wanted.iter().filter_map(|w| w.partition.as_ref()) {
-                    match follower {
+            if !self.max_wait.is_zero() {
+                for p in reads.wanted.iter().filter_map(|w| w.partition.as_ref()) {
+                    match reads.follower {
                         Some(_) => p.add_follower_waiter(&notify),
                         None => p.add_waiter(&notify),
                     }
@@ -138,20 +169,21 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
             }
             let read = reads.read();
             for (p, id) in &read.may_join {
-                crate::isr::request_change(&broker, p, crate::isr::IsrChangeKind::Join(*id));
+                let join = crate::isr::IsrChangeKind::Join(*id);
+                crate::isr::request_change(&self.broker, p, join);
             }
-            let timed_out = tokio::time::Instant::now() >= deadline;
-            if read.bytes >= min_bytes.max(1) || read.errors || timed_out {
-                return finish(&broker, version, session_id, read);
+            let timed_out = tokio::time::Instant::now() >= self.deadline;
+            if read.bytes >= self.min_bytes.max(1) || read.errors || timed_out {
+                return finish(&self.broker, self.version, self.session_id, read);
             }
-            if tokio::time::timeout_at(deadline, notify.notified())
+            if tokio::time::timeout_at(self.deadline, notify.notified())
                 .await
                 .is_err()
             {
-                return finish(&broker, version, session_id, reads.read());
+                return finish(&self.broker, self.version, self.session_id, reads.read());
             }
         }
-    })
+    }
 }
 
 fn finish(broker: &Broker, version: i16, session_id: i32, read: Read) -> Reply {
@@ -195,117 +227,120 @@ struct Read {
 
 impl Reads<'_> {
     fn read(&self) -> Read {
-        let mut response = FetchResponse::default();
-        let mut slices = Vec::new();
-        let mut bytes = 0i64;
-        let mut errors = false;
-        let mut sent = Vec::new();
-        let mut may_join = Vec::new();
+        let mut out = Read {
+            response: FetchResponse::default(),
+            slices: Vec::new(),
+            bytes: 0,
+            errors: false,
+            sent: Vec::new(),
+            may_join: Vec::new(),
+        };
         for w in self.wanted {
             let at = &w.at;
-            let mut pd = PartitionData::default();
-            pd.partition_index = at.partition;
-            pd.high_watermark = -1;
-            pd.last_stable_offset = -1;
-            pd.log_start_offset = -1;
-            pd.preferred_read_replica = BrokerId(-1);
-            pd.aborted_transactions = self.read_committed.then(Vec::new);
-            pd.records = Some(Bytes::new());
-            let mut has_records = false;
-            match &w.partition {
-                None => {
-                    let id = if self.by_id {
-                        at.topic_id
-                    } else {
-                        uuid::Uuid::nil()
-                    };
-                    pd.error_code =
-                        super::steer::not_hosted(self.broker, &at.topic, id, at.partition);
-                    errors = true;
-                }
-                Some(p) => {
-                    let limit = i64::from(at.max_bytes.max(0))
-                        .min(self.max_bytes - bytes)
-                        .max(0) as u64;
-                    let read = match self.follower {
-                        None => p
-                            .leader_epoch_checked(at.current_leader_epoch)
-                            .and_then(|_| {
-                                p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
-                                    .map_err(|e| error::log_error(&e))
-                            }),
-                        Some(id) => follower_read(p, id, at, limit, &mut pd, &mut may_join),
-                    };
-                    match read {
-                        Ok(info) => {
-                            pd.high_watermark = info.high_watermark;
-                            pd.last_stable_offset = info.last_stable_offset;
-                            pd.log_start_offset = info.log_start_offset;
-                            // A batch larger than the limits is still sent when it is the first
-                            // data of the response, so a consumer always makes progress (KIP-74).
-                            if let Some(slice) = info.slice.filter(|s| bytes == 0 || s.len <= limit)
-                            {
-                                bytes += slice.len as i64;
-                                let marker = new_marker();
-                                pd.records = Some(marker.clone());
-                                slices.push((marker, slice));
-                                has_records = true;
-                            }
-                        }
-                        Err(c) => {
-                            // Kafka answers an error with -1 watermarks, OFFSET_OUT_OF_RANGE
-                            // included: the client asks ListOffsets where to go.
-                            pd.error_code = c;
-                            errors = true;
-                        }
-                    }
-                }
-            }
-            // A diverging follower is answered at once (Kafka's rule), not at its max wait.
-            if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
-                errors = true;
-            }
+            let (pd, has_records) = self.read_partition(w, &mut out);
             let news = pd.error_code != 0
                 || has_records
                 || at.last_sent != Some((pd.high_watermark, pd.log_start_offset));
             if self.incremental && !news {
                 continue;
             }
-            sent.push((
+            out.sent.push((
                 at.topic.clone(),
                 at.topic_id,
                 at.partition,
                 pd.high_watermark,
                 pd.log_start_offset,
             ));
-            let same_topic = |t: &&mut FetchableTopicResponse| {
-                if self.by_id {
-                    t.topic_id == at.topic_id
-                } else {
-                    t.topic.0.as_str() == at.topic
-                }
-            };
-            match response.responses.iter_mut().rev().find(same_topic) {
-                Some(t) => t.partitions.push(pd),
-                None => {
-                    let mut t = FetchableTopicResponse::default();
-                    if self.by_id {
-                        t.topic_id = at.topic_id;
-                    } else {
-                        t.topic = TopicName(StrBytes::from_string(at.topic.clone()));
-                    }
-                    t.partitions.push(pd);
-                    response.responses.push(t);
-                }
-            }
+            self.place(&mut out.response, at, pd);
         }
-        Read {
-            response,
-            slices,
-            bytes,
-            errors,
-            sent,
-            may_join,
+        out
+    }
+
+    /// One partition's answer (and whether it carries records); its slice, bytes, errors
+    /// and a follower that may join the ISR go into `out`.
+    fn read_partition(&self, w: &Wanted, out: &mut Read) -> (PartitionData, bool) {
+        let at = &w.at;
+        let mut pd = PartitionData::default();
+        pd.partition_index = at.partition;
+        pd.high_watermark = -1;
+        pd.last_stable_offset = -1;
+        pd.log_start_offset = -1;
+        pd.preferred_read_replica = BrokerId(-1);
+        pd.aborted_transactions = self.read_committed.then(Vec::new);
+        pd.records = Some(Bytes::new());
+        let Some(p) = &w.partition else {
+            let id = if self.by_id {
+                at.topic_id
+            } else {
+                uuid::Uuid::nil()
+            };
+            pd.error_code = super::steer::not_hosted(self.broker, &at.topic, id, at.partition);
+            out.errors = true;
+            return (pd, false);
+        };
+        let limit = i64::from(at.max_bytes.max(0))
+            .min(self.max_bytes - out.bytes)
+            .max(0) as u64;
+        let read = match self.follower {
+            None => p
+                .leader_epoch_checked(at.current_leader_epoch)
+                .and_then(|_| {
+                    p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
+                        .map_err(|e| error::log_error(&e))
+                }),
+            Some(id) => follower_read(p, id, at, limit, &mut pd, &mut out.may_join),
+        };
+        // A diverging follower is answered at once (Kafka's rule), not at its max wait.
+        if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
+            out.errors = true;
+        }
+        let info = match read {
+            Ok(info) => info,
+            Err(c) => {
+                // Kafka answers an error with -1 watermarks, OFFSET_OUT_OF_RANGE included:
+                // the client asks ListOffsets where to go.
+                pd.error_code = c;
+                out.errors = true;
+                return (pd, false);
+            }
+        };
+        pd.high_watermark = info.high_watermark;
+        pd.last_stable_offset = info.last_stable_offset;
+        pd.log_start_offset = info.log_start_offset;
+        // A batch larger than the limits is still sent when it is the first data of the
+        // response, so a consumer always makes progress (KIP-74).
+        let Some(slice) = info.slice.filter(|s| out.bytes == 0 || s.len <= limit) else {
+            return (pd, false);
+        };
+        out.bytes += slice.len as i64;
+        let marker = new_marker();
+        pd.records = Some(marker.clone());
+        out.slices.push((marker, slice));
+        (pd, true)
+    }
+
+    /// Adds a partition's answer under its topic (the last of that topic: the request's
+    /// order is kept).
+    fn place(&self, response: &mut FetchResponse, at: &SessionPartition, pd: PartitionData) {
+        let same_topic = |t: &&mut FetchableTopicResponse| {
+            if self.by_id {
+                t.topic_id == at.topic_id
+            } else {
+                t.topic.0.as_str() == at.topic
+            }
+        };
+        match response.responses.iter_mut().rev().find(same_topic) {
+            Some(t) => t.partitions.push(pd),
+            None => {
+                let mut t = FetchableTopicResponse::default();
+                if self.by_id {
+                    t.topic_id = at.topic_id;
+                } else {
+                    t.topic = TopicName(StrBytes::from_string(at.topic.clone()));
+                }
+                t.partitions.push(pd);
+                response.responses.push(t);
+            }
         }
     }
 }
