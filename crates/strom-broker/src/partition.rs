@@ -182,11 +182,6 @@ impl Partition {
         lock(&self.shared).state.node_id()
     }
 
-    /// A copy of the replication state (role, epochs, ISR, followers).
-    pub fn state(&self) -> PartitionState {
-        lock(&self.shared).state.clone()
-    }
-
     pub fn leader_epoch(&self) -> i32 {
         lock(&self.shared).state.leader_epoch()
     }

@@ -214,12 +214,7 @@ impl Partition {
 
     /// The leader epoch of the record at `offset`, as this replica's log knows it.
     pub fn epoch_at(&self, offset: i64) -> Option<i32> {
-        self.log
-            .epoch_entries()
-            .iter()
-            .rev()
-            .find(|e| e.start_offset <= offset)
-            .map(|e| e.epoch)
+        self.log.epoch_at(offset)
     }
 
     /// A leader whose high watermark has not yet reached the start of its epoch (KIP-207).

@@ -304,7 +304,8 @@ impl PartitionState {
     }
 
     /// A follower fetched from `fetch_offset` at `now_ms`, with the leader's log ending at
-    /// `log_end_offset`. Returns the new high watermark if it moved.
+    /// `log_end_offset` (its log start not given). Returns the new high watermark if it moved.
+    #[cfg(test)]
     pub fn record_fetch(
         &mut self,
         id: i32,

@@ -3,7 +3,7 @@
 //! watermark. The log knows nothing of leaders or followers beyond these offsets.
 
 use super::{lock, Log, Origin};
-use crate::epochs::{EpochCache, EpochEntry};
+use crate::epochs::EpochCache;
 use crate::error::{LogError, Result};
 use crate::log::AppendInfo;
 use std::sync::atomic::Ordering;
@@ -101,9 +101,9 @@ impl Log {
         Ok(())
     }
 
-    /// The epochs this log knows, oldest first.
-    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
-        lock(&self.epochs).entries().to_vec()
+    /// The leader epoch of the record at `offset`, if this log knows it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        lock(&self.epochs).epoch_at(offset)
     }
 
     /// The newest leader epoch of the log (-1: none).
