@@ -376,6 +376,68 @@ fn a_voter_whose_disk_was_wiped_comes_back_as_a_new_incarnation() {
     assert_eq!(voters, 3);
 }
 
+/// A voter the quorum formed without (it started after the other two) gets its directory
+/// recorded, so a wipe of its disk is noticed; restarts of the whole cluster never readmit
+/// a voter whose log is intact (once a leader readmitted itself, and openraft panicked).
+#[test]
+fn a_voter_that_starts_late_is_recorded_and_restarts_cleanly() {
+    let _one = one_cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = write_configs(tmp.path(), 3);
+    let mut nodes = start_all(&configs[..2]);
+    let mut child = spawn(&configs[2]);
+    let addr = ready(&mut child, &configs[2]);
+    nodes.push(Node {
+        id: 3,
+        config: configs[2].clone(),
+        child: Some(child),
+        addr,
+    });
+    let meta = std::fs::read_to_string(tmp.path().join("data3/meta.properties")).unwrap();
+    let dir = meta
+        .lines()
+        .find_map(|l| l.strip_prefix("directory.id="))
+        .unwrap();
+    let dir = strom_broker::meta_properties::parse_directory_id(dir)
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    loop {
+        let c = json(&nodes[0].addr, &["cluster", "describe"]);
+        let listed = c["quorum"]["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["node_id"] == 3)
+            .map(|r| r["directory_id"].as_str().unwrap_or("").to_string());
+        if listed.as_deref() == Some(dir.as_str()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "node 3 listed with {listed:?}, not {dir}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let never_readmitted = |nodes: &[Node]| {
+        for n in nodes {
+            let log = std::fs::read_to_string(n.config.with_extension("log")).unwrap();
+            assert!(!log.contains("readmitting"), "node {}: {log}", n.id);
+        }
+    };
+    never_readmitted(&nodes);
+    for round in 0..3 {
+        for n in nodes.iter_mut() {
+            kill(n);
+        }
+        nodes = start_all(&configs);
+        let (_, leader, voters) = cluster(&nodes[round % 3].addr);
+        assert_eq!(voters, 3);
+        assert!(leader > 0, "round {round}: no leader");
+        never_readmitted(&nodes);
+    }
+}
+
 #[test]
 fn a_minority_cut_off_cannot_commit_and_catches_up_when_healed() {
     let _one = one_cluster();

@@ -84,8 +84,15 @@ impl QuorumLog {
         let endpoint = endpoint.with_directory(self.directory_id.clone());
         loop {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            if self.is_initialized() && member_directory(&self.raft, self.node_id).is_none() {
-                self.observe(endpoint.clone()).await;
+            if !self.is_initialized() {
+                continue;
+            }
+            match member_directory(&self.raft, self.node_id).as_deref() {
+                None => self.observe(endpoint.clone()).await,
+                // A voter the quorum formed without hearing from: its directory is recorded
+                // so that a later wipe of its disk is noticed.
+                Some("") if !self.directory_id.is_empty() => self.ask_to_rejoin().await,
+                Some(_) => {}
             }
         }
     }
@@ -448,23 +455,30 @@ impl QuorumLog {
             {
                 return;
             }
-            if let Some((leader, at)) = self.find_leader().await {
-                let call = AppCall::Rejoin {
-                    node_id: self.node_id as i32,
-                    directory_id: self.directory_id.clone(),
-                };
-                if let Err(e) = self.call_at(leader, &at, &call).await {
-                    tracing::debug!(error = %e, "asking to rejoin the quorum");
-                }
-            }
+            self.ask_to_rejoin().await;
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Asks the leader to record this node under its directory (`readmit`).
+    async fn ask_to_rejoin(&self) {
+        if let Some((leader, at)) = self.find_leader().await {
+            let call = AppCall::Rejoin {
+                node_id: self.node_id as i32,
+                directory_id: self.directory_id.clone(),
+            };
+            if let Err(e) = self.call_at(leader, &at, &call).await {
+                tracing::debug!(error = %e, "asking to rejoin the quorum");
+            }
         }
     }
 
     /// On the leader: static voter `node` runs on a directory the membership does not
     /// record. The returned task removes it as a voter, adds it back as a learner with its
     /// new directory (which waits until it has caught up), then makes it a voter again; one
-    /// change at a time.
+    /// change at a time. A voter recorded without a directory (the quorum formed before it
+    /// answered) only has its directory recorded: nothing says its log was lost. The leader
+    /// itself is never readmitted: it won its election with its log.
     pub fn readmit(
         &self,
         node: u64,
@@ -473,14 +487,26 @@ impl QuorumLog {
         let raft = self.raft.clone();
         let configured = self.voters.get(&node).cloned();
         let one = Arc::clone(&self.changing);
+        let me = self.node_id;
         async move {
             let _one = one.lock().await;
             let Some(configured) = configured else {
                 return Err(format!("node {node} is not in controller.quorum.voters"));
             };
             let recorded = member_directory(&raft, node);
-            if recorded.as_deref() == Some(directory_id.as_str()) {
-                return Ok(());
+            let fresh = configured.with_directory(directory_id.clone());
+            match recorded.as_deref() {
+                _ if node == me => return Ok(()),
+                Some(d) if d == directory_id => return Ok(()),
+                Some("") => {
+                    let nodes = BTreeMap::from([(node, fresh)]);
+                    raft.change_membership(ChangeMembers::SetNodes(nodes), false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tracing::info!(node, %directory_id, "voter's directory recorded");
+                    return Ok(());
+                }
+                _ => {}
             }
             tracing::warn!(node, %directory_id, "a voter came back with a new directory: readmitting it");
             let ids = BTreeSet::from([node]);
@@ -489,7 +515,6 @@ impl QuorumLog {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            let fresh = configured.with_directory(directory_id);
             tokio::time::timeout(CATCH_UP_MAX, raft.add_learner(node, fresh, true))
                 .await
                 .map_err(|_| format!("node {node} did not catch up in {CATCH_UP_MAX:?}"))?
