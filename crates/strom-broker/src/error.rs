@@ -58,6 +58,7 @@ pub fn api_error(e: &ApiError) -> Code {
         ApiError::NotLeaderOrFollower(_) => code(ResponseError::NotLeaderOrFollower),
         ApiError::IneligibleReplica(_) => code(ResponseError::IneligibleReplica),
         ApiError::InvalidUpdateVersion(_) => code(ResponseError::InvalidUpdateVersion),
+        ApiError::NoReassignmentInProgress(_) => code(ResponseError::NoReassignmentInProgress),
     }
 }
 

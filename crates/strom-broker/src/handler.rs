@@ -41,6 +41,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod raft_voters;
+pub mod reassignments;
 pub mod steer;
 pub mod sync_group;
 pub mod update_features;
@@ -81,6 +82,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeQuorum, 0, 2),
@@ -190,6 +193,10 @@ pub fn handle(
         Some(RequestKind::CreatePartitions(r)) => create_partitions::handle(broker, r),
         Some(RequestKind::ElectLeaders(r)) => elect_leaders::handle(broker, version, r),
         Some(RequestKind::DeleteRecords(r)) => delete_records::handle(broker, r),
+        Some(RequestKind::AlterPartitionReassignments(r)) => reassignments::alter(broker, r),
+        Some(RequestKind::ListPartitionReassignments(r)) => ready(
+            ResponseKind::ListPartitionReassignments(reassignments::list(broker, r)),
+        ),
         Some(RequestKind::DescribeCluster(r)) => ready(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, version, r, endpoint),
         )),

@@ -236,6 +236,8 @@ fn acks_all_needs_min_insync_replicas_capped_at_the_replication_factor() {
             isr: vec![1],
             leader: 1,
             leader_epoch: topic.partitions[&0].leader_epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }])
     }))
     .unwrap()

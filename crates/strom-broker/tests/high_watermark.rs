@@ -54,6 +54,8 @@ fn reassign(
             isr: isr.clone(),
             leader: 1,
             leader_epoch: epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }])
     }))
     .unwrap();

@@ -45,6 +45,8 @@ fn write_single_node_release(data: &std::path::Path, topic_id: Uuid) {
                 isr: vec![1],
                 leader: 1,
                 leader_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         ],
         vec![MetadataRecord::Config {

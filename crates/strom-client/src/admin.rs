@@ -3,6 +3,7 @@
 //! group coordinator) with its per-item errors turned into `Result`s.
 
 mod elections;
+mod reassignments;
 
 use crate::client::{Client, Metadata};
 use crate::error::{check, Error, Result};
@@ -33,6 +34,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::{BrokerId, ConsumerProtocolAssignment, GroupId, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
+pub use reassignments::{Move, MoveResult, Reassignment};
 use std::collections::BTreeMap;
 
 /// Which thing a config belongs to (Kafka's `ConfigResource.Type`).
@@ -366,10 +368,19 @@ impl Admin {
             r.configs.push(c);
         }
         req.resources.push(r);
+        // One broker's configs are altered by that broker (as Kafka's admin client routes).
+        let broker = match kind {
+            ResourceType::Broker => resource.parse::<i32>().ok(),
+            ResourceType::Topic => None,
+        };
         let resp = self
             .client
             .retry("IncrementalAlterConfigs", || async {
-                self.client.controller_conn().await?.call(&req).await
+                let conn = match broker {
+                    Some(id) => self.client.broker_conn(id).await?,
+                    None => self.client.controller_conn().await?,
+                };
+                conn.call(&req).await
             })
             .await?;
         let r = resp

@@ -2,7 +2,7 @@
 //! the metadata records to append (or the Kafka error) out.
 
 use crate::error::ApiError;
-use crate::image::MetadataImage;
+use crate::image::{MetadataImage, PartitionImage};
 use crate::record::{ConfigResource, MetadataRecord};
 use crate::topic_config;
 use uuid::Uuid;
@@ -82,15 +82,7 @@ pub fn create_topic(
         topic_id,
     }];
     for (partition, replicas) in assignments {
-        records.push(MetadataRecord::Partition {
-            topic_id,
-            partition,
-            leader: replicas[0],
-            // Every replica of a new partition holds all of it (nothing), as in Kafka.
-            isr: replicas.clone(),
-            replicas,
-            leader_epoch: 0,
-        });
+        records.push(new_partition(topic_id, partition, replicas));
     }
     for (key, value) in &t.configs {
         records.push(MetadataRecord::Config {
@@ -204,7 +196,7 @@ pub fn create_partitions(
         .partitions
         .values()
         .next()
-        .map_or(1, |p| p.replicas.len());
+        .map_or(1, |p| p.target().len());
     let live = image.live_brokers().count();
     if live == 0 || rf > live {
         return Err(ApiError::InvalidReplicationFactor(
@@ -215,16 +207,24 @@ pub fn create_partitions(
     Ok(
         crate::placement::place(image.live_brokers(), have..count, rf, seed)
             .into_iter()
-            .map(|(p, replicas)| MetadataRecord::Partition {
-                topic_id: topic.topic_id,
-                partition: p,
-                leader: replicas[0],
-                isr: replicas.clone(),
-                replicas,
-                leader_epoch: 0,
-            })
+            .map(|(p, replicas)| new_partition(topic.topic_id, p, replicas))
             .collect(),
     )
+}
+
+/// A new partition: led by its first replica, every replica in sync (each holds all of it,
+/// nothing), as in Kafka.
+fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
+    PartitionImage {
+        leader: replicas[0],
+        isr: replicas.clone(),
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
+    }
+    .to_record(topic_id, partition)
 }
 
 /// Records replacing a topic's whole config set (AlterConfigs semantics).

@@ -38,4 +38,7 @@ pub enum ApiError {
     /// An ISR change that adds a fenced, shutting-down or restarted replica.
     #[error("{0}")]
     IneligibleReplica(String),
+    /// Cancelling a reassignment of a partition that has none running.
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
 }

@@ -31,6 +31,12 @@ pub struct PartitionImage {
     /// made against the epoch its leader knew (AlterPartition).
     #[serde(default)]
     pub partition_epoch: i32,
+    /// A running reassignment (`reassignment.rs`): the replicas being added (not yet all in
+    /// sync) and those to remove once they are. Empty when none runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 impl PartitionImage {
@@ -43,7 +49,33 @@ impl PartitionImage {
             isr: self.isr.clone(),
             leader: self.leader,
             leader_epoch: self.leader_epoch,
+            adding_replicas: self.adding.clone(),
+            removing_replicas: self.removing.clone(),
         }
+    }
+
+    /// The replicas a running reassignment moves to (all of them when none runs).
+    pub fn target(&self) -> Vec<i32> {
+        let removing = &self.removing;
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !removing.contains(r))
+            .collect()
+    }
+
+    /// The replicas before a running reassignment (all of them when none runs).
+    pub fn original(&self) -> Vec<i32> {
+        let adding = &self.adding;
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !adding.contains(r))
+            .collect()
+    }
+
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
     }
 }
 
@@ -125,6 +157,8 @@ impl MetadataImage {
                 isr,
                 leader,
                 leader_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 let topic = self
                     .topic_names
@@ -145,6 +179,8 @@ impl MetadataImage {
                         leader: *leader,
                         leader_epoch: *leader_epoch,
                         partition_epoch,
+                        adding: adding_replicas.clone(),
+                        removing: removing_replicas.clone(),
                     },
                 );
             }
@@ -319,6 +355,8 @@ mod tests {
                 isr: vec![1],
                 leader: 1,
                 leader_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
             MetadataRecord::Config {
                 resource: ConfigResource::Topic,
@@ -356,6 +394,8 @@ mod tests {
             isr: vec![],
             leader: 1,
             leader_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         assert!(img.apply(&bad).is_err());
         assert!(img

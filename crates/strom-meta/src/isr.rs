@@ -85,6 +85,8 @@ pub fn alter_partition(
         .filter(|id| change.new_isr.contains(id))
         .collect();
     let next = PartitionImage { isr, ..p.clone() };
+    // The ISR a reassignment waited for completes it in the same record.
+    let next = crate::reassignment::complete_if_ready(image, next);
     Ok(vec![next.to_record(change.topic_id, change.partition)])
 }
 

@@ -15,6 +15,7 @@ pub mod image;
 pub mod isr;
 pub mod membership;
 pub mod placement;
+pub mod reassignment;
 pub mod record;
 #[cfg(test)]
 mod testing;

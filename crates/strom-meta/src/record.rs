@@ -34,6 +34,12 @@ pub enum MetadataRecord {
         isr: Vec<i32>,
         leader: i32,
         leader_epoch: i32,
+        /// While a reassignment runs: the replicas it adds and those it removes (`replicas`
+        /// holds both; the target is `replicas` less `removing_replicas`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     RemoveTopic {
         topic_id: Uuid,

@@ -30,6 +30,8 @@ pub(crate) fn image_with(topic_id: Uuid, partitions: &[Part]) -> MetadataImage {
             isr: isr.clone(),
             leader: *leader,
             leader_epoch: *leader_epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         });
     }
     let mut img = MetadataImage::default();

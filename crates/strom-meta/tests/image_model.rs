@@ -30,6 +30,8 @@ fn record() -> impl Strategy<Value = MetadataRecord> {
                     isr: vec![leader],
                     leader,
                     leader_epoch,
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                 }
             }
         ),

@@ -7,6 +7,7 @@ pub mod consume;
 pub mod groups;
 pub mod perf;
 pub mod produce;
+pub mod reassign;
 pub mod topics;
 
 use anyhow::Context;

@@ -388,6 +388,117 @@ fn acknowledged_writes_survive_killing_the_leader_then_a_follower() {
     replicas_agree(&data, "r-0");
 }
 
+/// Hot expansion and reassignment under load: a fourth broker joins the running cluster,
+/// the partition moves onto it and off its leader (`strom topics reassign`, throttled), the
+/// broker that left deletes its replica and is stopped; writes go on throughout, and every
+/// acknowledged record is there once, in order, on replicas that agree byte for byte.
+#[test]
+fn a_partition_moves_to_a_new_broker_under_load() {
+    let _one = one_cluster();
+    let (dir, mut nodes, p) = cluster_with(3, "m", 3, &["min.insync.replicas=2"]);
+    let bootstrap = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>();
+    let load = Load::start(bootstrap.join(","), "m");
+    acks_grow(&load, 300, Duration::from_secs(30));
+
+    let config = write_broker_config(dir.path(), &nodes[0].config, 4, FAST);
+    let mut child = spawn(&config);
+    let addr = ready(&mut child, &config);
+    nodes.push(Node {
+        id: 4,
+        config,
+        child: Some(child),
+        addr,
+    });
+    let leader = p["leader"].as_i64().unwrap() as i32;
+    let mut target = vec![4];
+    target.extend((1..=3).filter(|id| *id != leader));
+    let plan = dir.path().join("plan.json");
+    let entry = serde_json::json!({"topic": "m", "partition": 0, "replicas": target});
+    std::fs::write(
+        &plan,
+        serde_json::json!({"version": 1, "partitions": [entry]}).to_string(),
+    )
+    .unwrap();
+    let plan_arg = plan.to_str().unwrap();
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &[
+            "topics",
+            "reassign",
+            "--execute",
+            "--plan",
+            plan_arg,
+            "--throttle",
+            "50000000",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Successfully started partition reassignments for m-0"),
+        "{out}"
+    );
+    let want: Vec<i64> = target.iter().map(|id| i64::from(*id)).collect();
+    let mut sorted = want.clone();
+    sorted.sort();
+    let p = wait_partition(&nodes, "m", Duration::from_secs(60), |p| {
+        ids(&p["replicas"]) == sorted && ids(&p["isr"]) == sorted
+    });
+    assert_eq!(
+        p["leader"].as_i64(),
+        Some(want[0]),
+        "the target's first leads: {p}"
+    );
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &["topics", "reassign", "--verify", "--plan", plan_arg],
+    );
+    assert!(
+        ok && out.contains("Reassignment of partition m-0 is completed."),
+        "{out}"
+    );
+    assert!(
+        out.contains("Clearing topic-level throttles on topic m"),
+        "{out}"
+    );
+    acks_grow(&load, 200, Duration::from_secs(30));
+
+    // The broker that left deletes its replica; then it is stopped: writes go on.
+    let gone = dir.path().join(format!("data{leader}/m-0"));
+    let started = Instant::now();
+    while gone.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} kept",
+            gone.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop_cleanly(&mut nodes[leader as usize - 1]);
+    acks_grow(&load, 200, Duration::from_secs(30));
+
+    let (acked, sent) = load.finish();
+    let live = nodes
+        .iter()
+        .find(|n| n.child.is_some())
+        .unwrap()
+        .addr
+        .clone();
+    let read = read_all(&live, "m");
+    check_once_in_order(&read, &acked);
+    eprintln!(
+        "{sent} sent, {} acknowledged, {} read",
+        acked.len(),
+        read.len()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    nodes.iter_mut().for_each(stop_cleanly);
+    let data: Vec<_> = target
+        .iter()
+        .map(|i| dir.path().join(format!("data{i}")))
+        .collect();
+    replicas_agree(&data, "m-0");
+}
+
 #[test]
 fn an_unclean_election_recovers_a_partition_whose_in_sync_replicas_are_gone() {
     let _one = one_cluster();

@@ -61,6 +61,10 @@ pub enum TopicsCommand {
         #[arg(long = "delete-config")]
         delete_configs: Vec<String>,
     },
+    /// Move partitions between brokers while they serve (Kafka's
+    /// `kafka-reassign-partitions`): --generate a plan, --execute, --verify, --cancel,
+    /// --list.
+    Reassign(super::reassign::ReassignArgs),
     /// Elect leaders (Kafka's `kafka-leader-election`): give partitions back to their
     /// preferred replica, or (`--election-type unclean`) give a leaderless partition any
     /// live replica, losing what only the dead ones held.
@@ -317,6 +321,7 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
                 Output::Json => print_json(&json!({"altered": name})),
             }
         }
+        TopicsCommand::Reassign(args) => super::reassign::run(args, common).await?,
         TopicsCommand::ElectLeaders {
             topic,
             partition,

@@ -130,10 +130,11 @@ pub fn tool(addr: &str, args: &[&str]) -> (bool, String) {
         .args(["--bootstrap-server", addr])
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    (out.status.success(), text)
 }
 
 pub fn json(addr: &str, args: &[&str]) -> Value {
@@ -273,4 +274,23 @@ pub fn write_configs_via(
             path
         })
         .collect()
+}
+
+/// A broker-only node `id` joining the cluster whose first node's config is `first` (the
+/// same voters), with `extra` properties: its config path.
+pub fn write_broker_config(dir: &Path, first: &Path, id: i32, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(first).unwrap();
+    let voters = text
+        .lines()
+        .find_map(|l| l.strip_prefix("controller.quorum.voters="))
+        .unwrap();
+    let path = dir.join(format!("node{id}.properties"));
+    let text = format!(
+        "node.id={id}\nprocess.roles=broker\nlisteners=PLAINTEXT://127.0.0.1:0\n\
+         controller.listener.names=CONTROLLER\ncontroller.quorum.voters={voters}\n\
+         log.dirs={}\ngroup.initial.rebalance.delay.ms=0\n{extra}",
+        dir.join(format!("data{id}")).display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
 }
