@@ -540,6 +540,33 @@ def test_leader_election_matches_kafka(both):
     assert outs[1] == outs[0]
 
 
+def test_reassign_partitions_matches_kafka(both, tmp_path):
+    """`kafka-reassign-partitions` (AlterPartitionReassignments, ListPartitionReassignments,
+    throttle configs) on a single node: --generate, --execute with --throttle, --verify
+    (which clears the throttles), --list and --cancel print what they print against Kafka."""
+    topics = tmp_path / "topics.json"
+    topics.write_text(json.dumps({"version": 1, "topics": [{"topic": "rp"}]}))
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": "rp", "partition": 0, "replicas": [1], "log_dirs": ["any"]},
+        {"topic": "rp", "partition": 1, "replicas": [1], "log_dirs": ["any"]}]}))
+    outs = []
+    for c in both:
+        c.topic("rp", 2)
+        runs = [c.run("kafka-reassign-partitions", "--generate", "--topics-to-move-json-file", str(topics),
+                      "--broker-list", "1"),
+                c.run("kafka-reassign-partitions", "--execute", "--reassignment-json-file", str(plan),
+                      "--throttle", "1000000"),
+                c.run("kafka-reassign-partitions", "--list"),
+                c.run("kafka-reassign-partitions", "--verify", "--reassignment-json-file", str(plan)),
+                c.run("kafka-reassign-partitions", "--cancel", "--reassignment-json-file", str(plan))]
+        outs.append([(rc, out, error_line(err)) for rc, out, err in runs])
+        configs = c.ok("kafka-configs", "--describe", "--entity-type", "topics", "--entity-name", "rp")
+        assert "throttled" not in configs, configs
+    assert outs[0][3][1].startswith("Status of partition reassignment:\nReassignment of partition rp-0 is completed."), outs[0]
+    assert outs[1] == outs[0]
+
+
 def test_get_offsets_max_timestamp(both):
     outs = []
     for c in both:

@@ -2,6 +2,7 @@
 produce pipeline in a consumer group keeps going while the brokers leading its partitions and
 coordinating its group are SIGKILLed and restarted, with no error reaching the application,
 every input record processed, and no committed offset lost."""
+import json
 import signal
 import threading
 import time
@@ -181,3 +182,47 @@ def test_a_pipeline_rides_out_leader_and_coordinator_failover(cluster):
     check.close()
     assert [o.offset for o in offsets] == ends
     assert sum(ends) == RECORDS
+
+
+def test_kafka_reassign_partitions_moves_replicas(cluster, kafka_tools, tmp_path):
+    """Kafka's `kafka-reassign-partitions` moves each partition of a topic off its broker
+    onto the two others (replication factor 1 to 2), throttled, while records are written;
+    --verify reports completion and clears the throttles; every record is read back."""
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    wait_for("three live brokers", lambda: len(admin.list_topics(timeout=10).brokers) == 3)
+    admin.create_topics([NewTopic("moved", 2, 1)])["moved"].result(30)
+    wait_for("leaders", lambda: all(l >= 0 for l, _ in leaders(admin, "moved").values()))
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "enable.idempotence": True})
+    sent = [f"{i}" for i in range(400)]
+    for i, v in enumerate(sent[:200]):
+        producer.produce("moved", v.encode(), partition=i % 2)
+    producer.flush(30)
+    targets = {p: [b for b in (1, 2, 3) if b != leader] for p, (leader, _) in leaders(admin, "moved").items()}
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": "moved", "partition": p, "replicas": r} for p, r in targets.items()]}))
+    tool = lambda *a: kafka_tools.run("kafka-reassign-partitions", "--bootstrap-server", cluster.bootstrap, *a)
+    rc, out, err = tool("--execute", "--reassignment-json-file", plan, "--throttle", "5000000")
+    assert rc == 0 and "Successfully started partition reassignments for" in out, (out, err)
+    for i, v in enumerate(sent[200:]):
+        producer.produce("moved", v.encode(), partition=i % 2)
+    assert producer.flush(30) == 0
+
+    def verified():
+        rc, out, _ = tool("--verify", "--reassignment-json-file", plan)
+        return rc == 0 and "still in progress" not in out and out
+    out = wait_for("the reassignment", verified)
+    assert out.count("is completed.") == 2 and "Clearing topic-level throttles on topic moved" in out, out
+    md = admin.list_topics("moved", timeout=10).topics["moved"].partitions
+    assert {p: sorted(md[p].replicas) for p in md} == targets
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "moved-check",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe(["moved"])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < len(sent) and time.time() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    consumer.close()
+    assert sorted(got, key=int) == sent
