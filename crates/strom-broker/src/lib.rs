@@ -24,6 +24,7 @@ pub mod quorum_server;
 pub mod reconciler;
 pub mod replica_fetcher;
 pub mod replica_manager;
+pub mod replication_quota;
 pub mod response;
 pub mod server;
 

@@ -100,6 +100,9 @@ pub struct Partition {
     /// Parked follower fetches: woken when the leader's log grows.
     follower_waiters: Mutex<Vec<Weak<Notify>>>,
     shared: Mutex<Shared>,
+    /// Replication throttles on this replica (`replication_quota.rs`): bit 0 as a leader,
+    /// bit 1 as a follower.
+    throttled: std::sync::atomic::AtomicU8,
     me: Weak<Partition>,
 }
 
@@ -130,6 +133,7 @@ impl Partition {
                 state,
                 waiters: Vec::new(),
             }),
+            throttled: std::sync::atomic::AtomicU8::new(0),
             me: me.clone(),
         });
         p.load_producers()?;

@@ -88,10 +88,13 @@ async fn fetch_from(
         }
         let now = Instant::now();
         delayed.retain(|_, until| *until > now);
+        let throttle = &broker.replicas.quotas.follower;
         let sent: Vec<(Arc<Partition>, i32)> = parts
             .borrow_and_update()
             .iter()
             .filter(|p| !delayed.contains_key(&(p.topic_id, p.index)))
+            // A throttled moving replica waits while this broker's follower rate is used up.
+            .filter(|p| !(p.follower_throttled(broker.node_id) && throttle.exceeded()))
             .filter_map(|p| match p.role() {
                 Role::Follower { .. } => Some((Arc::clone(p), p.leader_epoch())),
                 Role::Leader => None,
@@ -202,6 +205,10 @@ async fn fetch_round(
             (Uuid::nil(), p.topic.clone(), p.index)
         };
         let Some(pd) = by_key.get(&key) else { continue };
+        if p.follower_throttled(broker.node_id) {
+            let bytes = pd.records.as_ref().map_or(0, |r| r.len() as u64);
+            broker.replicas.quotas.follower.record(bytes);
+        }
         match apply_partition(broker, conn, p, *epoch, pd).await {
             Ok(Some(last)) => durable.push((Arc::clone(p), *epoch, last, pd.high_watermark)),
             Ok(None) => p.follow_high_watermark(*epoch, pd.high_watermark),

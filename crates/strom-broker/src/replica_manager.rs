@@ -8,6 +8,7 @@ use crate::error::BrokerError;
 use crate::metadata_store::METADATA_TOPIC;
 use crate::partition::state::Assignment;
 pub use crate::partition::Partition;
+use crate::replication_quota::{self as quota, ReplicationQuotas};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 use strom_log::{LogConfig, LogDir};
@@ -70,6 +71,8 @@ pub struct ReplicaManager {
     /// The log dirs (`log.dirs`); the first also holds the metadata log.
     dirs: Vec<Arc<LogDir>>,
     maps: RwLock<Maps>,
+    /// The replication throttles (their rates follow the dynamic broker keys).
+    pub quotas: ReplicationQuotas,
 }
 
 /// The hosted partitions, by topic name and by topic id.
@@ -106,6 +109,7 @@ impl ReplicaManager {
             config,
             dirs,
             maps: RwLock::new(Maps::default()),
+            quotas: ReplicationQuotas::default(),
         }
     }
 
@@ -180,6 +184,9 @@ impl ReplicaManager {
             delta.topics.clone()
         };
         let dynamic = crate::config::Dynamic::of(image, self.node_id);
+        let rate = |key: &str| dynamic.get(key).and_then(|(v, _)| v.trim().parse().ok());
+        self.quotas.leader.set_rate(rate(quota::LEADER_RATE));
+        self.quotas.follower.set_rate(rate(quota::FOLLOWER_RATE));
         for name in &names {
             self.reconcile_topic(image, name, &dynamic)?;
         }
@@ -225,6 +232,7 @@ impl ReplicaManager {
                         p.log().set_config(want.config)?;
                     }
                     p.set_min_isr(want.min_isr);
+                    p.set_throttled(want.throttled.0, want.throttled.1);
                     p.apply(&want.assignment);
                 }
                 None => {
@@ -252,6 +260,12 @@ impl ReplicaManager {
             .topic_value("min.insync.replicas", image.topic_config(name), dynamic)
             .and_then(|v| v.0.trim().parse::<usize>().ok())
             .unwrap_or(1);
+        let listed = |key: &str, p: i32| {
+            image
+                .topic_config(name)
+                .and_then(|c| c.get(key))
+                .is_some_and(|v| quota::listed(v, p, self.node_id))
+        };
         topic
             .partitions
             .iter()
@@ -269,6 +283,10 @@ impl ReplicaManager {
                     config: config.clone(),
                     min_isr,
                     assignment,
+                    throttled: (
+                        listed(quota::LEADER_REPLICAS, *p),
+                        listed(quota::FOLLOWER_REPLICAS, *p),
+                    ),
                 };
                 (*p, w)
             })
@@ -294,6 +312,7 @@ impl ReplicaManager {
         };
         let partition = Partition::open(topic, index, want.topic_id, log, self.node_id)?;
         partition.set_min_isr(want.min_isr);
+        partition.set_throttled(want.throttled.0, want.throttled.1);
         partition.apply(&want.assignment);
         Ok(partition)
     }
@@ -336,4 +355,6 @@ struct Wanted {
     config: LogConfig,
     min_isr: usize,
     assignment: Assignment,
+    /// Replication throttles on this replica: (as a leader, as a follower).
+    throttled: (bool, bool),
 }

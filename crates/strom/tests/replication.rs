@@ -499,6 +499,84 @@ fn a_partition_moves_to_a_new_broker_under_load() {
     replicas_agree(&data, "m-0");
 }
 
+/// Writes `count` records of `size` bytes to partition 0 of `topic`, acks=all.
+fn produce_bulk(bootstrap: &str, topic: &str, count: usize, size: usize) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Client::connect(ClientConfig::new(bootstrap)).await.unwrap();
+        let producer = Producer::new(client, ProducerConfig::default());
+        let value = vec![b'x'; size];
+        let mut waits = Vec::new();
+        for _ in 0..count {
+            let mut r = ProducerRecord::new(topic, None, Some(&value[..]));
+            r.partition = Some(0);
+            waits.push(producer.send(r).await.unwrap());
+        }
+        for w in waits {
+            w.await.unwrap();
+        }
+        producer.close().await;
+    });
+}
+
+/// `--throttle` limits how fast a moving replica copies: 3 MB at 1 MB/s (a second's worth
+/// at once, then the rate) cannot be in sync in under two seconds; unthrottled it copies in
+/// a fraction of one. The throttle configs are cleared by --verify.
+#[test]
+fn a_throttled_move_copies_at_the_throttled_rate() {
+    let _one = one_cluster();
+    let (dir, nodes, p) = cluster_with(3, "th", 1, &[]);
+    let from = p["leader"].as_i64().unwrap() as i32;
+    let to = from % 3 + 1;
+    produce_bulk(&nodes[0].addr, "th", 3000, 1000);
+    let plan = dir.path().join("plan.json");
+    let entry = serde_json::json!({"topic": "th", "partition": 0, "replicas": [from, to]});
+    std::fs::write(
+        &plan,
+        serde_json::json!({"version": 1, "partitions": [entry]}).to_string(),
+    )
+    .unwrap();
+    let plan_arg = plan.to_str().unwrap();
+    let started = Instant::now();
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &[
+            "topics",
+            "reassign",
+            "--execute",
+            "--plan",
+            plan_arg,
+            "--throttle",
+            "1000000",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = tool(&nodes[0].addr, &["topics", "reassign", "--list"]);
+    assert!(ok && out.contains("th-0: replicas"), "running: {out}");
+    wait_partition(&nodes, "th", Duration::from_secs(60), |p| {
+        ids(&p["isr"]).len() == 2
+    });
+    let took = started.elapsed();
+    eprintln!("3 MB moved in {took:?} at 1 MB/s");
+    assert!(
+        took >= Duration::from_millis(1800),
+        "the throttle did not hold: {took:?}"
+    );
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &["topics", "reassign", "--verify", "--plan", plan_arg],
+    );
+    assert!(ok && out.contains("is completed"), "{out}");
+    let configs = json(
+        &nodes[0].addr,
+        &["configs", "describe", "--topic", "th", "--dynamic-only"],
+    );
+    assert!(
+        !configs.to_string().contains("throttled.replicas"),
+        "{configs}"
+    );
+}
+
 #[test]
 fn an_unclean_election_recovers_a_partition_whose_in_sync_replicas_are_gone() {
     let _one = one_cluster();

@@ -312,6 +312,14 @@ impl Reads<'_> {
         let Some(slice) = info.slice.filter(|s| out.bytes == 0 || s.len <= limit) else {
             return (pd, false);
         };
+        // A throttled moving replica gets no records while the leader's rate is used up.
+        if self.follower.is_some_and(|id| p.leader_throttled(id)) {
+            let quota = &self.broker.replicas.quotas.leader;
+            if quota.exceeded() {
+                return (pd, false);
+            }
+            quota.record(slice.len);
+        }
         out.bytes += slice.len as i64;
         let marker = new_marker();
         pd.records = Some(marker.clone());

@@ -233,6 +233,28 @@ impl Partition {
     pub fn is_replica(&self, id: i32) -> bool {
         lock(&self.shared).state.replicas().contains(&id)
     }
+
+    /// Whether broker `id` is in the ISR (as the image says).
+    pub fn in_sync(&self, id: i32) -> bool {
+        lock(&self.shared).state.isr().contains(&id)
+    }
+
+    /// Which replication throttles apply to this replica (its topic's throttled replicas).
+    pub fn set_throttled(&self, as_leader: bool, as_follower: bool) {
+        let bits = u8::from(as_leader) | (u8::from(as_follower) << 1);
+        self.throttled
+            .store(bits, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A follower `id` fetching from this leader is throttled: listed and out of sync.
+    pub fn leader_throttled(&self, id: i32) -> bool {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed) & 1 != 0 && !self.in_sync(id)
+    }
+
+    /// This follower's fetching is throttled: listed and out of sync.
+    pub fn follower_throttled(&self, me: i32) -> bool {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed) & 2 != 0 && !self.in_sync(me)
+    }
 }
 
 /// The length of the whole batches at the start of `records`.
