@@ -409,6 +409,24 @@ fn a_partition_moves_to_a_new_broker_under_load() {
         child: Some(child),
         addr,
     });
+    // A generated plan spreads the partition over the brokers given.
+    let plan = json(
+        &nodes[0].addr,
+        &[
+            "topics",
+            "reassign",
+            "--generate",
+            "--topic",
+            "m",
+            "--brokers",
+            "2,3,4",
+        ],
+    );
+    assert_eq!(
+        ids(&plan["partitions"][0]["replicas"]),
+        vec![2, 3, 4],
+        "{plan}"
+    );
     let leader = p["leader"].as_i64().unwrap() as i32;
     let mut target = vec![4];
     target.extend((1..=3).filter(|id| *id != leader));

@@ -57,7 +57,7 @@ pub async fn run(args: ReassignArgs, common: &Common) -> anyhow::Result<()> {
         return list(&admin, common).await;
     }
     if args.generate {
-        return generate(&admin, &args.topics, &args.brokers).await;
+        return generate(&admin, common, &args.topics, &args.brokers).await;
     }
     let plan = read_plan(args.plan.as_deref())?;
     if args.execute {
@@ -139,7 +139,14 @@ async fn current(admin: &Admin, topics: &BTreeSet<String>) -> anyhow::Result<Vec
     Ok(out)
 }
 
-async fn generate(admin: &Admin, topics: &[String], brokers: &[i32]) -> anyhow::Result<()> {
+/// Kafka's two plans (current, proposed); with `--output json` only the proposed one, to
+/// be given to `--execute`.
+async fn generate(
+    admin: &Admin,
+    common: &Common,
+    topics: &[String],
+    brokers: &[i32],
+) -> anyhow::Result<()> {
     if topics.is_empty() || brokers.is_empty() {
         anyhow::bail!("--generate needs --topic (one or more) and --brokers");
     }
@@ -178,14 +185,17 @@ async fn generate(admin: &Admin, topics: &[String], brokers: &[i32]) -> anyhow::
             proposed.push((topic.clone(), p, replicas));
         }
     }
-    println!(
-        "Current partition replica assignment\n{}\n",
-        plan_json(&now)
-    );
-    println!(
-        "Proposed partition reassignment configuration\n{}",
-        plan_json(&proposed)
-    );
+    match common.output {
+        Output::Json => println!("{}", plan_json(&proposed)),
+        Output::Table => {
+            println!(
+                "Current partition replica assignment\n{}\n",
+                plan_json(&now)
+            );
+            let proposed = plan_json(&proposed);
+            println!("Proposed partition reassignment configuration\n{proposed}");
+        }
+    }
     Ok(())
 }
 
