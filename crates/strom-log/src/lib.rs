@@ -19,6 +19,7 @@ pub mod limits;
 pub mod log;
 pub mod log_dir;
 pub mod segment;
+pub mod sync_trace;
 pub mod testing;
 
 pub use cleaner::{CleanOptions, CleanReport, Cleanable, CleanerOptions};

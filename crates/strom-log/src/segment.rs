@@ -581,12 +581,17 @@ impl Segment {
 
     /// fdatasync of the log file: what durability of appended batches needs.
     pub fn sync_data(&self) -> Result<()> {
-        self.file.sync_data().map_err(io_err(&self.path))
+        let len = crate::sync_trace::length_before(&self.file);
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        crate::sync_trace::synced(&self.path, len);
+        Ok(())
     }
 
     /// Everything: the log file with its metadata and both indexes.
     pub fn sync_all(&self) -> Result<()> {
+        let len = crate::sync_trace::length_before(&self.file);
         self.file.sync_all().map_err(io_err(&self.path))?;
+        crate::sync_trace::synced(&self.path, len);
         self.offset_index.sync()?;
         self.time_index.sync()
     }

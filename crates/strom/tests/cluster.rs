@@ -5,67 +5,12 @@
 //! restart of every node loses nothing; a node whose log dir belongs to another cluster
 //! refuses to start with one line.
 
-use std::net::{Shutdown, TcpListener, TcpStream};
-
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::*;
-/// One direction of one link between two nodes: a TCP proxy that, cut, drops its
-/// connections and refuses new ones.
-struct Proxy {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    fn start(target: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (c, k) = (Arc::clone(&cut), Arc::clone(&conns));
-        std::thread::spawn(move || {
-            for inbound in listener.incoming().flatten() {
-                if c.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                pump(&inbound, &outbound, &k);
-            }
-        });
-        Proxy { port, cut, conns }
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.cut.store(cut, Ordering::SeqCst);
-        if cut {
-            for s in self.conns.lock().unwrap().drain(..) {
-                let _ = s.shutdown(Shutdown::Both);
-            }
-        }
-    }
-}
-
-/// Copies both ways between two streams until either side closes.
-fn pump(a: &TcpStream, b: &TcpStream, conns: &Mutex<Vec<TcpStream>>) {
-    for (from, to) in [(a, b), (b, a)] {
-        let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
-        conns.lock().unwrap().push(from.try_clone().unwrap());
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut from, &mut to);
-            let _ = to.shutdown(Shutdown::Both);
-        });
-    }
-}
-
 /// DescribeGroups of `group` sent to the broker at `addr` itself: its error code.
 fn describe_group(addr: &str, group: &str) -> i16 {
     use kafka_protocol::messages::{DescribeGroupsRequest, GroupId};

@@ -695,8 +695,14 @@ fn ids_in_order(v: &Value) -> Vec<i64> {
 /// One acks=`acks` record to partition 0 of `topic`, sent to `addr` as Produce v12: the
 /// partition's error code.
 fn produce_code(addr: &str, topic: &str, acks: i16) -> i16 {
+    produce_value(addr, topic, acks, b"x")
+}
+
+/// One Produce of `value` to partition 0 of `topic` on the broker at `addr` itself: its
+/// error code, -1 if no answer came within 15 s.
+fn produce_value(addr: &str, topic: &str, acks: i16, value: &[u8]) -> i16 {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -708,7 +714,7 @@ fn produce_code(addr: &str, topic: &str, acks: i16) -> i16 {
             .unwrap()
             .as_millis() as i64;
         let mut b = strom_proto::BatchBuilder::new(now);
-        b.push(None, Some(b"x"), now);
+        b.push(None, Some(value), now);
         let mut p = PartitionProduceData::default();
         p.index = 0;
         p.records = Some(b.build().into());
@@ -719,8 +725,11 @@ fn produce_code(addr: &str, topic: &str, acks: i16) -> i16 {
         req.acks = acks;
         req.timeout_ms = 5_000;
         req.topic_data.push(t);
-        let resp: ProduceResponse = conn.call_at(&req, 12).await.unwrap();
-        resp.responses[0].partition_responses[0].error_code
+        let call = conn.call_at(&req, 12);
+        match tokio::time::timeout(Duration::from_secs(15), call).await {
+            Ok(Ok(resp)) => resp.responses[0].partition_responses[0].error_code,
+            _ => -1,
+        }
     })
 }
 
@@ -762,4 +771,253 @@ fn acks_all_is_refused_once_too_few_replicas_are_in_sync() {
         ids(&p["isr"]).len() == 2
     });
     assert_eq!(produce_code(&leader_addr, "m", -1), 0);
+}
+
+/// A network cut: the partition leader loses every link (the quorum's both ways, and its
+/// client listener, through which the followers fetch). The majority fences it and elects
+/// another leader; writes go on there. A client still reaching the isolated leader directly
+/// gets none of its acks=all writes acknowledged. Healed, it learns the new epoch,
+/// truncates what only it appended, catches up and rejoins the ISR; every acknowledged
+/// record is there once, in order, the late ones nowhere, and the replicas agree.
+#[test]
+fn an_isolated_leader_is_replaced_and_its_late_writes_never_acknowledged() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let ctrl: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    // Node i reaches node j's controller listener through links[i][j]; everyone reaches
+    // node j's client listener through inbound[j].
+    let links: Vec<Vec<Option<Proxy>>> = (0..3)
+        .map(|i| {
+            (0..3)
+                .map(|j| (i != j).then(|| Proxy::start(ctrl[j])))
+                .collect()
+        })
+        .collect();
+    let inbound: Vec<Proxy> = client.iter().map(|c| Proxy::start(*c)).collect();
+    let port_of = |i: usize, j: usize| links[i][j].as_ref().map_or(ctrl[j], |p| p.port);
+    let configs = write_configs_via(dir.path(), &ctrl, port_of, FAST);
+    for (i, c) in configs.iter().enumerate() {
+        let mut text = std::fs::read_to_string(c).unwrap();
+        text.push_str(&format!(
+            "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{}\n",
+            client[i], ctrl[i], inbound[i].port
+        ));
+        std::fs::write(c, text).unwrap();
+    }
+    let mut nodes = start_all(&configs);
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &[
+            "topics",
+            "create",
+            "n",
+            "--replication-factor",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    assert!(ok, "{out}");
+    let p = wait_partition(&nodes, "n", Duration::from_secs(10), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    let bootstrap: Vec<String> = inbound
+        .iter()
+        .map(|p| format!("127.0.0.1:{}", p.port))
+        .collect();
+    let load = Load::start(bootstrap.join(","), "n");
+    acks_grow(&load, 300, Duration::from_secs(30));
+
+    let leader = p["leader"].as_i64().unwrap() as usize;
+    let cut = |yes: bool| {
+        for (i, row) in links.iter().enumerate() {
+            for (j, link) in row.iter().enumerate() {
+                if let Some(link) = link.as_ref().filter(|_| i == leader - 1 || j == leader - 1) {
+                    link.set_cut(yes);
+                }
+            }
+        }
+        inbound[leader - 1].set_cut(yes);
+    };
+    cut(true);
+    // A client on the isolated side writes to the old leader directly, acks=all.
+    let direct = format!("127.0.0.1:{}", client[leader - 1]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let late = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut codes = Vec::new();
+            let mut k = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let value = (900_000_000 + k).to_string();
+                codes.push(produce_value(&direct, "n", -1, value.as_bytes()));
+                k += 1;
+            }
+            codes
+        })
+    };
+    wait_partition(&nodes, "n", Duration::from_secs(8), |p| {
+        let l = p["leader"].as_i64().unwrap_or(-1);
+        l > 0 && l != leader as i64
+    });
+    acks_grow(&load, 200, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::SeqCst);
+    let codes = late.join().unwrap();
+    assert!(
+        !codes.is_empty() && !codes.contains(&0),
+        "late writes acknowledged: {codes:?}"
+    );
+    eprintln!("late writes to the isolated leader answered {codes:?}");
+
+    cut(false);
+    wait_partition(&nodes, "n", Duration::from_secs(90), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    acks_grow(&load, 100, Duration::from_secs(30));
+    let (acked, sent) = load.finish();
+    let read = read_all(&bootstrap[0], "n");
+    check_once_in_order(&read, &acked);
+    assert!(
+        read.iter().all(|v| *v < 900_000_000),
+        "a late write is readable"
+    );
+    eprintln!(
+        "{sent} sent, {} acknowledged, {} read",
+        acked.len(),
+        read.len()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    nodes.iter_mut().for_each(stop_cleanly);
+    let data: Vec<_> = (1..=3)
+        .map(|i| dir.path().join(format!("data{i}")))
+        .collect();
+    replicas_agree(&data, "n-0");
+}
+
+/// What a power cut may leave of `data`, per the brokers' sync trace
+/// (`strom_log::sync_trace`): every segment cut back to the length its last fsync made
+/// durable, and segments never synced gone with their indexes. Returns (segments cut,
+/// segments dropped, bytes thrown away).
+fn lose_unsynced(data: &[std::path::PathBuf], trace: &Path) -> (usize, usize, u64) {
+    let text = std::fs::read_to_string(trace).unwrap_or_default();
+    let mut synced: BTreeMap<std::path::PathBuf, u64> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((len, path)) = line.split_once('\t') {
+            synced.insert(path.into(), len.parse().unwrap());
+        }
+    }
+    let (mut cut, mut dropped, mut lost) = (0, 0, 0);
+    for dir in data {
+        for log in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+            if !log.is_dir() {
+                continue;
+            }
+            for seg in std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().path()) {
+                if seg.extension().is_none_or(|x| x != "log") {
+                    continue;
+                }
+                let len = std::fs::metadata(&seg).unwrap().len();
+                match synced.get(&seg) {
+                    Some(&s) if s < len => {
+                        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+                        f.set_len(s).unwrap();
+                        (cut, lost) = (cut + 1, lost + len - s);
+                    }
+                    Some(_) => {}
+                    None => {
+                        for ext in ["log", "index", "timeindex"] {
+                            let _ = std::fs::remove_file(seg.with_extension(ext));
+                        }
+                        (dropped, lost) = (dropped + 1, lost + len);
+                    }
+                }
+            }
+        }
+    }
+    (cut, dropped, lost)
+}
+
+/// Whole-cluster power loss: every broker SIGKILLed at once while an idempotent acks=all
+/// producer writes, then each loses what it had not fsynced (segments cut back to their
+/// last sync, unsynced segments gone; the metadata log's included). Restarted, the cluster
+/// serves again and every acknowledged record is there, once and in order.
+#[test]
+fn a_whole_cluster_power_loss_keeps_every_acknowledged_record() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let configs = write_configs_with(dir.path(), 3, FAST);
+    fix_client_ports(&configs);
+    let trace = dir.path().join("sync-trace");
+    // strom_log::sync_trace::ENV: every broker notes what each fsync made durable.
+    let env = [("STROM_SYNC_TRACE", trace.to_str().unwrap())];
+    let start = |configs: &[std::path::PathBuf]| -> Vec<Node> {
+        let mut children: Vec<_> = configs.iter().map(|c| spawn_env(c, &env)).collect();
+        let addrs: Vec<String> = children
+            .iter_mut()
+            .zip(configs)
+            .map(|(c, config)| ready(c, config))
+            .collect();
+        let nodes = children.into_iter().zip(addrs).zip(configs);
+        nodes
+            .enumerate()
+            .map(|(i, ((child, addr), config))| Node {
+                id: i as i32 + 1,
+                config: config.clone(),
+                child: Some(child),
+                addr,
+            })
+            .collect()
+    };
+    let mut nodes = start(&configs);
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &[
+            "topics",
+            "create",
+            "pl",
+            "--replication-factor",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    assert!(ok, "{out}");
+    wait_partition(&nodes, "pl", Duration::from_secs(10), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    let bootstrap: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let load = Load::start(bootstrap.join(","), "pl");
+    acks_grow(&load, 500, Duration::from_secs(30));
+
+    nodes.iter_mut().for_each(kill);
+    let acked_before = load.acked();
+    let data: Vec<_> = (1..=3)
+        .map(|i| dir.path().join(format!("data{i}")))
+        .collect();
+    let (cut, dropped, lost) = lose_unsynced(&data, &trace);
+    eprintln!("power loss: {cut} segments cut, {dropped} dropped, {lost} bytes lost");
+    // The same ports: the producer's bootstrap addresses stay valid.
+    let mut nodes = start(&configs);
+    assert_eq!(
+        nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>(),
+        bootstrap
+    );
+    wait_partition(&nodes, "pl", Duration::from_secs(90), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    acks_grow(&load, 200, Duration::from_secs(60));
+    let (acked, sent) = load.finish();
+    let read = read_all(&nodes[0].addr, "pl");
+    check_once_in_order(&read, &acked);
+    eprintln!(
+        "{sent} sent, {acked_before} acknowledged before the cut, {} in all, {} read",
+        acked.len(),
+        read.len()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    nodes.iter_mut().for_each(stop_cleanly);
+    replicas_agree(&data, "pl-0");
 }

@@ -151,19 +151,12 @@ async fn generate(
         anyhow::bail!("--generate needs --topic (one or more) and --brokers");
     }
     let cluster = admin.describe_cluster().await?;
-    let chosen: Vec<strom_meta::BrokerImage> = brokers
+    let chosen: Vec<(i32, Option<String>)> = brokers
         .iter()
         .map(|id| {
             let b = cluster.brokers.iter().find(|b| b.node_id == *id);
             let b = b.with_context(|| format!("broker {id} is not in the cluster"))?;
-            Ok(strom_meta::BrokerImage {
-                node_id: b.node_id,
-                host: b.host.clone(),
-                port: u16::try_from(b.port).unwrap_or(0),
-                rack: b.rack.clone(),
-                log_dirs: Vec::new(),
-                fenced: false,
-            })
+            Ok((b.node_id, b.rack.clone()))
         })
         .collect::<anyhow::Result<_>>()?;
     let now = current(admin, &topics.iter().cloned().collect()).await?;
@@ -177,12 +170,14 @@ async fn generate(
                 chosen.len()
             );
         }
-        let count = i32::try_from(parts.len())?;
         let seed = topic
             .bytes()
-            .fold(0u128, |h, b| h.wrapping_mul(31) ^ u128::from(b));
-        for (p, replicas) in strom_meta::placement::place(&chosen, 0..count, rf, seed) {
-            proposed.push((topic.clone(), p, replicas));
+            .fold(0usize, |h, b| h.wrapping_mul(31) ^ usize::from(b));
+        for (p, replicas) in spread(&chosen, parts.len(), rf, seed)
+            .into_iter()
+            .enumerate()
+        {
+            proposed.push((topic.clone(), i32::try_from(p)?, replicas));
         }
     }
     match common.output {
@@ -197,6 +192,41 @@ async fn generate(
         }
     }
     Ok(())
+}
+
+/// Kafka's assignment for `partitions` partitions of `rf` replicas over `brokers`
+/// (`assignReplicasToBrokers`): the brokers interleaved by rack, partition p led by the
+/// broker `seed + p` along, its followers at a shift that grows with every round over the
+/// brokers, so that no two brokers share all their partitions.
+fn spread(
+    brokers: &[(i32, Option<String>)],
+    partitions: usize,
+    rf: usize,
+    seed: usize,
+) -> Vec<Vec<i32>> {
+    let mut racks: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (id, rack) in brokers {
+        racks
+            .entry(rack.as_deref().unwrap_or(""))
+            .or_default()
+            .push(*id);
+    }
+    racks.values_mut().for_each(|ids| ids.sort_unstable());
+    let deepest = racks.values().map(Vec::len).max().unwrap_or(0);
+    let list: Vec<i32> = (0..deepest)
+        .flat_map(|i| racks.values().filter_map(move |ids| ids.get(i).copied()))
+        .collect();
+    let n = list.len();
+    (0..partitions)
+        .map(|p| {
+            let first = (seed + p) % n;
+            let shift = (seed / n + p / n) % n.saturating_sub(1).max(1);
+            let follower = |j: usize| list[(first + 1 + (shift + j) % (n - 1).max(1)) % n];
+            std::iter::once(list[first])
+                .chain((0..rf - 1).map(follower))
+                .collect()
+        })
+        .collect()
 }
 
 async fn execute(admin: &Admin, plan: &[Planned], throttle: Option<u64>) -> anyhow::Result<()> {
@@ -369,6 +399,23 @@ async fn list(admin: &Admin, common: &Common) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spread_uses_every_broker_evenly_without_repeating_one_in_a_partition() {
+        let brokers: Vec<(i32, Option<String>)> = (1..=4).map(|id| (id, None)).collect();
+        for seed in 0..5 {
+            let plan = spread(&brokers, 8, 3, seed);
+            let mut count = BTreeMap::new();
+            for replicas in &plan {
+                let distinct: BTreeSet<&i32> = replicas.iter().collect();
+                assert_eq!(distinct.len(), 3, "{replicas:?}");
+                *count.entry(replicas[0]).or_insert(0) += 1;
+            }
+            assert!(count.values().all(|c| *c == 2), "leaders {count:?}");
+        }
+        let one = spread(&[(7, None)], 2, 1, 3);
+        assert_eq!(one, vec![vec![7], vec![7]]);
+    }
 
     #[test]
     fn a_plan_reads_back_what_it_wrote_and_bad_plans_say_why() {

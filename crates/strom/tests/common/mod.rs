@@ -4,9 +4,12 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -68,8 +71,14 @@ pub fn free_port() -> u16 {
 
 /// Starts a node; its log (warnings and errors) goes to `<config>.log`, shown if it fails.
 pub fn spawn(config: &Path) -> Child {
+    spawn_env(config, &[])
+}
+
+/// `spawn` with environment variables for the node.
+pub fn spawn_env(config: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(config.with_extension("log")).unwrap();
     Command::new(STROM)
+        .envs(env.iter().copied())
         .args(["broker", "--config"])
         .arg(config)
         .env(
@@ -293,4 +302,65 @@ pub fn write_broker_config(dir: &Path, first: &Path, id: i32, extra: &str) -> Pa
     );
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// One direction of one link between two nodes: a TCP proxy that, cut, drops its
+/// connections and refuses new ones.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c, k) = (Arc::clone(&cut), Arc::clone(&conns));
+        std::thread::spawn(move || {
+            for inbound in listener.incoming().flatten() {
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                pump(&inbound, &outbound, &k);
+            }
+        });
+        Proxy { port, cut, conns }
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for s in self.conns.lock().unwrap().drain(..) {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Copies both ways between two streams until either side closes.
+fn pump(a: &TcpStream, b: &TcpStream, conns: &Mutex<Vec<TcpStream>>) {
+    for (from, to) in [(a, b), (b, a)] {
+        let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+        conns.lock().unwrap().push(from.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Both);
+        });
+    }
+}
+
+/// Gives each node a fixed client port instead of an ephemeral one, so its address stays
+/// the same across restarts (a client's bootstrap list keeps working).
+pub fn fix_client_ports(configs: &[PathBuf]) {
+    for c in configs {
+        let text = std::fs::read_to_string(c).unwrap();
+        let fixed = format!("PLAINTEXT://127.0.0.1:{}", free_port());
+        std::fs::write(c, text.replacen("PLAINTEXT://127.0.0.1:0", &fixed, 1)).unwrap();
+    }
 }
