@@ -19,6 +19,7 @@ pub mod membership;
 pub mod meta_properties;
 pub mod metadata_store;
 pub mod partition;
+pub mod producer_snapshot;
 pub mod producer_state;
 pub mod quorum_server;
 pub mod reconciler;

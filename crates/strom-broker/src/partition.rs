@@ -8,9 +8,11 @@ pub mod replication;
 pub mod state;
 
 use crate::error::{self, BrokerError, Code};
+use crate::producer_snapshot;
 use crate::producer_state::{BatchMeta, ProducerStates, SeqCheck};
 use kafka_protocol::error::ResponseError;
 use state::{Assignment, PartitionState, Transition};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use strom_log::{FileSlice, Log, LogDir, LogError, TimestampOffset};
 use strom_proto::BatchHeader;
@@ -103,6 +105,9 @@ pub struct Partition {
     /// Replication throttles on this replica (`replication_quota.rs`): bit 0 as a leader,
     /// bit 1 as a follower.
     throttled: std::sync::atomic::AtomicU8,
+    /// The log's segment count when producers' state was last snapshotted or loaded: a
+    /// change (a roll) calls for a new snapshot.
+    segments_at_snapshot: std::sync::atomic::AtomicUsize,
     me: Weak<Partition>,
 }
 
@@ -134,6 +139,7 @@ impl Partition {
                 waiters: Vec::new(),
             }),
             throttled: std::sync::atomic::AtomicU8::new(0),
+            segments_at_snapshot: std::sync::atomic::AtomicUsize::new(0),
             me: me.clone(),
         });
         p.load_producers()?;
@@ -320,6 +326,7 @@ impl Partition {
             }
             at += h.size();
         }
+        self.snapshot_on_roll(&producers);
         drop(producers);
         wake(&self.follower_waiters);
         self.track_durable(info.last_offset);
@@ -472,26 +479,50 @@ impl Partition {
         self.wake_fetchers();
     }
 
-    /// Rebuilds idempotent producers' state from the batch headers of the last two segments.
+    /// Rebuilds idempotent producers' state: the newest snapshot within the log, then the
+    /// batch headers after it (with no snapshot, those of the last two segments).
     fn load_producers(&self) -> Result<(), BrokerError> {
         let mut producers = lock(&self.producers);
         self.load_producers_into(&mut producers)
     }
 
     fn load_producers_into(&self, producers: &mut ProducerStates) -> Result<(), BrokerError> {
-        *producers = ProducerStates::default();
-        let bases = self.log.segment_base_offsets();
-        let from = bases
-            .len()
-            .checked_sub(2)
-            .and_then(|i| bases.get(i))
-            .copied()
-            .unwrap_or(0);
+        let segments = self.log.segment_count();
+        let end = self.log.log_end_offset();
+        let from = match producer_snapshot::load_latest(self.log.dir(), end) {
+            Some((offset, state)) => {
+                *producers = state;
+                offset
+            }
+            None => {
+                *producers = ProducerStates::default();
+                let bases = self.log.segment_base_offsets();
+                let last_two = bases.len().checked_sub(2).and_then(|i| bases.get(i));
+                last_two.copied().unwrap_or(0)
+            }
+        };
         self.log
             .for_each_header(from.max(self.log.log_start_offset()), |h| {
-                producers.record(h)
+                if h.last_offset() >= from {
+                    producers.record(h)
+                }
             })?;
+        self.segments_at_snapshot.store(segments, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// After an append: when the log rolled a segment since the last snapshot, producers'
+    /// state is snapshotted as of the log end (under `producers`, so the two agree). A
+    /// failed write is only logged: the state is then rebuilt from an older snapshot.
+    fn snapshot_on_roll(&self, producers: &ProducerStates) {
+        let segments = self.log.segment_count();
+        if self.segments_at_snapshot.swap(segments, Ordering::Relaxed) == segments {
+            return;
+        }
+        let at = self.log.log_end_offset();
+        if let Err(e) = producer_snapshot::write(self.log.dir(), at, producers) {
+            tracing::warn!(partition = %self.log_name(), error = %e, "writing a producer-state snapshot failed");
+        }
     }
 }
 
@@ -605,6 +636,67 @@ mod tests {
         let mut rx = p.wait_for(Wait::HighWatermark, 0);
         assert_eq!(rx.try_recv().ok(), Some(Ok(1)));
         assert_eq!(p.high_watermark(), 1);
+        dir.close().unwrap();
+    }
+
+    /// A producer's batches all in segments deleted since (DeleteRecords), the partition
+    /// reopened: the snapshot written at a roll still knows them, so a retried batch is a
+    /// duplicate answered with its offsets, and the next one is in sequence. The reopen
+    /// replays only the batches after the newest snapshot.
+    #[test]
+    fn producers_survive_a_reopen_from_their_snapshot() {
+        let tmp = tempfile::tempdir().unwrap();
+        let small = LogConfig {
+            segment_bytes: 1024,
+            ..LogConfig::default()
+        };
+        let open_dir = || LogDir::open(tmp.path(), LogDirOptions::default(), &|_| small.clone());
+        let dir = open_dir().unwrap();
+        let log = dir.create("t", 0, small.clone()).unwrap();
+        let alone = Assignment {
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        };
+        let batch = |pid: i64, seq: i32| {
+            let mut b = strom_proto::BatchBuilder::new(1_000).producer(pid, 0, seq);
+            b.push(None, Some(&[b'v'; 300][..]), 1_000);
+            b.build()
+        };
+        let p = Partition::open("t".into(), 0, Uuid::nil(), Arc::clone(&log), 1).unwrap();
+        p.apply(&alone);
+        let first = p.append_as_leader(&mut batch(7, 0)).unwrap();
+        for seq in 0..12 {
+            p.append_as_leader(&mut batch(8, seq)).unwrap();
+        }
+        p.log().wait_durable(p.log_end_offset() - 1).unwrap();
+        assert!(
+            !producer_snapshot::list(log.dir()).is_empty(),
+            "no snapshot at a roll"
+        );
+        // Producer 7's only batch is deleted with its segment.
+        log.delete_records_before(6).unwrap();
+        assert!(log.log_start_offset() > first.last_offset);
+        p.close();
+        drop(p);
+        drop(log);
+        dir.close().unwrap();
+
+        let dir = open_dir().unwrap();
+        let log = dir.get("t-0").unwrap();
+        let p = Partition::open("t".into(), 0, Uuid::nil(), log, 1).unwrap();
+        p.apply(&alone);
+        let retried = p.append_as_leader(&mut batch(7, 0)).unwrap();
+        assert!(
+            retried.duplicate,
+            "a retried batch of a known producer appended again"
+        );
+        assert_eq!(retried.base_offset, first.base_offset);
+        assert!(!p.append_as_leader(&mut batch(7, 1)).unwrap().duplicate);
+        let gap = p.append_as_leader(&mut batch(8, 20)).unwrap_err();
+        assert_eq!(gap.0, error::code(ResponseError::OutOfOrderSequenceNumber));
         dir.close().unwrap();
     }
 

@@ -76,6 +76,11 @@ impl Partition {
         Some(change)
     }
 
+    /// Whether the ISR change `isr` is still in flight here.
+    pub fn isr_pending(&self, isr: &[i32]) -> bool {
+        lock(&self.shared).state.pending_isr() == Some(isr)
+    }
+
     /// The ISR change `isr` is no longer in flight (answered or refused): cleared unless
     /// another change took its place meanwhile.
     pub fn end_pending_isr(&self, isr: &[i32]) {
@@ -139,6 +144,7 @@ impl Partition {
             producers.record(&h);
             at += h.size();
         }
+        self.snapshot_on_roll(&producers);
         drop(producers);
         self.track_durable(info.last_offset);
         Ok(Some(info.last_offset))
@@ -148,7 +154,7 @@ impl Partition {
     /// rebuilds its producers' state from what is left; only while it still follows the
     /// leader of `leader_epoch` (false: it no longer does, nothing was cut).
     pub fn truncate_to(&self, leader_epoch: i32, offset: i64) -> Result<bool, BrokerError> {
-        self.cut(leader_epoch, |log| log.truncate_to(offset))
+        self.cut(leader_epoch, false, |log| log.truncate_to(offset))
     }
 
     /// Empties this follower's log and restarts it at the leader's log start (as
@@ -158,12 +164,16 @@ impl Partition {
         leader_epoch: i32,
         offset: i64,
     ) -> Result<bool, BrokerError> {
-        self.cut(leader_epoch, |log| log.truncate_fully_and_start_at(offset))
+        self.cut(leader_epoch, true, |log| {
+            log.truncate_fully_and_start_at(offset)
+        })
     }
 
+    /// A truncation (`fully`: the whole log, whose producers' snapshots go with it).
     fn cut(
         &self,
         leader_epoch: i32,
+        fully: bool,
         op: impl FnOnce(&strom_log::Log) -> Result<(), LogError>,
     ) -> Result<bool, BrokerError> {
         // Under `producers`, which a change of role takes too: a replica that became leader
@@ -176,6 +186,9 @@ impl Partition {
             }
         }
         op(&self.log)?;
+        if fully {
+            crate::producer_snapshot::delete_above(self.log.dir(), -1);
+        }
         lock(&self.shared)
             .state
             .truncated_to(self.log.log_end_offset());
