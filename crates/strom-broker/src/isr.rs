@@ -23,26 +23,38 @@ pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>, kind: IsrChangeK
     let broker = Arc::clone(broker);
     let p = Arc::clone(p);
     tokio::spawn(async move {
-        let c = change.clone();
-        let result = broker
-            .commit(move |img| strom_meta::isr::alter_partition(img, &c))
-            .await;
         let timed_out = code(ResponseError::RequestTimedOut);
-        match result {
-            // Applied by the reconciler before `commit` returned (which clears it), or no
-            // change was needed.
-            Ok(_) => p.end_pending_isr(&change.new_isr),
-            // The outcome is unknown (no quorum in time): the larger ISR still counts until
-            // the next image of the partition says which ISR it has.
-            Err((c, _)) if c == timed_out => {}
-            Err((c, message)) => {
-                tracing::warn!(partition = %p.log_name(), isr = ?change.new_isr, code = c, %message,
-                    "ISR change refused");
-                p.end_pending_isr(&change.new_isr);
+        loop {
+            let c = change.clone();
+            let result = broker
+                .commit(move |img| strom_meta::isr::alter_partition(img, &c))
+                .await;
+            match result {
+                // Applied by the reconciler before `commit` returned (which clears it), or
+                // no change was needed.
+                Ok(_) => p.end_pending_isr(&change.new_isr),
+                // The outcome is unknown (no quorum in time): the larger ISR still counts,
+                // and the change is asked again (as Kafka's AlterPartition manager retries)
+                // until an image of the partition ends it. A retry of a change that did
+                // commit is refused on the partition epoch, which ends it too.
+                Err((c, _)) if c == timed_out && p.isr_pending(&change.new_isr) => {
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                    continue;
+                }
+                Err((c, _)) if c == timed_out => {}
+                Err((c, message)) => {
+                    tracing::warn!(partition = %p.log_name(), isr = ?change.new_isr, code = c, %message,
+                        "ISR change refused");
+                    p.end_pending_isr(&change.new_isr);
+                }
             }
+            return;
         }
     });
 }
+
+/// The pause before asking again for an ISR change whose outcome is unknown.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Every half `replica.lag.time.max.ms`, each partition this broker leads drops the
 /// followers that stopped keeping up.
