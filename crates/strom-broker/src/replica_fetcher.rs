@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use strom_client::conn::Connection;
@@ -31,6 +32,33 @@ use uuid::Uuid;
 
 /// The partitions one fetcher task fetches, with the leader epoch each follows.
 type Followed = Vec<Arc<Partition>>;
+
+/// What this broker's fetching cost, for the log line at shutdown (BENCHMARKS.md measures
+/// the per-round fsync with it): rounds that appended, bytes appended, and the time those
+/// rounds waited for their fsync before the next fetch.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    rounds: AtomicU64,
+    bytes: AtomicU64,
+    sync_wait_us: AtomicU64,
+}
+
+impl FetchStats {
+    fn log(&self) {
+        let rounds = self.rounds.load(Ordering::Relaxed);
+        if rounds == 0 {
+            return;
+        }
+        let wait_ms = self.sync_wait_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        tracing::info!(
+            rounds,
+            bytes = self.bytes.load(Ordering::Relaxed),
+            sync_wait_ms = wait_ms as u64,
+            per_round_ms = format!("{:.2}", wait_ms / rounds as f64),
+            "replica fetching: rounds that appended, and their wait for fsync"
+        );
+    }
+}
 
 /// Starts, feeds and stops the fetcher tasks as leadership moves.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -64,10 +92,11 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             }
         }
         tokio::select! {
-            r = reconciled.changed() => if r.is_err() { return },
-            _ = shutdown.changed() => return,
+            r = reconciled.changed() => if r.is_err() { break },
+            _ = shutdown.changed() => break,
         }
     }
+    broker.replicas.fetch_stats.log();
 }
 
 /// One leader's fetcher: fetches until its partition set is dropped or the broker stops.
@@ -205,8 +234,13 @@ async fn fetch_round(
             (Uuid::nil(), p.topic.clone(), p.index)
         };
         let Some(pd) = by_key.get(&key) else { continue };
+        let bytes = pd.records.as_ref().map_or(0, |r| r.len() as u64);
+        broker
+            .replicas
+            .fetch_stats
+            .bytes
+            .fetch_add(bytes, Ordering::Relaxed);
         if p.follower_throttled(broker.node_id) {
-            let bytes = pd.records.as_ref().map_or(0, |r| r.len() as u64);
             broker.replicas.quotas.follower.record(bytes);
         }
         match apply_partition(broker, conn, p, *epoch, pd).await {
@@ -218,14 +252,32 @@ async fn fetch_round(
             }
         }
     }
-    // Durable before the next fetch reports it (Strom's rule inside Kafka's protocol).
-    for (p, epoch, last, hw) in durable {
+    failed.extend(until_durable(&broker.replicas.fetch_stats, durable).await);
+    Ok(failed)
+}
+
+/// Waits until what a round appended is durable before the next fetch reports it (Strom's
+/// rule inside Kafka's protocol), then takes each partition's high watermark; the
+/// partitions whose sync failed.
+async fn until_durable(
+    stats: &FetchStats,
+    appended: Vec<(Arc<Partition>, i32, i64, i64)>,
+) -> Vec<Arc<Partition>> {
+    if appended.is_empty() {
+        return Vec::new();
+    }
+    stats.rounds.fetch_add(1, Ordering::Relaxed);
+    let waiting = std::time::Instant::now();
+    let mut failed = Vec::new();
+    for (p, epoch, last, hw) in appended {
         match p.wait_for(Wait::Local, last).await {
             Ok(Ok(_)) => p.follow_high_watermark(epoch, hw),
             _ => failed.push(p),
         }
     }
-    Ok(failed)
+    let waited = waiting.elapsed().as_micros() as u64;
+    stats.sync_wait_us.fetch_add(waited, Ordering::Relaxed);
+    failed
 }
 
 /// The partitions whose whole log is durable, so that the fetch offset each reports (its

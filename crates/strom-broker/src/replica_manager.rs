@@ -73,6 +73,8 @@ pub struct ReplicaManager {
     maps: RwLock<Maps>,
     /// The replication throttles (their rates follow the dynamic broker keys).
     pub quotas: ReplicationQuotas,
+    /// What this broker's replica fetching cost (logged at shutdown).
+    pub fetch_stats: crate::replica_fetcher::FetchStats,
 }
 
 /// The hosted partitions, by topic name and by topic id.
@@ -110,6 +112,7 @@ impl ReplicaManager {
             dirs,
             maps: RwLock::new(Maps::default()),
             quotas: ReplicationQuotas::default(),
+            fetch_stats: Default::default(),
         }
     }
 
