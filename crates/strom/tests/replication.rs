@@ -131,6 +131,7 @@ impl Load {
 }
 
 /// Waits until at least `more` further records were acknowledged (writes go on).
+#[track_caller]
 fn acks_grow(load: &Load, more: usize, within: Duration) {
     let start = load.acked();
     let started = Instant::now();
@@ -1020,4 +1021,56 @@ fn a_whole_cluster_power_loss_keeps_every_acknowledged_record() {
     std::thread::sleep(Duration::from_secs(2));
     nodes.iter_mut().for_each(stop_cleanly);
     replicas_agree(&data, "pl-0");
+}
+
+/// Two of three combined nodes die at once: the metadata quorum is lost with them, so the
+/// ISR cannot shrink and no acks=all write is acknowledged (the producer's writes time
+/// out, none lost); when one comes back the quorum fences the other, the ISR shrinks to the
+/// two live replicas and writes resume; the last one back catches up and rejoins.
+#[test]
+fn writes_stop_while_two_of_three_are_down_and_resume_when_one_returns() {
+    let _one = one_cluster();
+    let (dir, mut nodes, p) = cluster_with(3, "q", 3, &["min.insync.replicas=2"]);
+    let bootstrap = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>();
+    let load = Load::start(bootstrap.join(","), "q");
+    acks_grow(&load, 300, Duration::from_secs(30));
+    // The leader survives; both followers die.
+    let leader = p["leader"].as_i64().unwrap() as usize;
+    let followers: Vec<usize> = (1..=3).filter(|id| *id != leader).collect();
+    for f in &followers {
+        kill(&mut nodes[f - 1]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled = load.acked();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        load.acked(),
+        stalled,
+        "a write was acknowledged with two of three down"
+    );
+    restart(&mut nodes[followers[0] - 1]);
+    acks_grow(&load, 200, Duration::from_secs(60));
+    let p = wait_partition(&nodes, "q", Duration::from_secs(30), |p| {
+        ids(&p["isr"]).len() == 2
+    });
+    assert!(!ids(&p["isr"]).contains(&(followers[1] as i64)), "{p}");
+    restart(&mut nodes[followers[1] - 1]);
+    wait_partition(&nodes, "q", Duration::from_secs(90), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    acks_grow(&load, 100, Duration::from_secs(30));
+    let (acked, sent) = load.finish();
+    let read = read_all(&nodes[leader - 1].addr, "q");
+    check_once_in_order(&read, &acked);
+    eprintln!(
+        "{sent} sent, {} acknowledged, {} read",
+        acked.len(),
+        read.len()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    nodes.iter_mut().for_each(stop_cleanly);
+    let data: Vec<_> = (1..=3)
+        .map(|i| dir.path().join(format!("data{i}")))
+        .collect();
+    replicas_agree(&data, "q-0");
 }
