@@ -89,11 +89,14 @@ fn validate(image: &MetadataImage, target: &[i32]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The partition moving from its original replicas to `target`: every replica of both,
-/// target first; a reassignment already running is replaced.
+/// The partition moving from its current replicas to `target`: every replica of both,
+/// target first. A reassignment already running is replaced from all the replicas it has
+/// now (Kafka's `PartitionReassignmentReplicas` of the current replicas): a replica it was
+/// adding that the new target drops becomes one to remove, never dropped at once, so the
+/// leader and the ISR stay replicas until the new target is in sync.
 fn start(p: &PartitionImage, target: &[i32]) -> PartitionImage {
-    let original = p.original();
-    let leaving: Vec<i32> = original
+    let leaving: Vec<i32> = p
+        .replicas
         .iter()
         .copied()
         .filter(|r| !target.contains(r))
@@ -101,19 +104,11 @@ fn start(p: &PartitionImage, target: &[i32]) -> PartitionImage {
     let adding: Vec<i32> = target
         .iter()
         .copied()
-        .filter(|r| !original.contains(r))
+        .filter(|r| !p.replicas.contains(r))
         .collect();
     let replicas: Vec<i32> = target.iter().chain(&leaving).copied().collect();
-    // Replicas a replaced reassignment was adding and this one does not keep leave the ISR.
-    let isr = p
-        .isr
-        .iter()
-        .copied()
-        .filter(|r| replicas.contains(r))
-        .collect();
     PartitionImage {
         replicas,
-        isr,
         adding,
         removing: leaving,
         ..p.clone()
@@ -318,17 +313,53 @@ mod tests {
         let mut img = image();
         ask(&mut img, Some(&[4, 2, 3])).unwrap();
         ask(&mut img, Some(&[1, 4])).unwrap();
+        // From the replicas it has now: 4 is already one (not in sync yet), 2 and 3 leave.
         let p = part(&img);
         assert_eq!(
             (p.replicas.clone(), p.adding.clone(), p.removing.clone()),
-            (vec![1, 4, 2, 3], vec![4], vec![2, 3])
+            (vec![1, 4, 2, 3], vec![], vec![2, 3])
         );
+        assert!(p.reassigning());
         join(&mut img, 4);
         let p = part(&img);
         assert_eq!(
             (p.replicas.clone(), p.isr.clone(), p.leader),
             (vec![1, 4], vec![1, 4], 1)
         );
+    }
+
+    /// Review finding: replacing a move whose added replica already joined the ISR (and
+    /// may lead) must keep it a replica, the ISR whole, until the new target is in sync.
+    #[test]
+    fn a_replaced_move_keeps_every_replica_until_the_new_target_is_in_sync() {
+        let mut img = image();
+        let five = MetadataRecord::RegisterBroker {
+            node_id: 5,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+            log_dirs: Vec::new(),
+        };
+        apply(&mut img, &[five]);
+        ask(&mut img, Some(&[4, 5, 3])).unwrap();
+        join(&mut img, 4);
+        let before = part(&img);
+        assert!(before.reassigning() && before.isr.contains(&4));
+        ask(&mut img, Some(&[5, 1, 2])).unwrap();
+        let p = part(&img);
+        assert_eq!(p.replicas, vec![5, 1, 2, 4, 3]);
+        assert_eq!(
+            (p.isr.clone(), p.leader),
+            (before.isr.clone(), before.leader)
+        );
+        assert_eq!((p.adding.clone(), p.removing.clone()), (vec![], vec![4, 3]));
+        join(&mut img, 5);
+        let p = part(&img);
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone()),
+            (vec![5, 1, 2], vec![5, 1, 2])
+        );
+        assert!(!p.reassigning());
     }
 
     #[test]
