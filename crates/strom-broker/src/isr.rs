@@ -24,6 +24,8 @@ pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>, kind: IsrChangeK
     let p = Arc::clone(p);
     tokio::spawn(async move {
         let timed_out = code(ResponseError::RequestTimedOut);
+        let stale_partition = code(ResponseError::InvalidUpdateVersion);
+        let stale_leader = code(ResponseError::FencedLeaderEpoch);
         loop {
             let c = change.clone();
             let result = broker
@@ -35,13 +37,18 @@ pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>, kind: IsrChangeK
                 Ok(_) => p.end_pending_isr(&change.new_isr),
                 // The outcome is unknown (no quorum in time): the larger ISR still counts,
                 // and the change is asked again (as Kafka's AlterPartition manager retries)
-                // until an image of the partition ends it. A retry of a change that did
-                // commit is refused on the partition epoch, which ends it too.
+                // until an image of the partition ends it.
                 Err((c, _)) if c == timed_out && p.isr_pending(&change.new_isr) => {
                     tokio::time::sleep(RETRY_BACKOFF).await;
                     continue;
                 }
                 Err((c, _)) if c == timed_out => {}
+                // The partition moved on in the metadata (a retry of a change that did
+                // commit, or a change from a stale view): the newer image, on its way to
+                // this broker, ends the pending change. Ending it here, before that image
+                // is applied, could let the high watermark drop a replica already in the
+                // committed ISR.
+                Err((c, _)) if c == stale_partition || c == stale_leader => {}
                 Err((c, message)) => {
                     tracing::warn!(partition = %p.log_name(), isr = ?change.new_isr, code = c, %message,
                         "ISR change refused");
