@@ -501,12 +501,19 @@ impl Partition {
                 last_two.copied().unwrap_or(0)
             }
         };
-        self.log
-            .for_each_header(from.max(self.log.log_start_offset()), |h| {
-                if h.last_offset() >= from {
-                    producers.record(h)
-                }
-            })?;
+        // From the snapshot over every batch still on disk (below the log start too: a
+        // DeleteRecords inside a segment leaves its producers' batches there).
+        let first = self
+            .log
+            .segment_base_offsets()
+            .first()
+            .copied()
+            .unwrap_or(0);
+        self.log.for_each_header(from.max(first), |h| {
+            if h.last_offset() >= from {
+                producers.record(h)
+            }
+        })?;
         self.segments_at_snapshot.store(segments, Ordering::Relaxed);
         Ok(())
     }

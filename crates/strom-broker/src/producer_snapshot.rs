@@ -8,7 +8,8 @@
 //! its layout is in docs/log-format.md. A snapshot is written to a temporary file, synced
 //! and renamed; a damaged one is skipped (an older one, or the last two segments, is read
 //! instead). The two newest are kept; a truncation deletes those past its offset, and one
-//! past the log end (the log lost its tail in a crash) is ignored and deleted.
+//! past the log end (the log lost its tail in a crash) is ignored and deleted. Renames and
+//! deletions are made durable (the directory synced).
 
 use crate::producer_state::ProducerStates;
 use std::path::{Path, PathBuf};
@@ -53,20 +54,36 @@ pub fn write(dir: &Path, offset: i64, state: &ProducerStates) -> std::io::Result
     for (_, old) in all.iter().take(all.len().saturating_sub(KEPT)) {
         let _ = std::fs::remove_file(old);
     }
-    Ok(())
+    sync_dir(dir)
 }
 
-/// Deletes the snapshots past `offset` (the log was cut there).
-pub fn delete_above(dir: &Path, offset: i64) {
-    for (_, p) in list(dir).into_iter().filter(|(o, _)| *o > offset) {
-        let _ = std::fs::remove_file(p);
+/// Deletes the snapshots past `offset` (the log is cut there), durably.
+pub fn delete_above(dir: &Path, offset: i64) -> std::io::Result<()> {
+    let above: Vec<PathBuf> = list(dir)
+        .into_iter()
+        .filter(|(o, _)| *o > offset)
+        .map(|(_, p)| p)
+        .collect();
+    if above.is_empty() {
+        return Ok(());
     }
+    for p in above {
+        std::fs::remove_file(p)?;
+    }
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// The newest readable snapshot at or below `log_end`: (its offset, the state). Snapshots
 /// past the log end are deleted; damaged ones are skipped.
 pub fn load_latest(dir: &Path, log_end: i64) -> Option<(i64, ProducerStates)> {
-    delete_above(dir, log_end);
+    if let Err(e) = delete_above(dir, log_end) {
+        tracing::warn!(dir = %dir.display(), error = %e, "deleting producer-state snapshots past the log end failed");
+        return None;
+    }
     list(dir).into_iter().rev().find_map(|(offset, p)| {
         let bytes = std::fs::read(&p).ok()?;
         match ProducerStates::from_snapshot(&bytes) {

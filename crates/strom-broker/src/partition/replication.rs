@@ -154,7 +154,7 @@ impl Partition {
     /// rebuilds its producers' state from what is left; only while it still follows the
     /// leader of `leader_epoch` (false: it no longer does, nothing was cut).
     pub fn truncate_to(&self, leader_epoch: i32, offset: i64) -> Result<bool, BrokerError> {
-        self.cut(leader_epoch, false, |log| log.truncate_to(offset))
+        self.cut(leader_epoch, offset, |log| log.truncate_to(offset))
     }
 
     /// Empties this follower's log and restarts it at the leader's log start (as
@@ -164,16 +164,18 @@ impl Partition {
         leader_epoch: i32,
         offset: i64,
     ) -> Result<bool, BrokerError> {
-        self.cut(leader_epoch, true, |log| {
+        self.cut(leader_epoch, -1, |log| {
             log.truncate_fully_and_start_at(offset)
         })
     }
 
-    /// A truncation (`fully`: the whole log, whose producers' snapshots go with it).
+    /// A truncation to `to` (-1: the whole log). The producers' snapshots past it are
+    /// deleted first, durably: one that outlived the cut in a crash would describe batches
+    /// the log no longer has.
     fn cut(
         &self,
         leader_epoch: i32,
-        fully: bool,
+        to: i64,
         op: impl FnOnce(&strom_log::Log) -> Result<(), LogError>,
     ) -> Result<bool, BrokerError> {
         // Under `producers`, which a change of role takes too: a replica that became leader
@@ -185,10 +187,8 @@ impl Partition {
                 return Ok(false);
             }
         }
+        crate::producer_snapshot::delete_above(self.log.dir(), to)?;
         op(&self.log)?;
-        if fully {
-            crate::producer_snapshot::delete_above(self.log.dir(), -1);
-        }
         lock(&self.shared)
             .state
             .truncated_to(self.log.log_end_offset());
