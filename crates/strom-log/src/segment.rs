@@ -521,6 +521,7 @@ impl Segment {
             None => return Ok(()),
         };
         self.file.set_len(cut).map_err(io_err(&self.path))?;
+        crate::sync_trace::truncated(&self.path, cut);
         self.size.store(cut, Ordering::Release);
         self.offset_index.truncate_to_position(cut);
         self.time_index.truncate_to_offset(self.relative(offset));
@@ -598,6 +599,7 @@ impl Segment {
 
     /// Removes the segment's files. Readers holding its file keep reading until they drop it.
     pub fn delete_files(&self, dir: &Path) -> Result<()> {
+        crate::sync_trace::deleted(&self.path);
         remove_stage(dir, self.base_offset, None)
     }
 }

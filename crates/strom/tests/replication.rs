@@ -906,8 +906,23 @@ fn lose_unsynced(data: &[std::path::PathBuf], trace: &Path) -> (usize, usize, u6
     let text = std::fs::read_to_string(trace).unwrap_or_default();
     let mut synced: BTreeMap<std::path::PathBuf, u64> = BTreeMap::new();
     for line in text.lines() {
-        if let Some((len, path)) = line.split_once('\t') {
-            synced.insert(path.into(), len.parse().unwrap());
+        let Some((event, path)) = line.split_once('\t') else {
+            continue;
+        };
+        let (kind, len) = event.split_once(' ').unwrap();
+        let len: u64 = len.parse().unwrap();
+        let path = std::path::PathBuf::from(path);
+        match kind {
+            "S" => {
+                synced.insert(path, len);
+            }
+            "T" => {
+                let was = synced.get(&path).copied().unwrap_or(0);
+                synced.insert(path, was.min(len));
+            }
+            _ => {
+                synced.remove(&path);
+            }
         }
     }
     let (mut cut, mut dropped, mut lost) = (0, 0, 0);
