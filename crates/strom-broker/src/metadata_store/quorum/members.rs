@@ -496,7 +496,6 @@ impl QuorumLog {
             let recorded = member_directory(&raft, node);
             let fresh = configured.with_directory(directory_id.clone());
             match recorded.as_deref() {
-                _ if node == me => return Ok(()),
                 Some(d) if d == directory_id => return Ok(()),
                 Some("") => {
                     let nodes = BTreeMap::from([(node, fresh)]);
@@ -506,6 +505,7 @@ impl QuorumLog {
                     tracing::info!(node, %directory_id, "voter's directory recorded");
                     return Ok(());
                 }
+                _ if node == me => return Ok(()),
                 _ => {}
             }
             tracing::warn!(node, %directory_id, "a voter came back with a new directory: readmitting it");
