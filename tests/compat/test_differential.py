@@ -23,8 +23,7 @@ KNOWN = [
     # APIs Kafka 4.1 serves that Strom does not yet, each with the issue that brings it.
     ("api_versions", r"^api (AddOffsetsToTxn|AddPartitionsToTxn|EndTxn|TxnOffsetCommit|WriteTxnMarkers|"
      r"DescribeTransactions|ListTransactions|DescribeProducers) ", "transactions: issue 12"),
-    ("api_versions", r"^api (AlterPartitionReassignments|ListPartitionReassignments|"
-     r"AlterReplicaLogDirs) ", "replication and reassignment: issue 11"),
+    ("api_versions", r"^api AlterReplicaLogDirs ", "moving replicas between a broker's log dirs: no issue yet"),
     ("api_versions", r"^api (AddRaftVoter|RemoveRaftVoter|UnregisterBroker) ", "the metadata quorum: issue 10"),
     ("api_versions", r"^api (SaslAuthenticate|SaslHandshake|CreateAcls|DeleteAcls|DescribeAcls|"
      r"CreateDelegationToken|DescribeDelegationToken|ExpireDelegationToken|RenewDelegationToken|"
@@ -34,12 +33,13 @@ KNOWN = [
      r"WriteShareGroupState|DeleteShareGroupState) ", "share groups (KIP-932): planned in DESIGN.md, no issue yet"),
     ("api_versions", r"^api Produce (0|3)-13$", "Kafka 4 advertises Produce v0-2 and refuses their message formats; "
      "Strom advertises only the versions it accepts (v3+)"),
-    ("api_versions", r"^v[34] (supported|finalized) (transaction\.version|kraft\.version|eligible\.leader\.replicas\.version|share\.version) ",
+    ("api_versions", r"^v[34] (supported|finalized) (transaction\.version|kraft\.version|share\.version) ",
      "a feature is advertised only once Strom honours it: transactions (issue 12), dynamic quorum voters "
-     "(issue 10), ELR (issue 11), share groups (no issue)"),
+     "(issue 10), share groups (no issue)"),
     # Kafka 4.1 formats a cluster with ELR on, and with it a cluster-level
-    # min.insync.replicas=1 (DYNAMIC_DEFAULT_BROKER_CONFIG); Strom has no ELR (issue 11).
-    ("*", r"min\.insync\.replicas=1 .*source=[35]", "ELR's cluster-level min.insync.replicas: issue 11"),
+    # min.insync.replicas=1 (DYNAMIC_DEFAULT_BROKER_CONFIG); Strom's ELR reads the topic's or a
+    # cluster-level value set by an operator, and writes none at formation.
+    ("*", r"min\.insync\.replicas=1 .*source=[35]", "Kafka's ELR bootstrap writes a cluster-level min.insync.replicas; Strom does not"),
     ("*", r"segment\.bytes: Value must be at least (1048576|14)\b",
      "Strom allows segments down to 14 bytes (its tests use small ones); Kafka 4 requires 1 MiB"),
     ("metadata", r"^auto-create first answer: ",

@@ -60,13 +60,18 @@ fn feature_levels_are_advertised_updated_and_honoured() {
     assert_eq!(
         supported,
         vec![
+            ("eligible.leader.replicas.version".into(), 0, 1),
             ("group.version".into(), 0, 1),
             ("metadata.version".into(), 7, 27)
         ]
     );
     assert_eq!(
         finalized,
-        vec![("group.version".into(), 1), ("metadata.version".into(), 27)]
+        vec![
+            ("eligible.leader.replicas.version".into(), 1),
+            ("group.version".into(), 1),
+            ("metadata.version".into(), 27)
+        ]
     );
     // Before v4, features with minimum 0 are left out (older clients cannot read them).
     let v3: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
@@ -98,7 +103,13 @@ fn feature_levels_are_advertised_updated_and_honoured() {
     assert_eq!(r.error_code, 0, "{:?}", r.error_message);
     assert_eq!(r.results.len(), 1, "v1 answers per feature");
     let after: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
-    assert_eq!(features(&after).1, vec![("metadata.version".into(), 27)]);
+    assert_eq!(
+        features(&after).1,
+        vec![
+            ("eligible.leader.replicas.version".into(), 1),
+            ("metadata.version".into(), 27)
+        ]
+    );
     assert!(after.finalized_features_epoch > v4.finalized_features_epoch);
     assert!(!has_api(&after, ApiKey::ConsumerGroupHeartbeat));
     let mut hb = ConsumerGroupHeartbeatRequest::default();

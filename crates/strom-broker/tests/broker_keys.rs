@@ -238,6 +238,7 @@ fn acks_all_needs_min_insync_replicas_capped_at_the_replication_factor() {
             leader_epoch: topic.partitions[&0].leader_epoch,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            eligible_leader_replicas: Vec::new(),
         }])
     }))
     .unwrap()

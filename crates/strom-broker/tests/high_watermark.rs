@@ -56,6 +56,7 @@ fn reassign(
             leader_epoch: epoch,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            eligible_leader_replicas: Vec::new(),
         }])
     }))
     .unwrap();

@@ -47,6 +47,7 @@ fn write_single_node_release(data: &std::path::Path, topic_id: Uuid) {
                 leader_epoch: 0,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                eligible_leader_replicas: Vec::new(),
             },
         ],
         vec![MetadataRecord::Config {

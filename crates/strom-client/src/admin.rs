@@ -82,6 +82,17 @@ pub enum OffsetSpec {
     Timestamp(i64),
 }
 
+impl OffsetSpec {
+    /// ListOffsets' timestamp for it (-2 earliest, -1 latest).
+    fn timestamp(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        }
+    }
+}
+
 /// A group as ListGroups reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupListing {
@@ -401,43 +412,62 @@ impl Admin {
         partitions: &[(String, i32)],
         spec: OffsetSpec,
     ) -> Result<BTreeMap<(String, i32), Option<i64>>> {
-        let timestamp = match spec {
-            OffsetSpec::Earliest => -2,
-            OffsetSpec::Latest => -1,
-            OffsetSpec::Timestamp(t) => t,
-        };
+        let timestamp = spec.timestamp();
         let mut out = BTreeMap::new();
         for (topic, partition) in partitions {
             let offset = self
                 .client
-                .retry("ListOffsets", || async {
-                    let conn = self.client.leader_conn(topic, *partition).await?;
-                    let mut req = ListOffsetsRequest::default();
-                    req.replica_id = BrokerId(-1);
-                    let mut t = ListOffsetsTopic::default();
-                    t.name = name(topic);
-                    let mut p = ListOffsetsPartition::default();
-                    p.partition_index = *partition;
-                    p.current_leader_epoch = -1;
-                    p.timestamp = timestamp;
-                    t.partitions.push(p);
-                    req.topics.push(t);
-                    let resp = conn.call(&req).await?;
-                    let p = resp
-                        .topics
-                        .first()
-                        .and_then(|t| t.partitions.first())
-                        .ok_or_else(|| Error::Protocol("empty ListOffsets response".into()))?;
-                    if p.error_code != 0 {
-                        self.client.invalidate(topic);
-                    }
-                    check(p.error_code, || format!("{topic}-{partition}"), None)?;
-                    Ok(p.offset)
+                .retry("ListOffsets", || {
+                    self.ask_offset(topic, *partition, timestamp)
                 })
                 .await?;
             out.insert((topic.clone(), *partition), (offset >= 0).then_some(offset));
         }
         Ok(out)
+    }
+
+    /// `list_offsets` asked once per partition, for a description: a partition that cannot
+    /// answer now (no leader, OFFSET_NOT_AVAILABLE while a new leader's high watermark
+    /// catches up) is left out instead of failing or waiting.
+    pub async fn try_list_offsets(
+        &self,
+        partitions: &[(String, i32)],
+        spec: OffsetSpec,
+    ) -> BTreeMap<(String, i32), Option<i64>> {
+        let timestamp = spec.timestamp();
+        let mut out = BTreeMap::new();
+        for (topic, partition) in partitions {
+            if let Ok(offset) = self.ask_offset(topic, *partition, timestamp).await {
+                out.insert((topic.clone(), *partition), (offset >= 0).then_some(offset));
+            }
+        }
+        out
+    }
+
+    /// One ListOffsets to the partition's leader.
+    async fn ask_offset(&self, topic: &str, partition: i32, timestamp: i64) -> Result<i64> {
+        let conn = self.client.leader_conn(topic, partition).await?;
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = BrokerId(-1);
+        let mut t = ListOffsetsTopic::default();
+        t.name = name(topic);
+        let mut p = ListOffsetsPartition::default();
+        p.partition_index = partition;
+        p.current_leader_epoch = -1;
+        p.timestamp = timestamp;
+        t.partitions.push(p);
+        req.topics.push(t);
+        let resp = conn.call(&req).await?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| Error::Protocol("empty ListOffsets response".into()))?;
+        if p.error_code != 0 {
+            self.client.invalidate(topic);
+        }
+        check(p.error_code, || format!("{topic}-{partition}"), None)?;
+        Ok(p.offset)
     }
 
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {

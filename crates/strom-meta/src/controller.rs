@@ -223,6 +223,7 @@ fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> Metadata
         partition_epoch: 0,
         adding: Vec::new(),
         removing: Vec::new(),
+        elr: Vec::new(),
     }
     .to_record(topic_id, partition)
 }

@@ -64,17 +64,23 @@ pub fn elect(
             if p.leader >= 0 {
                 return Err(Outcome::NotNeeded);
             }
-            // An in-sync replica that is back is a clean choice; otherwise any live one.
+            // An in-sync or eligible replica that is back is a clean choice; otherwise any
+            // live one, whose log is then the partition's (the ELR goes).
             let pick = p
                 .isr
                 .iter()
+                .chain(&p.elr)
                 .chain(&p.replicas)
                 .copied()
                 .find(|id| live(image, *id))
                 .ok_or(Outcome::NoEligibleLeader)?;
+            if p.elr.contains(&pick) && !p.isr.contains(&pick) {
+                return Ok(crate::elr::lead_from_elr(p, pick));
+            }
             let mut next = p.clone();
             if !p.isr.contains(&pick) {
                 next.isr = vec![pick];
+                next.elr.clear();
             }
             next.leader = pick;
             next.leader_epoch += 1;

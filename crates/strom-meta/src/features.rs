@@ -2,8 +2,8 @@
 //! has finalized (defaults, then `FeatureLevel` records), and UpdateFeatures' rules.
 //!
 //! Only features whose level changes what Strom does are listed: `metadata.version` (Strom
-//! speaks Kafka 4.1's protocol: 3.3-IV3 to 4.1-IV1) and `group.version` (1: the KIP-848
-//! consumer protocol is served). A feature Strom does not implement (transactions'
+//! speaks Kafka 4.1's protocol: 3.3-IV3 to 4.1-IV1), `group.version` (1: the KIP-848
+//! consumer protocol is served) and `eligible.leader.replicas.version` (1: KIP-966's ELR). A feature Strom does not implement (transactions'
 //! `transaction.version`, `kraft.version`'s dynamic voters, ...) is not supported, so
 //! clients do not use it: its issue adds it here.
 
@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 
 pub const METADATA_VERSION: &str = "metadata.version";
 pub const GROUP_VERSION: &str = "group.version";
+/// 1: eligible leader replicas are kept and elected (KIP-966, `elr.rs`), as on a new Kafka
+/// 4.1 cluster.
+pub const ELR_VERSION: &str = "eligible.leader.replicas.version";
 
 /// A supported feature: its name, the levels this broker supports and the level a new
 /// cluster starts at.
@@ -26,6 +29,12 @@ pub struct Supported {
 }
 
 pub const SUPPORTED: &[Supported] = &[
+    Supported {
+        name: ELR_VERSION,
+        min: 0,
+        max: 1,
+        default: 1,
+    },
     Supported {
         name: GROUP_VERSION,
         min: 0,

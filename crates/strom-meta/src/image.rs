@@ -37,6 +37,9 @@ pub struct PartitionImage {
     pub adding: Vec<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing: Vec<i32>,
+    /// Eligible leader replicas (KIP-966, `elr.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<i32>,
 }
 
 impl PartitionImage {
@@ -51,6 +54,7 @@ impl PartitionImage {
             leader_epoch: self.leader_epoch,
             adding_replicas: self.adding.clone(),
             removing_replicas: self.removing.clone(),
+            eligible_leader_replicas: self.elr.clone(),
         }
     }
 
@@ -159,6 +163,7 @@ impl MetadataImage {
                 leader_epoch,
                 adding_replicas,
                 removing_replicas,
+                eligible_leader_replicas,
             } => {
                 let topic = self
                     .topic_names
@@ -181,6 +186,7 @@ impl MetadataImage {
                         partition_epoch,
                         adding: adding_replicas.clone(),
                         removing: removing_replicas.clone(),
+                        elr: eligible_leader_replicas.clone(),
                     },
                 );
             }
@@ -357,6 +363,7 @@ mod tests {
                 leader_epoch: 0,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                eligible_leader_replicas: Vec::new(),
             },
             MetadataRecord::Config {
                 resource: ConfigResource::Topic,
@@ -396,6 +403,7 @@ mod tests {
             leader_epoch: 0,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            eligible_leader_replicas: Vec::new(),
         };
         assert!(img.apply(&bad).is_err());
         assert!(img

@@ -84,7 +84,8 @@ pub fn alter_partition(
         .copied()
         .filter(|id| change.new_isr.contains(id))
         .collect();
-    let next = PartitionImage { isr, ..p.clone() };
+    let topic = &image.topic_names[&change.topic_id];
+    let next = crate::elr::settle(image, topic, p, PartitionImage { isr, ..p.clone() });
     // The ISR a reassignment waited for completes it in the same record.
     let next = crate::reassignment::complete_if_ready(image, next);
     Ok(vec![next.to_record(change.topic_id, change.partition)])

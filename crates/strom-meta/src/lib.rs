@@ -9,6 +9,7 @@
 pub mod controller;
 pub mod delta;
 pub mod elections;
+pub mod elr;
 pub mod error;
 pub mod features;
 pub mod image;

@@ -8,7 +8,8 @@
 use crate::image::{MetadataImage, PartitionImage};
 use crate::record::MetadataRecord;
 
-/// Partition records for every partition whose state changes, given a new partition state.
+/// Partition records for every partition whose state changes, given a new partition state
+/// (its eligible leader replicas settled, `elr.rs`).
 fn changes(
     image: &MetadataImage,
     change: impl Fn(&PartitionImage) -> Option<PartitionImage>,
@@ -17,6 +18,7 @@ fn changes(
     for t in image.topics.values() {
         for (index, p) in &t.partitions {
             if let Some(next) = change(p) {
+                let next = crate::elr::settle(image, &t.name, p, next);
                 out.push(next.to_record(t.topic_id, *index));
             }
         }
@@ -46,6 +48,13 @@ pub fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
         if p.leader == node_id {
             next.leader = next.isr.iter().copied().find(|id| live(id)).unwrap_or(-1);
             next.leader_epoch += 1;
+            // No live in-sync replica: an eligible one leads (KIP-966).
+            if next.leader == -1 {
+                if let Some(e) = crate::elr::electable(&next, live) {
+                    next = crate::elr::lead_from_elr(&next, e);
+                    next.leader_epoch = p.leader_epoch + 1;
+                }
+            }
         }
         (next != *p).then_some(next)
     }));
@@ -62,12 +71,19 @@ pub fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
         fenced: false,
     }];
     out.extend(changes(image, |p| {
-        (p.leader == -1 && p.isr.contains(&node_id)).then(|| {
+        if p.leader != -1 {
+            return None;
+        }
+        if p.isr.contains(&node_id) {
             let mut next = p.clone();
             next.leader = node_id;
             next.leader_epoch += 1;
-            next
-        })
+            return Some(next);
+        }
+        // An eligible leader replica back leads a partition with no in-sync one live.
+        p.elr
+            .contains(&node_id)
+            .then(|| crate::elr::lead_from_elr(p, node_id))
     }));
     out
 }

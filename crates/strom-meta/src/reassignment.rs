@@ -130,13 +130,14 @@ fn revert(image: &MetadataImage, p: &PartitionImage) -> Result<PartitionImage, A
             "cancelling would leave the partition without an in-sync replica".into(),
         ));
     }
-    let next = PartitionImage {
+    let mut next = PartitionImage {
         replicas: original,
         isr,
         adding: Vec::new(),
         removing: Vec::new(),
         ..p.clone()
     };
+    next.elr.retain(|r| next.replicas.contains(r));
     Ok(lead_from_target(image, next))
 }
 
@@ -152,13 +153,14 @@ pub fn complete_if_ready(image: &MetadataImage, p: PartitionImage) -> PartitionI
         .copied()
         .filter(|r| p.isr.contains(r))
         .collect();
-    let next = PartitionImage {
+    let mut next = PartitionImage {
         replicas: target,
         isr,
         adding: Vec::new(),
         removing: Vec::new(),
         ..p
     };
+    next.elr.retain(|r| next.replicas.contains(r));
     lead_from_target(image, next)
 }
 

@@ -40,6 +40,9 @@ pub enum MetadataRecord {
         adding_replicas: Vec<i32>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         removing_replicas: Vec<i32>,
+        /// Out-of-sync replicas still holding every committed record (KIP-966, `elr.rs`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        eligible_leader_replicas: Vec<i32>,
     },
     RemoveTopic {
         topic_id: Uuid,

@@ -32,6 +32,7 @@ pub(crate) fn image_with(topic_id: Uuid, partitions: &[Part]) -> MetadataImage {
             leader_epoch: *leader_epoch,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            eligible_leader_replicas: Vec::new(),
         });
     }
     let mut img = MetadataImage::default();

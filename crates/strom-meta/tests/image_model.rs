@@ -32,6 +32,7 @@ fn record() -> impl Strategy<Value = MetadataRecord> {
                     leader_epoch,
                     adding_replicas: Vec::new(),
                     removing_replicas: Vec::new(),
+                    eligible_leader_replicas: Vec::new(),
                 }
             }
         ),

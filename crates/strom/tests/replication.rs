@@ -34,6 +34,7 @@ fn ids(v: &Value) -> Vec<i64> {
 }
 
 /// Waits until a live node describes the partition as `want` says, within `within`.
+#[track_caller]
 fn wait_partition(
     nodes: &[Node],
     topic: &str,
@@ -41,6 +42,7 @@ fn wait_partition(
     want: impl Fn(&Value) -> bool,
 ) -> Value {
     let started = Instant::now();
+    let mut seen = Value::Null;
     loop {
         for n in nodes.iter().filter(|n| n.child.is_some()) {
             let (ok, out) = tool(&n.addr, &["topics", "describe", topic, "--output", "json"]);
@@ -50,11 +52,14 @@ fn wait_partition(
                 if want(&p) {
                     return p;
                 }
+                seen = p;
+            } else {
+                seen = Value::String(out);
             }
         }
         assert!(
             started.elapsed() < within,
-            "partition of {topic} not as wanted within {within:?}"
+            "partition of {topic} not as wanted within {within:?}: {seen}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -1088,4 +1093,97 @@ fn writes_stop_while_two_of_three_are_down_and_resume_when_one_returns() {
         .map(|i| dir.path().join(format!("data{i}")))
         .collect();
     replicas_agree(&data, "q-0");
+}
+
+/// Eligible leader replicas (KIP-966), with three controller-only nodes (the quorum lives
+/// through every broker's death) and brokers 4, 5, 6: a partition of three replicas with
+/// `min.insync.replicas=2` loses one follower, then the other, which leaves an ISR below its
+/// minimum and so stays eligible (the high watermark has not moved since), then its
+/// leader. The eligible replica comes back first and leads at once (Kafka 4.1 does the
+/// same; before ELR the partition waited for its last in-sync replica). Every acknowledged
+/// record is on it, and the others rejoin behind it.
+#[test]
+fn an_eligible_replica_leads_once_every_in_sync_one_is_gone() {
+    let _one = one_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut configs = write_configs_with(dir.path(), 3, FAST);
+    for c in &configs {
+        let text = std::fs::read_to_string(c).unwrap();
+        let text = text
+            .replace(
+                "process.roles=broker,controller",
+                "process.roles=controller",
+            )
+            .replace(
+                "listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://",
+                "listeners=CONTROLLER://",
+            );
+        std::fs::write(c, text).unwrap();
+    }
+    let brokers: Vec<_> = (4..=6)
+        .map(|id| write_broker_config(dir.path(), &configs[0], id, FAST))
+        .collect();
+    fix_client_ports(&brokers);
+    configs.extend(brokers);
+    let mut all = start_all(&configs);
+    let mut nodes = all.split_off(3);
+    let args = ["topics", "create", "e", "--replication-factor", "3"];
+    let (ok, out) = tool(
+        &nodes[0].addr,
+        &[&args[..], &["--config", "min.insync.replicas=2"]].concat(),
+    );
+    assert!(ok, "{out}");
+    let p = wait_partition(&nodes, "e", Duration::from_secs(10), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    let bootstrap = nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>();
+    let load = Load::start(bootstrap.join(","), "e");
+    acks_grow(&load, 300, Duration::from_secs(30));
+    // Broker id n is nodes[n - 4].
+    let leader = p["leader"].as_i64().unwrap() as usize;
+    let others: Vec<usize> = (4..=6).filter(|id| *id != leader).collect();
+    let (a, b) = (others[0], others[1]);
+    kill(&mut nodes[a - 4]);
+    wait_partition(&nodes, "e", Duration::from_secs(20), |p| {
+        ids(&p["isr"]).len() == 2
+    });
+    acks_grow(&load, 100, Duration::from_secs(30));
+    let (acked, sent) = load.finish();
+    kill(&mut nodes[b - 4]);
+    wait_partition(&nodes, "e", Duration::from_secs(20), |p| {
+        ids(&p["isr"]).len() == 1
+    });
+    kill(&mut nodes[leader - 4]);
+    std::thread::sleep(Duration::from_secs(5));
+    // Only b, eligible, comes back: it leads, alone in the ISR (acks=all refused until
+    // another replica is back in sync).
+    restart(&mut nodes[b - 4]);
+    let p = wait_partition(&nodes, "e", Duration::from_secs(20), |p| {
+        p["leader"].as_i64() == Some(b as i64)
+    });
+    assert_eq!(ids(&p["isr"]), vec![b as i64], "{p}");
+    let refused = produce_value(&nodes[b - 4].addr, "e", -1, b"999999998");
+    assert_eq!(refused, 19, "NOT_ENOUGH_REPLICAS");
+    restart(&mut nodes[leader - 4]);
+    restart(&mut nodes[a - 4]);
+    wait_partition(&nodes, "e", Duration::from_secs(90), |p| {
+        ids(&p["isr"]).len() == 3
+    });
+    let resumed = produce_value(&nodes[b - 4].addr, "e", -1, b"999999999");
+    assert_eq!(resumed, 0, "writes resume");
+    let read = read_all(&nodes[b - 4].addr, "e");
+    check_once_in_order(&read, &acked);
+    assert_eq!(read.last(), Some(&999_999_999));
+    eprintln!(
+        "{sent} sent, {} acknowledged, {} read",
+        acked.len(),
+        read.len()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    nodes.iter_mut().for_each(stop_cleanly);
+    let data: Vec<_> = (4..=6)
+        .map(|i| dir.path().join(format!("data{i}")))
+        .collect();
+    replicas_agree(&data, "e-0");
+    drop(all);
 }

@@ -5,35 +5,47 @@
 //! syncs are answered NOT_COORDINATOR); a request for a group this broker does not
 //! coordinate is answered NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while its
 //! partition loads, so clients look the coordinator up again.
+//!
+//! A load belongs to one leadership (Kafka's coordinator epoch is the partition's leader
+//! epoch): leading the partition again in a later epoch reloads it (another leader may have
+//! written in between), and a write is accepted only in the epoch its groups were loaded in.
 
 use super::offsets::{partition_for, OffsetRecord, OFFSETS_TOPIC};
 use super::state::{COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::partition::{Isolation, Partition};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 use strom_meta::MetadataImage;
 
-/// The loaded partitions.
+/// The loaded partitions, each with the leader epoch it was loaded in.
 #[derive(Debug, Default)]
-pub struct Loaded(Mutex<BTreeSet<i32>>);
+pub struct Loaded(Mutex<BTreeMap<i32, i32>>);
 
 impl Loaded {
-    fn get(&self) -> BTreeSet<i32> {
+    fn get(&self) -> BTreeMap<i32, i32> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    fn set(&self, p: i32, loaded: bool) {
+    fn set(&self, p: i32, epoch: Option<i32>) {
         let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if loaded {
-            s.insert(p);
-        } else {
-            s.remove(&p);
-        }
+        match epoch {
+            Some(e) => s.insert(p, e),
+            None => s.remove(&p),
+        };
+    }
+
+    /// The leader epoch partition `p`'s groups were loaded in, if they are.
+    pub(crate) fn epoch_of(&self, p: i32) -> Option<i32> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&p)
+            .copied()
     }
 }
 
@@ -49,7 +61,7 @@ impl Broker {
         let p = partition_for(group, topic.partitions.len() as i32);
         match topic.partitions.get(&p) {
             Some(part) if part.leader == self.node_id => {
-                if self.coordinated.get().contains(&p) {
+                if self.coordinated.epoch_of(p) == Some(part.leader_epoch) {
                     Ok(())
                 } else {
                     Err(COORDINATOR_LOAD_IN_PROGRESS)
@@ -64,24 +76,31 @@ impl Broker {
     pub(crate) fn reconcile_groups(&self, image: &MetadataImage) -> Result<(), BrokerError> {
         let topic = image.topics.get(OFFSETS_TOPIC);
         let count = topic.map_or(0, |t| t.partitions.len() as i32);
-        let led: BTreeSet<i32> = topic
+        let led: BTreeMap<i32, i32> = topic
             .iter()
             .flat_map(|t| &t.partitions)
             .filter(|(_, p)| p.leader == self.node_id)
-            .map(|(i, _)| *i)
+            .map(|(i, p)| (*i, p.leader_epoch))
             .collect();
-        let loaded = self.coordinated.get();
-        for p in loaded.difference(&led) {
-            self.coordinated.set(*p, false);
-            let picks = |group: &str| count == 0 || partition_for(group, count) == *p;
+        // Unloaded: no longer led, or led in another epoch (then loaded again below).
+        for (p, epoch) in self.coordinated.get() {
+            if led.get(&p) == Some(&epoch) {
+                continue;
+            }
+            self.coordinated.set(p, None);
+            let picks = |group: &str| count == 0 || partition_for(group, count) == p;
             self.groups.unload(&picks);
             self.offsets.unload(&picks);
-            tracing::info!(partition = p, "groups unloaded: no longer the coordinator");
+            tracing::info!(
+                partition = p,
+                "groups unloaded: no longer the coordinator in this epoch"
+            );
         }
-        for p in led.difference(&loaded) {
+        let loaded = self.coordinated.get();
+        for (p, epoch) in led.iter().filter(|(p, _)| !loaded.contains_key(p)) {
             if let Some(partition) = self.replicas.get(OFFSETS_TOPIC, *p) {
                 self.load_groups(&partition)?;
-                self.coordinated.set(*p, true);
+                self.coordinated.set(*p, Some(*epoch));
             }
         }
         Ok(())

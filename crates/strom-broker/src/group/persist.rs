@@ -104,15 +104,27 @@ impl Broker {
             return Ok(());
         }
         let mut bytes = batch.build();
-        // A partition this broker no longer leads: the group moved.
+        // A partition this broker no longer leads, or leads in another epoch than its groups
+        // were loaded in (the coordinator epoch): the group moved, or is being reloaded.
+        let not_coordinator = crate::group::state::NOT_COORDINATOR;
+        let loaded_in = self
+            .coordinated
+            .epoch_of(partition.index)
+            .ok_or(not_coordinator)?;
+        if partition.leader_epoch() != loaded_in {
+            return Err(not_coordinator);
+        }
         let not_leader = error::code(kafka_protocol::error::ResponseError::NotLeaderOrFollower);
         let appended = partition.append_as_leader(&mut bytes).map_err(|(c, _)| {
             if c == not_leader {
-                crate::group::state::NOT_COORDINATOR
+                not_coordinator
             } else {
                 c
             }
         })?;
+        if appended.leader_epoch != loaded_in {
+            return Err(not_coordinator);
+        }
         match partition
             .wait_at(
                 Wait::HighWatermark,

@@ -70,7 +70,8 @@ pub fn handle(
                     d.leader_epoch = p.leader_epoch;
                     d.replica_nodes = p.replicas.iter().copied().map(BrokerId).collect();
                     d.isr_nodes = p.isr.iter().copied().map(BrokerId).collect();
-                    d.eligible_leader_replicas = Some(Vec::new());
+                    d.eligible_leader_replicas =
+                        Some(p.elr.iter().copied().map(BrokerId).collect());
                     d.last_known_elr = Some(Vec::new());
                     t.partitions.push(d);
                 }

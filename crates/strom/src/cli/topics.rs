@@ -200,8 +200,8 @@ pub async fn run(cmd: TopicsCommand, common: &Common) -> anyhow::Result<()> {
                     .filter(|p| p.leader >= 0)
                     .map(|p| (t.name.clone(), p.partition))
                     .collect();
-                let start = admin.list_offsets(&tps, OffsetSpec::Earliest).await?;
-                let end = admin.list_offsets(&tps, OffsetSpec::Latest).await?;
+                let start = admin.try_list_offsets(&tps, OffsetSpec::Earliest).await;
+                let end = admin.try_list_offsets(&tps, OffsetSpec::Latest).await;
                 let configs: Vec<ConfigEntry> = admin
                     .describe_configs(ResourceType::Topic, &t.name)
                     .await?
