@@ -215,6 +215,7 @@ fn config_resources_are_listed_by_type() {
 #[test]
 fn rebalance_protocols_without_consumer_turn_the_consumer_group_apis_off() {
     const UNSUPPORTED_VERSION: i16 = 35;
+    const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
     let rt = runtime();
     let mut hb = ConsumerGroupHeartbeatRequest::default();
     hb.group_id = GroupId(StrBytes::from_static_str("g"));
@@ -244,7 +245,19 @@ fn rebalance_protocols_without_consumer_turn_the_consumer_group_apis_off() {
             "{protocols}"
         );
         let r: ConsumerGroupHeartbeatResponse = c.call(ApiKey::ConsumerGroupHeartbeat, 0, &hb);
-        let d: ConsumerGroupDescribeResponse = c.call(ApiKey::ConsumerGroupDescribe, 0, &describe);
+        // The heartbeat's membership write creates `__consumer_offsets`; until its partition
+        // is loaded the coordinator answers COORDINATOR_LOAD_IN_PROGRESS, and clients retry.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let d = loop {
+            let d: ConsumerGroupDescribeResponse =
+                c.call(ApiKey::ConsumerGroupDescribe, 0, &describe);
+            if d.groups[0].error_code != COORDINATOR_LOAD_IN_PROGRESS
+                || std::time::Instant::now() > deadline
+            {
+                break d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         if on {
             assert_eq!(r.error_code, 0, "{:?}", r.error_message);
             assert_eq!(d.groups[0].error_code, 0);
