@@ -861,7 +861,7 @@ async fn init_producer_id(inner: &Inner) -> Result<(i64, i16)> {
 /// and leaves its answer to a task, which completes the batches.
 async fn dispatch(inner: &Arc<Inner>, req: Request) {
     let Request { conn, batches } = req;
-    let produce = produce_request(inner, &conn, &batches);
+    let (produce, ids) = produce_request(inner, &conn, &batches);
     // The batches go out from their own buffers, not copied into the frame.
     let splice: Vec<Bytes> = batches
         .iter()
@@ -890,7 +890,7 @@ async fn dispatch(inner: &Arc<Inner>, req: Request) {
     tokio::spawn(async move {
         let resp = reply.wait().await;
         finish_request(&inner, &conn);
-        complete_request(&inner, batches, resp);
+        complete_request(&inner, batches, resp, &ids);
     });
 }
 
@@ -905,8 +905,16 @@ fn finish_request(inner: &Inner, conn: &Connection) {
     }
 }
 
-fn produce_request(inner: &Inner, conn: &Connection, batches: &[Outgoing]) -> ProduceRequest {
+/// The request for `batches`, and the ids of the topics it names by id (v13+), by which
+/// its response names them: the answer is matched with what was sent, whatever the
+/// metadata cache holds by then.
+fn produce_request(
+    inner: &Inner,
+    conn: &Connection,
+    batches: &[Outgoing],
+) -> (ProduceRequest, HashMap<String, uuid::Uuid>) {
     let mut req = ProduceRequest::default();
+    let mut ids = HashMap::new();
     req.transactional_id = None;
     req.acks = inner.config.acks;
     req.timeout_ms = 30_000;
@@ -918,7 +926,10 @@ fn produce_request(inner: &Inner, conn: &Connection, batches: &[Outgoing]) -> Pr
             let t = topics.entry(&out.tp.0).or_insert_with(|| {
                 let mut t = TopicProduceData::default();
                 match m.topics.get(&out.tp.0) {
-                    Some(info) if by_id => t.topic_id = info.id,
+                    Some(info) if by_id => {
+                        t.topic_id = info.id;
+                        ids.insert(out.tp.0.clone(), info.id);
+                    }
                     _ => t.name = TopicName(StrBytes::from_string(out.tp.0.clone())),
                 }
                 t
@@ -930,11 +941,16 @@ fn produce_request(inner: &Inner, conn: &Connection, batches: &[Outgoing]) -> Pr
         }
     });
     req.topic_data = topics.into_values().collect();
-    req
+    (req, ids)
 }
 
-/// Completes each batch of a request from its response.
-fn complete_request(inner: &Arc<Inner>, batches: Vec<Outgoing>, resp: Result<ProduceResponse>) {
+/// Completes each batch of a request from its response (`ids`: the topics it named by id).
+fn complete_request(
+    inner: &Arc<Inner>,
+    batches: Vec<Outgoing>,
+    resp: Result<ProduceResponse>,
+    ids: &HashMap<String, uuid::Uuid>,
+) {
     let resp = match resp {
         Ok(r) => r,
         Err(e) => {
@@ -944,12 +960,6 @@ fn complete_request(inner: &Arc<Inner>, batches: Vec<Outgoing>, resp: Result<Pro
             return;
         }
     };
-    let ids: HashMap<String, uuid::Uuid> = inner.client.with_cached(|m| {
-        batches
-            .iter()
-            .filter_map(|o| m.topics.get(&o.tp.0).map(|t| (o.tp.0.clone(), t.id)))
-            .collect()
-    });
     for out in batches {
         let topic_id = ids.get(&out.tp.0).copied();
         let p = resp

@@ -99,8 +99,9 @@ impl Load {
                     let a = Arc::clone(&a);
                     let n = sent;
                     waits.push(tokio::spawn(async move {
-                        if delivery.await.is_ok() {
-                            a.lock().unwrap().push(n);
+                        match delivery.await {
+                            Ok(_) => a.lock().unwrap().push(n),
+                            Err(e) => eprintln!("value {n} not delivered: {e}"),
                         }
                     }));
                     sent += 1;
@@ -265,6 +266,31 @@ fn replicas_agree(data: &[std::path::PathBuf], log: &str) {
     }
 }
 
+/// How every fault test ends: the values `addr` serves hold every acknowledged one exactly
+/// once, in order; then, after a clean stop of every node, the replicas under `dir` of the
+/// nodes `ids` hold the same batches of partition 0. The values read.
+fn read_check_and_stop(
+    nodes: &mut [Node],
+    addr: &str,
+    topic: &str,
+    (acked, sent): (&[u64], u64),
+    (dir, ids): (&Path, &[i32]),
+) -> Vec<u64> {
+    let read = read_all(addr, topic);
+    check_once_in_order(&read, acked);
+    eprintln!(
+        "{sent} sent, {} acknowledged, {} read",
+        acked.len(),
+        read.len()
+    );
+    // The followers take the last high watermark before the checkpoints are written.
+    std::thread::sleep(Duration::from_secs(2));
+    nodes.iter_mut().for_each(stop_cleanly);
+    let data: Vec<_> = ids.iter().map(|i| dir.join(format!("data{i}"))).collect();
+    replicas_agree(&data, &format!("{topic}-0"));
+    read
+}
+
 /// SIGTERM: a clean shutdown, which writes the checkpoints.
 fn stop_cleanly(n: &mut Node) {
     if let Some(mut c) = n.child.take() {
@@ -373,25 +399,13 @@ fn acknowledged_writes_survive_killing_the_leader_then_a_follower() {
         "only {} of {sent} acknowledged",
         acked.len()
     );
-    let read = read_all(&live(&nodes), "r");
-    check_once_in_order(&read, &acked);
-    eprintln!(
-        "{} sent, {} acknowledged, {} read",
-        sent,
-        acked.len(),
-        read.len()
-    );
-
     // Every replica caught up, then a clean stop: same batches below the high watermark.
     wait_partition(&nodes, "r", Duration::from_secs(30), |p| {
         ids(&p["isr"]).len() == 3
     });
-    std::thread::sleep(Duration::from_secs(2));
-    nodes.iter_mut().for_each(stop_cleanly);
-    let data: Vec<_> = (1..=3)
-        .map(|i| dir.path().join(format!("data{i}")))
-        .collect();
-    replicas_agree(&data, "r-0");
+    let addr = live(&nodes);
+    let all = (dir.path(), &[1, 2, 3][..]);
+    read_check_and_stop(&mut nodes, &addr, "r", (&acked, sent), all);
 }
 
 /// Hot expansion and reassignment under load: a fourth broker joins the running cluster,
@@ -507,20 +521,8 @@ fn a_partition_moves_to_a_new_broker_under_load() {
         .unwrap()
         .addr
         .clone();
-    let read = read_all(&live, "m");
-    check_once_in_order(&read, &acked);
-    eprintln!(
-        "{sent} sent, {} acknowledged, {} read",
-        acked.len(),
-        read.len()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    nodes.iter_mut().for_each(stop_cleanly);
-    let data: Vec<_> = target
-        .iter()
-        .map(|i| dir.path().join(format!("data{i}")))
-        .collect();
-    replicas_agree(&data, "m-0");
+    let on = (dir.path(), &target[..]);
+    read_check_and_stop(&mut nodes, &live, "m", (&acked, sent), on);
 }
 
 /// Writes `count` records of `size` bytes to partition 0 of `topic`, acks=all.
@@ -884,23 +886,12 @@ fn an_isolated_leader_is_replaced_and_its_late_writes_never_acknowledged() {
     });
     acks_grow(&load, 100, Duration::from_secs(30));
     let (acked, sent) = load.finish();
-    let read = read_all(&bootstrap[0], "n");
-    check_once_in_order(&read, &acked);
+    let all = (dir.path(), &[1, 2, 3][..]);
+    let read = read_check_and_stop(&mut nodes, &bootstrap[0], "n", (&acked, sent), all);
     assert!(
         read.iter().all(|v| *v < 900_000_000),
         "a late write is readable"
     );
-    eprintln!(
-        "{sent} sent, {} acknowledged, {} read",
-        acked.len(),
-        read.len()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    nodes.iter_mut().for_each(stop_cleanly);
-    let data: Vec<_> = (1..=3)
-        .map(|i| dir.path().join(format!("data{i}")))
-        .collect();
-    replicas_agree(&data, "n-0");
 }
 
 /// What a power cut may leave of `data`, per the brokers' sync trace
@@ -974,25 +965,7 @@ fn a_whole_cluster_power_loss_keeps_every_acknowledged_record() {
     let trace = dir.path().join("sync-trace");
     // strom_log::sync_trace::ENV: every broker notes what each fsync made durable.
     let env = [("STROM_SYNC_TRACE", trace.to_str().unwrap())];
-    let start = |configs: &[std::path::PathBuf]| -> Vec<Node> {
-        let mut children: Vec<_> = configs.iter().map(|c| spawn_env(c, &env)).collect();
-        let addrs: Vec<String> = children
-            .iter_mut()
-            .zip(configs)
-            .map(|(c, config)| ready(c, config))
-            .collect();
-        let nodes = children.into_iter().zip(addrs).zip(configs);
-        nodes
-            .enumerate()
-            .map(|(i, ((child, addr), config))| Node {
-                id: i as i32 + 1,
-                config: config.clone(),
-                child: Some(child),
-                addr,
-            })
-            .collect()
-    };
-    let mut nodes = start(&configs);
+    let mut nodes = start_all_env(&configs, &env);
     let (ok, out) = tool(
         &nodes[0].addr,
         &[
@@ -1021,7 +994,7 @@ fn a_whole_cluster_power_loss_keeps_every_acknowledged_record() {
     let (cut, dropped, lost) = lose_unsynced(&data, &trace);
     eprintln!("power loss: {cut} segments cut, {dropped} dropped, {lost} bytes lost");
     // The same ports: the producer's bootstrap addresses stay valid.
-    let mut nodes = start(&configs);
+    let mut nodes = start_all_env(&configs, &env);
     assert_eq!(
         nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>(),
         bootstrap
@@ -1031,16 +1004,10 @@ fn a_whole_cluster_power_loss_keeps_every_acknowledged_record() {
     });
     acks_grow(&load, 200, Duration::from_secs(60));
     let (acked, sent) = load.finish();
-    let read = read_all(&nodes[0].addr, "pl");
-    check_once_in_order(&read, &acked);
-    eprintln!(
-        "{sent} sent, {acked_before} acknowledged before the cut, {} in all, {} read",
-        acked.len(),
-        read.len()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    nodes.iter_mut().for_each(stop_cleanly);
-    replicas_agree(&data, "pl-0");
+    eprintln!("{acked_before} acknowledged before the cut");
+    let addr = nodes[0].addr.clone();
+    let all = (dir.path(), &[1, 2, 3][..]);
+    read_check_and_stop(&mut nodes, &addr, "pl", (&acked, sent), all);
 }
 
 /// Two of three combined nodes die at once: the metadata quorum is lost with them, so the
@@ -1080,19 +1047,9 @@ fn writes_stop_while_two_of_three_are_down_and_resume_when_one_returns() {
     });
     acks_grow(&load, 100, Duration::from_secs(30));
     let (acked, sent) = load.finish();
-    let read = read_all(&nodes[leader - 1].addr, "q");
-    check_once_in_order(&read, &acked);
-    eprintln!(
-        "{sent} sent, {} acknowledged, {} read",
-        acked.len(),
-        read.len()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    nodes.iter_mut().for_each(stop_cleanly);
-    let data: Vec<_> = (1..=3)
-        .map(|i| dir.path().join(format!("data{i}")))
-        .collect();
-    replicas_agree(&data, "q-0");
+    let addr = nodes[leader - 1].addr.clone();
+    let all = (dir.path(), &[1, 2, 3][..]);
+    read_check_and_stop(&mut nodes, &addr, "q", (&acked, sent), all);
 }
 
 /// Eligible leader replicas (KIP-966), with three controller-only nodes (the quorum lives
@@ -1148,7 +1105,6 @@ fn an_eligible_replica_leads_once_every_in_sync_one_is_gone() {
         ids(&p["isr"]).len() == 2
     });
     acks_grow(&load, 100, Duration::from_secs(30));
-    let (acked, sent) = load.finish();
     kill(&mut nodes[b - 4]);
     wait_partition(&nodes, "e", Duration::from_secs(20), |p| {
         ids(&p["isr"]).len() == 1
@@ -1169,21 +1125,14 @@ fn an_eligible_replica_leads_once_every_in_sync_one_is_gone() {
     wait_partition(&nodes, "e", Duration::from_secs(90), |p| {
         ids(&p["isr"]).len() == 3
     });
+    // The producer, sending all along, gets its writes through again.
+    acks_grow(&load, 100, Duration::from_secs(30));
+    let (acked, sent) = load.finish();
     let resumed = produce_value(&nodes[b - 4].addr, "e", -1, b"999999999");
     assert_eq!(resumed, 0, "writes resume");
-    let read = read_all(&nodes[b - 4].addr, "e");
-    check_once_in_order(&read, &acked);
+    let addr = nodes[b - 4].addr.clone();
+    let brokers = (dir.path(), &[4, 5, 6][..]);
+    let read = read_check_and_stop(&mut nodes, &addr, "e", (&acked, sent), brokers);
     assert_eq!(read.last(), Some(&999_999_999));
-    eprintln!(
-        "{sent} sent, {} acknowledged, {} read",
-        acked.len(),
-        read.len()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    nodes.iter_mut().for_each(stop_cleanly);
-    let data: Vec<_> = (4..=6)
-        .map(|i| dir.path().join(format!("data{i}")))
-        .collect();
-    replicas_agree(&data, "e-0");
     drop(all);
 }

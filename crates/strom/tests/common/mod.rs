@@ -112,7 +112,12 @@ pub fn ready(child: &mut Child, config: &Path) -> String {
 }
 
 pub fn start_all(configs: &[PathBuf]) -> Vec<Node> {
-    let mut children: Vec<Child> = configs.iter().map(|c| spawn(c)).collect();
+    start_all_env(configs, &[])
+}
+
+/// `start_all` with environment variables for every node.
+pub fn start_all_env(configs: &[PathBuf], env: &[(&str, &str)]) -> Vec<Node> {
+    let mut children: Vec<Child> = configs.iter().map(|c| spawn_env(c, env)).collect();
     let addrs: Vec<String> = children
         .iter_mut()
         .zip(configs)
