@@ -47,6 +47,8 @@ pub struct Broker {
     pub(crate) membership_writes: crate::group::persist::Turns,
     /// The log dirs' directory ids (`meta_properties.rs`), registered with the broker.
     log_dir_ids: Vec<uuid::Uuid>,
+    /// This process's incarnation id: its registration starts a new broker epoch.
+    incarnation: uuid::Uuid,
     /// The cleaner settings the log dirs' cleaner threads run with (None: not started yet).
     cleaner: std::sync::Mutex<Option<CleanerSettings>>,
 }
@@ -142,6 +144,7 @@ impl Broker {
             offsets_topic: tokio::sync::Mutex::new(()),
             membership_writes: Default::default(),
             log_dir_ids,
+            incarnation: uuid::Uuid::new_v4(),
             cleaner: std::sync::Mutex::new(None),
         });
         let _ = broker.advertised.set(advertised.clone());
@@ -257,6 +260,7 @@ impl Broker {
             port: advertised.port,
             rack: self.config.broker_rack.clone(),
             log_dirs: self.log_dir_ids.clone(),
+            incarnation: Some(self.incarnation),
         };
         let new_id = local_id
             .clone()
@@ -279,6 +283,11 @@ impl Broker {
             // follows a read barrier) and leads its leaderless partitions again.
             records.extend(strom_meta::membership::unfence(img, node_id));
             let current = img.brokers.get(&node_id);
+            // A restart before its session ran out: the old incarnation's ISR places go
+            // (KIP-903), so that this one rejoins through its fetches.
+            if current.is_some_and(|b| b.incarnation != Some(self.incarnation)) {
+                records.extend(strom_meta::membership::reincarnate(img, node_id));
+            }
             if current.is_none_or(|b| {
                 MetadataRecord::RegisterBroker {
                     node_id,
@@ -286,6 +295,7 @@ impl Broker {
                     port: b.port,
                     rack: b.rack.clone(),
                     log_dirs: b.log_dirs.clone(),
+                    incarnation: b.incarnation,
                 } != registration
             }) {
                 records.push(registration.clone());
@@ -310,6 +320,17 @@ impl Broker {
         let cluster_id = image.cluster_id.clone().unwrap_or(new_id);
         self.record_cluster_id(&cluster_id)?;
         Ok(())
+    }
+
+    /// This broker's epoch (KIP-903): that of its registration in this process, -1 until
+    /// the metadata holds it.
+    pub fn broker_epoch(&self) -> i64 {
+        self.meta
+            .image()
+            .brokers
+            .get(&self.node_id)
+            .filter(|b| b.incarnation == Some(self.incarnation))
+            .map_or(-1, |b| b.epoch)
     }
 
     /// Keeps the cluster id, and writes it (with the quorum's directory id) to the log dirs.

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 /// Asks the controller for the ISR change `p` needs now, if any (on a task of its own).
 pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>, kind: IsrChangeKind) {
-    let Some(change) = p.isr_change(kind) else {
+    let Some(change) = p.isr_change(kind, broker.broker_epoch()) else {
         return;
     };
     let broker = Arc::clone(broker);

@@ -25,13 +25,26 @@ impl Liveness {
         s.1.insert(node, Instant::now());
     }
 
-    /// The brokers not heard from within `session` in this leadership (a new term starts
-    /// every session afresh: the new leader has heard from no one yet).
-    fn expired(&self, term: u64, live: &[i32], session: Duration) -> Vec<i32> {
+    /// The brokers not heard from within `session` in this leadership. A new term starts
+    /// every session afresh (the new leader has not heard their heartbeats), except the
+    /// previous leader's, counted from its last AppendEntries here (`previous`): when the
+    /// node that dies leads the quorum too, it is fenced a session after it went silent,
+    /// not a session after the election that followed.
+    fn expired(
+        &self,
+        term: u64,
+        live: &[i32],
+        session: Duration,
+        previous: Option<(i32, Instant)>,
+    ) -> Vec<i32> {
         let mut s = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         if s.0 != term {
-            *s = (term, live.iter().map(|b| (*b, now)).collect());
+            let mut seen: HashMap<i32, Instant> = live.iter().map(|b| (*b, now)).collect();
+            if let Some((node, at)) = previous.filter(|(n, _)| seen.contains_key(n)) {
+                seen.insert(node, at);
+            }
+            *s = (term, seen);
         }
         live.iter()
             .filter(|b| {
@@ -126,7 +139,10 @@ async fn expire(broker: &Arc<Broker>, session: Duration) {
         .map(|b| b.node_id)
         .filter(|id| *id != broker.node_id)
         .collect();
-    for node in broker.liveness.expired(q.term(), &live, session) {
+    let previous = q
+        .leader_heard()
+        .and_then(|(id, at)| Some((i32::try_from(id).ok()?, at)));
+    for node in broker.liveness.expired(q.term(), &live, session, previous) {
         fence(broker, node, "missed its session").await;
     }
 }
@@ -246,5 +262,27 @@ pub async fn shut_down(broker: &Arc<Broker>) {
         .is_err()
     {
         tracing::warn!("controlled shutdown: the leader did not answer in time");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_term_restarts_sessions_but_the_previous_leaders_from_its_last_contact() {
+        let l = Liveness::default();
+        let session = Duration::from_secs(3);
+        let live = [2, 3];
+        assert!(l.expired(1, &live, session, None).is_empty());
+        // Term 2: node 3 led term 1 and went silent 4 s ago; node 2 gets a whole session.
+        let silent = Instant::now() - Duration::from_secs(4);
+        assert_eq!(l.expired(2, &live, session, Some((3, silent))), vec![3]);
+        // Within the term the start is kept: a later call does not move it.
+        assert_eq!(l.expired(2, &live, session, None), vec![3]);
+        // A previous leader that is not a live broker (a controller-only node) is ignored.
+        assert!(l.expired(3, &[2], session, Some((7, silent))).is_empty());
+        l.saw(3);
+        assert!(l.expired(3, &[2, 3], session, None).is_empty());
     }
 }

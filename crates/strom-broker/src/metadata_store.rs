@@ -139,9 +139,7 @@ impl MetadataStore {
             return RpcReply::Refused("this node runs no quorum".into());
         };
         let call = match rpc.call {
-            RpcCall::Raft(call) => {
-                return RpcReply::Raft(strom_raft::wire::answer(q.raft(), call).await)
-            }
+            RpcCall::Raft(call) => return RpcReply::Raft(q.answer(call).await),
             RpcCall::App(v) => serde_json::from_value::<AppCall>(v),
         };
         let reply =

@@ -306,6 +306,7 @@ fn fetch_request(broker: &Broker, version: i16, sent: &[(Arc<Partition>, i32)]) 
     let mut req = FetchRequest::default();
     if version >= 15 {
         req.replica_state.replica_id = BrokerId(broker.node_id);
+        req.replica_state.replica_epoch = broker.broker_epoch();
     } else {
         req.replica_id = BrokerId(broker.node_id);
     }

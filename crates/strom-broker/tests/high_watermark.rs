@@ -151,3 +151,72 @@ fn a_follower_that_does_not_fetch_holds_the_high_watermark_back() {
     assert_eq!(latest(&mut c, "hw", epoch), (0, 3, epoch));
     rt.block_on(b.shutdown()).unwrap();
 }
+
+/// Registers broker `id` as a new incarnation; its broker epoch.
+fn register(b: &strom_broker::RunningBroker, rt: &tokio::runtime::Runtime, id: i32) -> i64 {
+    rt.block_on(b.broker.commit(move |_| {
+        Ok(vec![strom_meta::MetadataRecord::RegisterBroker {
+            node_id: id,
+            host: "127.0.0.1".into(),
+            port: 1,
+            rack: None,
+            log_dirs: Vec::new(),
+            incarnation: Some(uuid::Uuid::new_v4()),
+        }])
+    }))
+    .unwrap();
+    b.broker.meta.image().brokers[&id].epoch
+}
+
+/// A Fetch v15 from follower 2 in broker epoch `epoch`, at `offset`: its error code.
+fn follower_fetch(c: &mut Conn, b: &strom_broker::RunningBroker, epoch: i64, offset: i64) -> i16 {
+    let mut req = fetch_request("kip903", 1 << 20, 1, 0);
+    req.topics[0].topic_id = b.broker.meta.image().topics["kip903"].topic_id;
+    req.topics[0].partitions[0].fetch_offset = offset;
+    req.topics[0].partitions[0].current_leader_epoch = 1;
+    req.replica_state.replica_id = BrokerId(2);
+    req.replica_state.replica_epoch = epoch;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 15, &req);
+    r.responses[0].partitions[0].error_code
+}
+
+/// KIP-903: a follower's fetches count only in the broker epoch it is registered with. An
+/// older incarnation's fetch is refused; a newer one than the leader knows is served but
+/// cannot bring it into the ISR; its registered epoch does.
+#[test]
+fn a_follower_joins_the_isr_only_in_its_registered_broker_epoch() {
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[("node.id", "1")]);
+    let mut c = Conn::open(b.addr());
+    assert_eq!(create_topic(&mut c, "kip903", 1), 0);
+    let old = register(&b, &rt, 2);
+    let now = register(&b, &rt, 2);
+    assert!(now > old, "a new incarnation, a later epoch: {old} {now}");
+    assert_eq!(reassign(&b, &rt, "kip903", vec![1, 2], vec![1]), 1);
+    assert_eq!(
+        produce(&mut c, "kip903", 0, batch_at(&[1_000], 10), 1).error_code,
+        0
+    );
+    let isr = || {
+        b.broker.meta.image().topics["kip903"].partitions[&0]
+            .isr
+            .clone()
+    };
+    assert_eq!(follower_fetch(&mut c, &b, old, 1), NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(follower_fetch(&mut c, &b, now + 1, 1), 0, "served");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        isr(),
+        vec![1],
+        "not in the ISR from an epoch not registered"
+    );
+    assert_eq!(follower_fetch(&mut c, &b, now, 1), 0);
+    let started = std::time::Instant::now();
+    while isr() != vec![1, 2] {
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", isr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.block_on(b.shutdown()).unwrap();
+}

@@ -32,6 +32,7 @@ fn write_single_node_release(data: &std::path::Path, topic_id: Uuid) {
             port: 9092,
             rack: None,
             log_dirs: Vec::new(),
+            incarnation: None,
         }],
         vec![
             MetadataRecord::Topic {

@@ -429,6 +429,7 @@ mod tests {
             port: 9092,
             rack: None,
             log_dirs: Vec::new(),
+            incarnation: None,
         })
         .unwrap();
         img

@@ -19,6 +19,14 @@ pub struct BrokerImage {
     /// Fenced: missed its session or shut down; not listed to clients, leads nothing.
     #[serde(default)]
     pub fenced: bool,
+    /// The process that registered, and its broker epoch (KIP-903): the log position of the
+    /// registration that first named this incarnation, as Kafka's is the offset of its
+    /// registration record. A follower's fetches carry it; the ISR admits a replica only
+    /// in its current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<Uuid>,
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +128,16 @@ impl MetadataImage {
                 port,
                 rack,
                 log_dirs,
+                incarnation,
             } => {
+                // The same incarnation again (new endpoints) keeps its epoch and fencing.
+                let known = self
+                    .brokers
+                    .get(node_id)
+                    .filter(|b| incarnation.is_some() && b.incarnation == *incarnation);
+                let (epoch, fenced) = known.map_or((self.records_applied as i64, false), |b| {
+                    (b.epoch, b.fenced)
+                });
                 self.brokers.insert(
                     *node_id,
                     BrokerImage {
@@ -129,7 +146,9 @@ impl MetadataImage {
                         port: *port,
                         rack: rack.clone(),
                         log_dirs: log_dirs.clone(),
-                        fenced: false,
+                        fenced,
+                        incarnation: *incarnation,
+                        epoch,
                     },
                 );
             }
@@ -349,6 +368,7 @@ mod tests {
                 port: 9092,
                 rack: None,
                 log_dirs: Vec::new(),
+                incarnation: None,
             },
             MetadataRecord::Topic {
                 name: "t".into(),

@@ -21,6 +21,10 @@ pub struct IsrChange {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub new_isr: Vec<i32>,
+    /// The broker epochs the leader knows for members of `new_isr` (a follower's from its
+    /// fetches; -1 or absent: not known, not checked), as AlterPartition v3's
+    /// `NewIsrWithEpochs` (KIP-903).
+    pub broker_epochs: Vec<(i32, i64)>,
 }
 
 /// The record that makes `change`, or why it is refused. An ISR equal to the current one
@@ -65,13 +69,7 @@ pub fn alter_partition(
             change.new_isr, p.replicas
         )));
     }
-    for id in change.new_isr.iter().filter(|id| !p.isr.contains(id)) {
-        if image.brokers.get(id).is_none_or(|b| b.fenced) {
-            return Err(ApiError::IneligibleReplica(format!(
-                "replica {id} is fenced or unknown and cannot join the ISR"
-            )));
-        }
-    }
+    ineligible(image, p, change)?;
     let mut same = p.isr.clone();
     same.sort_unstable();
     if same == isr {
@@ -91,6 +89,35 @@ pub fn alter_partition(
     Ok(vec![next.to_record(change.topic_id, change.partition)])
 }
 
+/// INELIGIBLE_REPLICA unless every replica joining is registered and unfenced, and every
+/// member whose broker epoch the leader names is in that epoch (a replica that restarted
+/// since its fetches counted is another incarnation: KIP-903). Kafka checks fencing for
+/// every member; here a fenced member can only be the last in-sync replica, which stays.
+fn ineligible(
+    image: &MetadataImage,
+    p: &PartitionImage,
+    change: &IsrChange,
+) -> Result<(), ApiError> {
+    for id in &change.new_isr {
+        let broker = image.brokers.get(id);
+        if !p.isr.contains(id) && broker.is_none_or(|b| b.fenced) {
+            return Err(ApiError::IneligibleReplica(format!(
+                "replica {id} is fenced or unknown and cannot join the ISR"
+            )));
+        }
+        let named = change.broker_epochs.iter().find(|(b, _)| b == id);
+        if let (Some((_, epoch)), Some(b)) = (named, broker) {
+            if *epoch != -1 && *epoch != b.epoch {
+                return Err(ApiError::IneligibleReplica(format!(
+                    "replica {id} has broker epoch {}, not {epoch}",
+                    b.epoch
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +134,7 @@ mod tests {
             leader_epoch,
             partition_epoch,
             new_isr: isr.to_vec(),
+            broker_epochs: Vec::new(),
         }
     }
 
@@ -171,6 +199,28 @@ mod tests {
         assert_eq!(
             alter_partition(&img, &change(&[2, 1], 4, p.partition_epoch)),
             Ok(Vec::new())
+        );
+    }
+
+    #[test]
+    fn a_replica_joins_only_in_its_current_broker_epoch() {
+        let img = image();
+        let epoch = img.brokers[&2].epoch;
+        let with = |epochs: Vec<(i32, i64)>| IsrChange {
+            broker_epochs: epochs,
+            ..change(&[1, 2], 4, 0)
+        };
+        assert!(alter_partition(&img, &with(vec![(2, epoch)])).is_ok());
+        assert!(
+            alter_partition(&img, &with(vec![(2, -1)])).is_ok(),
+            "unknown"
+        );
+        assert_eq!(
+            alter_partition(&img, &with(vec![(1, -1), (2, epoch - 1)])),
+            Err(ApiError::IneligibleReplica(format!(
+                "replica 2 has broker epoch {epoch}, not {}",
+                epoch - 1
+            )))
         );
     }
 }

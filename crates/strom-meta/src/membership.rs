@@ -61,6 +61,31 @@ pub fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
     out
 }
 
+/// A new incarnation of live broker `node_id` registers (it restarted before its session
+/// ran out, so it was never fenced): it leaves every ISR it shares with a live replica, and
+/// its leaderships move to one, as its fencing would have done (Kafka fences a restarted
+/// broker until its new registration, KIP-903/KIP-966). It rejoins through its fetches, in
+/// its new broker epoch. A partition it is the last live in-sync replica of stays as it is.
+pub fn reincarnate(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    if image.brokers.get(&node_id).is_none_or(|b| b.fenced) {
+        return Vec::new();
+    }
+    let live = |id: &i32| *id != node_id && image.brokers.get(id).is_some_and(|b| !b.fenced);
+    changes(image, |p| {
+        let other = p.isr.iter().copied().find(|id| live(id))?;
+        if !p.isr.contains(&node_id) {
+            return None;
+        }
+        let mut next = p.clone();
+        next.isr.retain(|id| *id != node_id);
+        if p.leader == node_id {
+            next.leader = other;
+            next.leader_epoch += 1;
+        }
+        Some(next)
+    })
+}
+
 /// Unfences `node_id` (nothing if it is unknown or not fenced).
 pub fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
     if image.brokers.get(&node_id).is_none_or(|b| !b.fenced) {
@@ -136,5 +161,32 @@ mod tests {
         );
         assert_eq!(t.partitions[&0].leader, 2, "leadership is not taken back");
         assert!(unfence(&img, 1).is_empty());
+    }
+
+    #[test]
+    fn a_new_incarnation_leaves_the_isrs_it_shares_and_keeps_what_it_alone_holds() {
+        let mut img = image();
+        let records = reincarnate(&img, 1);
+        apply(&mut img, &records);
+        let t = &img.topics["t"];
+        assert!(!img.brokers[&1].fenced, "not fenced");
+        assert_eq!(
+            (t.partitions[&0].leader, t.partitions[&0].leader_epoch),
+            (2, 1)
+        );
+        assert_eq!(t.partitions[&0].isr, vec![2]);
+        assert_eq!(
+            (t.partitions[&1].leader, t.partitions[&1].isr.clone()),
+            (1, vec![1]),
+            "its own partition keeps its leader"
+        );
+        assert_eq!(t.partitions[&2].leader_epoch, 0, "untouched");
+        // A follower leaves; a fenced broker has nothing to leave.
+        let records = reincarnate(&img, 3);
+        apply(&mut img, &records);
+        assert_eq!(img.topics["t"].partitions[&2].isr, vec![2]);
+        let records = fence(&img, 2);
+        apply(&mut img, &records);
+        assert!(reincarnate(&img, 2).is_empty());
     }
 }

@@ -104,6 +104,8 @@ mod tests {
                 rack: r.map(str::to_string),
                 log_dirs: Vec::new(),
                 fenced: false,
+                incarnation: None,
+                epoch: 0,
             })
             .collect()
     }

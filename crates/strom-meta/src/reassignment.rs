@@ -209,6 +209,7 @@ mod tests {
             port: 9092,
             rack: None,
             log_dirs: Vec::new(),
+            incarnation: None,
         };
         apply(&mut img, &[four]);
         img
@@ -242,6 +243,7 @@ mod tests {
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
             new_isr: isr,
+            broker_epochs: Vec::new(),
         };
         let records = crate::isr::alter_partition(img, &change).unwrap();
         apply(img, &records);
@@ -341,6 +343,7 @@ mod tests {
             port: 9092,
             rack: None,
             log_dirs: Vec::new(),
+            incarnation: None,
         };
         apply(&mut img, &[five]);
         ask(&mut img, Some(&[4, 5, 3])).unwrap();

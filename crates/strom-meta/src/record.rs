@@ -22,6 +22,10 @@ pub enum MetadataRecord {
         /// Its log dirs' directory ids (the first holds the metadata log).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         log_dirs: Vec<Uuid>,
+        /// The broker process that registered (Kafka's incarnation id): a new one starts a
+        /// new broker epoch (KIP-903).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incarnation: Option<Uuid>,
     },
     Topic {
         name: String,

@@ -16,6 +16,7 @@ pub(crate) fn image_with(topic_id: Uuid, partitions: &[Part]) -> MetadataImage {
             port: 9092,
             rack: None,
             log_dirs: Vec::new(),
+            incarnation: None,
         })
         .collect();
     records.push(MetadataRecord::Topic {

@@ -18,6 +18,7 @@ fn record() -> impl Strategy<Value = MetadataRecord> {
             port,
             rack: None,
             log_dirs: vec![Uuid::from_u128(u128::from(port))],
+            incarnation: None,
         }),
         (name.clone(), id.clone())
             .prop_map(|(name, topic_id)| MetadataRecord::Topic { name, topic_id }),

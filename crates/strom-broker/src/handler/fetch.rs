@@ -26,13 +26,17 @@ struct Wanted {
 
 pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending {
     let by_id = version >= 13;
-    // A follower names itself (KIP-903 moved the id into `ReplicaState` at v15).
-    let replica_id = if version >= 15 {
-        req.replica_state.replica_id.0
+    // A follower names itself (KIP-903 moved the id into `ReplicaState` at v15, with its
+    // broker epoch).
+    let (replica_id, epoch) = if version >= 15 {
+        (
+            req.replica_state.replica_id.0,
+            req.replica_state.replica_epoch,
+        )
     } else {
-        req.replica_id.0
+        (req.replica_id.0, -1)
     };
-    let follower = (replica_id >= 0).then_some(replica_id);
+    let follower = (replica_id >= 0).then(|| Follower::new(broker, replica_id, epoch));
     let (session_id, parts, incremental) = match resolve(broker, version, &req) {
         Ok(r) => r,
         Err(code) => {
@@ -211,7 +215,44 @@ struct Reads<'a> {
     incremental: bool,
     by_id: bool,
     /// A follower's fetch: read to the log end, and its fetch state recorded.
-    follower: Option<i32>,
+    follower: Option<Follower>,
+}
+
+/// A fetching follower: its id, the broker epoch its fetch carries, and the epoch of its
+/// live registration in this broker's metadata (None: fenced or unknown).
+#[derive(Clone, Copy)]
+struct Follower {
+    id: i32,
+    epoch: i64,
+    registered: Option<i64>,
+}
+
+impl Follower {
+    fn new(broker: &Broker, id: i32, epoch: i64) -> Follower {
+        let image = broker.meta.image();
+        let registered = image
+            .brokers
+            .get(&id)
+            .filter(|b| !b.fenced)
+            .map(|b| b.epoch);
+        Follower {
+            id,
+            epoch,
+            registered,
+        }
+    }
+
+    /// An older incarnation than the registered one (Kafka's stale replica epoch check).
+    fn stale(&self) -> bool {
+        self.epoch != -1 && self.registered.is_some_and(|r| r > self.epoch)
+    }
+
+    /// Whether its fetches may bring it into the ISR: live, in the epoch it is registered
+    /// with, or not naming one (Kafka's `isBrokerEpochIsrEligible`).
+    fn isr_eligible(&self) -> bool {
+        self.registered
+            .is_some_and(|r| self.epoch == -1 || self.epoch == r)
+    }
 }
 
 struct Read {
@@ -288,7 +329,7 @@ impl Reads<'_> {
                     p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
                         .map_err(|e| error::log_error(&e))
                 }),
-            Some(id) => follower_read(p, id, at, limit, &mut pd, &mut out.may_join),
+            Some(f) => follower_read(p, f, at, limit, &mut pd, &mut out.may_join),
         };
         // A diverging follower is answered at once (Kafka's rule), not at its max wait.
         if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
@@ -313,7 +354,7 @@ impl Reads<'_> {
             return (pd, false);
         };
         // A throttled moving replica gets no records while the leader's rate is used up.
-        if self.follower.is_some_and(|id| p.leader_throttled(id)) {
+        if self.follower.is_some_and(|f| p.leader_throttled(f.id)) {
             let quota = &self.broker.replicas.quotas.leader;
             if quota.exceeded() {
                 return (pd, false);
@@ -360,14 +401,14 @@ impl Reads<'_> {
 /// log end.
 fn follower_read(
     p: &Arc<Partition>,
-    id: i32,
+    f: Follower,
     at: &SessionPartition,
     limit: u64,
     pd: &mut PartitionData,
     may_join: &mut Vec<(Arc<Partition>, i32)>,
 ) -> Result<crate::partition::Read, error::Code> {
     p.leader_epoch_checked(at.current_leader_epoch)?;
-    if !p.is_replica(id) {
+    if !p.is_replica(f.id) || f.stale() {
         return Err(code(ResponseError::NotLeaderOrFollower));
     }
     if at.last_fetched_epoch >= 0 {
@@ -391,8 +432,9 @@ fn follower_read(
     let read = p
         .read(at.fetch_offset, limit.max(1), Isolation::LogEnd)
         .map_err(|e| error::log_error(&e))?;
-    if p.follower_fetched(id, at.fetch_offset, at.log_start_offset) {
-        may_join.push((Arc::clone(p), id));
+    if p.follower_fetched((f.id, f.epoch), at.fetch_offset, at.log_start_offset) && f.isr_eligible()
+    {
+        may_join.push((Arc::clone(p), f.id));
     }
     Ok(read)
 }

@@ -213,6 +213,8 @@ pub struct QuorumLog {
     directory_id: String,
     /// One membership change at a time.
     changing: Arc<tokio::sync::Mutex<()>>,
+    /// The last leader this node heard from (an AppendEntries), and when.
+    leader_heard: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 /// The directory id `raft`'s membership records for node `id` (None: not a member).
@@ -264,6 +266,7 @@ impl QuorumLog {
             pristine,
             directory_id,
             changing: Arc::new(tokio::sync::Mutex::new(())),
+            leader_heard: std::sync::Mutex::new(None),
         }
     }
 
@@ -344,6 +347,30 @@ impl QuorumLog {
     /// The leader's node id, if one is known.
     pub fn leader_id(&self) -> Option<u64> {
         self.leader()
+    }
+
+    /// Answers one of openraft's calls, noting when a leader's AppendEntries came.
+    pub async fn answer(&self, call: strom_raft::wire::RaftCall) -> strom_raft::wire::RaftReply {
+        if let strom_raft::wire::RaftCall::AppendEntries(r) = &call {
+            if let Some(leader) = r.vote.leader_id().voted_for() {
+                *self
+                    .leader_heard
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((leader, std::time::Instant::now()));
+            }
+        }
+        strom_raft::wire::answer(&self.raft, call).await
+    }
+
+    /// The last other leader this node heard from, and when: a new leader starts that
+    /// node's broker session from then, not from its own election.
+    pub fn leader_heard(&self) -> Option<(u64, std::time::Instant)> {
+        let heard = *self
+            .leader_heard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        heard.filter(|(id, _)| *id != self.node_id)
     }
 
     /// The current Raft term (a new leadership has a new one).

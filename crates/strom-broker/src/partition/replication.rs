@@ -19,15 +19,21 @@ pub enum IsrChangeKind {
 }
 
 impl Partition {
-    /// Follower `id` fetched from `fetch_offset` (leader only). Whether it may now join the
-    /// ISR (caught up, and no ISR change in flight).
-    pub fn follower_fetched(&self, id: i32, fetch_offset: i64, log_start: i64) -> bool {
+    /// Follower `id` fetched from `fetch_offset` in broker epoch `broker_epoch` (leader
+    /// only). Whether it may now join the ISR (caught up, and no ISR change in flight).
+    pub fn follower_fetched(
+        &self,
+        (id, broker_epoch): (i32, i64),
+        fetch_offset: i64,
+        log_start: i64,
+    ) -> bool {
         let mut shared = lock(&self.shared);
         let before = shared.state.high_watermark();
         let end = self.log.log_end_offset();
         shared
             .state
             .record_fetch_from(id, fetch_offset, log_start, end, now_ms());
+        shared.state.set_broker_epoch(id, broker_epoch);
         let join = shared.state.pending_isr().is_none() && shared.state.may_join().contains(&id);
         self.settle(shared, before);
         join
@@ -39,7 +45,12 @@ impl Partition {
     /// names only the replicas it is about: a dead follower whose last fetch still looks
     /// caught up (the high watermark stuck below min.insync.replicas) never joins with
     /// another. None while another change is in flight or nothing changes.
-    pub fn isr_change(&self, kind: IsrChangeKind) -> Option<strom_meta::isr::IsrChange> {
+    /// `own_epoch` is this broker's epoch, named with the followers' in the change.
+    pub fn isr_change(
+        &self,
+        kind: IsrChangeKind,
+        own_epoch: i64,
+    ) -> Option<strom_meta::isr::IsrChange> {
         let mut shared = lock(&self.shared);
         let st = &shared.state;
         if !st.is_leader() || st.pending_isr().is_some() {
@@ -69,6 +80,14 @@ impl Partition {
             leader_epoch: st.leader_epoch(),
             partition_epoch: st.partition_epoch(),
             new_isr: isr.clone(),
+            broker_epochs: isr
+                .iter()
+                .map(|id| match st.follower(*id) {
+                    _ if *id == st.node_id() => (*id, own_epoch),
+                    Some(f) => (*id, f.broker_epoch),
+                    None => (*id, -1),
+                })
+                .collect(),
         };
         let before = st.high_watermark();
         shared.state.set_pending_isr(Some(isr));

@@ -36,6 +36,8 @@ pub struct FollowerState {
     /// `replica.lag.time.max.ms`): it fetched from the leader's log end, or from where the
     /// leader's log ended at its previous fetch (then caught up as of that fetch).
     pub last_caught_up_ms: i64,
+    /// The broker epoch its last fetch carried (KIP-903; -1: not known).
+    pub broker_epoch: i64,
 }
 
 impl FollowerState {
@@ -46,6 +48,7 @@ impl FollowerState {
             last_fetch_leader_end: i64::MIN,
             log_start_offset: -1,
             last_caught_up_ms,
+            broker_epoch: -1,
         }
     }
 }
@@ -231,6 +234,13 @@ impl PartitionState {
 
     pub fn follower(&self, id: i32) -> Option<&FollowerState> {
         self.followers.get(&id)
+    }
+
+    /// Notes the broker epoch follower `id`'s fetch carried (leader only).
+    pub fn set_broker_epoch(&mut self, id: i32, epoch: i64) {
+        if let Some(f) = self.followers.get_mut(&id) {
+            f.broker_epoch = epoch;
+        }
     }
 
     /// Takes the image's view of the partition. An older leader epoch than the one held is
