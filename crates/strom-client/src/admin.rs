@@ -33,7 +33,7 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::{BrokerId, ConsumerProtocolAssignment, GroupId, TopicName};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 pub use reassignments::{Move, MoveResult, Reassignment};
 use std::collections::BTreeMap;
 
@@ -178,6 +178,15 @@ fn msg(m: &Option<StrBytes>) -> Option<String> {
 }
 
 impl Admin {
+    /// Sends `req` to the controller, retried as every admin call is (`Client::retry`).
+    async fn controller_call<R: Request>(&self, what: &str, req: &R) -> Result<R::Response> {
+        self.client
+            .retry(what, || async {
+                self.client.controller_conn().await?.call(req).await
+            })
+            .await
+    }
+
     pub fn new(client: Client) -> Admin {
         Admin { client }
     }
@@ -210,12 +219,7 @@ impl Admin {
             }
             req.topics.push(ct);
         }
-        let resp = self
-            .client
-            .retry("CreateTopics", || async {
-                self.client.controller_conn().await?.call(&req).await
-            })
-            .await?;
+        let resp = self.controller_call("CreateTopics", &req).await?;
         Ok(topics
             .iter()
             .map(|t| {
@@ -283,12 +287,7 @@ impl Admin {
         t.name = name(topic);
         t.count = total;
         req.topics.push(t);
-        let resp = self
-            .client
-            .retry("CreatePartitions", || async {
-                self.client.controller_conn().await?.call(&req).await
-            })
-            .await?;
+        let resp = self.controller_call("CreatePartitions", &req).await?;
         self.client.invalidate(topic);
         let r = resp
             .results

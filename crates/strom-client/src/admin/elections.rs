@@ -2,7 +2,7 @@
 //! `Admin.electLeaders` / `kafka-leader-election`.
 
 use super::{msg, name, Admin};
-use crate::error::{Error, Result};
+use crate::error::{check, Result};
 use kafka_protocol::messages::elect_leaders_request::{ElectLeadersRequest, TopicPartitions};
 
 /// Kafka's `ElectionType`.
@@ -41,15 +41,8 @@ impl Admin {
             }
             out
         });
-        let resp = self
-            .client
-            .retry("ElectLeaders", || async {
-                self.client.controller_conn().await?.call(&req).await
-            })
-            .await?;
-        if resp.error_code != 0 {
-            return Err(Error::kafka(resp.error_code, "ElectLeaders", None));
-        }
+        let resp = self.controller_call("ElectLeaders", &req).await?;
+        check(resp.error_code, || "ElectLeaders".into(), None)?;
         Ok(resp
             .replica_election_results
             .iter()

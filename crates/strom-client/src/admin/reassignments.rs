@@ -3,7 +3,7 @@
 //! `listPartitionReassignments` and `kafka-reassign-partitions`.
 
 use super::{msg, name, Admin};
-use crate::error::{Error, Result};
+use crate::error::{check, Result};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     AlterPartitionReassignmentsRequest, ReassignablePartition, ReassignableTopic,
 };
@@ -49,19 +49,14 @@ impl Admin {
             }
         }
         let resp = self
-            .client
-            .retry("AlterPartitionReassignments", || async {
-                self.client.controller_conn().await?.call(&req).await
-            })
+            .controller_call("AlterPartitionReassignments", &req)
             .await?;
-        if resp.error_code != 0 {
-            let m = msg(&resp.error_message);
-            return Err(Error::kafka(
-                resp.error_code,
-                "AlterPartitionReassignments",
-                m,
-            ));
-        }
+        let top = msg(&resp.error_message);
+        check(
+            resp.error_code,
+            || "AlterPartitionReassignments".into(),
+            top.as_deref(),
+        )?;
         Ok(resp
             .responses
             .iter()
@@ -78,19 +73,14 @@ impl Admin {
     pub async fn list_partition_reassignments(&self) -> Result<Vec<Reassignment>> {
         let req = ListPartitionReassignmentsRequest::default();
         let resp = self
-            .client
-            .retry("ListPartitionReassignments", || async {
-                self.client.controller_conn().await?.call(&req).await
-            })
+            .controller_call("ListPartitionReassignments", &req)
             .await?;
-        if resp.error_code != 0 {
-            let m = msg(&resp.error_message);
-            return Err(Error::kafka(
-                resp.error_code,
-                "ListPartitionReassignments",
-                m,
-            ));
-        }
+        let top = msg(&resp.error_message);
+        check(
+            resp.error_code,
+            || "ListPartitionReassignments".into(),
+            top.as_deref(),
+        )?;
         let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
         Ok(resp
             .topics
