@@ -130,6 +130,7 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
         "classic,consumer",
     ),
     ("broker.rack", Kind::Str, ""),
+    ("replica.selector.class", Kind::Str, ""),
     ("offsets.topic.segment.bytes", Kind::Int { min: 1 }, "104857600"),
     ("max.request.partition.size.limit", Kind::Int { min: 1 }, "2000"),
     ("socket.send.buffer.bytes", INT_ANY, "102400"),
@@ -194,6 +195,9 @@ pub struct BrokerConfig {
     pub consumer_protocol_enabled: bool,
     /// `broker.rack`, registered with the broker and reported to clients.
     pub broker_rack: Option<String>,
+    /// `replica.selector.class` names Kafka's `RackAwareReplicaSelector` (KIP-392): a
+    /// consumer that names its rack is sent to a caught-up replica in it.
+    pub rack_aware_reads: bool,
     /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets`.
     pub offsets_topic_segment_bytes: i32,
     /// `max.request.partition.size.limit`: DescribeTopicPartitions' page size at most.
@@ -419,6 +423,20 @@ fn group_config(int: &dyn Fn(&str) -> i64, assignors: &str) -> Result<GroupConfi
     })
 }
 
+/// `replica.selector.class`: unset (consumers read from leaders) or Kafka's
+/// `RackAwareReplicaSelector` (KIP-392). Kafka loads any class named; Strom refuses others
+/// at start-up.
+fn rack_aware_reads(value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "" => Ok(false),
+        "org.apache.kafka.common.replica.RackAwareReplicaSelector" => Ok(true),
+        other => Err(ConfigError(format!(
+            "invalid value {other:?} for replica.selector.class: Strom has only \
+             org.apache.kafka.common.replica.RackAwareReplicaSelector"
+        ))),
+    }
+}
+
 /// `group.consumer.assignors`: Strom's two server-side assignors, by Kafka's short names or
 /// class names; the first is the default. Kafka loads any class named; Strom refuses names
 /// it has no assignor for, at start-up.
@@ -616,6 +634,7 @@ impl BrokerConfig {
                 "group.coordinator.rebalance.protocols",
             ))?,
             broker_rack: Some(get("broker.rack")).filter(|r| !r.is_empty()),
+            rack_aware_reads: rack_aware_reads(&get("replica.selector.class"))?,
             offsets_topic_segment_bytes: int("offsets.topic.segment.bytes") as i32,
             max_request_partition_size_limit: int("max.request.partition.size.limit") as i32,
             socket_send_buffer_bytes: socket_buffer("socket.send.buffer.bytes")?,
@@ -1112,6 +1131,7 @@ mod tests {
         assert_eq!(c.group.consumer.assignors, &["uniform", "range"]);
         assert!(c.consumer_protocol_enabled);
         assert_eq!(c.broker_rack, None);
+        assert!(!c.rack_aware_reads);
         assert_eq!(c.offsets_topic_segment_bytes, 104_857_600);
         assert_eq!(c.max_request_partition_size_limit, 2000);
         assert_eq!(
@@ -1137,6 +1157,10 @@ mod tests {
                 "classic,share,streams",
             ),
             ("broker.rack", "rack-1"),
+            (
+                "replica.selector.class",
+                "org.apache.kafka.common.replica.RackAwareReplicaSelector",
+            ),
             ("offsets.topic.segment.bytes", "1048576"),
             ("max.request.partition.size.limit", "1"),
             ("socket.send.buffer.bytes", "-1"),
@@ -1152,6 +1176,10 @@ mod tests {
         assert_eq!(c.group.consumer.assignors, &["range", "uniform"]);
         assert!(!c.consumer_protocol_enabled);
         assert_eq!(c.broker_rack.as_deref(), Some("rack-1"));
+        assert!(c.rack_aware_reads);
+        let selector = [("replica.selector.class", "com.example.Nearest")];
+        let err = BrokerConfig::from_properties(&props(&selector)).unwrap_err();
+        assert!(err.0.contains("Strom has only"), "{err}");
         assert_eq!(c.offsets_topic_segment_bytes, 1_048_576);
         assert_eq!(c.max_request_partition_size_limit, 1);
         assert_eq!(c.socket_send_buffer_bytes, -1);

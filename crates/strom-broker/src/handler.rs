@@ -41,6 +41,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod raft_voters;
+pub mod read_replica;
 pub mod reassignments;
 pub mod steer;
 pub mod sync_group;

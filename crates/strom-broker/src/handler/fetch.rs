@@ -74,6 +74,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
         deadline: tokio::time::Instant::now() + max_wait,
     };
     let read_committed = req.isolation_level == 1;
+    // From v11 a consumer names its rack and may fetch from a follower (KIP-392).
+    let rack = (version >= 11 && follower.is_none()).then(|| req.rack_id.to_string());
     Box::pin(async move {
         let reads = Reads {
             broker: &answer.broker,
@@ -83,6 +85,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FetchRequest) -> Pending 
             incremental,
             by_id,
             follower,
+            rack,
         };
         answer.when_ready(&reads).await
     })
@@ -177,7 +180,7 @@ impl Answer {
                 crate::isr::request_change(&self.broker, p, join);
             }
             let timed_out = tokio::time::Instant::now() >= self.deadline;
-            if read.bytes >= self.min_bytes.max(1) || read.errors || timed_out {
+            if read.bytes >= self.min_bytes.max(1) || read.answer_now || timed_out {
                 return finish(&self.broker, self.version, self.session_id, read);
             }
             if tokio::time::timeout_at(self.deadline, notify.notified())
@@ -216,6 +219,8 @@ struct Reads<'a> {
     by_id: bool,
     /// A follower's fetch: read to the log end, and its fetch state recorded.
     follower: Option<Follower>,
+    /// A consumer's rack (Fetch v11+, maybe empty): it may read from a follower.
+    rack: Option<String>,
 }
 
 /// A fetching follower: its id, the broker epoch its fetch carries, and the epoch of its
@@ -259,7 +264,8 @@ struct Read {
     response: FetchResponse,
     slices: Vec<(Bytes, FileSlice)>,
     bytes: i64,
-    errors: bool,
+    /// An error, a diverging follower or a preferred read replica: answered at once.
+    answer_now: bool,
     /// (topic, topic id, partition, high watermark, log start) of every partition answered.
     sent: Vec<(String, uuid::Uuid, i32, i64, i64)>,
     /// Partitions whose fetching follower may join the ISR.
@@ -272,7 +278,7 @@ impl Reads<'_> {
             response: FetchResponse::default(),
             slices: Vec::new(),
             bytes: 0,
-            errors: false,
+            answer_now: false,
             sent: Vec::new(),
             may_join: Vec::new(),
         };
@@ -297,6 +303,41 @@ impl Reads<'_> {
         out
     }
 
+    /// A consumer's read, up to the high watermark: from the leader, or from a follower
+    /// (Fetch v11+); a leader that prefers another replica for the consumer's rack names
+    /// it instead, answered at once (KIP-392).
+    fn consumer_read(
+        &self,
+        p: &Arc<Partition>,
+        at: &SessionPartition,
+        limit: u64,
+        pd: &mut PartitionData,
+        out: &mut Read,
+    ) -> Result<crate::partition::Read, error::Code> {
+        let read = |p: &Partition| {
+            p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
+                .map_err(|e| error::log_error(&e))
+        };
+        let Some(rack) = &self.rack else {
+            p.leader_epoch_checked(at.current_leader_epoch)?;
+            return read(p);
+        };
+        p.replica_epoch_checked(at.current_leader_epoch)?;
+        let Some(id) = super::read_replica::preferred(self.broker, p, rack, at.fetch_offset) else {
+            return read(p);
+        };
+        pd.preferred_read_replica = BrokerId(id);
+        out.answer_now = true;
+        let hw = p.high_watermark();
+        Ok(crate::partition::Read {
+            slice: None,
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: p.log_start_offset(),
+            log_end_offset: p.log_end_offset(),
+        })
+    }
+
     /// One partition's answer (and whether it carries records); its slice, bytes, errors
     /// and a follower that may join the ISR go into `out`.
     fn read_partition(&self, w: &Wanted, out: &mut Read) -> (PartitionData, bool) {
@@ -316,24 +357,19 @@ impl Reads<'_> {
                 uuid::Uuid::nil()
             };
             pd.error_code = super::steer::not_hosted(self.broker, &at.topic, id, at.partition);
-            out.errors = true;
+            out.answer_now = true;
             return (pd, false);
         };
         let limit = i64::from(at.max_bytes.max(0))
             .min(self.max_bytes - out.bytes)
             .max(0) as u64;
         let read = match self.follower {
-            None => p
-                .leader_epoch_checked(at.current_leader_epoch)
-                .and_then(|_| {
-                    p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
-                        .map_err(|e| error::log_error(&e))
-                }),
+            None => self.consumer_read(p, at, limit, &mut pd, out),
             Some(f) => follower_read(p, f, at, limit, &mut pd, &mut out.may_join),
         };
         // A diverging follower is answered at once (Kafka's rule), not at its max wait.
         if pd.diverging_epoch.epoch >= 0 || pd.diverging_epoch.end_offset >= 0 {
-            out.errors = true;
+            out.answer_now = true;
         }
         let info = match read {
             Ok(info) => info,
@@ -341,7 +377,7 @@ impl Reads<'_> {
                 // Kafka answers an error with -1 watermarks, OFFSET_OUT_OF_RANGE included:
                 // the client asks ListOffsets where to go.
                 pd.error_code = c;
-                out.errors = true;
+                out.answer_now = true;
                 return (pd, false);
             }
         };

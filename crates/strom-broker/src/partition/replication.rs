@@ -95,6 +95,35 @@ impl Partition {
         Some(change)
     }
 
+    /// The in-sync followers whose logs, as of their last fetch, hold `offset`, with where
+    /// their logs end (leader only; KIP-392's candidates to serve a consumer).
+    pub fn read_replicas(&self, offset: i64) -> Vec<(i32, i64)> {
+        let shared = lock(&self.shared);
+        let st = &shared.state;
+        if !st.is_leader() {
+            return Vec::new();
+        }
+        st.isr()
+            .iter()
+            .filter(|id| **id != st.node_id())
+            .filter_map(|id| st.follower(*id).map(|f| (*id, f)))
+            .filter(|(_, f)| f.fetch_offset >= offset && f.log_start_offset <= offset)
+            .map(|(id, f)| (id, f.fetch_offset))
+            .collect()
+    }
+
+    /// A consumer's fetch epoch check on any replica, leader or follower (KIP-392: a
+    /// follower serves consumers too): FENCED_LEADER_EPOCH for an older epoch than this
+    /// replica's, UNKNOWN_LEADER_EPOCH for a newer one.
+    pub fn replica_epoch_checked(&self, current: i32) -> Result<i32, Code> {
+        let epoch = lock(&self.shared).state.leader_epoch();
+        match current {
+            c if c >= 0 && c < epoch => Err(error::code(ResponseError::FencedLeaderEpoch)),
+            c if c > epoch => Err(error::code(ResponseError::UnknownLeaderEpoch)),
+            _ => Ok(epoch),
+        }
+    }
+
     /// Whether the ISR change `isr` is still in flight here.
     pub fn isr_pending(&self, isr: &[i32]) -> bool {
         lock(&self.shared).state.pending_isr() == Some(isr)
