@@ -28,6 +28,7 @@ pub mod replica_manager;
 pub mod replication_quota;
 pub mod response;
 pub mod server;
+pub mod txn;
 
 pub use broker::{Broker, RunningBroker};
 pub use config::{parse_properties, BrokerConfig, ConfigError};
