@@ -21,6 +21,7 @@ pub mod log_dir;
 pub mod segment;
 pub mod sync_trace;
 pub mod testing;
+pub mod txn_index;
 
 pub use cleaner::{CleanOptions, CleanReport, Cleanable, CleanerOptions};
 pub use clock::{Clock, ManualClock, SystemClock};

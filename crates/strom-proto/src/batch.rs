@@ -47,8 +47,9 @@ const RECORD_COUNT_AT: usize = 57;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const TRANSACTIONAL_BIT: i16 = 0x10;
-const CONTROL_BIT: i16 = 0x20;
+/// Attribute bits of a v2 batch: a transaction's batch, a control batch (markers).
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+pub const CONTROL_BIT: i16 = 0x20;
 
 /// How a batch's records are compressed (attributes bits 0..=2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

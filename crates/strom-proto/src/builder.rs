@@ -85,6 +85,11 @@ impl BatchBuilder {
         self.encode(0, &self.records)
     }
 
+    /// Builds the batch, uncompressed, with these attribute bits (transactional, control).
+    pub fn build_with_attributes(&self, attributes: i16) -> Vec<u8> {
+        self.encode(attributes, &self.records)
+    }
+
     /// Builds the batch with its records section compressed by `codec`.
     pub fn build_compressed(&self, codec: Compression) -> Result<Vec<u8>, CompressionError> {
         if codec == Compression::None {

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod builder;
 pub mod compression;
+pub mod control;
 pub mod error;
 pub mod murmur2;
 pub mod records;
