@@ -89,6 +89,18 @@ def free_port():
                 continue
 
 
+def wait_for(what, check, within=60):
+    """`check()`'s first true value within `within` seconds, else a failed assertion naming
+    `what`."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {within} s")
+
+
 class StromCluster:
     """`n` combined broker-and-controller nodes of one static quorum, each on fixed client
     and controller ports (restarts keep them), with short failure timeouts."""

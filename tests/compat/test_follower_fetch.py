@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import StromCluster
+from conftest import StromCluster, wait_for
 
 SELECTOR = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 TOPIC, RECORDS = "near", 500
@@ -23,16 +23,6 @@ def racks():
     c.start()
     yield c
     c.cleanup()
-
-
-def wait_for(what, check, within=60):
-    deadline = time.time() + within
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {within} s")
 
 
 def partition0(admin):

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import StromCluster
+from conftest import StromCluster, wait_for
 
 INPUT, OUTPUT, GROUP = "pipe-in", "pipe-out", "pipe"
 RECORDS = 3000
@@ -22,16 +22,6 @@ def cluster():
     c = StromCluster(3).start()
     yield c
     c.cleanup()
-
-
-def wait_for(what, check, within=60):
-    deadline = time.time() + within
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {within} s")
 
 
 def leaders(admin, topic):
