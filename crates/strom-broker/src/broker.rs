@@ -45,6 +45,8 @@ pub struct Broker {
     pub(crate) offsets_topic: tokio::sync::Mutex<()>,
     /// One membership write at a time per `__consumer_offsets` partition (`group/persist.rs`).
     pub(crate) membership_writes: crate::group::persist::Turns,
+    /// The transaction coordinator (`txn/`).
+    pub txns: crate::txn::coordinator::TxnCoordinator,
     /// The log dirs' directory ids (`meta_properties.rs`), registered with the broker.
     log_dir_ids: Vec<uuid::Uuid>,
     /// This process's incarnation id: its registration starts a new broker epoch.
@@ -143,11 +145,13 @@ impl Broker {
             coordinated: Default::default(),
             offsets_topic: tokio::sync::Mutex::new(()),
             membership_writes: Default::default(),
+            txns: Default::default(),
             log_dir_ids,
             incarnation: uuid::Uuid::new_v4(),
             cleaner: std::sync::Mutex::new(None),
         });
         let _ = broker.advertised.set(advertised.clone());
+        let _ = broker.txns.runtime.set(tokio::runtime::Handle::current());
         let (shutdown, rx) = watch::channel(false);
         // The quorum is served first: the others need this node to form it, and an observer
         // is reached at its client listener, whose clients wait until it serves them.
@@ -189,6 +193,10 @@ impl Broker {
                 rx.clone(),
             )));
             tasks.push(tokio::spawn(crate::isr::shrink_ticker(
+                Arc::clone(&broker),
+                rx.clone(),
+            )));
+            tasks.push(tokio::spawn(crate::txn::markers::abort_timed_out(
                 Arc::clone(&broker),
                 rx.clone(),
             )));

@@ -136,6 +136,16 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("socket.send.buffer.bytes", INT_ANY, "102400"),
     ("socket.receive.buffer.bytes", INT_ANY, "102400"),
     ("socket.listen.backlog.size", Kind::Int { min: 1 }, "50"),
+    ("transaction.state.log.num.partitions", Kind::Int { min: 1 }, "50"),
+    ("transaction.state.log.replication.factor", Kind::Int { min: 1 }, "3"),
+    ("transaction.state.log.min.isr", Kind::Int { min: 1 }, "2"),
+    ("transaction.state.log.segment.bytes", Kind::Int { min: 1 }, "104857600"),
+    ("transaction.max.timeout.ms", Kind::Int { min: 1 }, "900000"),
+    (
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        Kind::Int { min: 1 },
+        "10000",
+    ),
 ];
 
 /// Kafka's INT and LONG keys without a validator: any value of the type.
@@ -202,6 +212,8 @@ pub struct BrokerConfig {
     pub offsets_topic_segment_bytes: i32,
     /// `max.request.partition.size.limit`: DescribeTopicPartitions' page size at most.
     pub max_request_partition_size_limit: i32,
+    /// The transaction coordinator's `transaction.*` keys.
+    pub txn: TxnConfig,
     /// `socket.send.buffer.bytes` / `socket.receive.buffer.bytes` (SO_SNDBUF / SO_RCVBUF;
     /// `SOCKET_BUFFER_OS_DEFAULT` leaves the kernel's) and `socket.listen.backlog.size`.
     pub socket_send_buffer_bytes: i32,
@@ -242,6 +254,25 @@ pub struct ReplicaFetchConfig {
     pub response_max_bytes: i32,
     pub backoff_ms: i64,
     pub socket_timeout_ms: i64,
+}
+
+/// The transaction coordinator's keys (Kafka's `TransactionStateManagerConfig` and
+/// `TransactionLogConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`.
+    pub log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor`, capped by the brokers present when the
+    /// topic is created (as `__consumer_offsets`).
+    pub log_replication_factor: i32,
+    /// `transaction.state.log.min.isr`: the topic's `min.insync.replicas` (capped by its
+    /// replication factor).
+    pub log_min_isr: i32,
+    pub log_segment_bytes: i32,
+    /// `transaction.max.timeout.ms`: a longer `transaction.timeout.ms` is refused.
+    pub max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_scan_interval_ms: i64,
 }
 
 /// Checks every given key: Strom's own and topic defaults by kind (the topic defaults they
@@ -640,6 +671,16 @@ impl BrokerConfig {
             socket_send_buffer_bytes: socket_buffer("socket.send.buffer.bytes")?,
             socket_receive_buffer_bytes: socket_buffer("socket.receive.buffer.bytes")?,
             socket_listen_backlog_size: int("socket.listen.backlog.size") as i32,
+            txn: TxnConfig {
+                log_num_partitions: int("transaction.state.log.num.partitions") as i32,
+                log_replication_factor: int("transaction.state.log.replication.factor") as i32,
+                log_min_isr: int("transaction.state.log.min.isr") as i32,
+                log_segment_bytes: int("transaction.state.log.segment.bytes") as i32,
+                max_timeout_ms: int("transaction.max.timeout.ms") as i32,
+                abort_scan_interval_ms: int(
+                    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                ),
+            },
             topic_defaults,
             given: given.clone(),
             quorum,

@@ -45,7 +45,11 @@ pub mod read_replica;
 pub mod reassignments;
 pub mod steer;
 pub mod sync_group;
+pub mod txn;
+pub mod txn_admin;
+pub mod txn_offset_commit;
 pub mod update_features;
+pub mod write_txn_markers;
 
 /// A handler's answer.
 pub enum Reply {
@@ -107,6 +111,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::UpdateFeatures, 0, 2),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::ListConfigResources, 0, 1),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The listener a request came in on: a client listener, or a controller listener, which
@@ -183,7 +195,21 @@ pub fn handle(
         )),
         Some(RequestKind::CreateTopics(r)) => create_topics::handle(broker, version, r),
         Some(RequestKind::DeleteTopics(r)) => delete_topics::handle(broker, version, r),
-        Some(RequestKind::InitProducerId(r)) => init_producer_id::handle(broker, r),
+        Some(RequestKind::InitProducerId(r)) => init_producer_id::handle(broker, version, r),
+        Some(RequestKind::AddPartitionsToTxn(r)) => txn::add_partitions(broker, version, r),
+        Some(RequestKind::AddOffsetsToTxn(r)) => txn::add_offsets(broker, version, r),
+        Some(RequestKind::EndTxn(r)) => txn::end(broker, version, r),
+        Some(RequestKind::TxnOffsetCommit(r)) => txn_offset_commit::handle(broker, version, r),
+        Some(RequestKind::WriteTxnMarkers(r)) => write_txn_markers::handle(broker, r),
+        Some(RequestKind::DescribeTransactions(r)) => ready(ResponseKind::DescribeTransactions(
+            txn_admin::describe(broker, r),
+        )),
+        Some(RequestKind::ListTransactions(r)) => {
+            ready(ResponseKind::ListTransactions(txn_admin::list(broker, r)))
+        }
+        Some(RequestKind::DescribeProducers(r)) => ready(ResponseKind::DescribeProducers(
+            txn_admin::describe_producers(broker, r),
+        )),
         Some(RequestKind::DescribeConfigs(r)) => ready(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, r),
         )),

@@ -14,7 +14,9 @@ use kafka_protocol::error::ResponseError;
 use state::{Assignment, PartitionState, Transition};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use strom_log::txn_index::AbortedTxn;
 use strom_log::{FileSlice, Log, LogDir, LogError, TimestampOffset};
+use strom_proto::control::EndTxnMarker;
 use strom_proto::BatchHeader;
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
@@ -27,9 +29,11 @@ pub const WAITERS_PER_PARTITION_MAX: usize = 10_000;
 pub enum Isolation {
     /// Up to the log end: followers, and the broker loading its own internal partitions.
     LogEnd,
-    /// Up to the high watermark: consumers (read_uncommitted; read_committed until
-    /// transactions bring the last stable offset, issue 12).
+    /// Up to the high watermark: read_uncommitted consumers.
     HighWatermark,
+    /// Up to the last stable offset, with the aborted transactions the read overlaps:
+    /// read_committed consumers.
+    Committed,
 }
 
 /// What a read found, with the partition's offsets at the time of the read.
@@ -40,6 +44,8 @@ pub struct Read {
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// Read committed: the aborted transactions the read overlaps.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// What a produce to one partition got.
@@ -249,17 +255,94 @@ impl Partition {
         isolation: Isolation,
     ) -> Result<Read, LogError> {
         let high_watermark = self.high_watermark();
+        let last_stable_offset = self.last_stable_offset_at(high_watermark);
         let bound = match isolation {
             Isolation::LogEnd => None,
             Isolation::HighWatermark => Some(high_watermark),
+            Isolation::Committed => Some(last_stable_offset),
         };
         let info = self.log.read(offset, max_bytes, bound)?;
+        let aborted = (isolation == Isolation::Committed).then(|| match &info.slice {
+            Some(_) => self.log.aborted_txns(offset, last_stable_offset),
+            None => Vec::new(),
+        });
         Ok(Read {
             slice: info.slice,
             high_watermark,
-            last_stable_offset: high_watermark,
+            last_stable_offset,
             log_start_offset: info.log_start_offset,
             log_end_offset: info.log_end_offset,
+            aborted,
+        })
+    }
+
+    /// A read that returns no records, only the partition's offsets.
+    pub fn offsets_only(&self) -> Read {
+        let high_watermark = self.high_watermark();
+        Read {
+            slice: None,
+            high_watermark,
+            last_stable_offset: self.last_stable_offset_at(high_watermark),
+            log_start_offset: self.log_start_offset(),
+            log_end_offset: self.log_end_offset(),
+            aborted: None,
+        }
+    }
+
+    /// The last stable offset: below it every transaction is decided (its marker below the
+    /// high watermark); never past the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.last_stable_offset_at(self.high_watermark())
+    }
+
+    fn last_stable_offset_at(&self, high_watermark: i64) -> i64 {
+        lock(&self.producers).last_stable_offset(high_watermark)
+    }
+
+    /// The producers this partition knows (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<crate::producer_state::ActiveProducer> {
+        lock(&self.producers).active()
+    }
+
+    /// Writes the marker that ends `producer_id`'s transaction here (WriteTxnMarkers), as
+    /// the leader: an abort is added to the aborted-transaction index. Refused for an older
+    /// producer epoch or coordinator epoch than the partition has seen.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: EndTxnMarker,
+    ) -> Result<Appended, Code> {
+        let mut producers = lock(&self.producers);
+        let epoch = self.leader_epoch_checked(-1)?;
+        if let Some(refused) =
+            producers.check_marker(producer_id, producer_epoch, marker.coordinator_epoch)
+        {
+            return Err(refused);
+        }
+        let mut batch = marker.batch(producer_id, producer_epoch, now_ms());
+        strom_proto::batch::set_partition_leader_epoch(&mut batch, epoch);
+        let info = self
+            .log
+            .append(&mut batch)
+            .map_err(|e| error::log_error(&e))?;
+        let stored = BatchHeader::parse(&batch)
+            .map_err(|_| error::code(ResponseError::UnknownServerError))?;
+        if let Some(aborted) = producers.record_marker(&stored, marker) {
+            self.log
+                .append_aborted(aborted)
+                .map_err(|e| error::log_error(&e))?;
+        }
+        self.snapshot_on_roll(&producers);
+        drop(producers);
+        wake(&self.follower_waiters);
+        self.track_durable(info.last_offset);
+        Ok(Appended {
+            base_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time_ms: -1,
+            duplicate: false,
+            leader_epoch: epoch,
         })
     }
 
@@ -509,13 +592,67 @@ impl Partition {
             .first()
             .copied()
             .unwrap_or(0);
+        let mut failed = None;
         self.log.for_each_header(from.max(first), |h| {
-            if h.last_offset() >= from {
-                producers.record(h)
+            if h.last_offset() < from || failed.is_some() {
+                return;
+            }
+            // A marker's type is in its record: it is read (markers are small).
+            let marker = match h.is_control() {
+                true => self.marker_bytes(h.base_offset),
+                false => Ok(None),
+            };
+            if let Err(e) =
+                marker.and_then(|bytes| self.record_stored(producers, h, bytes.as_deref()))
+            {
+                failed = Some(e);
             }
         })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
         self.segments_at_snapshot.store(segments, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn marker_bytes(&self, offset: i64) -> Result<Option<Vec<u8>>, LogError> {
+        let Some(slice) = self.log.read(offset, 1, None)?.slice else {
+            return Ok(None);
+        };
+        let io = |e: std::io::Error| LogError::Io {
+            path: self.log.dir().to_path_buf(),
+            source: e,
+        };
+        slice.read_to_vec().map(Some).map_err(io)
+    }
+
+    /// Records a batch the log holds (`bytes` its stored bytes, needed for a marker): a
+    /// replayed or replicated marker adds its abort to the index unless it is there.
+    fn record_stored(
+        &self,
+        producers: &mut ProducerStates,
+        h: &BatchHeader,
+        bytes: Option<&[u8]>,
+    ) -> Result<(), LogError> {
+        if !(h.is_control() && h.is_transactional()) {
+            producers.record(h);
+            return Ok(());
+        }
+        let Some(marker) = bytes.and_then(EndTxnMarker::from_batch) else {
+            return Ok(());
+        };
+        let Some(aborted) = producers.record_marker(h, marker) else {
+            return Ok(());
+        };
+        let indexed = self
+            .log
+            .aborted_txns(aborted.last_offset, i64::MAX)
+            .iter()
+            .any(|a| a.last_offset == aborted.last_offset);
+        match indexed {
+            true => Ok(()),
+            false => self.log.append_aborted(aborted),
+        }
     }
 
     /// After an append: when the log rolled a segment since the last snapshot, producers'
@@ -554,6 +691,12 @@ fn check_batches(records: &[u8]) -> Result<Vec<BatchHeader>, (Code, String)> {
         .map(|(h, _)| h)
         .collect();
     for h in &headers {
+        if h.is_control() {
+            return Err((
+                error::code(ResponseError::InvalidRecord),
+                "clients may not write control batches".into(),
+            ));
+        }
         if h.record_count != h.last_offset_delta + 1 {
             return Err((
                 error::code(ResponseError::CorruptMessage),

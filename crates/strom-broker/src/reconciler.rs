@@ -50,7 +50,8 @@ fn run(broker: Weak<Broker>, initial: Change, rx: Receiver<Change>) {
             .replicas
             .apply_delta(&change.image, &change.delta)
             .and_then(|()| b.apply_cleaner_settings(&change.image))
-            .and_then(|()| b.reconcile_groups(&change.image));
+            .and_then(|()| b.reconcile_groups(&change.image))
+            .and_then(|()| b.reconcile_txns(&change.image));
         b.reconciled.send_modify(|r| {
             r.offset = change.offset;
             if let Err(e) = result {

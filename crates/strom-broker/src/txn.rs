@@ -3,5 +3,7 @@
 //! records in `__transaction_state` (`log.rs`, Kafka's format). The log, the requests and the
 //! markers build on them.
 
+pub mod coordinator;
 pub mod log;
+pub mod markers;
 pub mod state;

@@ -502,6 +502,9 @@ fn clean_group(
             true,
             Some(segment::CLEANED),
         )?;
+        // The aborted transactions stay known: their records may still be there.
+        let aborted: Vec<_> = group.iter().flat_map(|s| s.aborted()).collect();
+        seg.append_aborted(&aborted)?;
         // Reading back what was written, CRCs included, pairs the writer's checks.
         if let Some((position, reason)) = seg.rebuild(true, config.index_interval_bytes)? {
             return Err(LogError::Corrupt {

@@ -19,6 +19,7 @@ use crate::error::{io_err, LogError, Result};
 use crate::flusher::{Request, Waiter};
 use crate::log_dir::{DirHealth, DirShared};
 use crate::segment::{self, FileSlice, Segment};
+use crate::txn_index::AbortedTxn;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -219,6 +220,8 @@ impl Log {
             reason: "no segment".into(),
         })?;
         let log_end_offset = active.next_offset();
+        // An abort whose marker recovery cut off did not happen.
+        active.truncate_aborted(log_end_offset)?;
         let first_base = segments.first().map_or(0, |s| s.base_offset);
         let log_start_offset = p.log_start_offset.max(first_base).min(log_end_offset);
         let recovery_point = if p.clean {
@@ -941,6 +944,43 @@ impl Log {
         Ok(())
     }
 
+    /// Records a transaction aborted by a marker this log holds, in the aborted-transaction
+    /// index of the segment holding the marker (synced when this returns).
+    pub fn append_aborted(&self, entry: AbortedTxn) -> Result<()> {
+        let segments = self.segments();
+        let at = segments
+            .partition_point(|s| s.base_offset <= entry.last_offset)
+            .saturating_sub(1);
+        match segments.get(at) {
+            Some(seg) => seg.append_aborted(&[entry]).map_err(|e| self.fail(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The aborted transactions a read_committed fetch of `[fetch_offset, upper_bound)`
+    /// must name (Kafka's `collectAbortedTransactions`), from the segment holding
+    /// `fetch_offset` on.
+    pub fn aborted_txns(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+        let segments = self.segments();
+        let first = segments
+            .partition_point(|s| s.base_offset <= fetch_offset)
+            .saturating_sub(1);
+        let mut found = Vec::new();
+        for seg in segments.get(first..).unwrap_or(&[]) {
+            if seg.base_offset >= upper_bound
+                || crate::txn_index::overlapping(
+                    &seg.aborted(),
+                    fetch_offset,
+                    upper_bound,
+                    &mut found,
+                )
+            {
+                break;
+            }
+        }
+        found
+    }
+
     /// The largest timestamp in the log and the offset of the first record carrying it (as
     /// Kafka 3.8+ answers ListOffsets MAX_TIMESTAMP). Inside a compressed batch the answer is
     /// the batch's first offset.
@@ -1314,7 +1354,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
         }
         match suffix {
             segment::LOG_SUFFIX => logs.push(base),
-            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX => {
+            segment::INDEX_SUFFIX | segment::TIME_INDEX_SUFFIX | segment::TXN_INDEX_SUFFIX => {
                 indexes.push((base, entry.path()))
             }
             _ => {}

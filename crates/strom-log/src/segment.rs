@@ -8,19 +8,27 @@
 use crate::error::{io_err, LogError, Result};
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::limits::SCAN_BUFFER_BYTES;
+use crate::txn_index::{AbortedTxn, ENTRY_BYTES};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use strom_proto::batch::{self, BatchHeader, HEADER_BYTES};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+pub(crate) const TXN_INDEX_SUFFIX: &str = "txnindex";
 
-/// The three files of a segment, the log file first.
-pub(crate) const SUFFIXES: [&str; 3] = [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX];
+/// The files of a segment, the log file first (the aborted-transaction index exists only
+/// once a transaction aborted in the segment).
+pub(crate) const SUFFIXES: [&str; 4] = [
+    LOG_SUFFIX,
+    INDEX_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    TXN_INDEX_SUFFIX,
+];
 
 /// Stages of a segment file during a clean (Kafka's names): being written, complete and
 /// about to replace the segments it was cleaned from, and replaced (about to be removed).
@@ -48,14 +56,20 @@ pub(crate) fn staged_path(
 
 /// Renames the segment files at `base_offset` from one stage to another, index files first
 /// and the log file last: the log file's name decides what recovery does, so it moves only
-/// once its indexes are in place. A missing index file is skipped (recovery rebuilds it).
+/// once its indexes are in place. A missing index file is skipped (recovery rebuilds the
+/// offset and time indexes; a missing aborted-transaction index means none aborted).
 pub(crate) fn rename_stage(
     dir: &Path,
     base_offset: i64,
     from: Option<&str>,
     to: Option<&str>,
 ) -> Result<()> {
-    for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
+    for suffix in [
+        INDEX_SUFFIX,
+        TIME_INDEX_SUFFIX,
+        TXN_INDEX_SUFFIX,
+        LOG_SUFFIX,
+    ] {
         let src = staged_path(dir, base_offset, suffix, from);
         let dst = staged_path(dir, base_offset, suffix, to);
         match std::fs::rename(&src, &dst) {
@@ -119,6 +133,10 @@ pub(crate) struct Segment {
     offset_of_max_timestamp: AtomicI64,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
+    /// The aborted-transaction index (`.txnindex`), in memory; its file is opened only to
+    /// append (aborts are rare), so an idle segment holds no descriptor for it.
+    aborted: Mutex<Vec<AbortedTxn>>,
+    txn_index_path: PathBuf,
     /// The segment's file and indexes are synced and it takes no more appends.
     pub synced: AtomicBool,
     /// The directory entry of the segment's files is synced.
@@ -161,8 +179,16 @@ impl Segment {
             index_bytes,
             writable,
         )?;
+        let txn_index_path = staged_path(dir, base_offset, TXN_INDEX_SUFFIX, stage);
+        let aborted = match std::fs::read(&txn_index_path) {
+            Ok(bytes) => AbortedTxn::decode_all(&bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&txn_index_path)(e)),
+        };
         Ok(Segment {
             base_offset,
+            aborted: Mutex::new(aborted),
+            txn_index_path,
             path,
             file: Arc::new(file),
             size: AtomicU64::new(size),
@@ -181,6 +207,9 @@ impl Segment {
     }
 
     pub fn set_path(&mut self, path: PathBuf) {
+        if let Some(dir) = path.parent() {
+            self.txn_index_path = file_path(dir, self.base_offset, TXN_INDEX_SUFFIX);
+        }
         self.path = path;
     }
 
@@ -525,6 +554,7 @@ impl Segment {
         self.size.store(cut, Ordering::Release);
         self.offset_index.truncate_to_position(cut);
         self.time_index.truncate_to_offset(self.relative(offset));
+        self.truncate_aborted(offset)?;
         self.summarize_tail()
             .map_err(|reason| self.corrupt(cut, &reason))?;
         Ok(())
@@ -595,6 +625,66 @@ impl Segment {
         crate::sync_trace::synced(&self.path, len);
         self.offset_index.sync()?;
         self.time_index.sync()
+    }
+
+    /// The transactions aborted by markers in this segment, in marker order.
+    pub fn aborted(&self) -> Vec<AbortedTxn> {
+        self.aborted_lock().clone()
+    }
+
+    fn aborted_lock(&self) -> std::sync::MutexGuard<'_, Vec<AbortedTxn>> {
+        self.aborted.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds the entries of transactions aborted in this segment (their markers appended),
+    /// synced before it returns: the index is not rebuilt from the log, so an entry whose
+    /// marker is durable must be too.
+    pub fn append_aborted(&self, entries: &[AbortedTxn]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut aborted = self.aborted_lock();
+        let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
+        let created = !self.txn_index_path.exists();
+        let path = &self.txn_index_path;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        // A torn earlier append left a partial entry: cut it so this one lines up.
+        let len = file.metadata().map_err(io_err(path))?.len();
+        let whole = (aborted.len() * ENTRY_BYTES) as u64;
+        if len != whole {
+            file.set_len(whole).map_err(io_err(path))?;
+        }
+        std::io::Write::write_all(&mut file, &bytes).map_err(io_err(path))?;
+        file.sync_data().map_err(io_err(path))?;
+        if created {
+            if let Some(dir) = path.parent() {
+                crate::log::sync_dir(dir)?;
+            }
+        }
+        aborted.extend_from_slice(entries);
+        Ok(())
+    }
+
+    /// Drops the entries of transactions whose abort marker is at or after `offset`.
+    pub(crate) fn truncate_aborted(&self, offset: i64) -> Result<()> {
+        let mut aborted = self.aborted_lock();
+        let keep = aborted.partition_point(|e| e.last_offset < offset);
+        if keep == aborted.len() {
+            return Ok(());
+        }
+        aborted.truncate(keep);
+        let path = &self.txn_index_path;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        file.set_len((keep * ENTRY_BYTES) as u64)
+            .and_then(|()| file.sync_data())
+            .map_err(io_err(path))
     }
 
     /// Removes the segment's files. Readers holding its file keep reading until they drop it.

@@ -634,3 +634,42 @@ fn readers_run_beside_the_writer() {
         }
     });
 }
+
+#[test]
+fn aborted_transactions_are_indexed_per_segment_truncated_and_reopened() {
+    use strom_log::txn_index::AbortedTxn;
+    let txn = |pid: i64, first: i64, last: i64| AbortedTxn {
+        producer_id: pid,
+        first_offset: first,
+        last_offset: last,
+        last_stable_offset: first,
+    };
+    let f = Fixture::new();
+    let dir = f.open(small_config());
+    let log = dir.create("t", 0, small_config()).unwrap();
+    let mut aborts = Vec::new();
+    for i in 0..60 {
+        let info = log.append(&mut batch(i, 4, 400, 0)).unwrap();
+        if i % 10 == 9 {
+            let a = txn(i as i64, info.first_offset - 8, info.last_offset);
+            log.append_aborted(a).unwrap();
+            aborts.push(a);
+        }
+    }
+    assert!(log.segment_count() > 1, "the aborts span segments");
+    assert_eq!(log.aborted_txns(0, i64::MAX), aborts);
+    assert_eq!(
+        log.aborted_txns(80, 120),
+        vec![aborts[2]],
+        "only the overlapping"
+    );
+    log.truncate_to(aborts[3].last_offset).unwrap();
+    assert_eq!(log.aborted_txns(0, i64::MAX), aborts[..3].to_vec());
+    drop(log);
+    drop(dir); // unclean: the entries were synced as they were appended
+    let dir = f.open(small_config());
+    let log = dir.get("t-0").unwrap();
+    assert_eq!(log.aborted_txns(0, i64::MAX), aborts[..3].to_vec());
+    log.truncate_to(0).unwrap();
+    assert!(log.aborted_txns(0, i64::MAX).is_empty());
+}

@@ -25,6 +25,12 @@ impl EndTxnMarker {
         b.build_with_attributes(TRANSACTIONAL_BIT | CONTROL_BIT)
     }
 
+    /// The marker a control batch holds (its first record); None if it holds none.
+    pub fn from_batch(batch: &[u8]) -> Option<EndTxnMarker> {
+        let records = crate::records::decode(batch).ok()?;
+        records.first().and_then(EndTxnMarker::from_record)
+    }
+
     /// The marker a control record holds; None for another control record (KRaft's, say)
     /// or one that is not well formed.
     pub fn from_record(r: &Record<'_>) -> Option<EndTxnMarker> {
@@ -57,6 +63,7 @@ mod tests {
         let batches = split(&bytes).unwrap();
         assert_eq!(batches.len(), 1);
         let h: &BatchHeader = &batches[0].0;
+        assert_eq!(EndTxnMarker::from_batch(&bytes), Some(m));
         assert!(h.is_control() && h.is_transactional());
         assert_eq!(
             (h.producer_id, h.producer_epoch, h.base_sequence),

@@ -24,14 +24,14 @@ use strom_meta::MetadataImage;
 pub struct Loaded(Mutex<BTreeMap<i32, i32>>);
 
 impl Loaded {
-    fn get(&self) -> BTreeMap<i32, i32> {
+    pub(crate) fn get(&self) -> BTreeMap<i32, i32> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    fn set(&self, p: i32, epoch: Option<i32>) {
+    pub(crate) fn set(&self, p: i32, epoch: Option<i32>) {
         let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match epoch {
             Some(e) => s.insert(p, e),
@@ -99,7 +99,7 @@ impl Broker {
         let loaded = self.coordinated.get();
         for (p, epoch) in led.iter().filter(|(p, _)| !loaded.contains_key(p)) {
             if let Some(partition) = self.replicas.get(OFFSETS_TOPIC, *p) {
-                self.load_groups(&partition)?;
+                self.load_groups(&partition, count)?;
                 self.coordinated.set(*p, Some(*epoch));
             }
         }
@@ -108,7 +108,7 @@ impl Broker {
 
     /// Replays one `__consumer_offsets` partition: its committed offsets and the membership
     /// its groups last recorded.
-    fn load_groups(&self, p: &Partition) -> Result<(), BrokerError> {
+    fn load_groups(&self, p: &Partition, count: i32) -> Result<(), BrokerError> {
         let mut membership = HashMap::new();
         let mut groups = BTreeSet::new();
         let mut offset = p.log_start_offset();
@@ -121,6 +121,15 @@ impl Broker {
                 .map_err(|e| BrokerError::Metadata(e.to_string()))?;
             for (h, b) in batches {
                 offset = h.next_offset();
+                if h.is_control() {
+                    // A transaction's end: its offsets here are applied or dropped.
+                    if let Some(m) = strom_proto::control::EndTxnMarker::from_batch(b) {
+                        self.offsets.complete(h.producer_id, m.commit, &|g| {
+                            partition_for(g, count) == p.index
+                        });
+                    }
+                    continue;
+                }
                 let Ok(records) = strom_proto::records::decode(b) else {
                     continue;
                 };
@@ -128,6 +137,10 @@ impl Broker {
                     match OffsetRecord::from_stored(r.key, r.value) {
                         Ok(OffsetRecord::GroupMetadata { group, snapshot }) => {
                             membership.insert(group, snapshot);
+                        }
+                        Ok(rec) if h.is_transactional() => {
+                            groups.insert(rec.group().to_string());
+                            self.offsets.stage(h.producer_id, &[rec]);
                         }
                         Ok(rec) => {
                             if let OffsetRecord::DeleteGroup { group } = &rec {

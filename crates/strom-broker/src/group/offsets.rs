@@ -173,6 +173,9 @@ type GroupOffsets = BTreeMap<(String, i32), Committed>;
 #[derive(Debug, Default)]
 pub struct OffsetStore {
     groups: Mutex<HashMap<String, GroupOffsets>>,
+    /// Offsets committed inside open transactions (KIP-447), by producer id: applied when
+    /// the commit marker reaches the group's partition, dropped at an abort.
+    pending: Mutex<HashMap<i64, Vec<OffsetRecord>>>,
 }
 
 impl OffsetStore {
@@ -246,6 +249,55 @@ impl OffsetStore {
     pub fn unload(&self, picks: &dyn Fn(&str) -> bool) {
         let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
         groups.retain(|g, _| !picks(g));
+        drop(groups);
+        let mut pending = self.pending_lock();
+        for records in pending.values_mut() {
+            records.retain(|r| !picks(r.group()));
+        }
+        pending.retain(|_, records| !records.is_empty());
+    }
+
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Vec<OffsetRecord>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Offsets `producer_id` committed in its open transaction (durable in the log).
+    pub fn stage(&self, producer_id: i64, records: &[OffsetRecord]) {
+        self.pending_lock()
+            .entry(producer_id)
+            .or_default()
+            .extend_from_slice(records);
+    }
+
+    /// `producer_id`'s transaction ended in the partition whose groups `picks` chooses:
+    /// its offsets there are applied (commit) or dropped (abort).
+    pub fn complete(&self, producer_id: i64, commit: bool, picks: &dyn Fn(&str) -> bool) {
+        let mut pending = self.pending_lock();
+        let Some(records) = pending.get_mut(&producer_id) else {
+            return;
+        };
+        let (ended, kept): (Vec<OffsetRecord>, Vec<OffsetRecord>) =
+            records.drain(..).partition(|r| picks(r.group()));
+        *records = kept;
+        if records.is_empty() {
+            pending.remove(&producer_id);
+        }
+        // Applied before the pending lock is let go: an OffsetFetch sees them either
+        // pending or committed, never neither.
+        if commit {
+            for r in &ended {
+                self.apply(r);
+            }
+        }
+    }
+
+    /// Whether an open transaction holds an offset for this partition of `group`
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn unstable(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_lock().values().flatten().any(|r| {
+            matches!(r, OffsetRecord::Commit { group: g, topic: t, partition: p, .. }
+                if g == group && t == topic && *p == partition)
+        })
     }
 
     pub fn groups(&self) -> Vec<String> {

@@ -69,6 +69,34 @@ impl Broker {
     /// Makes offset records durable in the group's `__consumer_offsets` partition, then
     /// applies them.
     pub async fn persist_offsets(&self, group: &str, records: &[OffsetRecord]) -> Result<(), Code> {
+        self.write_offsets(group, records, None).await?;
+        for r in records {
+            self.offsets.apply(r);
+        }
+        Ok(())
+    }
+
+    /// TxnOffsetCommit (KIP-447): the offsets go to the group's partition in `producer`'s
+    /// transaction (a transactional batch of its id and epoch), held back until its marker.
+    pub async fn persist_txn_offsets(
+        &self,
+        group: &str,
+        records: &[OffsetRecord],
+        producer: (i64, i16),
+    ) -> Result<(), Code> {
+        self.write_offsets(group, records, Some(producer)).await?;
+        self.offsets.stage(producer.0, records);
+        Ok(())
+    }
+
+    /// Writes offset records (in a transaction of `producer`, if given) and waits until
+    /// they are below the high watermark.
+    async fn write_offsets(
+        &self,
+        group: &str,
+        records: &[OffsetRecord],
+        producer: Option<(i64, i16)>,
+    ) -> Result<(), Code> {
         let unavailable =
             error::code(kafka_protocol::error::ResponseError::CoordinatorNotAvailable);
         self.ensure_offsets_topic().await?;
@@ -78,32 +106,19 @@ impl Broker {
             .ok_or(unavailable)?;
         let now = crate::metadata_store::now_ms();
         let mut batch = strom_proto::BatchBuilder::new(now);
+        if let Some((id, epoch)) = producer {
+            batch = batch.producer(id, epoch, -1);
+        }
         for r in records {
-            match r.stored() {
-                Some((key, value)) => batch.push(Some(&key), value.as_deref(), now),
-                // A group is deleted as a tombstone per committed offset, so that compaction
-                // removes every trace of it.
-                None => {
-                    for ((topic, partition), _) in self.offsets.all(r.group()) {
-                        let key = OffsetKey {
-                            group: r.group().to_string(),
-                            topic,
-                            partition,
-                        };
-                        batch.push(Some(&key.encode()), None, now);
-                    }
-                    let key = crate::group::offsets::GroupMetadataKey::encode(r.group());
-                    batch.push(Some(&key), None, now);
-                }
-            }
+            self.push_offset_record(&mut batch, r, now);
         }
         if batch.is_empty() {
-            for r in records {
-                self.offsets.apply(r);
-            }
             return Ok(());
         }
-        let mut bytes = batch.build();
+        let mut bytes = match producer {
+            Some(_) => batch.build_with_attributes(strom_proto::batch::TRANSACTIONAL_BIT),
+            None => batch.build(),
+        };
         // A partition this broker no longer leads, or leads in another epoch than its groups
         // were loaded in (the coordinator epoch): the group moved, or is being reloaded.
         let not_coordinator = crate::group::state::NOT_COORDINATOR;
@@ -133,14 +148,34 @@ impl Broker {
             )
             .await
         {
-            Ok(Ok(_)) => {}
-            Ok(Err(c)) => return Err(c),
-            Err(_) => return Err(unavailable),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(c)) => Err(c),
+            Err(_) => Err(unavailable),
         }
-        for r in records {
-            self.offsets.apply(r);
+    }
+
+    /// One record into the batch; a group deletion as a tombstone per committed offset and
+    /// one for its membership, so that compaction removes every trace of it.
+    fn push_offset_record(
+        &self,
+        batch: &mut strom_proto::BatchBuilder,
+        r: &OffsetRecord,
+        now: i64,
+    ) {
+        if let Some((key, value)) = r.stored() {
+            batch.push(Some(&key), value.as_deref(), now);
+            return;
         }
-        Ok(())
+        for ((topic, partition), _) in self.offsets.all(r.group()) {
+            let key = OffsetKey {
+                group: r.group().to_string(),
+                topic,
+                partition,
+            };
+            batch.push(Some(&key.encode()), None, now);
+        }
+        let key = crate::group::offsets::GroupMetadataKey::encode(r.group());
+        batch.push(Some(&key), None, now);
     }
 
     /// Deletes the offsets of groups empty for longer than `offsets.retention.minutes`.

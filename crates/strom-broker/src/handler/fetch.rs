@@ -11,7 +11,9 @@ use crate::partition::{Isolation, Partition};
 use crate::response::new_marker;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use std::sync::{Arc, PoisonError};
@@ -314,8 +316,12 @@ impl Reads<'_> {
         pd: &mut PartitionData,
         out: &mut Read,
     ) -> Result<crate::partition::Read, error::Code> {
+        let isolation = match self.read_committed {
+            true => Isolation::Committed,
+            false => Isolation::HighWatermark,
+        };
         let read = |p: &Partition| {
-            p.read(at.fetch_offset, limit.max(1), Isolation::HighWatermark)
+            p.read(at.fetch_offset, limit.max(1), isolation)
                 .map_err(|e| error::log_error(&e))
         };
         let Some(rack) = &self.rack else {
@@ -328,14 +334,7 @@ impl Reads<'_> {
         };
         pd.preferred_read_replica = BrokerId(id);
         out.answer_now = true;
-        let hw = p.high_watermark();
-        Ok(crate::partition::Read {
-            slice: None,
-            high_watermark: hw,
-            last_stable_offset: hw,
-            log_start_offset: p.log_start_offset(),
-            log_end_offset: p.log_end_offset(),
-        })
+        Ok(p.offsets_only())
     }
 
     /// One partition's answer (and whether it carries records); its slice, bytes, errors
@@ -384,6 +383,9 @@ impl Reads<'_> {
         pd.high_watermark = info.high_watermark;
         pd.last_stable_offset = info.last_stable_offset;
         pd.log_start_offset = info.log_start_offset;
+        if let Some(aborted) = &info.aborted {
+            pd.aborted_transactions = Some(aborted.iter().map(aborted_transaction).collect());
+        }
         // A batch larger than the limits is still sent when it is the first data of the
         // response, so a consumer always makes progress (KIP-74).
         let Some(slice) = info.slice.filter(|s| out.bytes == 0 || s.len <= limit) else {
@@ -455,14 +457,7 @@ fn follower_read(
         if epoch < at.last_fetched_epoch || end < at.fetch_offset {
             pd.diverging_epoch.epoch = epoch;
             pd.diverging_epoch.end_offset = end;
-            let hw = p.high_watermark();
-            return Ok(crate::partition::Read {
-                slice: None,
-                high_watermark: hw,
-                last_stable_offset: hw,
-                log_start_offset: p.log_start_offset(),
-                log_end_offset: p.log_end_offset(),
-            });
+            return Ok(p.offsets_only());
         }
     }
     let read = p
@@ -473,4 +468,11 @@ fn follower_read(
         may_join.push((Arc::clone(p), f.id));
     }
     Ok(read)
+}
+
+fn aborted_transaction(a: &strom_log::txn_index::AbortedTxn) -> AbortedTransaction {
+    let mut t = AbortedTransaction::default();
+    t.producer_id = kafka_protocol::messages::ProducerId(a.producer_id);
+    t.first_offset = a.first_offset;
+    t
 }

@@ -1,6 +1,6 @@
-//! FindCoordinator (incl. batched keys, v4+): this broker coordinates every group. Creates
-//! `__consumer_offsets` on first use, as Kafka does. Transaction coordinators come with
-//! transactions.
+//! FindCoordinator (incl. batched keys, v4+): a group's coordinator is the leader of its
+//! `__consumer_offsets` partition, a transactional id's the leader of its
+//! `__transaction_state` partition. Creates either topic on first use, as Kafka does.
 
 use crate::broker::Broker;
 use crate::error::code;
@@ -21,19 +21,24 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: FindCoordinatorRequest) -
         } else {
             vec![req.key.clone()]
         };
-        let ready = req.key_type != 0 || broker.ensure_offsets_topic().await.is_ok();
+        let ready = match req.key_type {
+            0 => broker.ensure_offsets_topic().await.is_ok(),
+            1 => broker.ensure_txn_topic().await.is_ok(),
+            _ => false,
+        };
         let image = broker.meta.image();
         let answer = |key: StrBytes| {
             let mut c = Coordinator::default();
             c.node_id = BrokerId(-1);
             c.port = -1;
-            let found = broker.group_coordinator(&image, key.as_str());
+            let found = match req.key_type {
+                0 => broker.group_coordinator(&image, key.as_str()),
+                _ => broker.txn_coordinator(&image, key.as_str()),
+            };
             c.key = key;
-            if req.key_type != 0 {
-                c.error_code = code(ResponseError::CoordinatorNotAvailable);
-                c.error_message = Some(StrBytes::from_static_str(
-                    "transactions are not supported yet",
-                ));
+            if req.key_type > 1 {
+                // Share coordinators (KIP-932) come with share groups.
+                c.error_code = code(ResponseError::InvalidRequest);
             } else if !ready {
                 c.error_code = code(ResponseError::CoordinatorNotAvailable);
             } else if let Some((id, host, port)) = found {

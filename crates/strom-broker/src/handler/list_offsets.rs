@@ -21,6 +21,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
     // A follower (replica id >= 0) is answered from the whole log, as Kafka's
     // `fetchOffsetForTimestamp` without an isolation level.
     let replica = req.replica_id.0 >= 0;
+    let committed = !replica && req.isolation_level == 1;
     let mut response = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
@@ -37,8 +38,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
                     match part.leader_epoch_checked(p.current_leader_epoch) {
                         Err(c) => pr.error_code = c,
                         Ok(epoch) => {
-                            let epoch =
-                                lookup(&part, p.timestamp, replica, &mut pr).unwrap_or(epoch);
+                            let epoch = lookup(&part, p.timestamp, (replica, committed), &mut pr)
+                                .unwrap_or(epoch);
                             // The leader epoch of the offset found (none found: -1).
                             if version >= 4 && pr.offset >= 0 {
                                 pr.leader_epoch = epoch;
@@ -57,11 +58,12 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> Li
 /// One partition's answer: consumers are told offsets below the high watermark only (Kafka's
 /// `fetchOffsetForTimestamp` for requests without a replica id), and OFFSET_NOT_AVAILABLE
 /// while a new leader's high watermark has not reached its epoch's start (KIP-207: offsets
-/// below it may still be cut). The epoch of the offset found, when it is not the current one.
+/// below it may still be cut); read_committed ones offsets below the last stable offset. The
+/// epoch of the offset found, when it is not the current one.
 fn lookup(
     part: &Partition,
     timestamp: i64,
-    replica: bool,
+    (replica, committed): (bool, bool),
     pr: &mut ListOffsetsPartitionResponse,
 ) -> Option<i32> {
     if !replica && !matches!(timestamp, EARLIEST | EARLIEST_LOCAL) && part.epoch_start_pending() {
@@ -71,6 +73,10 @@ fn lookup(
     let found = match timestamp {
         LATEST if replica => {
             pr.offset = part.log_end_offset();
+            return None;
+        }
+        LATEST if committed => {
+            pr.offset = part.last_stable_offset();
             return None;
         }
         LATEST => {
@@ -89,6 +95,10 @@ fn lookup(
             pr.error_code = code(ResponseError::UnsupportedVersion);
             return None;
         }
+    };
+    let found = match committed {
+        true => found.map(|f| f.filter(|f| f.offset < part.last_stable_offset())),
+        false => found,
     };
     match found {
         Ok(Some(f)) => {

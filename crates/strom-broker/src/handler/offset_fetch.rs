@@ -12,10 +12,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// (topic, partition) → (offset, leader epoch, metadata) for the wanted partitions, or all.
+/// With `require_stable`, a partition an open transaction holds an offset for is -2
+/// (UNSTABLE_OFFSET_COMMIT in the answer).
 fn lookup(
     broker: &Broker,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> BTreeMap<String, Vec<(i32, i64, i32, String)>> {
     let mut out: BTreeMap<String, Vec<(i32, i64, i32, String)>> = BTreeMap::new();
     match wanted {
@@ -32,7 +35,9 @@ fn lookup(
         Some(topics) => {
             for (t, parts) in topics {
                 for p in parts {
+                    let unstable = require_stable && broker.offsets.unstable(group, &t, p);
                     let entry = match broker.offsets.get(group, &t, p) {
+                        _ if unstable => (p, UNSTABLE, -1, String::new()),
                         Some(c) => (p, c.offset, c.leader_epoch, c.metadata.unwrap_or_default()),
                         None => (p, -1, -1, String::new()),
                     };
@@ -43,6 +48,10 @@ fn lookup(
     }
     out
 }
+
+/// The offset `lookup` gives a partition with offsets in an open transaction.
+const UNSTABLE: i64 = -2;
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let mut r = OffsetFetchResponse::default();
@@ -73,7 +82,8 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> Of
                     continue;
                 }
             }
-            for (topic, parts) in lookup(broker, g.group_id.0.as_str(), wanted) {
+            for (topic, parts) in lookup(broker, g.group_id.0.as_str(), wanted, req.require_stable)
+            {
                 let mut t = OffsetFetchResponseTopics::default();
                 t.name = TopicName(StrBytes::from_string(topic.clone()));
                 t.topic_id = broker
@@ -87,6 +97,10 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> Of
                     let mut pr = OffsetFetchResponsePartitions::default();
                     pr.partition_index = p;
                     pr.committed_offset = offset;
+                    if offset == UNSTABLE {
+                        pr.committed_offset = -1;
+                        pr.error_code = UNSTABLE_OFFSET_COMMIT;
+                    }
                     pr.committed_leader_epoch = epoch;
                     pr.metadata = Some(StrBytes::from_string(meta));
                     t.partitions.push(pr);
@@ -123,13 +137,18 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: OffsetFetchRequest) -> Of
             .map(|t| (t.name.0.as_str().to_string(), t.partition_indexes))
             .collect()
     });
-    for (topic, parts) in lookup(broker, req.group_id.0.as_str(), wanted) {
+    let stable = version >= 7 && req.require_stable;
+    for (topic, parts) in lookup(broker, req.group_id.0.as_str(), wanted, stable) {
         let mut t = OffsetFetchResponseTopic::default();
         t.name = TopicName(StrBytes::from_string(topic));
         for (p, offset, epoch, meta) in parts {
             let mut pr = OffsetFetchResponsePartition::default();
             pr.partition_index = p;
             pr.committed_offset = offset;
+            if offset == UNSTABLE {
+                pr.committed_offset = -1;
+                pr.error_code = UNSTABLE_OFFSET_COMMIT;
+            }
             if version >= 5 {
                 pr.committed_leader_epoch = epoch;
             }

@@ -44,12 +44,6 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                 _ if !matches!(acks, -1..=1) => {
                     pr.error_code = code(ResponseError::InvalidRequiredAcks)
                 }
-                _ if req.transactional_id.is_some() => {
-                    pr.error_code = code(ResponseError::TransactionalIdAuthorizationFailed);
-                    pr.error_message = Some(StrBytes::from_static_str(
-                        "transactions are not supported yet",
-                    ));
-                }
                 (None, _) => {
                     let id = if version >= 13 {
                         topic.topic_id

@@ -189,7 +189,8 @@ impl Partition {
             .map_err(|e| (error::log_error(&e), e.to_string()))?;
         let mut at = 0usize;
         while let Some(h) = owned.get(at..).and_then(|b| BatchHeader::parse(b).ok()) {
-            producers.record(&h);
+            self.record_stored(&mut producers, &h, owned.get(at..at + h.size()))
+                .map_err(|e| (error::log_error(&e), e.to_string()))?;
             at += h.size();
         }
         self.snapshot_on_roll(&producers);

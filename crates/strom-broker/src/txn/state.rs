@@ -35,22 +35,26 @@ pub enum TxnState {
 }
 
 impl TxnState {
+    /// Every state, in the order of their ids.
+    pub const ALL: [TxnState; 6] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+    ];
+
+    /// Kafka's names of states Strom never holds (`Dead` is a tombstone,
+    /// `PrepareEpochFence` a moment of a fence): filters may name them.
+    pub const OTHER_NAMES: [&'static str; 2] = ["Dead", "PrepareEpochFence"];
+
     pub fn id(self) -> i8 {
         self as i8
     }
 
     pub fn from_id(id: i8) -> Option<TxnState> {
-        use TxnState::*;
-        [
-            Empty,
-            Ongoing,
-            PrepareCommit,
-            PrepareAbort,
-            CompleteCommit,
-            CompleteAbort,
-        ]
-        .get(usize::try_from(id).ok()?)
-        .copied()
+        TxnState::ALL.get(usize::try_from(id).ok()?).copied()
     }
 
     pub fn name(self) -> &'static str {
@@ -78,11 +82,11 @@ impl TxnState {
         }
     }
 
-    fn preparing(self) -> bool {
+    pub fn preparing(self) -> bool {
         matches!(self, TxnState::PrepareCommit | TxnState::PrepareAbort)
     }
 
-    fn done(self) -> bool {
+    pub fn done(self) -> bool {
         matches!(
             self,
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
