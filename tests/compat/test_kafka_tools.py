@@ -626,6 +626,7 @@ def test_features_describe(strom):
     assert "SupportedMinVersion: 3.3-IV3" in rows["metadata.version"]
     assert re.search(r"FinalizedVersionLevel: \d\.\d-IV\d", rows["metadata.version"])
     assert "FinalizedVersionLevel: 1" in rows["group.version"]  # the KIP-848 consumer protocol
+    assert "FinalizedVersionLevel: 2" in rows["transaction.version"]  # KIP-890 transactions
 
 
 def test_metadata_quorum(strom):

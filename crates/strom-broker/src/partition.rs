@@ -6,6 +6,7 @@
 
 pub mod replication;
 pub mod state;
+pub mod txn;
 
 use crate::error::{self, BrokerError, Code};
 use crate::producer_snapshot;
@@ -16,7 +17,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use strom_log::txn_index::AbortedTxn;
 use strom_log::{FileSlice, Log, LogDir, LogError, TimestampOffset};
-use strom_proto::control::EndTxnMarker;
 use strom_proto::BatchHeader;
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
@@ -58,6 +58,13 @@ pub struct Appended {
     pub duplicate: bool,
     /// The leadership that appended it: acks=all waits only within it.
     pub leader_epoch: i32,
+}
+
+/// A transactional append: what was appended, and the confirmation its answer waits for.
+#[derive(Debug)]
+pub struct TxnAppended {
+    pub appended: Appended,
+    pub check: txn::TxnCheck,
 }
 
 /// What a produce waits for before it is answered.
@@ -108,6 +115,8 @@ pub struct Partition {
     /// Parked follower fetches: woken when the leader's log grows.
     follower_waiters: Mutex<Vec<Weak<Notify>>>,
     shared: Mutex<Shared>,
+    /// Transactions opened here awaiting their coordinator's confirmation (`txn.rs`).
+    confirmations: Mutex<txn::Confirmations>,
     /// Replication throttles on this replica (`replication_quota.rs`): bit 0 as a leader,
     /// bit 1 as a follower.
     throttled: std::sync::atomic::AtomicU8,
@@ -140,6 +149,7 @@ impl Partition {
             producers: Mutex::new(ProducerStates::default()),
             waiters: Mutex::new(Vec::new()),
             follower_waiters: Mutex::new(Vec::new()),
+            confirmations: Mutex::default(),
             shared: Mutex::new(Shared {
                 state,
                 waiters: Vec::new(),
@@ -289,63 +299,6 @@ impl Partition {
         }
     }
 
-    /// The last stable offset: below it every transaction is decided (its marker below the
-    /// high watermark); never past the high watermark.
-    pub fn last_stable_offset(&self) -> i64 {
-        self.last_stable_offset_at(self.high_watermark())
-    }
-
-    fn last_stable_offset_at(&self, high_watermark: i64) -> i64 {
-        lock(&self.producers).last_stable_offset(high_watermark)
-    }
-
-    /// The producers this partition knows (DescribeProducers).
-    pub fn active_producers(&self) -> Vec<crate::producer_state::ActiveProducer> {
-        lock(&self.producers).active()
-    }
-
-    /// Writes the marker that ends `producer_id`'s transaction here (WriteTxnMarkers), as
-    /// the leader: an abort is added to the aborted-transaction index. Refused for an older
-    /// producer epoch or coordinator epoch than the partition has seen.
-    pub fn append_marker(
-        &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        marker: EndTxnMarker,
-    ) -> Result<Appended, Code> {
-        let mut producers = lock(&self.producers);
-        let epoch = self.leader_epoch_checked(-1)?;
-        if let Some(refused) =
-            producers.check_marker(producer_id, producer_epoch, marker.coordinator_epoch)
-        {
-            return Err(refused);
-        }
-        let mut batch = marker.batch(producer_id, producer_epoch, now_ms());
-        strom_proto::batch::set_partition_leader_epoch(&mut batch, epoch);
-        let info = self
-            .log
-            .append(&mut batch)
-            .map_err(|e| error::log_error(&e))?;
-        let stored = BatchHeader::parse(&batch)
-            .map_err(|_| error::code(ResponseError::UnknownServerError))?;
-        if let Some(aborted) = producers.record_marker(&stored, marker) {
-            self.log
-                .append_aborted(aborted)
-                .map_err(|e| error::log_error(&e))?;
-        }
-        self.snapshot_on_roll(&producers);
-        drop(producers);
-        wake(&self.follower_waiters);
-        self.track_durable(info.last_offset);
-        Ok(Appended {
-            base_offset: info.first_offset,
-            last_offset: info.last_offset,
-            log_append_time_ms: -1,
-            duplicate: false,
-            leader_epoch: epoch,
-        })
-    }
-
     /// The first record at or after `timestamp_ms` below the high watermark (Kafka does not
     /// answer consumers with offsets they cannot fetch yet).
     pub fn offset_for_timestamp(
@@ -383,6 +336,20 @@ impl Partition {
     /// the leader epoch stamped in each batch; then asks for it to be synced, which moves the
     /// high watermark.
     pub fn append_as_leader(&self, records: &mut [u8]) -> Result<Appended, (Code, String)> {
+        self.append_leader(records, false).map(|a| a.appended)
+    }
+
+    /// `append_as_leader` for a transactional producer's request: a batch that opens its
+    /// transaction here asks for the coordinator's confirmation (`txn.rs`).
+    pub fn append_transactional(&self, records: &mut [u8]) -> Result<TxnAppended, (Code, String)> {
+        self.append_leader(records, true)
+    }
+
+    fn append_leader(
+        &self,
+        records: &mut [u8],
+        confirm: bool,
+    ) -> Result<TxnAppended, (Code, String)> {
         let headers = check_batches(records)?;
         // Under `producers`, which a change of role takes too: the epoch checked is the one
         // the batches are appended and stamped in.
@@ -390,11 +357,22 @@ impl Partition {
         let epoch = self
             .leader_epoch_checked(-1)
             .map_err(|c| (c, "not the leader".to_string()))?;
+        let opened_before = headers
+            .iter()
+            .find(|h| h.is_transactional())
+            .and_then(|h| producers.open_txn_of(h.producer_id));
         if let Some(refused) = check_sequences(&mut producers, &headers) {
-            return refused.map(|a| Appended {
+            let appended = refused?;
+            // A retried batch waits for its transaction's confirmation like the first.
+            let check = match confirm && opened_before.is_some() {
+                true => self.txn_check(&headers, opened_before),
+                false => txn::TxnCheck::None,
+            };
+            let appended = Appended {
                 leader_epoch: epoch,
-                ..a
-            });
+                ..appended
+            };
+            return Ok(TxnAppended { appended, check });
         }
         stamp_leader_epoch(records, &headers, epoch);
         let info = self
@@ -403,23 +381,30 @@ impl Partition {
             .map_err(|e| (error::log_error(&e), e.to_string()))?;
         // Offsets are assigned now: record the stored headers.
         let mut at = 0usize;
+        let mut stored = Vec::with_capacity(headers.len());
         for h in &headers {
-            if let Some(stored) = records.get(at..).and_then(|b| BatchHeader::parse(b).ok()) {
-                producers.record(&stored);
+            if let Some(s) = records.get(at..).and_then(|b| BatchHeader::parse(b).ok()) {
+                producers.record(&s);
+                stored.push(s);
             }
             at += h.size();
         }
+        let check = match confirm {
+            true => self.txn_check(&stored, opened_before),
+            false => txn::TxnCheck::None,
+        };
         self.snapshot_on_roll(&producers);
         drop(producers);
         wake(&self.follower_waiters);
         self.track_durable(info.last_offset);
-        Ok(Appended {
+        let appended = Appended {
             base_offset: info.first_offset,
             last_offset: info.last_offset,
             log_append_time_ms: info.log_append_time_ms.unwrap_or(-1),
             duplicate: false,
             leader_epoch: epoch,
-        })
+        };
+        Ok(TxnAppended { appended, check })
     }
 
     /// Resolves once `wait` passes `offset` (with the offset reached), or with the error that
@@ -613,46 +598,6 @@ impl Partition {
         }
         self.segments_at_snapshot.store(segments, Ordering::Relaxed);
         Ok(())
-    }
-
-    fn marker_bytes(&self, offset: i64) -> Result<Option<Vec<u8>>, LogError> {
-        let Some(slice) = self.log.read(offset, 1, None)?.slice else {
-            return Ok(None);
-        };
-        let io = |e: std::io::Error| LogError::Io {
-            path: self.log.dir().to_path_buf(),
-            source: e,
-        };
-        slice.read_to_vec().map(Some).map_err(io)
-    }
-
-    /// Records a batch the log holds (`bytes` its stored bytes, needed for a marker): a
-    /// replayed or replicated marker adds its abort to the index unless it is there.
-    fn record_stored(
-        &self,
-        producers: &mut ProducerStates,
-        h: &BatchHeader,
-        bytes: Option<&[u8]>,
-    ) -> Result<(), LogError> {
-        if !(h.is_control() && h.is_transactional()) {
-            producers.record(h);
-            return Ok(());
-        }
-        let Some(marker) = bytes.and_then(EndTxnMarker::from_batch) else {
-            return Ok(());
-        };
-        let Some(aborted) = producers.record_marker(h, marker) else {
-            return Ok(());
-        };
-        let indexed = self
-            .log
-            .aborted_txns(aborted.last_offset, i64::MAX)
-            .iter()
-            .any(|a| a.last_offset == aborted.last_offset);
-        match indexed {
-            true => Ok(()),
-            false => self.log.append_aborted(aborted),
-        }
     }
 
     /// After an append: when the log rolled a segment since the last snapshot, producers'

@@ -181,6 +181,26 @@ impl ProducerStates {
         }
     }
 
+    /// The first offset of `producer_id`'s open transaction here.
+    pub fn open_txn_of(&self, producer_id: i64) -> Option<i64> {
+        self.producers.get(&producer_id)?.txn_first_offset
+    }
+
+    /// The coordinator epoch of `producer_id`'s last marker here (-1: none).
+    pub fn coordinator_epoch_of(&self, producer_id: i64) -> i32 {
+        self.producers
+            .get(&producer_id)
+            .map_or(-1, |e| e.coordinator_epoch)
+    }
+
+    /// Forgets `producer_id`'s batches from `offset` on (appended, then aborted by the
+    /// leader): their retry is appended again, not answered as a duplicate.
+    pub fn forget_from(&mut self, producer_id: i64, offset: i64) {
+        if let Some(e) = self.producers.get_mut(&producer_id) {
+            e.batches.retain(|b| b.first_offset < offset);
+        }
+    }
+
     /// Whether a marker of `producer_id` at `epoch` from the coordinator of
     /// `coordinator_epoch` may be written (Kafka's checks: an older producer epoch is
     /// INVALID_PRODUCER_EPOCH, an older coordinator TRANSACTION_COORDINATOR_FENCED).

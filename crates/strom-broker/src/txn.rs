@@ -4,6 +4,7 @@
 //! markers build on them.
 
 pub mod coordinator;
+pub mod join;
 pub mod log;
 pub mod markers;
 pub mod state;

@@ -62,7 +62,8 @@ fn feature_levels_are_advertised_updated_and_honoured() {
         vec![
             ("eligible.leader.replicas.version".into(), 0, 1),
             ("group.version".into(), 0, 1),
-            ("metadata.version".into(), 7, 27)
+            ("metadata.version".into(), 7, 27),
+            ("transaction.version".into(), 0, 2)
         ]
     );
     assert_eq!(
@@ -70,7 +71,8 @@ fn feature_levels_are_advertised_updated_and_honoured() {
         vec![
             ("eligible.leader.replicas.version".into(), 1),
             ("group.version".into(), 1),
-            ("metadata.version".into(), 27)
+            ("metadata.version".into(), 27),
+            ("transaction.version".into(), 2)
         ]
     );
     // Before v4, features with minimum 0 are left out (older clients cannot read them).
@@ -91,7 +93,7 @@ fn feature_levels_are_advertised_updated_and_honoured() {
         .error_message
         .unwrap()
         .contains("without setting the upgrade type"));
-    let r = update(&mut c, 1, "transaction.version", 2, 1);
+    let r = update(&mut c, 1, "share.version", 1, 1);
     assert_eq!(r.error_code, 95);
     assert!(r
         .error_message
@@ -107,7 +109,8 @@ fn feature_levels_are_advertised_updated_and_honoured() {
         features(&after).1,
         vec![
             ("eligible.leader.replicas.version".into(), 1),
-            ("metadata.version".into(), 27)
+            ("metadata.version".into(), 27),
+            ("transaction.version".into(), 2)
         ]
     );
     assert!(after.finalized_features_epoch > v4.finalized_features_epoch);

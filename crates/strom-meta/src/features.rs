@@ -3,9 +3,10 @@
 //!
 //! Only features whose level changes what Strom does are listed: `metadata.version` (Strom
 //! speaks Kafka 4.1's protocol: 3.3-IV3 to 4.1-IV1), `group.version` (1: the KIP-848
-//! consumer protocol is served) and `eligible.leader.replicas.version` (1: KIP-966's ELR). A feature Strom does not implement (transactions'
-//! `transaction.version`, `kraft.version`'s dynamic voters, ...) is not supported, so
-//! clients do not use it: its issue adds it here.
+//! consumer protocol is served), `eligible.leader.replicas.version` (1: KIP-966's ELR) and
+//! `transaction.version` (2: Kafka 4's transaction protocol v2, KIP-890, which Java clients
+//! use only when it is finalized at 2). A feature Strom does not implement (`kraft.version`'s
+//! dynamic voters, ...) is not supported, so clients do not use it: its issue adds it here.
 
 use crate::error::ApiError;
 use crate::image::MetadataImage;
@@ -17,6 +18,9 @@ pub const GROUP_VERSION: &str = "group.version";
 /// 1: eligible leader replicas are kept and elected (KIP-966, `elr.rs`), as on a new Kafka
 /// 4.1 cluster.
 pub const ELR_VERSION: &str = "eligible.leader.replicas.version";
+/// 2: clients may use transaction protocol v2 (every transaction ends with a new epoch,
+/// partitions join implicitly); the broker serves both protocols at any level.
+pub const TRANSACTION_VERSION: &str = "transaction.version";
 
 /// A supported feature: its name, the levels this broker supports and the level a new
 /// cluster starts at.
@@ -46,6 +50,12 @@ pub const SUPPORTED: &[Supported] = &[
         min: 7,
         max: 27,
         default: 27,
+    },
+    Supported {
+        name: TRANSACTION_VERSION,
+        min: 0,
+        max: 2,
+        default: 2,
     },
 ];
 

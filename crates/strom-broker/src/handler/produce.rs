@@ -5,6 +5,7 @@ use crate::broker::Broker;
 use crate::error::{self, code};
 use crate::handler::{ready, Pending, Reply};
 use crate::metadata_store::now_ms;
+use crate::partition::txn::TxnCheck;
 use crate::partition::{Partition, Wait};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -16,11 +17,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use strom_log::LogError;
 
-/// (topic index, partition index, partition, (last offset appended, its leader epoch)).
-type Waiting = (usize, usize, Arc<Partition>, (i64, i32));
+/// (topic index, partition index, partition, (last offset appended, its leader epoch), the
+/// transaction's confirmation the answer waits for).
+type Waiting = (usize, usize, Arc<Partition>, (i64, i32), TxnCheck);
 
 pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pending {
     let acks = req.acks;
+    // A transactional producer's batches that open its transaction in a partition are
+    // confirmed with the coordinator before the produce is answered (KIP-890).
+    let txn = req
+        .transactional_id
+        .as_ref()
+        .filter(|_| acks != 0)
+        .map(|t| t.0.to_string());
     let mut response = ProduceResponse::default();
     let mut waits: Vec<Waiting> = Vec::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
@@ -56,8 +65,10 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
                 (Some(_), None) => pr.error_code = code(ResponseError::CorruptMessage),
                 (Some(p), Some(records)) => {
                     let rules = rules.get_or_insert_with(|| Rules::of(broker, &p.topic));
-                    if let Some(at) = append(broker, &p, rules, &records, acks, &mut pr) {
-                        waits.push((ti, pi, Arc::clone(&p), at));
+                    let appended =
+                        append(broker, &p, rules, (&records, txn.is_some()), acks, &mut pr);
+                    if let Some((at, check)) = appended {
+                        waits.push((ti, pi, Arc::clone(&p), at, check));
                     }
                 }
             }
@@ -78,7 +89,7 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: ProduceRequest) -> Pendin
     } else {
         Wait::Local
     };
-    durable(broker, version, response, waits, (wait, timeout))
+    durable(broker, (version, txn), response, waits, (wait, timeout))
 }
 
 /// One partition's records: the topic's rules checked (min ISR, timestamps, keys on compacted
@@ -88,10 +99,10 @@ fn append(
     broker: &Broker,
     p: &Partition,
     rules: &Rules,
-    records: &bytes::Bytes,
+    (records, transactional): (&bytes::Bytes, bool),
     acks: i16,
     pr: &mut PartitionProduceResponse,
-) -> Option<(i64, i32)> {
+) -> Option<((i64, i32), TxnCheck)> {
     // Kafka checks the ISR before looking at the records.
     if acks == -1 && rules.not_enough_replicas(broker, &p.topic, p.index) {
         pr.error_code = code(ResponseError::NotEnoughReplicas);
@@ -121,12 +132,12 @@ fn append(
         refuse_keyless(pr, &p.topic, p.index, keyless);
         return None;
     }
-    match append_copy(p, records) {
-        Ok(a) => {
+    match append_copy(p, records, transactional) {
+        Ok(crate::partition::TxnAppended { appended: a, check }) => {
             pr.base_offset = a.base_offset;
             pr.log_append_time_ms = a.log_append_time_ms;
             pr.log_start_offset = p.log_start_offset();
-            (acks != 0).then_some((a.last_offset, a.leader_epoch))
+            (acks != 0).then_some(((a.last_offset, a.leader_epoch), check))
         }
         Err((c, message)) => {
             pr.error_code = c;
@@ -140,7 +151,7 @@ fn append(
 /// timeout passed). On one node that is when the append is durable.
 fn durable(
     broker: &Arc<Broker>,
-    version: i16,
+    (version, txn): (i16, Option<String>),
     mut response: ProduceResponse,
     waits: Vec<Waiting>,
     (wait, timeout): (Wait, Duration),
@@ -148,15 +159,26 @@ fn durable(
     let broker = Arc::clone(broker);
     // The waits are registered now, not when the writer first polls the future; the append
     // already asked for the sync, so pipelined requests share one flush cycle.
+    let mut checks = Vec::new();
     let pending: Vec<_> = waits
         .into_iter()
-        .map(|(ti, pi, p, (last, epoch))| (ti, pi, p.wait_at(wait, last, epoch)))
+        .map(|(ti, pi, p, (last, epoch), check)| {
+            let rx = p.wait_at(wait, last, epoch);
+            checks.push((ti, pi, p, check));
+            (ti, pi, rx)
+        })
         .collect();
     let deadline = tokio::time::Instant::now() + timeout;
     Box::pin(async move {
+        let mut failed = Vec::new();
+        if let Some(id) = &txn {
+            failed = confirm_txn(&broker, id, version, checks, deadline).await;
+        }
         for (ti, pi, rx) in pending {
+            let refused = failed.iter().find(|(t, p, _)| (*t, *p) == (ti, pi));
             let outcome = tokio::time::timeout_at(deadline, rx).await;
             let error_code = match outcome {
+                _ if refused.is_some() => refused.map_or(0, |r| r.2),
                 Ok(Ok(Ok(_))) => continue,
                 Ok(Ok(Err(c))) => c,
                 Ok(Err(_)) => error::log_error(&LogError::Closed),
@@ -175,6 +197,58 @@ fn durable(
     })
 }
 
+/// The coordinator's confirmation of the transactions this produce opened (one call for
+/// them all) and of those earlier produces opened and still wait for: the partitions
+/// refused, with their error.
+async fn confirm_txn(
+    broker: &Arc<Broker>,
+    id: &str,
+    version: i16,
+    checks: Vec<(usize, usize, Arc<Partition>, TxnCheck)>,
+    deadline: tokio::time::Instant,
+) -> Vec<(usize, usize, crate::error::Code)> {
+    let mut opened = Vec::new();
+    let mut waiting = Vec::new();
+    for (ti, pi, p, check) in checks {
+        match check {
+            TxnCheck::None => {}
+            TxnCheck::Opened {
+                producer_id,
+                epoch,
+                first_offset,
+            } => opened.push((ti, pi, p, (producer_id, epoch), first_offset)),
+            TxnCheck::Pending(rx) => waiting.push((ti, pi, rx)),
+        }
+    }
+    let mut failed = Vec::new();
+    // One producer per request (Kafka refuses mixed ids with INVALID_PRODUCER_ID_MAPPING).
+    if let Some(producer) = opened.first().map(|o| o.3) {
+        let partitions: Vec<(String, i32)> = opened
+            .iter()
+            .map(|o| (o.2.topic.clone(), o.2.index))
+            .collect();
+        let codes = broker.join_txn(id, producer, &partitions, version).await;
+        for ((ti, pi, p, (pid, epoch), first), c) in opened.into_iter().zip(codes) {
+            p.confirm_txn(pid, epoch, first, if c == 0 { Ok(()) } else { Err(c) });
+            if c != 0 {
+                failed.push((ti, pi, c));
+            }
+        }
+    }
+    for (ti, pi, mut rx) in waiting {
+        let outcome = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
+        let c = match outcome {
+            Ok(Ok(v)) => (*v).map_or(0, |r| r.err().unwrap_or(0)),
+            Ok(Err(_)) => code(ResponseError::NotLeaderOrFollower),
+            Err(_) => code(ResponseError::RequestTimedOut),
+        };
+        if c != 0 {
+            failed.push((ti, pi, c));
+        }
+    }
+    failed
+}
+
 thread_local! {
     /// The copy of a batch the log rewrites in place (offsets, LogAppendTime): one buffer
     /// per runtime thread, reused, so that a produce does not allocate (and fault in) fresh
@@ -187,12 +261,21 @@ thread_local! {
 fn append_copy(
     p: &Partition,
     records: &[u8],
-) -> Result<crate::partition::Appended, (crate::error::Code, String)> {
+    transactional: bool,
+) -> Result<crate::partition::TxnAppended, (crate::error::Code, String)> {
     SCRATCH.with(|scratch| {
         let mut buf = scratch.borrow_mut();
         buf.clear();
         buf.extend_from_slice(records);
-        let result = p.append_as_leader(&mut buf);
+        let result = match transactional {
+            true => p.append_transactional(&mut buf),
+            false => p
+                .append_as_leader(&mut buf)
+                .map(|appended| crate::partition::TxnAppended {
+                    appended,
+                    check: TxnCheck::None,
+                }),
+        };
         if buf.capacity() > crate::limits::PRODUCE_SCRATCH_KEEP_BYTES {
             *buf = Vec::new();
         }

@@ -38,46 +38,6 @@ fn partitions_of(topics: &[AddPartitionsToTxnTopic]) -> Vec<TxnPartition> {
         .collect()
 }
 
-/// Adds (or with `verify_only` checks) partitions of one transaction: each partition's code.
-async fn add_or_verify(
-    broker: &Arc<Broker>,
-    id: &str,
-    producer: (i64, i16),
-    partitions: &[TxnPartition],
-    (verify_only, client_version): (bool, i16),
-) -> Vec<Code> {
-    let image = broker.meta.image();
-    let known = |(t, p): &TxnPartition| {
-        image
-            .topics
-            .get(t)
-            .is_some_and(|x| x.partitions.contains_key(p))
-    };
-    if !partitions.iter().all(known) {
-        let unknown = code(ResponseError::UnknownTopicOrPartition);
-        let not_attempted = code(ResponseError::OperationNotAttempted);
-        return partitions
-            .iter()
-            .map(|p| if known(p) { not_attempted } else { unknown })
-            .collect();
-    }
-    if verify_only {
-        let checked = broker.check_txn_coordinator(id).and_then(|_| {
-            let m = broker.txns.get(id).ok_or(INVALID_PRODUCER_ID_MAPPING)?;
-            state::verify_partitions(&m, producer, partitions)
-        });
-        return checked.unwrap_or_else(|c| vec![c; partitions.len()]);
-    }
-    let now = crate::metadata_store::now_ms();
-    let added = broker
-        .txn_transition(id, |m, _| {
-            let m = m.ok_or(INVALID_PRODUCER_ID_MAPPING)?;
-            state::add_partitions(m, producer, partitions, client_version, now)
-        })
-        .await;
-    vec![added.err().unwrap_or(0); partitions.len()]
-}
-
 fn topic_results(
     partitions: &[TxnPartition],
     codes: &[Code],
@@ -115,7 +75,9 @@ pub fn add_partitions(
                 req.v3_and_below_producer_epoch,
             );
             let id = req.v3_and_below_transactional_id.0.to_string();
-            let codes = add_or_verify(&broker, &id, producer, &partitions, (false, 0)).await;
+            let codes = broker
+                .add_or_verify(&id, producer, &partitions, (false, 0))
+                .await;
             let codes: Vec<Code> = codes
                 .into_iter()
                 .map(|c| fenced_as(c, version >= 2))
@@ -127,8 +89,9 @@ pub fn add_partitions(
             let partitions = partitions_of(&t.topics);
             let producer = (t.producer_id.0, t.producer_epoch);
             let id = t.transactional_id.0.to_string();
-            let codes =
-                add_or_verify(&broker, &id, producer, &partitions, (t.verify_only, 2)).await;
+            let codes = broker
+                .add_or_verify(&id, producer, &partitions, (t.verify_only, 2))
+                .await;
             // v4 knows no TRANSACTION_ABORTABLE: Kafka answers INVALID_TXN_STATE there.
             let codes: Vec<Code> = codes
                 .into_iter()
@@ -161,7 +124,9 @@ pub fn add_offsets(broker: &Arc<Broker>, version: i16, req: AddOffsetsToTxnReque
                 );
                 let id = req.transactional_id.0.to_string();
                 let producer = (req.producer_id.0, req.producer_epoch);
-                let codes = add_or_verify(&broker, &id, producer, &[partition], (false, 0)).await;
+                let codes = broker
+                    .add_or_verify(&id, producer, &[partition], (false, 0))
+                    .await;
                 codes.first().copied().unwrap_or(0)
             }
         };

@@ -7,8 +7,9 @@
 
 use crate::broker::Broker;
 use crate::error::code;
-use crate::group::offsets::{metadata_too_large, Committed, OffsetRecord};
+use crate::group::offsets::{metadata_too_large, Committed, OffsetRecord, OFFSETS_TOPIC};
 use crate::handler::{Pending, Reply};
+use crate::txn::state;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
@@ -60,8 +61,18 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: TxnOffsetCommitRequest) -
                 }
             }
         }
+        let producer = (req.producer_id.0, req.producer_epoch);
         if check == 0 && !records.is_empty() {
-            let producer = (req.producer_id.0, req.producer_epoch);
+            // The group's partition must be in the transaction: protocol v2 (v5) adds it,
+            // v1 added it with AddOffsetsToTxn and it is verified (KIP-890).
+            let partition = (OFFSETS_TOPIC.to_string(), broker.offsets_partition(&group));
+            let id = req.transactional_id.0.to_string();
+            let joined = broker
+                .ask_txn(&id, producer, &[partition], version >= 5)
+                .await;
+            check = joined.first().map_or(0, |c| joined_error(*c, version));
+        }
+        if check == 0 && !records.is_empty() {
             if let Err(c) = broker.persist_txn_offsets(&group, &records, producer).await {
                 check = c;
             }
@@ -113,4 +124,19 @@ fn group_check(broker: &Broker, req: &TxnOffsetCommitRequest) -> i16 {
     broker
         .groups
         .check_commit(group, req.generation_id, req.member_id.as_str())
+}
+
+/// The coordinator's answer about the group's partition as TxnOffsetCommit's error.
+fn joined_error(c: i16, version: i16) -> i16 {
+    use ResponseError::*;
+    let is = |e: ResponseError| c == code(e);
+    if c == state::PRODUCER_FENCED {
+        code(InvalidProducerEpoch)
+    } else if c == state::TRANSACTION_ABORTABLE && version < 5 {
+        state::INVALID_TXN_STATE
+    } else if is(NetworkException) || is(CoordinatorLoadInProgress) || is(NotCoordinator) {
+        code(CoordinatorNotAvailable)
+    } else {
+        c
+    }
 }

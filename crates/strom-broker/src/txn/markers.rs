@@ -159,7 +159,7 @@ impl Broker {
     /// WriteTxnMarkers to another broker; a failed call answers every partition retriably.
     async fn write_markers_at(&self, leader: i32, spec: MarkerSpec, tps: &[Tp]) -> Vec<(Tp, Code)> {
         let failed = |c: Code| tps.iter().map(|tp| (tp.clone(), c)).collect::<Vec<_>>();
-        let Some(conn) = self.peer(leader).await else {
+        let Some(conn) = self.txn_peer(leader).await else {
             return failed(code(ResponseError::NetworkException));
         };
         let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
@@ -186,7 +186,7 @@ impl Broker {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(leader, error = %e, "WriteTxnMarkers failed; retried");
-                self.txns.peers.0.lock().await.remove(&leader);
+                self.drop_txn_peer(leader).await;
                 return failed(code(ResponseError::NetworkException));
             }
         };
@@ -203,7 +203,8 @@ impl Broker {
             .collect()
     }
 
-    async fn peer(&self, id: i32) -> Option<Arc<Connection>> {
+    /// A connection to broker `id` (made once, again after it failed).
+    pub(crate) async fn txn_peer(&self, id: i32) -> Option<Arc<Connection>> {
         let mut peers = self.txns.peers.0.lock().await;
         if let Some(c) = peers.get(&id).filter(|c| !c.is_dead()) {
             return Some(Arc::clone(c));
@@ -217,6 +218,10 @@ impl Broker {
         let conn = Arc::new(conn);
         peers.insert(id, Arc::clone(&conn));
         Some(conn)
+    }
+
+    pub(crate) async fn drop_txn_peer(&self, id: i32) {
+        self.txns.peers.0.lock().await.remove(&id);
     }
 
     /// Writes a marker to each partition this broker leads (WriteTxnMarkers, or the
