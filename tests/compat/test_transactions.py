@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import StromBroker
+from conftest import STROM, StromBroker
 
 FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
 
@@ -335,3 +335,50 @@ def test_committed_waits_for_an_open_transactions_offsets(broker):
     c.close()
     assert "error" not in result and result.get("offset") == 7, result
     assert result["at"] >= committing_at, "committed() answered before the transaction committed"
+
+
+def strom_cli(broker, *args):
+    out = subprocess.run([STROM, *args, "--bootstrap-server", broker.bootstrap], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_transactions_tools_list_describe_and_abort_a_hanging_transaction(broker, kafka_tools):
+    """`strom transactions` and Kafka's `kafka-transactions` see an open transaction (its
+    coordinator's state, the partition's producer and where its transaction starts); aborting
+    it in the partition (`kafka-transactions abort --start-offset`, WriteTxnMarkers from an
+    admin client) releases read_committed consumers, which never read its records, and
+    `strom consume --isolation-level read_committed` agrees."""
+    topic = new_topic(broker.bootstrap, 1)
+    tid = unique("hanging")
+    p = txn_producer(broker.bootstrap, tid)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, value=f"open-{i}", partition=0)
+    assert p.flush(30) == 0
+
+    listed = strom_cli(broker, "transactions", "list", "--state", "Ongoing")
+    assert any(tid in line and "Ongoing" in line for line in listed.splitlines()), listed
+    described = strom_cli(broker, "transactions", "describe", "--transactional-id", tid)
+    assert f"{topic}-0" in described and "Ongoing" in described, described
+    producers = strom_cli(broker, "transactions", "describe-producers", "--topic", topic, "--partition", "0")
+    row = producers.splitlines()[1].split()
+    assert row[-1] == "0", producers  # the open transaction starts at offset 0
+    rc, out, err = kafka_tools.run("kafka-transactions", "--bootstrap-server", broker.bootstrap, "list")
+    assert rc == 0 and tid in out, out + err
+    rc, out, err = kafka_tools.run("kafka-transactions", "--bootstrap-server", broker.bootstrap,
+                                   "describe", "--transactional-id", tid)
+    assert rc == 0 and "Ongoing" in out and f"{topic}-0" in out, out + err
+
+    produce_plain(broker.bootstrap, topic, ["after"], keyed=False)
+    assert read(broker.bootstrap, topic, 1, "read_committed", 1, within=3) == [], "held back by the open transaction"
+    rc, out, err = kafka_tools.run("kafka-transactions", "--bootstrap-server", broker.bootstrap, "abort",
+                                   "--topic", topic, "--partition", "0", "--start-offset", "0")
+    assert rc == 0, out + err
+    got = read(broker.bootstrap, topic, 1, "read_committed", 1)
+    assert [v for _, _, v in got] == ["after"], got
+    out = subprocess.run([STROM, "consume", "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                          "--from-beginning", "--isolation-level", "read_committed", "--max-messages", "1",
+                          "--timeout-ms", "10000"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.split() == ["after"], out.stdout + out.stderr

@@ -4,6 +4,7 @@
 
 mod elections;
 mod reassignments;
+mod transactions;
 
 use crate::client::{Client, Metadata};
 use crate::error::{check, Error, Result};
@@ -36,6 +37,7 @@ use kafka_protocol::messages::{BrokerId, ConsumerProtocolAssignment, GroupId, To
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 pub use reassignments::{Move, MoveResult, Reassignment};
 use std::collections::BTreeMap;
+pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
 
 /// Which thing a config belongs to (Kafka's `ConfigResource.Type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -480,7 +480,15 @@ impl Consumer {
                 }
                 self.high_watermarks.insert(tp.clone(), p.high_watermark);
                 let Some(records) = p.records else { continue };
-                let next = self.decode(&tp, position, &records)?;
+                // read_committed: the aborted transactions the data overlaps, oldest first.
+                let mut aborted: Vec<(i64, i64)> = p
+                    .aborted_transactions
+                    .iter()
+                    .flatten()
+                    .map(|a| (a.first_offset, a.producer_id.0))
+                    .collect();
+                aborted.sort_unstable();
+                let next = self.decode(&tp, position, &records, &aborted)?;
                 if next != position {
                     self.positions.insert(tp, Some(next));
                 }
@@ -493,7 +501,18 @@ impl Consumer {
     }
 
     /// Appends the records at or past `position` to the buffer; returns the next position.
-    fn decode(&mut self, tp: &Tp, mut position: i64, mut bytes: &[u8]) -> Result<i64> {
+    /// Records of `aborted` transactions ((first offset, producer id), sorted) are dropped,
+    /// as Kafka's consumer drops them: a producer's batches from its aborted transaction's
+    /// first offset up to its abort marker.
+    fn decode(
+        &mut self,
+        tp: &Tp,
+        mut position: i64,
+        mut bytes: &[u8],
+        aborted: &[(i64, i64)],
+    ) -> Result<i64> {
+        let mut pending = aborted.iter().peekable();
+        let mut aborting = std::collections::HashSet::new();
         while bytes.len() >= batch::HEADER_BYTES {
             let header = BatchHeader::parse(bytes)
                 .map_err(|e| Error::Protocol(format!("{}-{}: {e}", tp.0, tp.1)))?;
@@ -510,7 +529,26 @@ impl Consumer {
                     tp.0, tp.1, header.base_offset
                 ))
             })?;
-            if !header.is_control() {
+            let mut skip = header.is_control();
+            if header.is_transactional() {
+                while let Some(&&(first, pid)) = pending.peek() {
+                    if first > header.last_offset() {
+                        break;
+                    }
+                    aborting.insert(pid);
+                    pending.next();
+                }
+                if header.is_control() {
+                    let abort = strom_proto::control::EndTxnMarker::from_batch(one)
+                        .is_some_and(|m| !m.commit);
+                    if abort {
+                        aborting.remove(&header.producer_id);
+                    }
+                } else if aborting.contains(&header.producer_id) {
+                    skip = true;
+                }
+            }
+            if !skip {
                 let mut scratch = Vec::new();
                 let records = strom_proto::records::decode_any(
                     one,

@@ -9,6 +9,7 @@ pub mod perf;
 pub mod produce;
 pub mod reassign;
 pub mod topics;
+pub mod transactions;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};

@@ -61,6 +61,13 @@ enum Command {
         #[command(flatten)]
         common: cli::Common,
     },
+    /// List and describe transactions, the producers of a partition; abort a hanging one.
+    Transactions {
+        #[command(subcommand)]
+        command: cli::transactions::TransactionsCommand,
+        #[command(flatten)]
+        common: cli::Common,
+    },
     /// Describe and alter topic and broker configs.
     Configs {
         #[command(subcommand)]
@@ -204,6 +211,9 @@ fn main() -> std::process::ExitCode {
         Command::Produce { args, common } => run_tool(|| cli::produce::run(args, &common)),
         Command::Consume { args, common } => run_tool(|| cli::consume::run(args, &common)),
         Command::Groups { command, common } => run_tool(|| cli::groups::run(command, &common)),
+        Command::Transactions { command, common } => {
+            run_tool(|| cli::transactions::run(command, &common))
+        }
         Command::Configs { command, common } => run_tool(|| cli::configs::run(command, &common)),
         Command::Cluster { command, common } => run_tool(|| cli::cluster::run(command, &common)),
         Command::Perf { command, common } => run_tool(|| cli::perf::run(command, &common)),
