@@ -597,6 +597,8 @@ impl Partition {
             return Err(e.into());
         }
         self.segments_at_snapshot.store(segments, Ordering::Relaxed);
+        self.log
+            .set_first_unstable_offset(producers.first_unstable());
         Ok(())
     }
 
@@ -604,6 +606,8 @@ impl Partition {
     /// state is snapshotted as of the log end (under `producers`, so the two agree). A
     /// failed write is only logged: the state is then rebuilt from an older snapshot.
     fn snapshot_on_roll(&self, producers: &ProducerStates) {
+        self.log
+            .set_first_unstable_offset(producers.first_unstable());
         let segments = self.log.segment_count();
         if self.segments_at_snapshot.swap(segments, Ordering::Relaxed) == segments {
             return;

@@ -258,6 +258,13 @@ impl ProducerStates {
         high_watermark.min(ongoing).min(ended)
     }
 
+    /// The first offset of a transaction open here (i64::MAX: none): the cleaner's bound.
+    /// A transaction whose marker is written is decided (its coordinator prepared it
+    /// durably and writes the same marker again if this one is lost).
+    pub fn first_unstable(&self) -> i64 {
+        self.ongoing.keys().next().copied().unwrap_or(i64::MAX)
+    }
+
     /// Every producer known here, for DescribeProducers.
     pub fn active(&self) -> Vec<ActiveProducer> {
         let mut out: Vec<ActiveProducer> = self

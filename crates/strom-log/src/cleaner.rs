@@ -31,6 +31,7 @@ use crate::limits::{
 use crate::log::{sync_dir, Log};
 use crate::log_dir::DirShared;
 use crate::segment::{self, Segment};
+use crate::txn_index::AbortedTxn;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
@@ -162,6 +163,12 @@ pub(crate) fn measure(log: &Log, segments: &[Arc<Segment>], now_ms: i64) -> Resu
         checkpoint
     };
     let mut first_uncleanable = active_base;
+    // An open transaction may still abort: its records, and all after, wait (a record of it
+    // must not replace an older committed one of its key).
+    let unstable = log.first_unstable_offset();
+    if let Some(s) = closed.iter().find(|s| s.next_offset() > unstable) {
+        first_uncleanable = first_uncleanable.min(s.base_offset);
+    }
     // Only durable data is cleaned: a record may be dropped only for a newer one that a power
     // cut cannot take away (Kafka's bound is the high watermark; a single node's is what is
     // synced). A closed segment not wholly synced yet, and all after it, wait.
@@ -262,6 +269,8 @@ pub(crate) fn clean(log: &Log, options: &CleanOptions, stop: &AtomicBool) -> Res
     let mut filter = Filter {
         map: &mapped.map,
         producer_last: &mapped.producer_last,
+        aborted: &mapped.aborted,
+        retained: HashMap::new(),
         end_offset: mapped.end_offset,
         now_ms: now,
         delete_retention_ms: config.delete_retention_ms,
@@ -355,6 +364,7 @@ struct Mapped {
     end_offset: i64,
     /// Base offset of each producer id's last batch in the segments read.
     producer_last: HashMap<i64, i64>,
+    aborted: Vec<AbortedTxn>,
 }
 
 /// Reads the closed segments below the first uncleanable offset: headers of the clean part
@@ -369,6 +379,7 @@ fn build_map(
 ) -> Result<Option<Mapped>> {
     let mut map = OffsetMap::new(options.dedupe_buffer_bytes);
     let mut producer_last = HashMap::new();
+    let aborted = log.aborted_txns(log.log_start_offset(), measured.first_uncleanable_offset);
     let mut end_offset = measured.first_uncleanable_offset;
     let mut full = false;
     let mut scratch = Vec::new();
@@ -384,7 +395,11 @@ fn build_map(
             if h.producer_id >= 0 {
                 producer_last.insert(h.producer_id, h.base_offset);
             }
-            if full || h.next_offset() <= measured.first_dirty_offset || h.is_control() {
+            if full
+                || h.next_offset() <= measured.first_dirty_offset
+                || h.is_control()
+                || in_aborted(&aborted, &h)
+            {
                 continue;
             }
             let Ok(recs) =
@@ -410,7 +425,19 @@ fn build_map(
         map,
         end_offset,
         producer_last,
+        aborted,
     }))
+}
+
+/// Whether `h` is a batch of a transaction that aborted (its records are not to be read).
+fn in_aborted(aborted: &[AbortedTxn], h: &BatchHeader) -> bool {
+    h.is_transactional()
+        && !h.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == h.producer_id
+                && a.first_offset <= h.base_offset
+                && h.base_offset <= a.last_offset
+        })
 }
 
 /// Kafka's `groupSegmentsBySize`: consecutive segments whose sizes sum to at most
@@ -731,6 +758,11 @@ enum Verdict {
 struct Filter<'a> {
     map: &'a OffsetMap,
     producer_last: &'a HashMap<i64, i64>,
+    /// Aborted transactions: their records go.
+    aborted: &'a [AbortedTxn],
+    /// Producers with records of their current transaction kept since their last marker:
+    /// that marker must stay (Kafka's `CleanedTransactionMetadata`).
+    retained: HashMap<i64, bool>,
     end_offset: i64,
     now_ms: i64,
     delete_retention_ms: i64,
@@ -740,13 +772,28 @@ struct Filter<'a> {
 
 impl Filter<'_> {
     fn batch(&mut self, h: &BatchHeader, bytes: &[u8], last_of_group: bool) -> Verdict {
-        if h.is_control() || h.base_offset >= self.end_offset {
+        if h.base_offset >= self.end_offset {
             return Verdict::Keep;
         }
         let horizon_ms = (h.attributes & DELETE_HORIZON_BIT != 0).then_some(h.base_timestamp);
         let mut scratch = std::mem::take(&mut self.scratch);
         let verdict = match records::decode_any(bytes, &mut scratch, CLEAN_DECOMPRESSED_BYTES_MAX) {
-            Ok(recs) => self.records(h, &recs, horizon_ms, last_of_group),
+            Ok(recs) if h.is_control() => self.marker(h, &recs, horizon_ms, last_of_group),
+            Ok(recs) if in_aborted(self.aborted, h) => {
+                self.records(h, &recs[..0], horizon_ms, last_of_group)
+            }
+            Ok(recs) => {
+                let verdict = self.records(h, &recs, horizon_ms, last_of_group);
+                let kept_any = match &verdict {
+                    Verdict::Keep => !recs.is_empty(),
+                    Verdict::Rewrite(b) => BatchHeader::parse(b).is_ok_and(|x| x.record_count > 0),
+                    Verdict::Drop => false,
+                };
+                if h.is_transactional() && kept_any {
+                    self.retained.insert(h.producer_id, true);
+                }
+                verdict
+            }
             Err(e) => {
                 tracing::warn!(offset = h.base_offset, error = %e, "cleaner keeps a batch it cannot decode as it is");
                 Verdict::Keep
@@ -754,6 +801,33 @@ impl Filter<'_> {
         };
         self.scratch = scratch;
         verdict
+    }
+
+    /// A transaction marker stays while records of its transaction do; then it gets a
+    /// delete horizon (`delete.retention.ms`, so consumers reading past the data still
+    /// see it for a while) and goes at the first clean after the horizon (Kafka's rule).
+    /// A producer's last batch stays for its idempotence state.
+    fn marker(
+        &mut self,
+        h: &BatchHeader,
+        recs: &[Record<'_>],
+        horizon_ms: Option<i64>,
+        last_of_group: bool,
+    ) -> Verdict {
+        let has_data = self.retained.remove(&h.producer_id).unwrap_or(false);
+        let producer_last = self.producer_last.get(&h.producer_id) == Some(&h.base_offset);
+        if has_data || !h.is_transactional() || producer_last {
+            return Verdict::Keep;
+        }
+        match horizon_ms {
+            Some(t) if self.now_ms >= t && !last_of_group => Verdict::Drop,
+            Some(_) => Verdict::Keep,
+            None => {
+                let horizon = self.now_ms.saturating_add(self.delete_retention_ms);
+                let kept: Vec<&Record<'_>> = recs.iter().collect();
+                encode_batch(h, &kept, Some(horizon)).map_or(Verdict::Keep, Verdict::Rewrite)
+            }
+        }
     }
 
     fn records(

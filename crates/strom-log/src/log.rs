@@ -102,6 +102,9 @@ pub struct Log {
     recovery_point: AtomicI64,
     /// The cleaner checkpoint: where the not-yet-cleaned part starts; -1 before any clean.
     cleaner_checkpoint: AtomicI64,
+    /// The first offset of a transaction not yet decided here (i64::MAX: none), set by
+    /// the broker: the cleaner stays below it (Kafka's last stable offset bound).
+    first_unstable: AtomicI64,
     /// The replication layer's high watermark, kept here so that the log dir checkpoints
     /// it (`replication-offset-checkpoint`); -1 until known.
     high_watermark: AtomicI64,
@@ -259,6 +262,7 @@ impl Log {
             durable_offset: AtomicI64::new(recovery_point),
             recovery_point: AtomicI64::new(recovery_point),
             cleaner_checkpoint: AtomicI64::new(p.cleaner_checkpoint),
+            first_unstable: AtomicI64::new(i64::MAX),
             unflushed_records: AtomicI64::new(0),
             flush_count: AtomicI64::new(0),
             last_flush_ms: AtomicI64::new(now),
@@ -359,6 +363,16 @@ impl Log {
 
     /// Where the part of the log not yet cleaned starts (Kafka's cleaner checkpoint); -1
     /// before the first clean.
+    /// Where the first undecided transaction starts (i64::MAX: none); the cleaner keeps
+    /// out of the segments from the one holding it.
+    pub fn set_first_unstable_offset(&self, offset: i64) {
+        self.first_unstable.store(offset, Ordering::Release);
+    }
+
+    pub fn first_unstable_offset(&self) -> i64 {
+        self.first_unstable.load(Ordering::Acquire)
+    }
+
     pub fn cleaner_checkpoint(&self) -> i64 {
         self.cleaner_checkpoint.load(Ordering::Acquire)
     }

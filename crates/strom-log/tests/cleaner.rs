@@ -534,3 +534,109 @@ fn the_cleaner_thread_cleans_dirty_logs() {
     assert!(log.cleanable().unwrap().dirty_bytes == 0);
     dir.close().unwrap();
 }
+
+/// A transactional batch of producer `pid` (epoch 0, sequence `seq`).
+fn append_txn(log: &Log, pid: i64, seq: i32, records: &[(&str, &str)]) -> i64 {
+    let mut b = BatchBuilder::new(NOW_MS).producer(pid, 0, seq);
+    for (k, v) in records {
+        b.push(Some(k.as_bytes()), Some(v.as_bytes()), NOW_MS);
+    }
+    let mut bytes = b.build_with_attributes(strom_proto::batch::TRANSACTIONAL_BIT);
+    log.append(&mut bytes).unwrap().first_offset
+}
+
+fn append_marker(log: &Log, pid: i64, commit: bool) -> i64 {
+    let m = strom_proto::control::EndTxnMarker {
+        commit,
+        coordinator_epoch: 0,
+    };
+    log.append(&mut m.batch(pid, 0, NOW_MS))
+        .unwrap()
+        .first_offset
+}
+
+fn markers(log: &Log) -> Vec<(i64, i64)> {
+    read_batches(log, log.log_start_offset())
+        .unwrap()
+        .iter()
+        .map(|b| strom_proto::batch::validate(b).unwrap())
+        .filter(|h| h.is_control())
+        .map(|h| (h.producer_id, h.base_offset))
+        .collect()
+}
+
+#[test]
+fn aborted_records_go_and_never_replace_committed_ones_and_old_markers_go_after_a_horizon() {
+    use strom_log::txn_index::AbortedTxn;
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let (_dir, log) = open(tmp.path(), &clock);
+    // Producer 1 commits k=committed; producer 2 writes k=aborted and aborts; producer 1
+    // later writes j in a transaction still open.
+    append_txn(&log, 1, 0, &[("k", "committed"), ("x", "1")]);
+    let commit = append_marker(&log, 1, true);
+    let first = append_txn(&log, 2, 0, &[("k", "aborted")]);
+    let abort = append_marker(&log, 2, false);
+    log.append_aborted(AbortedTxn {
+        producer_id: 2,
+        first_offset: first,
+        last_offset: abort,
+        last_stable_offset: abort + 1,
+    })
+    .unwrap();
+    append(&log, &[("x", Some("2"))], Compression::None);
+    log.roll().unwrap();
+    let open = append_txn(&log, 1, 1, &[("j", "open"), ("x", "open")]);
+    append(&log, &[("y", Some("1"))], Compression::None);
+    log.roll().unwrap();
+    // The open transaction bounds the cleaner: nothing from its segment on is cleaned.
+    log.set_first_unstable_offset(open);
+    log.clean(&CleanOptions::default()).unwrap();
+    let all = all_records(&log);
+    let value_of = |key: &str| {
+        all.iter()
+            .filter(|r| r.2 == key.as_bytes())
+            .map(|r| String::from_utf8(r.3.clone().unwrap()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        value_of("k"),
+        vec!["committed"],
+        "the aborted record went, not the committed one"
+    );
+    assert_eq!(
+        value_of("x"),
+        vec!["2", "open"],
+        "x=1 went for x=2; the open one is above the bound"
+    );
+    // Producer 1's commit marker still has data (k); producer 2's abort marker has none
+    // left but is its producer's last batch, so it stays for the producer's state.
+    assert_eq!(markers(&log), vec![(1, commit), (2, abort)]);
+
+    // Producer 2 writes again (committed): its old abort marker may go after a horizon.
+    // (Producer 1's open transaction is left above the cleaned segments.)
+    log.set_first_unstable_offset(i64::MAX);
+    append_txn(&log, 2, 1, &[("z", "1")]);
+    append_marker(&log, 2, true);
+    append(&log, &[("k", Some("plain"))], Compression::None);
+    log.roll().unwrap();
+    log.clean(&CleanOptions::default()).unwrap();
+    assert!(
+        markers(&log).contains(&(2, abort)),
+        "first clean: a horizon is set"
+    );
+    clock.advance(1_000);
+    append(&log, &[("w", Some("1"))], Compression::None);
+    log.roll().unwrap();
+    log.clean(&CleanOptions::default()).unwrap();
+    let after = markers(&log);
+    assert!(
+        !after.contains(&(2, abort)),
+        "gone after the horizon: {after:?}"
+    );
+    assert!(
+        !after.contains(&(1, commit)),
+        "its transaction's records are all superseded: producer 1's commit marker goes too: {after:?}"
+    );
+    assert_eq!(after.len(), 1, "producer 2's last marker stays: {after:?}");
+}

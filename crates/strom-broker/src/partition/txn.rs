@@ -217,6 +217,8 @@ impl Partition {
                 Ok(info)
             });
         producers.forget_from(producer_id, first_offset);
+        self.log
+            .set_first_unstable_offset(producers.first_unstable());
         drop(producers);
         match appended {
             Ok(info) => {
