@@ -55,7 +55,7 @@ async fn transactional(
     };
     let now = crate::metadata_store::now_ms();
     let d = broker
-        .txn_transition(id, |m, new_pid| {
+        .txn_transition_patient(id, |m, new_pid| {
             state::init_producer_id(m, timeout, expected, new_pid, now)
         })
         .await?;

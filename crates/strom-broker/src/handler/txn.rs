@@ -147,7 +147,7 @@ pub fn end(broker: &Arc<Broker>, version: i16, req: EndTxnRequest) -> Pending {
         let v2 = version >= 5;
         let now = crate::metadata_store::now_ms();
         let ended = broker
-            .txn_transition(&id, |m, new_pid| {
+            .txn_transition_patient(&id, |m, new_pid| {
                 let m = m.ok_or(INVALID_PRODUCER_ID_MAPPING)?;
                 match v2 {
                     true => state::end_txn_v2(m, producer, req.committed, new_pid, now),

@@ -25,6 +25,11 @@ use strom_meta::MetadataImage;
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 
+/// How long a request waits for its transactional id to be free (`txn_transition_patient`).
+const CONCURRENT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Its longest sleep between looks (a completion on another broker wakes nobody here).
+const CONCURRENT_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// One transactional id: its state and whether a write of it is in flight.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -44,6 +49,9 @@ pub struct TxnCoordinator {
     pub(crate) peers: super::markers::Peers,
     /// The runtime marker tasks run on (the reconciler thread starts some).
     pub(crate) runtime: std::sync::OnceLock<tokio::runtime::Handle>,
+    /// Woken at every transition written (or failed): requests that found their id busy
+    /// (`txn_transition_patient`) look again.
+    changed: tokio::sync::Notify,
 }
 
 impl TxnCoordinator {
@@ -266,6 +274,7 @@ impl Broker {
                 }
             }
         }
+        self.txns.changed.notify_waiters();
         written?;
         if next.state.preparing() {
             self.send_markers(id.to_string(), next.clone(), coordinator_epoch);
@@ -277,6 +286,31 @@ impl Broker {
             meta: next,
             wrote: true,
         })
+    }
+
+    /// `txn_transition`, but an id busy with another transition or completing a prepared
+    /// transaction (CONCURRENT_TRANSACTIONS) is decided again as soon as that is written,
+    /// for up to `CONCURRENT_WAIT`, rather than answered at once: clients back off 20-100
+    /// ms on that error, and the markers of the transaction before usually take a few.
+    pub async fn txn_transition_patient(
+        self: &Arc<Self>,
+        id: &str,
+        mut decide: impl FnMut(Option<&TxnMetadata>, &mut dyn FnMut() -> i64) -> Result<Outcome, Code>,
+    ) -> Result<Decided, Code> {
+        let deadline = tokio::time::Instant::now() + CONCURRENT_WAIT;
+        loop {
+            let changed = self.txns.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.txn_transition(id, &mut decide).await {
+                Err(CONCURRENT_TRANSACTIONS) if tokio::time::Instant::now() < deadline => {
+                    // A bounded wait: a fence answers CONCURRENT_TRANSACTIONS after its own
+                    // write, so the abort it started may be what completes next.
+                    let _ = tokio::time::timeout(CONCURRENT_RECHECK, changed).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Writes `meta` as `id`'s record to its partition, answered once below the high

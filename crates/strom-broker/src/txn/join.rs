@@ -60,7 +60,7 @@ impl Broker {
         }
         let now = crate::metadata_store::now_ms();
         let added = self
-            .txn_transition(id, |m, _| {
+            .txn_transition_patient(id, |m, _| {
                 let m = m.ok_or(INVALID_PRODUCER_ID_MAPPING)?;
                 state::add_partitions(m, producer, partitions, client_version, now)
             })
