@@ -107,6 +107,16 @@ impl ProducerStates {
         if h.producer_epoch < entry.epoch {
             return SeqCheck::Refuse(code(ResponseError::InvalidProducerEpoch));
         }
+        // A transaction of a newer epoch while the last one is still open here: its marker
+        // (protocol v2 gives it the newer epoch) is on its way and would end this batch's
+        // transaction too. The client retries once it has landed (Kafka's leader asks the
+        // coordinator first and gets CONCURRENT_TRANSACTIONS until then).
+        if h.is_transactional()
+            && entry.txn_first_offset.is_some()
+            && h.producer_epoch > entry.epoch
+        {
+            return SeqCheck::Refuse(code(ResponseError::NotEnoughReplicas));
+        }
         if h.producer_epoch > entry.epoch {
             return if h.base_sequence == 0 {
                 SeqCheck::Append
@@ -567,6 +577,20 @@ mod tests {
             Some(code(ResponseError::InvalidProducerEpoch))
         );
         assert_eq!(s.check(&txn_header(2, 1, 0, 1, 11)), SeqCheck::Append);
+    }
+
+    #[test]
+    fn a_newer_epochs_transaction_waits_for_the_open_ones_marker() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_header(3, 4, 0, 2, 0));
+        assert_eq!(
+            s.check(&txn_header(3, 5, 0, 1, 2)),
+            SeqCheck::Refuse(code(ResponseError::NotEnoughReplicas)),
+            "the marker of epoch 5 is still to come"
+        );
+        let (h, m) = marker(3, 5, true, 2);
+        s.record_marker(&h, m);
+        assert_eq!(s.check(&txn_header(3, 5, 0, 1, 3)), SeqCheck::Append);
     }
 
     #[test]

@@ -135,7 +135,12 @@ pub fn add_offsets(broker: &Arc<Broker>, version: i16, req: AddOffsetsToTxnReque
     })
 }
 
-/// EndTxn: the commit or abort is prepared (durable), answered, and its markers written.
+/// How long EndTxn waits for the markers of the transaction it ended (past it, the answer
+/// goes anyway: the outcome is durable, the markers follow; a batch of the next
+/// transaction that comes first is refused until they are in).
+const END_TXN_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// EndTxn: the commit or abort is prepared (durable), its markers written, then answered.
 pub fn end(broker: &Arc<Broker>, version: i16, req: EndTxnRequest) -> Pending {
     let broker = Arc::clone(broker);
     Box::pin(async move {
@@ -155,6 +160,14 @@ pub fn end(broker: &Arc<Broker>, version: i16, req: EndTxnRequest) -> Pending {
                 }
             })
             .await;
+        // Answered once the markers are written, not only once the outcome is durable: a
+        // protocol v2 producer starts its next transaction (a new epoch) on the answer, and
+        // its first batch must not reach a partition ahead of this transaction's marker.
+        if let Ok(d) = &ended {
+            if d.wrote && d.meta.state.preparing() {
+                broker.txn_completed(&id, &d.meta, END_TXN_WAIT).await;
+            }
+        }
         match ended {
             Ok(d) if v2 => {
                 let (pid, epoch) = d.meta.completion_ids();

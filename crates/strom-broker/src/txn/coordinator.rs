@@ -313,6 +313,35 @@ impl Broker {
         }
     }
 
+    /// Waits (up to `within`) until `id` has moved on from the prepared state `prepared`:
+    /// its markers are written and it completed (or another coordinator took it over).
+    pub async fn txn_completed(
+        &self,
+        id: &str,
+        prepared: &TxnMetadata,
+        within: std::time::Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let changed = self.txns.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let current = self.txns.get(id);
+            let moved = current.is_none_or(|m| {
+                m.state != prepared.state
+                    || m.producer_id != prepared.producer_id
+                    || m.producer_epoch != prepared.producer_epoch
+            });
+            if moved {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout(CONCURRENT_RECHECK, changed).await;
+        }
+    }
+
     /// Writes `meta` as `id`'s record to its partition, answered once below the high
     /// watermark, within the coordinator epoch the decision was made in. Append errors map
     /// to the coordinator's (Kafka's `TransactionStateManager`).
