@@ -21,8 +21,6 @@ SETTINGS = {"offsets.topic.num.partitions": "3", "num.partitions": "1", "group.i
 # (scenario, regex matched against a line seen on one side only, why). Scenario "*" is any.
 KNOWN = [
     # APIs Kafka 4.1 serves that Strom does not yet, each with the issue that brings it.
-    ("api_versions", r"^api (AddOffsetsToTxn|AddPartitionsToTxn|EndTxn|TxnOffsetCommit|WriteTxnMarkers|"
-     r"DescribeTransactions|ListTransactions|DescribeProducers) ", "transactions: issue 12"),
     ("api_versions", r"^api AlterReplicaLogDirs ", "moving replicas between a broker's log dirs: no issue yet"),
     ("api_versions", r"^api (AddRaftVoter|RemoveRaftVoter|UnregisterBroker) ", "the metadata quorum: issue 10"),
     ("api_versions", r"^api (SaslAuthenticate|SaslHandshake|CreateAcls|DeleteAcls|DescribeAcls|"
@@ -33,8 +31,8 @@ KNOWN = [
      r"WriteShareGroupState|DeleteShareGroupState) ", "share groups (KIP-932): planned in DESIGN.md, no issue yet"),
     ("api_versions", r"^api Produce (0|3)-13$", "Kafka 4 advertises Produce v0-2 and refuses their message formats; "
      "Strom advertises only the versions it accepts (v3+)"),
-    ("api_versions", r"^v[34] (supported|finalized) (transaction\.version|kraft\.version|share\.version) ",
-     "a feature is advertised only once Strom honours it: transactions (issue 12), dynamic quorum voters "
+    ("api_versions", r"^v[34] (supported|finalized) (kraft\.version|share\.version) ",
+     "a feature is advertised only once Strom honours it: dynamic quorum voters "
      "(issue 10), share groups (no issue)"),
     # Kafka 4.1 formats a cluster with ELR on, and with it a cluster-level
     # min.insync.replicas=1 (DYNAMIC_DEFAULT_BROKER_CONFIG); Strom's ELR reads the topic's or a

@@ -367,6 +367,19 @@ def test_transactions_tools_list_describe_and_abort_a_hanging_transaction(broker
     assert row[-1] == "0", producers  # the open transaction starts at offset 0
     rc, out, err = kafka_tools.run("kafka-transactions", "--bootstrap-server", broker.bootstrap, "list")
     assert rc == 0 and tid in out, out + err
+    # ListTransactions v2 (KIP-1152): the pattern must match the whole transactional id.
+    listed = strom_cli(broker, "transactions", "list", "--transactional-id-pattern", "hanging-.*")
+    assert tid in listed, listed
+    assert tid not in strom_cli(broker, "transactions", "list", "--transactional-id-pattern", "hanging"), listed
+    rc, out, err = kafka_tools.run("kafka-transactions", "--bootstrap-server", broker.bootstrap, "list",
+                                   "--transactional-id-pattern", tid[:-1] + ".")
+    assert rc == 0 and tid in out, out + err
+    rc, out, err = kafka_tools.run("kafka-transactions", "--bootstrap-server", broker.bootstrap, "list",
+                                   "--transactional-id-pattern", tid[:-1])
+    assert rc == 0 and tid not in out, out + err
+    bad = subprocess.run([STROM, "transactions", "list", "--transactional-id-pattern", "(",
+                          "--bootstrap-server", broker.bootstrap], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "INVALID_REGULAR_EXPRESSION" in bad.stderr, bad.stderr
     rc, out, err = kafka_tools.run("kafka-transactions", "--bootstrap-server", broker.bootstrap,
                                    "describe", "--transactional-id", tid)
     assert rc == 0 and "Ongoing" in out and f"{topic}-0" in out, out + err

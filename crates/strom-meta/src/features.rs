@@ -187,7 +187,7 @@ mod tests {
         let mut img = MetadataImage::default();
         assert_eq!(img.feature_level(GROUP_VERSION), 1);
         assert_eq!(img.feature_level(METADATA_VERSION), 27);
-        assert_eq!(img.feature_level("transaction.version"), 0);
+        assert_eq!(img.feature_level(TRANSACTION_VERSION), 2);
         let e = update(&mut img, GROUP_VERSION, 0, UpgradeType::Upgrade).unwrap_err();
         assert!(e.contains("without setting the upgrade type"), "{e}");
         update(&mut img, GROUP_VERSION, 0, UpgradeType::SafeDowngrade).unwrap();
@@ -201,7 +201,16 @@ mod tests {
             e,
             "Invalid update version 2 for feature group.version. Local controller 1 only supports versions 0-1"
         );
-        let e = update(&mut img, "transaction.version", 2, UpgradeType::Upgrade).unwrap_err();
+        let e = update(&mut img, TRANSACTION_VERSION, 3, UpgradeType::Upgrade).unwrap_err();
+        assert_eq!(
+            e,
+            "Invalid update version 3 for feature transaction.version. Local controller 1 only supports versions 0-2"
+        );
+        update(&mut img, TRANSACTION_VERSION, 1, UpgradeType::SafeDowngrade).unwrap();
+        assert_eq!(img.feature_level(TRANSACTION_VERSION), 1);
+        update(&mut img, TRANSACTION_VERSION, 2, UpgradeType::Upgrade).unwrap();
+        assert_eq!(img.feature_level(TRANSACTION_VERSION), 2);
+        let e = update(&mut img, "nope", 1, UpgradeType::Upgrade).unwrap_err();
         assert!(
             e.ends_with("Local controller 1 does not support this feature."),
             "{e}"

@@ -70,10 +70,26 @@ pub fn describe(
     r
 }
 
-/// ListTransactions: filtered by state names (unknown ones are echoed back), producer ids
-/// and (v1) by running longer than the duration filter.
+/// ListTransactions: filtered by state names (unknown ones are echoed back), producer ids,
+/// (v1) by running longer than the duration filter and (v2, KIP-1152) by a regular
+/// expression the whole transactional id matches, as Java's `Matcher.matches`; a pattern
+/// that does not compile is INVALID_REGULAR_EXPRESSION.
 pub fn list(broker: &Arc<Broker>, req: ListTransactionsRequest) -> ListTransactionsResponse {
     let mut r = ListTransactionsResponse::default();
+    let pattern = match req
+        .transactional_id_pattern
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        None => None,
+        Some(p) => match regex::Regex::new(&format!("^(?:{p})$")) {
+            Ok(re) => Some(re),
+            Err(_) => {
+                r.error_code = crate::group::consumer::INVALID_REGULAR_EXPRESSION;
+                return r;
+            }
+        },
+    };
     use crate::txn::state::TxnState;
     let known = |name: &str| {
         TxnState::ALL.iter().any(|s| s.name() == name) || TxnState::OTHER_NAMES.contains(&name)
@@ -109,7 +125,8 @@ pub fn list(broker: &Arc<Broker>, req: ListTransactionsRequest) -> ListTransacti
         let pid_ok = req.producer_id_filters.is_empty()
             || req.producer_id_filters.iter().any(|p| p.0 == m.producer_id);
         let duration_ok = req.duration_filter < 0 || now - m.start_ms > req.duration_filter;
-        if state_ok && pid_ok && duration_ok && broker.check_txn_coordinator(&id).is_ok() {
+        let id_ok = pattern.as_ref().is_none_or(|re| re.is_match(&id));
+        if state_ok && pid_ok && duration_ok && id_ok && broker.check_txn_coordinator(&id).is_ok() {
             let mut t = ListedState::default();
             t.transactional_id = TransactionalId(StrBytes::from_string(id));
             t.producer_id = ProducerId(m.producer_id);

@@ -49,8 +49,13 @@ pub struct ProducerDescription {
 }
 
 impl Admin {
-    /// Every transaction of every broker, in the states named (all when empty).
-    pub async fn list_transactions(&self, states: &[String]) -> Result<Vec<TransactionListing>> {
+    /// Every transaction of every broker, in the states named (all when empty), and with a
+    /// `pattern`, only transactional ids the regular expression matches whole.
+    pub async fn list_transactions(
+        &self,
+        states: &[String],
+        pattern: Option<&str>,
+    ) -> Result<Vec<TransactionListing>> {
         let md = self.metadata(Some(&[])).await?;
         let mut out = Vec::new();
         for (id, b) in &md.brokers {
@@ -58,10 +63,14 @@ impl Admin {
             let mut req = ListTransactionsRequest::default();
             req.state_filters = states.iter().map(|s| sb(s)).collect();
             req.duration_filter = -1;
+            req.transactional_id_pattern = pattern.map(sb);
             let resp = conn.call(&req).await?;
             check(
                 resp.error_code,
-                || format!("ListTransactions on broker {id}"),
+                || match pattern {
+                    Some(p) => format!("listing transactions matching {p:?} on broker {id}"),
+                    None => format!("listing transactions on broker {id}"),
+                },
                 None,
             )?;
             out.extend(

@@ -14,6 +14,9 @@ pub enum TransactionsCommand {
         /// CompleteCommit, CompleteAbort); repeatable.
         #[arg(long = "state")]
         states: Vec<String>,
+        /// Only transactional ids this regular expression matches (the whole id).
+        #[arg(long = "transactional-id-pattern")]
+        pattern: Option<String>,
     },
     /// One transactional id: its producer, state, timeout and partitions.
     Describe {
@@ -48,8 +51,8 @@ pub enum TransactionsCommand {
 pub async fn run(cmd: TransactionsCommand, common: &Common) -> anyhow::Result<()> {
     let admin = common.admin().await?;
     match cmd {
-        TransactionsCommand::List { states } => {
-            let txns = admin.list_transactions(&states).await?;
+        TransactionsCommand::List { states, pattern } => {
+            let txns = admin.list_transactions(&states, pattern.as_deref()).await?;
             match common.output {
                 Output::Json => print_json(&json!(txns
                     .iter()
