@@ -395,3 +395,35 @@ def test_transactions_tools_list_describe_and_abort_a_hanging_transaction(broker
                           "--from-beginning", "--isolation-level", "read_committed", "--max-messages", "1",
                           "--timeout-ms", "10000"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.split() == ["after"], out.stdout + out.stderr
+
+
+def test_a_coordinator_left_alone_with_a_timed_out_transaction_shuts_down():
+    """Three nodes; a transaction is left open; the two nodes that do not coordinate it are
+    SIGKILLed, so its abort at the timeout can reach neither followers nor the quorum; then
+    the coordinator is SIGTERMed: it exits, not waiting for that write for ever. Bug pinned:
+    found by librdkafka's 0103 in the suite, whose last broker never exited."""
+    from conftest import StromCluster
+    from test_eos_faults import txn_partition
+    c = StromCluster(3, extra={"transaction.abort.timed.out.transaction.cleanup.interval.ms": "200"}).start()
+    try:
+        topic, tid = unique("stop"), unique("stop")
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(30)
+        p = Producer({"bootstrap.servers": c.bootstrap, "transactional.id": tid,
+                      "transaction.timeout.ms": 1500})
+        p.init_transactions(30)
+        p.begin_transaction()
+        for i in range(10):
+            p.produce(topic, value=f"v{i}", partition=i % 3)
+        assert p.flush(30) == 0
+        md = admin.list_topics("__transaction_state", timeout=10)
+        coordinator = md.topics["__transaction_state"].partitions[txn_partition(tid)].leader
+        for n in c.nodes:
+            if n is not c.node(coordinator):
+                n.stop(signal.SIGKILL)
+        time.sleep(3)  # past the timeout: the abort is being written, and cannot be
+        last = c.node(coordinator)
+        last.proc.send_signal(signal.SIGTERM)
+        last.proc.wait(timeout=30)
+    finally:
+        c.cleanup()

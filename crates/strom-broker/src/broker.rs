@@ -74,6 +74,9 @@ pub struct RunningBroker {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// How long a graceful shutdown waits for the broker's background tasks to stop.
+const SHUTDOWN_TASKS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl RunningBroker {
     /// The first listener's bound address.
     pub fn addr(&self) -> SocketAddr {
@@ -86,8 +89,16 @@ impl RunningBroker {
         // Leaderships move away while this broker still answers (controlled shutdown).
         crate::membership::shut_down(&self.broker).await;
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        // A task that is waiting for a write the cluster cannot take any more (its
+        // followers and the quorum gone with it: the group persister, the transaction
+        // timeout scan) is not waited for past the deadline; what it had not written is
+        // replayed from the logs at the next start.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_TASKS_WAIT;
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                tracing::warn!("a background task did not stop in time: aborted");
+                t.abort();
+            }
         }
         // Give connection tasks a moment to write their last responses.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
