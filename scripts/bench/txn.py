@@ -1,4 +1,7 @@
-"""Transactions benchmark (scripts/bench-txn): one Strom broker, confluent-kafka clients.
+"""Transactions benchmark (scripts/bench-txn): one broker, confluent-kafka clients; Strom, then
+Apache Kafka 4.1.2 (tests/compat/kafka_ref.py's single KRaft node) as it ships (no fsync) and
+with `log.flush.interval.messages=1` (an fsync per append, Strom's durability), one after the
+other on the same machine (STROM_BENCH_TXN_BROKERS picks: strom,kafka,kafka-fsync).
 
 1. Throughput: the same number of 1 KiB records produced idempotently (acks=all) without
    transactions, then in transactions of 10, 100 and 1000 records (commit after each).
@@ -20,6 +23,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 RECORDS = int(os.environ.get("STROM_BENCH_TXN_RECORDS", "200000"))
+BROKERS = os.environ.get("STROM_BENCH_TXN_BROKERS", "strom,kafka,kafka-fsync").split(",")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "compat"))
 VALUE = b"x" * 1024
 PARTITIONS = 4
 
@@ -120,22 +126,38 @@ def latency(bootstrap, transactional, rounds=500, per_round=10, every=0.01):
     return pick(0.5), pick(0.99), len(lat)
 
 
+def measure(bootstrap):
+    base = throughput(bootstrap, None)
+    print(f"  throughput, {RECORDS} x 1 KiB, acks=all, idempotent, no transactions: {base:,.0f} records/s",
+          flush=True)
+    for k in (10, 100, 1000):
+        r = throughput(bootstrap, k)
+        print(f"  throughput, {k} records per transaction: {r:,.0f} records/s ({r / base:.2f}x)", flush=True)
+    for transactional in (False, True):
+        p50, p99, n = latency(bootstrap, transactional)
+        what = "transactions of 10, read_committed" if transactional else "no transactions, read_uncommitted"
+        print(f"  end-to-end latency, {what}: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({n} records)", flush=True)
+
+
 def main():
-    proc, d, bootstrap = start_broker(sys.argv[1])
-    try:
-        base = throughput(bootstrap, None)
-        print(f"throughput, {RECORDS} x 1 KiB, acks=all, idempotent, no transactions: {base:,.0f} records/s")
-        for k in (10, 100, 1000):
-            r = throughput(bootstrap, k)
-            print(f"throughput, {k} records per transaction: {r:,.0f} records/s ({r / base:.2f}x)")
-        for transactional in (False, True):
-            p50, p99, n = latency(bootstrap, transactional)
-            what = "transactions of 10, read_committed" if transactional else "no transactions, read_uncommitted"
-            print(f"end-to-end latency, {what}: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({n} records)")
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(d, ignore_errors=True)
+    for name in BROKERS:
+        print(name, flush=True)
+        if name == "strom":
+            proc, d, bootstrap = start_broker(sys.argv[1])
+            try:
+                measure(bootstrap)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+                shutil.rmtree(d, ignore_errors=True)
+        else:
+            import kafka_ref
+            extra = {"log.flush.interval.messages": "1"} if name == "kafka-fsync" else {}
+            k = kafka_ref.KafkaBroker(extra).start()
+            try:
+                measure(k.bootstrap)
+            finally:
+                k.cleanup()
 
 
 if __name__ == "__main__":
