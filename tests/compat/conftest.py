@@ -16,9 +16,11 @@ STROM = os.environ.get("STROM_BIN", os.path.join(ROOT, "target", "debug", "strom
 class StromBroker:
     """A `strom broker` process with its own data dir; restartable with SIGTERM or SIGKILL."""
 
-    def __init__(self, extra=None):
+    def __init__(self, extra=None, nofile=None):
         self.dir = tempfile.mkdtemp(prefix="strom-compat-")
         self.extra = dict(extra or {})
+        # An open-file limit (soft and hard) for the broker process, as `ulimit -n`.
+        self.nofile = nofile
         self.port = 0
         self.proc = None
         self.log_path = os.path.join(self.dir, "broker.log")
@@ -38,7 +40,11 @@ class StromBroker:
         for k, v in overrides.items():
             args += ["--override", f"{k}={v}"]
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True)
+        limit = None
+        if self.nofile:
+            import resource
+            limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=limit)
         return self
 
     def wait_ready(self, within=30):

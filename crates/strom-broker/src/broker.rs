@@ -53,6 +53,8 @@ pub struct Broker {
     incarnation: uuid::Uuid,
     /// The cleaner settings the log dirs' cleaner threads run with (None: not started yet).
     cleaner: std::sync::Mutex<Option<CleanerSettings>>,
+    /// Client connections, sharing the descriptors with segment files.
+    pub connections: Arc<crate::connections::Connections>,
 }
 
 /// The `log.cleaner.*` keys in effect: static, or changed at run time (Kafka's dynamic
@@ -121,12 +123,17 @@ impl Broker {
     pub async fn start(config: BrokerConfig) -> Result<RunningBroker, BrokerError> {
         let node_id = config.node_id;
         let local_id = local_cluster_id(&config)?;
+        // Before the logs open: it sizes the segment files' share of the descriptors.
+        let connections =
+            crate::connections::Connections::new(config.max_connections, config.log_open_files_max);
         let dirs = open_dirs(&config).await?;
         let dir = Arc::clone(&dirs[0]);
         let meta_log = match dir.get(&format!("{METADATA_TOPIC}-0")) {
             Some(l) => l,
             None => dir.create(METADATA_TOPIC, 0, metadata_log_config())?,
         };
+        // The quorum's appends must not fail for want of a descriptor.
+        meta_log.pin_active();
         let applier = Applier::new();
         let (quorum, since_snapshot) =
             crate::metadata_store::open::open_quorum(&config, meta_log, Arc::clone(&applier))
@@ -160,6 +167,7 @@ impl Broker {
             log_dir_ids,
             incarnation: uuid::Uuid::new_v4(),
             cleaner: std::sync::Mutex::new(None),
+            connections,
         });
         let _ = broker.advertised.set(advertised.clone());
         let _ = broker.txns.runtime.set(tokio::runtime::Handle::current());
@@ -436,7 +444,7 @@ impl Broker {
                 if self.config.quorum.broker {
                     crate::reconciler::wait(&mut self.reconciled.subscribe(), published.offset)
                         .await
-                        .map_err(|e| storage(BrokerError::Metadata(e)))?;
+                        .map_err(|e| storage(BrokerError::Reconcile(e)))?;
                 }
                 Ok(published.image)
             }

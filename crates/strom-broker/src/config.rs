@@ -122,6 +122,8 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("offset.metadata.max.bytes", INT_ANY, "4096"),
     ("fetch.max.bytes", Kind::Int { min: 1024 }, "57671680"),
     ("connections.max.idle.ms", LONG_ANY, "600000"),
+    ("max.connections", Kind::Int { min: 0 }, "2147483647"),
+    ("strom.log.open.files.max", Kind::Int { min: 0 }, "0"),
     ("max.incremental.fetch.session.cache.slots", Kind::Int { min: 0 }, "1000"),
     ("group.consumer.assignors", Kind::Str, "uniform,range"),
     (
@@ -199,6 +201,12 @@ pub struct BrokerConfig {
     /// `connections.max.idle.ms`: a connection with no request for this long and nothing
     /// in flight is closed; negative: never.
     pub connections_max_idle_ms: i64,
+    /// `max.connections`: client connections over all listeners; more are closed as they
+    /// are accepted. Capped by what the open-file limit leaves (`connections.rs`).
+    pub max_connections: usize,
+    /// `strom.log.open.files.max`: segment files held open at once (0: half of the
+    /// open-file limit); the others are closed and opened again when read or written.
+    pub log_open_files_max: usize,
     /// `max.incremental.fetch.session.cache.slots`: 0 means no incremental fetch sessions.
     pub fetch_session_cache_slots: usize,
     /// `group.coordinator.rebalance.protocols` names `consumer`: the KIP-848 APIs are on.
@@ -660,6 +668,8 @@ impl BrokerConfig {
             offset_metadata_max_bytes: int("offset.metadata.max.bytes") as i32,
             fetch_max_bytes: int("fetch.max.bytes") as i32,
             connections_max_idle_ms: int("connections.max.idle.ms"),
+            max_connections: int("max.connections").max(0) as usize,
+            log_open_files_max: int("strom.log.open.files.max").max(0) as usize,
             fetch_session_cache_slots: int("max.incremental.fetch.session.cache.slots") as usize,
             consumer_protocol_enabled: consumer_protocol_enabled(&get(
                 "group.coordinator.rebalance.protocols",

@@ -23,6 +23,10 @@ pub fn log_error(e: &LogError) -> Code {
         LogError::InvalidConfig(_) => code(ResponseError::InvalidConfig),
         LogError::InvalidName(_) => code(ResponseError::InvalidTopicException),
         LogError::AlreadyExists(_) => code(ResponseError::TopicAlreadyExists),
+        // Out of descriptors or a segment deleted under a read: this call only, retriable.
+        LogError::Exhausted { .. } | LogError::SegmentGone { .. } => {
+            code(ResponseError::KafkaStorageError)
+        }
         LogError::Offline { .. }
         | LogError::Io { .. }
         | LogError::Corrupt { .. }
@@ -73,6 +77,10 @@ pub enum BrokerError {
     Config(#[from] crate::config::ConfigError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// This broker could not bring its partitions in line with a committed change (out of
+    /// descriptors, say); it tries again by itself.
+    #[error("applying the change on this broker failed (retried): {0}")]
+    Reconcile(String),
     /// The metadata quorum has no leader this node can reach.
     #[error("{0}")]
     NoQuorum(String),

@@ -9,7 +9,6 @@ use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, RequestKind
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use strom_log::FileSlice;
 
 pub mod alter_configs;
 pub mod api_versions;
@@ -59,7 +58,7 @@ pub enum Reply {
     /// A fetch response whose records fields are markers for these file slices.
     Fetch {
         response: FetchResponse,
-        slices: Vec<(Bytes, FileSlice)>,
+        slices: Vec<(Bytes, crate::response::Records)>,
     },
 }
 

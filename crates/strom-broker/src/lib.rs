@@ -8,6 +8,7 @@
 pub mod authz;
 pub mod broker;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod fetch_session;
 pub mod group;

@@ -6,8 +6,9 @@
 
 use crate::broker::Broker;
 use crate::metadata_store::applier::Change;
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 use strom_meta::MetadataDelta;
 use tokio::sync::watch;
 
@@ -35,30 +36,70 @@ pub fn start(broker: &Arc<Broker>) -> std::io::Result<std::thread::JoinHandle<()
         .spawn(move || run(weak, initial, rx))
 }
 
+/// How long a topic whose reconcile failed (out of descriptors, say) waits to be tried
+/// again when no change comes meanwhile.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 fn run(broker: Weak<Broker>, initial: Change, rx: Receiver<Change>) {
     let mut next = Some(initial);
-    while let Some(change) = next.take().or_else(|| rx.recv().ok()) {
+    let mut last: Option<(Arc<strom_meta::MetadataImage>, i64)> = None;
+    loop {
+        let change = match next.take() {
+            Some(c) => c,
+            None => match next_change(&broker, &rx, last.as_ref()) {
+                Some(c) => c,
+                None => return,
+            },
+        };
         let Some(b) = broker.upgrade() else { return };
-        // Changes queued behind this one are folded in: only the newest image matters.
+        // Changes queued behind this one are folded in: only the newest image matters. So
+        // are the topics that failed before, whatever the change.
         let mut change = change;
         while let Ok(more) = rx.try_recv() {
             change.delta.merge(more.delta);
             change.image = more.image;
             change.offset = more.offset;
         }
-        let result = b
-            .replicas
-            .apply_delta(&change.image, &change.delta)
-            .and_then(|()| b.apply_cleaner_settings(&change.image))
-            .and_then(|()| b.reconcile_groups(&change.image))
-            .and_then(|()| b.reconcile_txns(&change.image));
+        change.delta.topics.extend(b.replicas.failed_topics());
+        last = Some((Arc::clone(&change.image), change.offset));
+        let results = [
+            b.replicas.apply_delta(&change.image, &change.delta),
+            b.apply_cleaner_settings(&change.image),
+            b.reconcile_groups(&change.image),
+            b.reconcile_txns(&change.image),
+        ];
+        let result = results.into_iter().find_map(Result::err);
         b.reconciled.send_modify(|r| {
             r.offset = change.offset;
-            if let Err(e) = result {
+            if let Some(e) = result {
                 tracing::error!(offset = change.offset, error = %e, "reconciling the metadata failed");
                 r.failed = Some((change.offset, e.to_string()));
             }
         });
+    }
+}
+
+/// The next change to act on: the next one applied, or, while some topics failed to
+/// reconcile and nothing else comes for `RETRY_AFTER`, those topics again under the last
+/// image. None once the applier is gone.
+fn next_change(
+    broker: &Weak<Broker>,
+    rx: &Receiver<Change>,
+    last: Option<&(Arc<strom_meta::MetadataImage>, i64)>,
+) -> Option<Change> {
+    let failed = !broker.upgrade()?.replicas.failed_topics().is_empty();
+    let Some((image, offset)) = last.filter(|_| failed) else {
+        return rx.recv().ok();
+    };
+    match rx.recv_timeout(RETRY_AFTER) {
+        Ok(change) => Some(change),
+        Err(RecvTimeoutError::Disconnected) => None,
+        // The failed topics are added to every change's delta.
+        Err(RecvTimeoutError::Timeout) => Some(Change {
+            delta: MetadataDelta::default(),
+            image: Arc::clone(image),
+            offset: *offset,
+        }),
     }
 }
 

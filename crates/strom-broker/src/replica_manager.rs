@@ -10,7 +10,7 @@ use crate::partition::state::Assignment;
 pub use crate::partition::Partition;
 use crate::replication_quota::{self as quota, ReplicationQuotas};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use strom_log::{LogConfig, LogDir};
 use strom_meta::{MetadataDelta, MetadataImage};
 use strom_proto::TimestampType;
@@ -75,6 +75,12 @@ pub struct ReplicaManager {
     pub quotas: ReplicationQuotas,
     /// What this broker's replica fetching cost (logged at shutdown).
     pub fetch_stats: crate::replica_fetcher::FetchStats,
+    /// Topics whose last reconcile failed (out of descriptors, say): tried again.
+    failed: Mutex<BTreeSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The hosted partitions, by topic name and by topic id.
@@ -113,6 +119,7 @@ impl ReplicaManager {
             maps: RwLock::new(Maps::default()),
             quotas: ReplicationQuotas::default(),
             fetch_stats: Default::default(),
+            failed: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -133,25 +140,13 @@ impl ReplicaManager {
         &self.dirs
     }
 
-    /// The dir that holds the log `name`, if any.
-    fn dir_of(&self, name: &str) -> Option<&Arc<LogDir>> {
-        self.dirs.iter().find(|d| d.get(name).is_some())
-    }
-
-    fn delete_log(&self, name: &str) -> Result<(), BrokerError> {
-        if let Some(dir) = self.dir_of(name) {
-            dir.delete(name)?;
-        }
-        Ok(())
-    }
-
     /// Where a new partition goes: the online dir with the fewest partitions (Kafka's
     /// choice), the first on a tie.
     fn dir_for_new(&self) -> &Arc<LogDir> {
         self.dirs
             .iter()
             .filter(|d| !d.is_offline())
-            .min_by_key(|d| d.logs().len())
+            .min_by_key(|d| d.log_count())
             .unwrap_or(&self.dirs[0])
     }
 
@@ -190,13 +185,34 @@ impl ReplicaManager {
         let rate = |key: &str| dynamic.get(key).and_then(|(v, _)| v.trim().parse().ok());
         self.quotas.leader.set_rate(rate(quota::LEADER_RATE));
         self.quotas.follower.set_rate(rate(quota::FOLLOWER_RATE));
+        // One topic that cannot be reconciled now (out of descriptors) holds up no other;
+        // the reconciler tries it again later.
+        let mut first_error = None;
+        let mut failed = lock(&self.failed);
         for name in &names {
-            self.reconcile_topic(image, name, &dynamic)?;
+            match self.reconcile_topic(image, name, &dynamic) {
+                Ok(()) => {
+                    failed.remove(name);
+                }
+                Err(e) => {
+                    failed.insert(name.clone());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        drop(failed);
+        if let Some(e) = first_error {
+            return Err(e);
         }
         if delta.everything {
             self.delete_unowned()?;
         }
         Ok(())
+    }
+
+    /// Topics whose last reconcile failed, to be tried again.
+    pub fn failed_topics(&self) -> BTreeSet<String> {
+        lock(&self.failed).clone()
     }
 
     /// Reconciles one topic's hosted partitions. Logs are created and deleted outside the
@@ -224,26 +240,46 @@ impl ReplicaManager {
             let mut maps = self.write();
             gone.iter().for_each(|p| maps.remove(p));
         }
-        for p in gone {
+        for p in &gone {
             p.close();
-            self.delete_log(p.log_name())?;
         }
+        // One checkpoint write per dir for all of them, not one per partition.
+        for dir in &self.dirs {
+            let names: Vec<&str> = gone
+                .iter()
+                .map(|p| p.log_name())
+                .filter(|n| dir.get(n).is_some())
+                .collect();
+            if !names.is_empty() {
+                dir.delete_many(&names)?;
+            }
+        }
+        let keep: HashMap<i32, Arc<Partition>> = keep.into_iter().map(|p| (p.index, p)).collect();
+        let mut first_error = Ok(());
         for (index, want) in wanted {
-            match keep.iter().find(|p| p.index == index) {
-                Some(p) => {
-                    if *p.log().config() != want.config {
-                        p.log().set_config(want.config)?;
-                    }
-                    p.set_min_isr(want.min_isr);
-                    p.set_throttled(want.throttled.0, want.throttled.1);
-                    p.apply(&want.assignment);
-                }
-                None => {
-                    let p = self.open_partition(name.to_string(), index, &want)?;
-                    self.write().insert(p);
+            let done = match keep.get(&index) {
+                Some(p) => self.update_partition(p, want),
+                None => self
+                    .open_partition(name.to_string(), index, &want)
+                    .map(|p| self.write().insert(p)),
+            };
+            if let Err(e) = done {
+                tracing::warn!(topic = name, partition = index, error = %e, "reconciling a partition failed; trying again later");
+                if first_error.is_ok() {
+                    first_error = Err(e);
                 }
             }
         }
+        first_error
+    }
+
+    fn update_partition(&self, p: &Arc<Partition>, want: Wanted) -> Result<(), BrokerError> {
+        if *p.log().config() != want.config {
+            p.log().set_config(want.config)?;
+        }
+        p.set_min_isr(want.min_isr);
+        p.set_throttled(want.throttled.0, want.throttled.1);
+        p.apply(&want.assignment);
         Ok(())
     }
 

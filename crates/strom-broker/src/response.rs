@@ -12,14 +12,14 @@ use crate::handler::Reply;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use strom_log::FileSlice;
 
 /// A piece of a response on the wire.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Chunk {
     Bytes(Bytes),
-    File(FileSlice),
+    File(HeldSlice),
 }
 
 impl Chunk {
@@ -28,6 +28,59 @@ impl Chunk {
             Chunk::Bytes(b) => b.len(),
             Chunk::File(f) => f.len as usize,
         }
+    }
+}
+
+/// Segment-file slices held by responses not yet sent: each keeps its file's descriptor
+/// open, closed from the segment-file cache or not.
+static HELD_SLICES: AtomicUsize = AtomicUsize::new(0);
+
+/// One partition's records in a fetch response: a slice of a segment file (sent with
+/// sendfile) while responses in flight hold fewer than a quarter of the segment-file
+/// cache's share of descriptors, else the bytes read at once. So a fetch of thousands of
+/// partitions cannot hold thousands of descriptors.
+#[derive(Debug)]
+pub enum Records {
+    File(HeldSlice),
+    Bytes(Bytes),
+}
+
+impl Records {
+    pub fn hold(slice: FileSlice) -> std::io::Result<Records> {
+        let budget = (strom_log::Handles::files().limit() / 4).max(16);
+        if HELD_SLICES.fetch_add(1, Ordering::AcqRel) < budget {
+            return Ok(Records::File(HeldSlice(slice)));
+        }
+        HELD_SLICES.fetch_sub(1, Ordering::AcqRel);
+        slice.read_to_vec().map(|b| Records::Bytes(Bytes::from(b)))
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Records::File(f) => f.len,
+            Records::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A file slice counted in `HELD_SLICES` until dropped.
+#[derive(Debug)]
+pub struct HeldSlice(FileSlice);
+
+impl std::ops::Deref for HeldSlice {
+    type Target = FileSlice;
+    fn deref(&self) -> &FileSlice {
+        &self.0
+    }
+}
+
+impl Drop for HeldSlice {
+    fn drop(&mut self) {
+        HELD_SLICES.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -73,7 +126,7 @@ pub fn encode(
             slices
         }
     };
-    let mut chunks = splice(buf, &slices, version >= 12)?;
+    let mut chunks = splice(buf, slices, version >= 12)?;
     let total: usize = chunks.iter().map(Chunk::len).sum::<usize>() - 4;
     if let Some(Chunk::Bytes(first)) = chunks.first_mut() {
         let mut b = BytesMut::from(&first[..]);
@@ -86,7 +139,7 @@ pub fn encode(
 /// Replaces each `[prefix(16)][marker]` in `buf` with `[prefix(len)]` + the file slice.
 fn splice(
     buf: BytesMut,
-    slices: &[(Bytes, FileSlice)],
+    slices: Vec<(Bytes, Records)>,
     flexible: bool,
 ) -> std::io::Result<Vec<Chunk>> {
     let buf = buf.freeze();
@@ -98,7 +151,7 @@ fn splice(
     // marker is located in the whole buffer and the slices are spliced in buffer order.
     let mut placed = Vec::with_capacity(slices.len());
     for (marker, slice) in slices {
-        let at = find(&buf, marker)
+        let at = find(&buf, &marker)
             .ok_or_else(|| encode_err("records marker not found in the encoded fetch response"))?;
         placed.push((at, slice));
     }
@@ -120,13 +173,15 @@ fn splice(
         chunks.push(Chunk::Bytes(buf.slice(from..start)));
         let mut prefix = BytesMut::with_capacity(5);
         if flexible {
-            put_unsigned_varint(&mut prefix, slice.len + 1);
+            put_unsigned_varint(&mut prefix, slice.len() + 1);
         } else {
-            prefix.put_i32(slice.len as i32);
+            prefix.put_i32(slice.len() as i32);
         }
         chunks.push(Chunk::Bytes(prefix.freeze()));
-        if slice.len > 0 {
-            chunks.push(Chunk::File(slice.clone()));
+        match slice {
+            Records::File(f) if f.len > 0 => chunks.push(Chunk::File(f)),
+            Records::Bytes(b) if !b.is_empty() => chunks.push(Chunk::Bytes(b)),
+            _ => {}
         }
         from = at + MARKER_BYTES;
     }
@@ -228,18 +283,23 @@ mod tests {
 
             let markers: Vec<Bytes> = ranges.iter().map(|_| new_marker()).collect();
             let with_markers: Vec<Option<Bytes>> = markers.iter().cloned().map(Some).collect();
-            let mut slices: Vec<(Bytes, FileSlice)> = ranges
+            // The last partition's records as bytes (read past the budget), the others
+            // as file slices: both splice the same.
+            let mut slices: Vec<(Bytes, Records)> = ranges
                 .iter()
                 .zip(&markers)
-                .map(|((p, l), m)| {
-                    (
-                        m.clone(),
-                        FileSlice {
-                            file: Arc::clone(&file),
-                            position: *p,
-                            len: *l,
-                        },
-                    )
+                .enumerate()
+                .map(|(i, ((p, l), m))| {
+                    let slice = FileSlice {
+                        file: Arc::clone(&file),
+                        position: *p,
+                        len: *l,
+                    };
+                    let records = match i {
+                        2 => Records::Bytes(Bytes::from(slice.read_to_vec().unwrap())),
+                        _ => Records::hold(slice).unwrap(),
+                    };
+                    (m.clone(), records)
                 })
                 .collect();
             if reversed {

@@ -31,6 +31,11 @@ use tokio::time::Instant;
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
     let send_buffer = broker.config.socket_send_buffer_bytes;
     accept_loop(listener, shutdown, move |stream, peer, shutdown| {
+        // Past max.connections the connection is closed at once: the client sees it
+        // closed and retries after its backoff, as with Kafka's connection quotas.
+        let Some(admitted) = broker.connections.admit() else {
+            return;
+        };
         if let Err(e) = set_send_buffer(&stream, send_buffer) {
             tracing::warn!(%peer, error = %e, "socket.send.buffer.bytes not applied");
         }
@@ -39,27 +44,38 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::
             if let Err(e) = connection(broker, stream, shutdown).await {
                 tracing::debug!(%peer, error = %e, "connection closed");
             }
+            drop(admitted);
         });
     })
     .await
 }
 
 /// Accepts connections (no Nagle) and hands each to `on_connection` until `shutdown` turns
-/// true; a failed accept (out of descriptors) is retried after a pause.
+/// true; a failed accept (out of descriptors) closes idle segment files and is retried
+/// after a pause.
 pub async fn accept_loop(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
     on_connection: impl Fn(TcpStream, std::net::SocketAddr, watch::Receiver<bool>),
 ) {
+    let mut failures = 0u64;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    failures = 0;
                     let _ = stream.set_nodelay(true);
                     on_connection(stream, peer, shutdown.clone());
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    if strom_log::handles::is_out_of_descriptors(&e) {
+                        strom_log::Handles::files().relieve();
+                    }
+                    failures += 1;
+                    // The first failure of a run and then one in a hundred.
+                    if failures % 100 == 1 {
+                        tracing::warn!(error = %e, failures, "accept failed");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 }
             },

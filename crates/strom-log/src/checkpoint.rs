@@ -61,7 +61,7 @@ pub(crate) fn write(path: &Path, entries: &BTreeMap<String, i64>) -> Result<()> 
         }
     }
     let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut f = crate::handles::transient(|| fs::File::create(&tmp)).map_err(io_err(&tmp))?;
     f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
     f.sync_all().map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;

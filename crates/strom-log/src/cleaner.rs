@@ -495,9 +495,13 @@ fn clean_group(
     };
     let dir = log.dir();
     let base = first.base_offset;
-    // A failure while the partition is being deleted is the deletion's doing, not the disk's.
+    // A failure while the partition is being deleted is the deletion's doing, not the disk's;
+    // a segment deleted meanwhile or a lack of descriptors ends this clean, not the next.
     let quiet = |e: LogError| -> Result<GroupOutcome> {
-        if log.is_deleted() {
+        if matches!(e, LogError::SegmentGone { .. } | LogError::Exhausted { .. }) {
+            let _ = segment::remove_stage(dir, base, Some(segment::CLEANED));
+            Ok(GroupOutcome::Interrupted)
+        } else if log.is_deleted() {
             Ok(GroupOutcome::Interrupted)
         } else {
             Err(log.fail(e))

@@ -151,7 +151,7 @@ impl EpochCache {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
         let tmp = self.path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = crate::handles::transient(|| fs::File::create(&tmp)).map_err(io_err(&tmp))?;
         f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;

@@ -118,10 +118,7 @@ fn flush_together(shared: &DirShared, cycle: Vec<(Arc<Log>, Waiters)>) {
     let synced = syncfs(shared.path());
     for ((log, waiters), pending) in logs.iter().zip(waiters).zip(pending) {
         let result = pending.and_then(|p| {
-            let sync = synced.as_ref().map(|_| ()).map_err(|e| LogError::Io {
-                path: shared.path().to_path_buf(),
-                source: std::io::Error::new(e.kind(), e.to_string()),
-            });
+            let sync = synced.as_ref().map(|_| ()).map_err(LogError::again);
             log.finish_flush(p, sync, true)
         });
         complete(log, waiters, result);
@@ -130,12 +127,15 @@ fn flush_together(shared: &DirShared, cycle: Vec<(Arc<Log>, Waiters)>) {
 
 /// `syncfs(2)` of the file system holding `dir`: every file's data and metadata, directory
 /// entries included. Since Linux 5.8 it reports writeback errors of that file system.
-fn syncfs(dir: &std::path::Path) -> std::io::Result<()> {
+fn syncfs(dir: &std::path::Path) -> Result<(), LogError> {
     use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(dir)?;
+    let f = crate::log::open_dir(dir)?;
     // SAFETY: syncfs only reads the descriptor, which `f` keeps open for the call.
     if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(LogError::Io {
+            path: dir.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -158,11 +158,13 @@ fn complete(log: &Log, waiters: Waiters, result: Result<i64, LogError>) {
         }
         Err(e) => {
             tracing::error!(log = log.name(), error = %e, "flush failed");
-            let reason = e.to_string();
             for (_, done) in waiters {
-                done(Err(LogError::Offline {
-                    dir: log.dir().to_path_buf(),
-                    reason: reason.clone(),
+                done(Err(match &e {
+                    LogError::Exhausted { .. } => LogError::again(&e),
+                    _ => LogError::Offline {
+                        dir: log.dir().to_path_buf(),
+                        reason: e.to_string(),
+                    },
                 }));
             }
         }

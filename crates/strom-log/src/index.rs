@@ -14,21 +14,27 @@
 //! covers it is stored with `Release`, and readers load the length with `Acquire`.
 
 use crate::error::{io_err, Result};
+use crate::handles::{transient, Handles, Slot};
 use crate::limits::{OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 use memmap2::{Advice, MmapOptions, MmapRaw};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
-/// A memory-mapped array of `N`-byte entries.
+/// A memory-mapped array of `N`-byte entries. The file is not held open: it is mapped on
+/// first use (Kafka's `LazyIndex`), the descriptor closed once mapped, and the mapping is
+/// one of the process's bounded pool (`Handles::maps`), unmapped when idle and mapped
+/// again on demand. Entries written through a mapping are in the page cache either way.
 #[derive(Debug)]
 struct MmapIndex<const N: usize> {
     path: PathBuf,
-    file: File,
-    map: Option<MmapRaw>,
+    map: Arc<Slot<MmapRaw>>,
     /// Entries the file has room for; 0 once trimmed, so a closed index takes no appends.
     capacity: AtomicUsize,
     len: AtomicUsize,
+    /// A mapping failed (out of maps): logged once.
+    warned: AtomicBool,
 }
 
 impl<const N: usize> MmapIndex<N> {
@@ -36,44 +42,76 @@ impl<const N: usize> MmapIndex<N> {
     /// holds: callers check them with `check` and rebuild the index when in doubt. With
     /// `writable`, the file is grown to `max_bytes` so entries can be appended.
     fn open(path: &Path, max_bytes: u64, writable: bool) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err(path))?;
-        let file_bytes = file.metadata().map_err(io_err(path))?.len();
-        let len = usize::try_from(file_bytes).unwrap_or(usize::MAX) / N;
+        let file_bytes = match std::fs::metadata(path) {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let found = file_bytes.unwrap_or(0);
+        let len = usize::try_from(found).unwrap_or(usize::MAX) / N;
         let len_bytes = (len * N) as u64;
         let map_bytes = if writable {
             len_bytes.max(max_bytes / N as u64 * N as u64)
         } else {
             len_bytes
         };
-        if map_bytes != file_bytes {
+        if file_bytes != Some(map_bytes) {
+            let file = transient(|| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+            })
+            .map_err(io_err(path))?;
             file.set_len(map_bytes).map_err(io_err(path))?;
         }
-        let map = if map_bytes == 0 {
-            None
-        } else {
-            let map = MmapOptions::new()
-                .len(map_bytes as usize)
-                .map_raw(&file)
-                .map_err(io_err(path))?;
-            // Lookups are binary searches: read-ahead would only fault in (and, for a fresh
-            // sparse file, zero-fill) megabytes of index per segment for nothing.
-            map.advise(Advice::Random).map_err(io_err(path))?;
-            Some(map)
-        };
         let capacity = if writable { map_bytes as usize / N } else { 0 };
         Ok(MmapIndex {
             path: path.to_path_buf(),
-            file,
-            map,
+            map: Slot::new(&Handles::maps()),
             capacity: AtomicUsize::new(capacity),
             len: AtomicUsize::new(len),
+            warned: AtomicBool::new(false),
         })
+    }
+
+    fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
+    /// Bytes a mapping covers: the file's length (room for `capacity` entries while the
+    /// index takes appends, its entries once trimmed).
+    fn map_bytes(&self) -> usize {
+        self.capacity.load(Ordering::Acquire).max(self.len()) * N
+    }
+
+    /// The mapping, made if there is none; None when the index is empty or the process is
+    /// out of maps (then lookups find nothing and reads scan from the segment start, and
+    /// appends skip the entry: slower, never wrong).
+    fn mapping(&self) -> Option<Arc<MmapRaw>> {
+        let bytes = self.map_bytes();
+        if bytes == 0 {
+            return None;
+        }
+        let made = self.map.get(|| {
+            let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+            let map = MmapOptions::new().len(bytes).map_raw(&file)?;
+            // Lookups are binary searches: read-ahead would only fault in (and, for a fresh
+            // sparse file, zero-fill) megabytes of index per segment for nothing.
+            map.advise(Advice::Random)?;
+            Ok(map)
+        });
+        match made {
+            Ok(map) => Some(map),
+            Err(e) => {
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(index = %self.path.display(), error = %e, "cannot map index; reading without it");
+                }
+                None
+            }
+        }
     }
 
     fn len(&self) -> usize {
@@ -87,8 +125,10 @@ impl<const N: usize> MmapIndex<N> {
     fn entry(&self, i: usize) -> [u8; N] {
         let mut out = [0u8; N];
         if i < self.len() {
-            if let Some(map) = &self.map {
-                // SAFETY: i < len <= map length / N, so the N bytes are inside the mapping;
+            if let Some(map) = self.mapping().filter(|m| (i + 1) * N <= m.len()) {
+                // SAFETY: (i + 1) * N <= the mapping's length, so the N bytes are inside
+                // it; `map` keeps it mapped while we copy; the file is at least as long
+                // as the mapping's entries below len (it is trimmed only to len entries);
                 // entries below len are never written while readers may look at them (only
                 // the single writer truncates and rewrites, see the module doc).
                 unsafe {
@@ -99,14 +139,18 @@ impl<const N: usize> MmapIndex<N> {
         out
     }
 
-    /// Appends an entry; false when the index is full (the caller rolls the segment).
+    /// Appends an entry; false when the index is full (the caller rolls the segment) or
+    /// cannot be mapped now (the entry is left out: lookups start earlier).
     fn push(&self, entry: [u8; N]) -> bool {
         let i = self.len.load(Ordering::Relaxed);
         if i >= self.capacity.load(Ordering::Relaxed) {
             return false;
         }
-        let Some(map) = &self.map else { return false };
-        // SAFETY: i < capacity <= map length / N; only the single writer calls push.
+        let Some(map) = self.mapping().filter(|m| (i + 1) * N <= m.len()) else {
+            return false;
+        };
+        // SAFETY: (i + 1) * N <= the mapping's length, within the file (grown to capacity);
+        // only the single writer calls push.
         unsafe { std::ptr::copy_nonoverlapping(entry.as_ptr(), map.as_mut_ptr().add(i * N), N) };
         self.len.store(i + 1, Ordering::Release);
         true
@@ -118,22 +162,29 @@ impl<const N: usize> MmapIndex<N> {
         }
     }
 
-    /// Shrinks the file to its entries and stops appends: the segment is closed.
+    /// Shrinks the file to its entries and stops appends: the segment is closed. The
+    /// mapping is dropped (a later one covers only the entries).
     fn trim(&self) -> Result<()> {
         self.capacity.store(0, Ordering::Release);
-        self.file
-            .set_len((self.len() * N) as u64)
-            .map_err(io_err(&self.path))
+        let bytes = (self.len() * N) as u64;
+        let file = transient(|| OpenOptions::new().write(true).open(&self.path))
+            .map_err(io_err(&self.path))?;
+        // Readers holding the old mapping only read entries below len, inside the file.
+        self.map.close_now();
+        file.set_len(bytes).map_err(io_err(&self.path))
     }
 
     fn sync(&self) -> Result<()> {
-        if let Some(map) = &self.map {
-            let bytes = self.len() * N;
+        if let Some(map) = self.map.peek() {
+            let bytes = (self.len() * N).min(map.len());
             if bytes > 0 {
                 map.flush_range(0, bytes).map_err(io_err(&self.path))?;
             }
         }
-        self.file.sync_all().map_err(io_err(&self.path))
+        // fsync writes back the pages dirtied through any mapping, open or since unmapped.
+        transient(|| OpenOptions::new().read(true).open(&self.path))
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&self.path))
     }
 
     /// Binary search for the last entry whose key is at most `target`.
@@ -261,6 +312,10 @@ impl OffsetIndex {
         self.0.trim()
     }
 
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.0.set_path(path);
+    }
+
     pub fn sync(&self) -> Result<()> {
         self.0.sync()
     }
@@ -355,6 +410,10 @@ impl TimeIndex {
 
     pub fn trim(&self) -> Result<()> {
         self.0.trim()
+    }
+
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.0.set_path(path);
     }
 
     pub fn sync(&self) -> Result<()> {

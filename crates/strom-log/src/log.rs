@@ -117,6 +117,11 @@ pub struct Log {
     /// One flush of this log at a time.
     sync_lock: Mutex<()>,
     deleted: AtomicBool,
+    /// The log's directory is new and its entry in the log dir not yet synced: the first
+    /// flush syncs the log dir too, so creating a partition costs no fsync of its own.
+    new_dir: AtomicBool,
+    /// The active segment's file stays open (`pin_active`).
+    pinned: AtomicBool,
     report: RecoveryReport,
 }
 
@@ -268,6 +273,8 @@ impl Log {
             last_flush_ms: AtomicI64::new(now),
             sync_lock: Mutex::new(()),
             deleted: AtomicBool::new(false),
+            new_dir: AtomicBool::new(false),
+            pinned: AtomicBool::new(false),
             report,
         });
         log.load_epochs()?;
@@ -350,6 +357,21 @@ impl Log {
 
     pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Keeps the active segment's file open, whatever the pressure on descriptors, from now
+    /// on and across rolls: for a log whose appends must not fail for want of one (the
+    /// metadata log).
+    pub fn pin_active(&self) {
+        let _w = lock(&self.writer);
+        self.pinned.store(true, Ordering::Release);
+        if let Some(active) = self.segments().last() {
+            active.set_pinned(true);
+        }
+    }
+
+    pub(crate) fn mark_new_dir(&self) {
+        self.new_dir.store(true, Ordering::Release);
     }
 
     pub(crate) fn is_deleted(&self) -> bool {
@@ -443,10 +465,22 @@ impl Log {
             segment::remove_stage(&self.dir, base, Some(segment::SWAP))?;
             return Ok(false);
         }
+        // Opened before anything changes: running out of descriptors half way through the
+        // swap would leave it half done.
+        let dir = match open_dir(&self.dir) {
+            Ok(dir) => dir,
+            Err(e) => {
+                drop(new);
+                segment::remove_stage(&self.dir, base, Some(segment::SWAP))?;
+                return Err(e);
+            }
+        };
+        let sync = || dir.sync_all().map_err(io_err(&self.dir));
         for s in old {
+            s.mark_gone();
             segment::rename_stage(&self.dir, s.base_offset, None, Some(segment::DELETED))?;
         }
-        sync_dir(&self.dir)?;
+        sync()?;
         if stop_after == Some(SwapStep::Deleted) {
             return Ok(false);
         }
@@ -470,7 +504,7 @@ impl Log {
             }
             self.publish_segments(list);
         }
-        sync_dir(&self.dir)?;
+        sync()?;
         if stop_after == Some(SwapStep::Renamed) {
             return Ok(false);
         }
@@ -635,6 +669,12 @@ impl Log {
         let seg = Segment::open(&self.dir, new_base, config.segment_index_bytes, true)
             .map_err(|e| self.health.fail(e))?;
         seg.dir_synced.store(false, Ordering::Release);
+        if self.pinned.load(Ordering::Acquire) {
+            seg.set_pinned(true);
+            if let Some(old) = list.last() {
+                old.set_pinned(false);
+            }
+        }
         let seg = Arc::new(seg);
         list.push(Arc::clone(&seg));
         self.publish_segments(list);
@@ -707,7 +747,7 @@ impl Log {
     /// the flusher; a failure takes the log dir offline.
     pub(crate) fn flush(&self) -> Result<i64> {
         let pending = self.begin_flush()?;
-        let result = Self::sync_own(&self.dir, &pending.segments);
+        let result = self.sync_own(&pending.segments);
         self.finish_flush(pending, result, false)
     }
 
@@ -728,11 +768,19 @@ impl Log {
     }
 
     /// This log's own sync: closed segments not synced yet (with their indexes), the
-    /// directory entry of a new active segment, and the active segment's data.
-    fn sync_own(dir: &Path, segments: &[Arc<Segment>]) -> Result<()> {
+    /// directory entry of a new active segment (and of a new log's directory), and the
+    /// active segment's data.
+    fn sync_own(&self, segments: &[Arc<Segment>]) -> Result<()> {
+        let dir = &self.dir;
         let Some((active, closed)) = segments.split_last() else {
             return Ok(());
         };
+        if self.new_dir.load(Ordering::Acquire) {
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+            self.new_dir.store(false, Ordering::Release);
+        }
         for seg in closed.iter().filter(|s| !s.synced.load(Ordering::Acquire)) {
             seg.sync_all()?;
             seg.synced.store(true, Ordering::Release);
@@ -761,6 +809,7 @@ impl Log {
                 seg.synced.store(true, Ordering::Release);
             }
             active.dir_synced.store(true, Ordering::Release);
+            self.new_dir.store(false, Ordering::Release);
         }
         let end = pending.end;
         self.flush_count.fetch_add(1, Ordering::Relaxed);
@@ -809,6 +858,23 @@ impl Log {
     /// always at least one whole batch) and never past `upper_bound` (exclusive, e.g. the high
     /// watermark; the log end offset when None). Returns a slice of one segment file.
     pub fn read(&self, offset: i64, max_bytes: u64, upper_bound: Option<i64>) -> Result<ReadInfo> {
+        self.again_if_gone(|| self.read_once(offset, max_bytes, upper_bound))
+    }
+
+    /// Runs a read over the log's segments again if one of them was deleted or replaced
+    /// (retention, truncation, the cleaner) after it was picked and before its file,
+    /// closed meanwhile, could be opened again: the next try sees the current segments.
+    fn again_if_gone<T>(&self, read: impl Fn() -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            match read() {
+                Err(LogError::SegmentGone { .. }) if tries < 8 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn read_once(&self, offset: i64, max_bytes: u64, upper_bound: Option<i64>) -> Result<ReadInfo> {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
         let info = |slice| ReadInfo {
@@ -851,7 +917,7 @@ impl Log {
             if end <= start {
                 end = start + h.size() as u64;
             }
-            return Ok(info(Some(seg.slice(start, end - start))));
+            return Ok(info(Some(seg.slice(start, end - start)?)));
         }
         Ok(info(None))
     }
@@ -860,6 +926,10 @@ impl Log {
     /// Records inside uncompressed batches are looked at one by one; for a compressed batch
     /// the answer is its first offset and its max timestamp.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<TimestampOffset>> {
+        self.again_if_gone(|| self.offset_for_timestamp_once(timestamp_ms))
+    }
+
+    fn offset_for_timestamp_once(&self, timestamp_ms: i64) -> Result<Option<TimestampOffset>> {
         let log_start_offset = self.log_start_offset();
         let segments = self.segments();
         for seg in segments.iter() {
@@ -911,7 +981,7 @@ impl Log {
             return Ok(Some(whole_batch));
         }
         let bytes = seg
-            .slice(position, h.size() as u64)
+            .slice(position, h.size() as u64)?
             .read_to_vec()
             .map_err(io_err(seg.path()))?;
         let found = records::decode(&bytes)
@@ -1081,6 +1151,7 @@ impl Log {
                 None => Segment::open(&self.dir, offset, config.segment_index_bytes, true)?,
             };
             new_active.dir_synced.store(false, Ordering::Release);
+            new_active.set_pinned(self.pinned.load(Ordering::Acquire));
             let new_active = Arc::new(new_active);
             let end = new_active.next_offset();
             w.rolling_base_timestamp = new_active
@@ -1385,7 +1456,10 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
 
 /// fsync of a directory, so that files created or renamed in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(dir))
+    open_dir(dir)?.sync_all().map_err(io_err(dir))
+}
+
+/// The directory opened, to sync it later without opening anything then.
+pub(crate) fn open_dir(dir: &Path) -> Result<fs::File> {
+    crate::handles::transient(|| fs::File::open(dir)).map_err(io_err(dir))
 }

@@ -312,7 +312,9 @@ impl LogDir {
         self.shared.logs()
     }
 
-    /// Creates the partition `<topic>-<partition>` with an empty log.
+    /// Creates the partition `<topic>-<partition>` with an empty log. The files are made
+    /// outside the dir's lock, so creating many partitions holds up no reader; a directory
+    /// left by a create that failed half way (out of descriptors) is taken over.
     pub fn create(&self, topic: &str, partition: u32, config: LogConfig) -> Result<Arc<Log>> {
         self.shared.health.check()?;
         config.validate().map_err(LogError::InvalidConfig)?;
@@ -320,19 +322,15 @@ impl LogDir {
         if topic.is_empty() || topic.contains('/') || topic == "." || topic == ".." {
             return Err(LogError::InvalidName(name));
         }
-        let mut logs = self
-            .shared
-            .logs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if logs.contains_key(&name) {
+        if self.shared.get(&name).is_some() {
             return Err(LogError::AlreadyExists(name));
         }
         let dir = self.shared.path.join(&name);
-        let made = fs::create_dir(&dir)
-            .map_err(io_err(&dir))
-            .and_then(|()| sync_dir(&self.shared.path));
-        made.map_err(|e| self.shared.health.fail(e))?;
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(self.shared.health.fail(io_err(&dir)(e))),
+        }
         let log = Log::open(OpenParams {
             dir,
             name: name.clone(),
@@ -348,6 +346,16 @@ impl LogDir {
             high_watermark: -1,
         })
         .map_err(|e| self.shared.health.fail(e))?;
+        // The partition directory's own entry is synced with the log's first flush.
+        log.mark_new_dir();
+        let mut logs = self
+            .shared
+            .logs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if logs.contains_key(&name) {
+            return Err(LogError::AlreadyExists(name));
+        }
         logs.insert(name, Arc::clone(&log));
         Ok(log)
     }
@@ -355,6 +363,28 @@ impl LogDir {
     /// Deletes a partition: its directory is renamed aside (so a crash mid-way cannot bring
     /// it back) and then removed. Readers holding open files finish undisturbed.
     pub fn delete(&self, name: &str) -> Result<()> {
+        self.delete_many(&[name])
+    }
+
+    /// Deletes partitions as `delete` does, then writes the checkpoints once (without the
+    /// deleted ones, so a partition made again under a name starts from nothing).
+    pub fn delete_many(&self, names: &[&str]) -> Result<()> {
+        for name in names {
+            self.delete_one(name)?;
+        }
+        self.shared.write_checkpoints()
+    }
+
+    /// How many partitions the dir holds.
+    pub fn log_count(&self) -> usize {
+        self.shared
+            .logs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn delete_one(&self, name: &str) -> Result<()> {
         self.shared.health.check()?;
         let log = self
             .shared
@@ -375,8 +405,7 @@ impl LogDir {
             .map_err(io_err(log.dir()))
             .and_then(|()| sync_dir(&self.shared.path))
             .and_then(|()| fs::remove_dir_all(&aside).map_err(io_err(&aside)));
-        result.map_err(|e| self.shared.health.fail(e))?;
-        self.shared.write_checkpoints()
+        result.map_err(|e| self.shared.health.fail(e))
     }
 
     /// Writes the recovery-point and log-start checkpoints now.

@@ -6,6 +6,7 @@
 //! every index entry points at the start of one of those batches.
 
 use crate::error::{io_err, LogError, Result};
+use crate::handles::{transient, Handles, Slot};
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::limits::SCAN_BUFFER_BYTES;
 use crate::txn_index::{AbortedTxn, ENTRY_BYTES};
@@ -123,7 +124,11 @@ pub(crate) struct ScanEnd {
 pub(crate) struct Segment {
     pub base_offset: i64,
     path: PathBuf,
-    file: Arc<File>,
+    /// The log file, open while in use: one of the process's bounded pool of descriptors
+    /// (`Handles::files`), reopened on demand.
+    file: Arc<Slot<File>>,
+    /// The files were deleted or replaced: a closed descriptor cannot be reopened.
+    gone: AtomicBool,
     /// Published length: readers never look past it.
     size: AtomicU64,
     /// The offset after the last batch (the base offset while empty).
@@ -161,13 +166,15 @@ impl Segment {
         stage: Option<&str>,
     ) -> Result<Self> {
         let path = staged_path(dir, base_offset, LOG_SUFFIX, stage);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = transient(|| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+        })
+        .map_err(io_err(&path))?;
         let size = file.metadata().map_err(io_err(&path))?.len();
         let offset_index = OffsetIndex::open(
             &staged_path(dir, base_offset, INDEX_SUFFIX, stage),
@@ -190,7 +197,8 @@ impl Segment {
             aborted: Mutex::new(aborted),
             txn_index_path,
             path,
-            file: Arc::new(file),
+            file: Slot::with(&Handles::files(), file),
+            gone: AtomicBool::new(false),
             size: AtomicU64::new(size),
             next_offset: AtomicI64::new(base_offset),
             max_timestamp: AtomicI64::new(-1),
@@ -206,16 +214,60 @@ impl Segment {
         &self.path
     }
 
+    /// The files got their final names (a cleaned segment swapped in).
     pub fn set_path(&mut self, path: PathBuf) {
         if let Some(dir) = path.parent() {
             self.txn_index_path = file_path(dir, self.base_offset, TXN_INDEX_SUFFIX);
+            self.offset_index
+                .set_path(file_path(dir, self.base_offset, INDEX_SUFFIX));
+            self.time_index
+                .set_path(file_path(dir, self.base_offset, TIME_INDEX_SUFFIX));
         }
         self.path = path;
     }
 
+    /// The log file's descriptor, opened again if it was closed. A segment deleted
+    /// meanwhile is `SegmentGone`; running out of descriptors is `Exhausted`.
+    pub fn file(&self) -> Result<Arc<File>> {
+        // Never reopened once gone: a new segment may have the same name (a truncation to
+        // its base offset). `gone` is set before the files go, so it is checked after the
+        // open too.
+        let gone = || {
+            self.gone
+                .load(Ordering::Acquire)
+                .then(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        let opened = self.file.get(|| {
+            if let Some(e) = gone() {
+                return Err(e);
+            }
+            let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+            gone().map_or(Ok(file), Err)
+        });
+        opened.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound && self.gone.load(Ordering::Acquire) {
+                LogError::SegmentGone {
+                    path: self.path.clone(),
+                }
+            } else {
+                io_err(&self.path)(e)
+            }
+        })
+    }
+
+    /// Keeps the log file open whatever the pool's pressure (or lets it go again).
+    pub fn set_pinned(&self, pinned: bool) {
+        self.file.set_pinned(pinned);
+    }
+
+    /// Marks the files deleted or replaced, before they are.
+    pub fn mark_gone(&self) {
+        self.gone.store(true, Ordering::Release);
+    }
+
     /// Reads file bytes at `position`; the cleaner's bulk reads.
     pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
-        self.file
+        self.file()?
             .read_exact_at(buf, position)
             .map_err(io_err(&self.path))
     }
@@ -249,12 +301,12 @@ impl Segment {
         (0..=i64::from(u32::MAX)).contains(&self.relative(last_offset))
     }
 
-    pub fn slice(&self, position: u64, len: u64) -> FileSlice {
-        FileSlice {
-            file: Arc::clone(&self.file),
+    pub fn slice(&self, position: u64, len: u64) -> Result<FileSlice> {
+        Ok(FileSlice {
+            file: self.file()?,
             position,
             len,
-        }
+        })
     }
 
     /// Writes batches whose offsets are already assigned and indexes them. Writer only.
@@ -267,7 +319,7 @@ impl Segment {
         bytes_since_index: &mut u64,
     ) -> Result<()> {
         let start = self.size.load(Ordering::Relaxed);
-        self.file
+        self.file()?
             .write_all_at(bytes, start)
             .map_err(io_err(&self.path))?;
         let mut position = start;
@@ -317,7 +369,7 @@ impl Segment {
         if position + HEADER_BYTES as u64 > size {
             return Err(self.corrupt(position, "batch header runs past the segment end"));
         }
-        self.file
+        self.file()?
             .read_exact_at(&mut buf, position)
             .map_err(io_err(&self.path))?;
         let h = BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, &e.to_string()))?;
@@ -408,7 +460,8 @@ impl Segment {
         verify_crc: bool,
         mut each: impl FnMut(u64, &BatchHeader),
     ) -> Result<ScanEnd> {
-        let file_len = self.file.metadata().map_err(io_err(&self.path))?.len();
+        let file = self.file()?;
+        let file_len = file.metadata().map_err(io_err(&self.path))?.len();
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_at = from;
         let mut position = from;
@@ -431,7 +484,7 @@ impl Segment {
                     damage: damage(position, "torn batch header at the end of the file".into()),
                 });
             }
-            self.fill(&mut buf, &mut buf_at, position, want, file_len)?;
+            self.fill(&file, &mut buf, &mut buf_at, position, want, file_len)?;
             let at = (position - buf_at) as usize;
             let h = match BatchHeader::parse(buf.get(at..).unwrap_or(&[])) {
                 Ok(h) => h,
@@ -452,7 +505,14 @@ impl Segment {
                 });
             }
             if verify_crc {
-                self.fill(&mut buf, &mut buf_at, position, batch_bytes, file_len)?;
+                self.fill(
+                    &file,
+                    &mut buf,
+                    &mut buf_at,
+                    position,
+                    batch_bytes,
+                    file_len,
+                )?;
                 let at = (position - buf_at) as usize;
                 let one = buf.get(at..at + batch_bytes as usize).unwrap_or(&[]);
                 if let Err(e) = batch::validate(one) {
@@ -484,6 +544,7 @@ impl Segment {
     /// Makes `buf` (holding file bytes from `buf_at`) cover `len` bytes from `position`.
     fn fill(
         &self,
+        file: &File,
         buf: &mut Vec<u8>,
         buf_at: &mut u64,
         position: u64,
@@ -496,8 +557,7 @@ impl Segment {
         }
         let read = len.max(SCAN_BUFFER_BYTES as u64).min(file_len - position);
         buf.resize(read as usize, 0);
-        self.file
-            .read_exact_at(buf, position)
+        file.read_exact_at(buf, position)
             .map_err(io_err(&self.path))?;
         *buf_at = position;
         Ok(())
@@ -536,7 +596,7 @@ impl Segment {
             Ordering::Release,
         );
         if end.damage.is_some() {
-            self.file.set_len(end.end).map_err(io_err(&self.path))?;
+            self.file()?.set_len(end.end).map_err(io_err(&self.path))?;
         }
         self.size.store(end.end, Ordering::Release);
         Ok(end.damage)
@@ -549,7 +609,7 @@ impl Segment {
             Some((position, _)) => position,
             None => return Ok(()),
         };
-        self.file.set_len(cut).map_err(io_err(&self.path))?;
+        self.file()?.set_len(cut).map_err(io_err(&self.path))?;
         crate::sync_trace::truncated(&self.path, cut);
         self.size.store(cut, Ordering::Release);
         self.offset_index.truncate_to_position(cut);
@@ -606,25 +666,55 @@ impl Segment {
                 relative_offset: self.relative(self.offset_of_max_timestamp()) as u32,
             });
         }
-        self.offset_index.trim()?;
-        self.time_index.trim()
+        self.unless_gone(
+            self.offset_index
+                .trim()
+                .and_then(|()| self.time_index.trim()),
+        )
+    }
+
+    /// `r`, or Ok if it failed because the segment's files were deleted meanwhile
+    /// (retention, truncation, a clean): nothing of a deleted segment needs syncing or
+    /// trimming, and its files can no longer be opened by name.
+    fn unless_gone(&self, r: Result<()>) -> Result<()> {
+        match r {
+            Err(LogError::SegmentGone { .. }) => Ok(()),
+            Err(LogError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && self.gone.load(Ordering::Acquire) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// fdatasync of the log file: what durability of appended batches needs.
     pub fn sync_data(&self) -> Result<()> {
-        let len = crate::sync_trace::length_before(&self.file);
-        self.file.sync_data().map_err(io_err(&self.path))?;
+        let file = match self.file() {
+            Err(LogError::SegmentGone { .. }) => return Ok(()),
+            other => other?,
+        };
+        let len = crate::sync_trace::length_before(&file);
+        file.sync_data().map_err(io_err(&self.path))?;
         crate::sync_trace::synced(&self.path, len);
         Ok(())
     }
 
     /// Everything: the log file with its metadata and both indexes.
     pub fn sync_all(&self) -> Result<()> {
-        let len = crate::sync_trace::length_before(&self.file);
-        self.file.sync_all().map_err(io_err(&self.path))?;
+        let file = match self.file() {
+            Err(LogError::SegmentGone { .. }) => return Ok(()),
+            other => other?,
+        };
+        let len = crate::sync_trace::length_before(&file);
+        file.sync_all().map_err(io_err(&self.path))?;
         crate::sync_trace::synced(&self.path, len);
-        self.offset_index.sync()?;
-        self.time_index.sync()
+        self.unless_gone(
+            self.offset_index
+                .sync()
+                .and_then(|()| self.time_index.sync()),
+        )
     }
 
     /// The transactions aborted by markers in this segment, in marker order.
@@ -647,10 +737,7 @@ impl Segment {
         let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
         let created = !self.txn_index_path.exists();
         let path = &self.txn_index_path;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        let mut file = transient(|| OpenOptions::new().create(true).append(true).open(path))
             .map_err(io_err(path))?;
         // A torn earlier append left a partial entry: cut it so this one lines up.
         let len = file.metadata().map_err(io_err(path))?.len();
@@ -678,10 +765,7 @@ impl Segment {
         }
         aborted.truncate(keep);
         let path = &self.txn_index_path;
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io_err(path))?;
+        let file = transient(|| OpenOptions::new().write(true).open(path)).map_err(io_err(path))?;
         file.set_len((keep * ENTRY_BYTES) as u64)
             .and_then(|()| file.sync_data())
             .map_err(io_err(path))
@@ -689,6 +773,7 @@ impl Segment {
 
     /// Removes the segment's files. Readers holding its file keep reading until they drop it.
     pub fn delete_files(&self, dir: &Path) -> Result<()> {
+        self.mark_gone();
         crate::sync_trace::deleted(&self.path);
         remove_stage(dir, self.base_offset, None)
     }

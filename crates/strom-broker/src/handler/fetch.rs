@@ -18,7 +18,6 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName}
 use kafka_protocol::protocol::StrBytes;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
-use strom_log::FileSlice;
 use tokio::sync::Notify;
 
 struct Wanted {
@@ -264,7 +263,7 @@ impl Follower {
 
 struct Read {
     response: FetchResponse,
-    slices: Vec<(Bytes, FileSlice)>,
+    slices: Vec<(Bytes, crate::response::Records)>,
     bytes: i64,
     /// An error, a diverging follower or a preferred read replica: answered at once.
     answer_now: bool,
@@ -400,9 +399,18 @@ impl Reads<'_> {
             quota.record(slice.len);
         }
         out.bytes += slice.len as i64;
+        let records = match crate::response::Records::hold(slice) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(topic = %at.topic, partition = at.partition, error = %e, "reading records failed");
+                pd.error_code = crate::error::code(ResponseError::KafkaStorageError);
+                out.answer_now = true;
+                return (pd, false);
+            }
+        };
         let marker = new_marker();
         pd.records = Some(marker.clone());
-        out.slices.push((marker, slice));
+        out.slices.push((marker, records));
         (pd, true)
     }
 
