@@ -35,6 +35,8 @@ pub fn is_exhaustion(e: &io::Error) -> bool {
 trait Closable: Send + Sync {
     /// Whether it was used since the last call (and clears that).
     fn take_used(&self) -> bool;
+    /// Whether it is open now.
+    fn is_open_now(&self) -> bool;
     /// Closes it; false if it was already closed.
     fn close(&self) -> bool;
 }
@@ -45,6 +47,8 @@ pub struct Handles {
     name: &'static str,
     limit: AtomicUsize,
     open: AtomicUsize,
+    /// Times the system refused a resource (the first and every 1000th are logged).
+    refusals: AtomicUsize,
     /// Open slots in the order the CLOCK hand visits them; closed or dropped ones are
     /// skipped (and removed) when reached.
     ring: Mutex<VecDeque<Weak<dyn Closable>>>,
@@ -62,6 +66,7 @@ impl Handles {
             name,
             limit: AtomicUsize::new(limit.max(1)),
             open: AtomicUsize::new(0),
+            refusals: AtomicUsize::new(0),
             ring: Mutex::new(VecDeque::new()),
         })
     }
@@ -126,7 +131,10 @@ impl Handles {
         while self.open_count() > target && chances > 0 {
             chances -= 1;
             let Some(weak) = ring.pop_front() else { break };
-            let Some(slot) = weak.upgrade() else { continue };
+            // Dropped or closed meanwhile: its entry goes (an open slot has one).
+            let Some(slot) = weak.upgrade().filter(|s| s.is_open_now()) else {
+                continue;
+            };
             if slot.take_used() {
                 ring.push_back(weak);
             } else {
@@ -147,16 +155,32 @@ impl Handles {
     fn exhausted(&self) {
         let open = self.open_count();
         let target = open - open / 10 - usize::from(open > 0 && open < 10);
-        tracing::warn!(
-            pool = self.name,
-            open,
-            limit = target,
-            "out of {}: closing idle ones",
-            self.name
-        );
+        let refusals = self.refusals.fetch_add(1, Ordering::Relaxed);
+        if refusals.is_multiple_of(1000) {
+            tracing::warn!(
+                pool = self.name,
+                open,
+                limit = target,
+                refusals = refusals + 1,
+                "out of {}: closing idle ones",
+                self.name
+            );
+        }
         self.limit.store(target.max(1), Ordering::Relaxed);
         self.shrink_to(target);
     }
+}
+
+/// Opens `path` to read and write, creating it if missing, as `transient` opens.
+pub(crate) fn open_or_create(path: &std::path::Path) -> io::Result<std::fs::File> {
+    transient(|| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    })
 }
 
 /// Runs `open` (of a short-lived descriptor: a directory to sync, a checkpoint, an index
@@ -305,6 +329,10 @@ impl<T: Send + Sync + 'static> Closable for Slot<T> {
         self.used.swap(false, Ordering::Relaxed) || self.pinned.load(Ordering::Relaxed)
     }
 
+    fn is_open_now(&self) -> bool {
+        self.is_open()
+    }
+
     fn close(&self) -> bool {
         let was = self
             .value
@@ -320,14 +348,7 @@ impl<T: Send + Sync + 'static> Closable for Slot<T> {
 
 impl<T: Send + Sync + 'static> Drop for Slot<T> {
     fn drop(&mut self) {
-        let was = self
-            .value
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if was.is_some() {
-            self.pool.closed();
-        }
+        Closable::close(self);
     }
 }
 

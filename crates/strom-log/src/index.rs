@@ -14,7 +14,7 @@
 //! covers it is stored with `Release`, and readers load the length with `Acquire`.
 
 use crate::error::{io_err, Result};
-use crate::handles::{transient, Handles, Slot};
+use crate::handles::{open_or_create, transient, Handles, Slot};
 use crate::limits::{OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
 use memmap2::{Advice, MmapOptions, MmapRaw};
 use std::fs::OpenOptions;
@@ -56,15 +56,7 @@ impl<const N: usize> MmapIndex<N> {
             len_bytes
         };
         if file_bytes != Some(map_bytes) {
-            let file = transient(|| {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-            })
-            .map_err(io_err(path))?;
+            let file = open_or_create(path).map_err(io_err(path))?;
             file.set_len(map_bytes).map_err(io_err(path))?;
         }
         let capacity = if writable { map_bytes as usize / N } else { 0 };

@@ -6,7 +6,7 @@
 //! every index entry points at the start of one of those batches.
 
 use crate::error::{io_err, LogError, Result};
-use crate::handles::{transient, Handles, Slot};
+use crate::handles::{open_or_create, transient, Handles, Slot};
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::limits::SCAN_BUFFER_BYTES;
 use crate::txn_index::{AbortedTxn, ENTRY_BYTES};
@@ -166,15 +166,7 @@ impl Segment {
         stage: Option<&str>,
     ) -> Result<Self> {
         let path = staged_path(dir, base_offset, LOG_SUFFIX, stage);
-        let file = transient(|| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-        })
-        .map_err(io_err(&path))?;
+        let file = open_or_create(&path).map_err(io_err(&path))?;
         let size = file.metadata().map_err(io_err(&path))?.len();
         let offset_index = OffsetIndex::open(
             &staged_path(dir, base_offset, INDEX_SUFFIX, stage),
