@@ -5,9 +5,14 @@
 //! from its leader's (`end_offset_for`).
 //!
 //! Invariants: epochs and start offsets both strictly increase along the list; the file is
-//! written (synced and renamed) before the log holds a batch of an epoch it names, so a crash
-//! never leaves the log with an epoch the file lacks; entries past the log end (written, then
-//! lost with unsynced data) are cut when the log opens.
+//! written (renamed into place, not synced) before the log holds a batch of an epoch it
+//! names, and synced by the log's next flush before that flush declares any data durable
+//! (`Log::flush`), so durable data never has an epoch the durable file lacks. After a crash
+//! the log reassigns the epochs of the batches past its recovery point from their headers
+//! (what a lost write of the file lacked) and cuts entries past its end (written, then lost
+//! with unsynced data); a file a crash damaged is rebuilt from the batches. Kafka also
+//! writes the file without an fsync when an epoch is assigned (KAFKA-15046): an fsync per
+//! partition per leader change made creating and restarting many partitions slow.
 
 use crate::error::{io_err, LogError, Result};
 use std::fs;
@@ -30,6 +35,11 @@ pub struct EpochEntry {
 pub struct EpochCache {
     path: PathBuf,
     entries: Vec<EpochEntry>,
+    /// The entries changed since the last `save` in a way the file may lag: a new leader's
+    /// epoch at the log end, entries cut at open. Such a change names no batch yet, and an
+    /// open would make it again, so it is written with the next batch (`Log::assign_epochs`)
+    /// instead of at once: a restart or a creation of many partitions writes no file.
+    unsaved: bool,
 }
 
 impl EpochCache {
@@ -46,7 +56,11 @@ impl EpochCache {
             position: 0,
             reason,
         })?;
-        Ok(Some(EpochCache { path, entries }))
+        Ok(Some(EpochCache {
+            path,
+            entries,
+            unsaved: false,
+        }))
     }
 
     /// An empty cache for the log in `dir` (nothing written yet).
@@ -54,11 +68,21 @@ impl EpochCache {
         EpochCache {
             path: dir.join(LEADER_EPOCH_FILE),
             entries: Vec::new(),
+            unsaved: false,
         }
     }
 
     pub fn entries(&self) -> &[EpochEntry] {
         &self.entries
+    }
+
+    /// Notes a change that the next `save` writes (see `unsaved`).
+    pub fn mark_unsaved(&mut self) {
+        self.unsaved = true;
+    }
+
+    pub fn is_unsaved(&self) -> bool {
+        self.unsaved
     }
 
     pub fn latest(&self) -> Option<EpochEntry> {
@@ -144,8 +168,9 @@ impl EpochCache {
             .map(|e| e.epoch)
     }
 
-    /// Writes the cache: a temporary file, synced, renamed over the old one, dir synced.
-    pub fn save(&self) -> Result<()> {
+    /// Writes the cache: a temporary file renamed over the old one, neither synced (see the
+    /// module doc: the log's flush syncs them).
+    pub fn save(&mut self) -> Result<()> {
         let mut text = format!("0\n{}\n", self.entries.len());
         for e in &self.entries {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
@@ -153,12 +178,20 @@ impl EpochCache {
         let tmp = self.path.with_extension("tmp");
         let mut f = crate::handles::transient(|| fs::File::create(&tmp)).map_err(io_err(&tmp))?;
         f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
-        if let Some(dir) = self.path.parent() {
-            crate::log::sync_dir(dir)?;
-        }
+        self.unsaved = false;
         Ok(())
+    }
+
+    /// Syncs the file written by `save` (its directory entry is the caller's to sync). A
+    /// file not there is nothing to sync: its log was deleted.
+    pub fn sync_file(dir: &Path) -> Result<()> {
+        let path = dir.join(LEADER_EPOCH_FILE);
+        match crate::handles::transient(|| fs::File::open(&path)) {
+            Ok(f) => f.sync_all().map_err(io_err(&path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
     }
 }
 

@@ -127,7 +127,7 @@ fn flush_together(shared: &DirShared, cycle: Vec<(Arc<Log>, Waiters)>) {
 
 /// `syncfs(2)` of the file system holding `dir`: every file's data and metadata, directory
 /// entries included. Since Linux 5.8 it reports writeback errors of that file system.
-fn syncfs(dir: &std::path::Path) -> Result<(), LogError> {
+pub(crate) fn syncfs(dir: &std::path::Path) -> Result<(), LogError> {
     use std::os::fd::AsRawFd;
     let f = crate::log::open_dir(dir)?;
     // SAFETY: syncfs only reads the descriptor, which `f` keeps open for the call.

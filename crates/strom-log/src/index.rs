@@ -1,8 +1,8 @@
 //! The sparse offset index (`.index`) and time index (`.timeindex`) of a segment.
 //!
-//! Both are arrays of fixed-size big-endian entries in a memory-mapped file, preallocated to
-//! `segment.index.bytes` while the segment is active and trimmed to their entries when it is
-//! closed, exactly as Kafka lays them out:
+//! Both are arrays of fixed-size big-endian entries in a memory-mapped file, grown to
+//! `segment.index.bytes` when the active segment's index is first mapped and trimmed to their
+//! entries when it is closed, exactly as Kafka lays them out:
 //!
 //! - offset index: relative offset (u32) of a batch's last record, file position (u32) of the
 //!   batch's first byte; both strictly increasing.
@@ -40,7 +40,7 @@ struct MmapIndex<const N: usize> {
 impl<const N: usize> MmapIndex<N> {
     /// Opens (or creates) the file. Its entries are taken to be every whole entry the file
     /// holds: callers check them with `check` and rebuild the index when in doubt. With
-    /// `writable`, the file is grown to `max_bytes` so entries can be appended.
+    /// `writable`, the index takes appends up to `max_bytes` (the file grows when mapped).
     fn open(path: &Path, max_bytes: u64, writable: bool) -> Result<Self> {
         let file_bytes = match std::fs::metadata(path) {
             Ok(m) => Some(m.len()),
@@ -50,16 +50,18 @@ impl<const N: usize> MmapIndex<N> {
         let found = file_bytes.unwrap_or(0);
         let len = usize::try_from(found).unwrap_or(usize::MAX) / N;
         let len_bytes = (len * N) as u64;
-        let map_bytes = if writable {
+        let room = if writable {
             len_bytes.max(max_bytes / N as u64 * N as u64)
         } else {
             len_bytes
         };
-        if file_bytes != Some(map_bytes) {
+        // A torn entry is cut; a writable index grows to `max_bytes` only when first mapped
+        // (`mapping`), so opening and closing an idle partition leave its files alone.
+        if file_bytes.is_none() || found != len_bytes {
             let file = open_or_create(path).map_err(io_err(path))?;
-            file.set_len(map_bytes).map_err(io_err(path))?;
+            file.set_len(len_bytes).map_err(io_err(path))?;
         }
-        let capacity = if writable { map_bytes as usize / N } else { 0 };
+        let capacity = if writable { room as usize / N } else { 0 };
         Ok(MmapIndex {
             path: path.to_path_buf(),
             map: Slot::new(&Handles::maps()),
@@ -89,6 +91,9 @@ impl<const N: usize> MmapIndex<N> {
         }
         let made = self.map.get(|| {
             let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+            if file.metadata()?.len() < bytes as u64 {
+                file.set_len(bytes as u64)?;
+            }
             let map = MmapOptions::new().len(bytes).map_raw(&file)?;
             // Lookups are binary searches: read-ahead would only fault in (and, for a fresh
             // sparse file, zero-fill) megabytes of index per segment for nothing.
@@ -159,6 +164,10 @@ impl<const N: usize> MmapIndex<N> {
     fn trim(&self) -> Result<()> {
         self.capacity.store(0, Ordering::Release);
         let bytes = (self.len() * N) as u64;
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() == bytes) {
+            self.map.close_now();
+            return Ok(());
+        }
         let file = transient(|| OpenOptions::new().write(true).open(&self.path))
             .map_err(io_err(&self.path))?;
         // Readers holding the old mapping only read entries below len, inside the file.
@@ -422,12 +431,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         let idx = OffsetIndex::open(&path, 80, true).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 80, "preallocated");
+        let file_len = || std::fs::metadata(&path).unwrap().len();
+        assert_eq!(file_len(), 0, "grown only when mapped");
         for (o, p) in [(3, 100), (7, 200), (12, 300)] {
             assert!(idx.push(OffsetEntry {
                 relative_offset: o,
                 position: p
             }));
+            assert_eq!(file_len(), 80, "grown to the room allowed");
         }
         assert_eq!(idx.lookup(2), None);
         assert_eq!(idx.lookup(7).map(|e| e.position), Some(200));

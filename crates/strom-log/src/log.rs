@@ -22,7 +22,7 @@ use crate::segment::{self, FileSlice, Segment};
 use crate::txn_index::AbortedTxn;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use strom_proto::batch::{self, BatchHeader};
@@ -110,6 +110,9 @@ pub struct Log {
     high_watermark: AtomicI64,
     /// Each leader epoch's start offset (`epochs.rs`); changed under `writer`.
     epochs: Mutex<EpochCache>,
+    /// Writes of the epoch file so far, and how many of them a flush has synced.
+    epochs_saved: AtomicU64,
+    epochs_synced: AtomicU64,
     unflushed_records: AtomicI64,
     /// fsyncs of the active segment so far: shows how many waiters share one.
     flush_count: AtomicI64,
@@ -134,6 +137,8 @@ pub(crate) struct PendingFlush<'a> {
     _guard: MutexGuard<'a, ()>,
     end: i64,
     records_before: i64,
+    /// Writes of the epoch file made before the sync began (`Log::epochs_saved`).
+    epochs_saved: u64,
     segments: Arc<Vec<Arc<Segment>>>,
 }
 
@@ -246,6 +251,8 @@ impl Log {
         let epochs = Mutex::new(EpochCache::empty(&p.dir));
         let log = Arc::new(Log {
             epochs,
+            epochs_saved: AtomicU64::new(0),
+            epochs_synced: AtomicU64::new(0),
             high_watermark: AtomicI64::new(p.high_watermark.min(log_end_offset)),
             dir: p.dir,
             name: p.name,
@@ -277,7 +284,7 @@ impl Log {
             pinned: AtomicBool::new(false),
             report,
         });
-        log.load_epochs()?;
+        log.load_epochs((!p.clean).then_some(recovery_point))?;
         Ok(log)
     }
 
@@ -747,7 +754,7 @@ impl Log {
     /// the flusher; a failure takes the log dir offline.
     pub(crate) fn flush(&self) -> Result<i64> {
         let pending = self.begin_flush()?;
-        let result = self.sync_own(&pending.segments);
+        let result = self.sync_own(&pending);
         self.finish_flush(pending, result, false)
     }
 
@@ -763,18 +770,24 @@ impl Log {
             _guard: guard,
             end,
             records_before,
+            epochs_saved: self.epochs_saved.load(Ordering::Acquire),
             segments: self.segments(),
         })
     }
 
-    /// This log's own sync: closed segments not synced yet (with their indexes), the
-    /// directory entry of a new active segment (and of a new log's directory), and the
-    /// active segment's data.
-    fn sync_own(&self, segments: &[Arc<Segment>]) -> Result<()> {
+    /// This log's own sync: closed segments not synced yet (with their indexes), the epoch
+    /// file if written since the last sync, the directory entries of a new active segment
+    /// (and of a new log's directory) or of the epoch file, and the active segment's data.
+    fn sync_own(&self, pending: &PendingFlush<'_>) -> Result<()> {
         let dir = &self.dir;
-        let Some((active, closed)) = segments.split_last() else {
+        let Some((active, closed)) = pending.segments.split_last() else {
             return Ok(());
         };
+        let epochs_written = pending.epochs_saved != self.epochs_synced.load(Ordering::Acquire);
+        if epochs_written {
+            EpochCache::sync_file(dir)?;
+            active.dir_synced.store(false, Ordering::Release);
+        }
         if self.new_dir.load(Ordering::Acquire) {
             if let Some(parent) = dir.parent() {
                 sync_dir(parent)?;
@@ -801,6 +814,8 @@ impl Log {
         whole_fs: bool,
     ) -> Result<i64> {
         result.map_err(|e| self.health.fail(e))?;
+        self.epochs_synced
+            .fetch_max(pending.epochs_saved, Ordering::AcqRel);
         let Some((active, closed)) = pending.segments.split_last() else {
             return Ok(pending.end);
         };
@@ -830,15 +845,15 @@ impl Log {
             && now_ms.saturating_sub(self.last_flush_ms.load(Ordering::Acquire)) >= config.flush_ms
     }
 
-    /// Flushes everything, indexes included, and closes the active segment's indexes: the
-    /// last step of a clean shutdown. The log takes no appends afterwards.
+    /// Closes the active segment's indexes (trimmed to their entries): a step of a clean
+    /// shutdown, whose one `syncfs` then makes everything durable (`LogDir::close`). The log
+    /// takes no appends afterwards.
     pub(crate) fn close(&self) -> Result<()> {
         let _w = lock(&self.writer);
-        self.flush()?;
+        self.health.check()?;
         let segments = self.segments();
         if let Some(active) = segments.last() {
             active.close().map_err(|e| self.health.fail(e))?;
-            active.sync_all().map_err(|e| self.health.fail(e))?;
         }
         self.recovery_point
             .store(self.log_end_offset(), Ordering::Release);

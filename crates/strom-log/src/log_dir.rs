@@ -470,8 +470,9 @@ impl LogDir {
         }
     }
 
-    /// Clean shutdown: flushes every log with its indexes, writes the checkpoints, then the
-    /// clean-shutdown marker, so the next open trusts the files without scanning them.
+    /// Clean shutdown: closes every log, syncs the file system once (a `syncfs`, not an
+    /// fsync per file: 100,000 idle partitions would take minutes), writes the checkpoints,
+    /// then the clean-shutdown marker, so the next open trusts the files without scanning.
     pub fn close(&self) -> Result<()> {
         self.stop_cleaner();
         self.stop_flusher();
@@ -479,6 +480,7 @@ impl LogDir {
         for log in self.logs() {
             log.close()?;
         }
+        flusher::syncfs(&self.shared.path).map_err(|e| self.shared.health.fail(e))?;
         self.shared.write_checkpoints()?;
         let marker = self.shared.path.join(CLEAN_SHUTDOWN_FILE);
         fs::File::create(&marker)

@@ -35,33 +35,33 @@ impl Log {
         self.append_from(records, Origin::Follower)
     }
 
-    /// Records the leader epoch of each batch that starts a newer one; called under the
-    /// writer lock before the batches are written, so the file never lacks an epoch the
+    /// Records the leader epoch of each batch that starts a newer one, and writes the file
+    /// if that or an earlier unsaved change (`EpochCache::unsaved`) changed it; called under
+    /// the writer lock before the batches are written, so the file never lacks an epoch the
     /// log holds.
     pub(super) fn assign_epochs(&self, headers: &[BatchHeader]) -> Result<()> {
-        let newer = |c: &EpochCache, h: &BatchHeader| {
-            h.partition_leader_epoch >= 0
-                && c.latest()
-                    .is_none_or(|e| h.partition_leader_epoch > e.epoch)
-        };
-        if !headers.iter().any(|h| newer(&lock(&self.epochs), h)) {
-            return Ok(());
+        let mut c = lock(&self.epochs);
+        let mut changed = c.is_unsaved();
+        for h in headers {
+            changed |= c.assign(h.partition_leader_epoch, h.base_offset);
         }
-        self.edit_epochs(|c| {
-            let mut changed = false;
-            for h in headers {
-                changed |= c.assign(h.partition_leader_epoch, h.base_offset);
-            }
-            changed
-        })
+        if changed {
+            self.save_epochs(&mut c)?;
+        }
+        Ok(())
     }
 
     /// A new leader's epoch starts at the log end (Kafka assigns it when the replica becomes
-    /// leader, before any batch of the epoch exists).
+    /// leader, before any batch of the epoch exists). The file gets it with the epoch's
+    /// first batch: until then it names no batch (and an open would cut it, at the log end).
     pub fn assign_leader_epoch(&self, epoch: i32) -> Result<()> {
         let _w = lock(&self.writer);
         let end = self.log_end_offset();
-        self.edit_epochs(|c| c.assign(epoch, end))
+        let mut c = lock(&self.epochs);
+        if c.assign(epoch, end) {
+            c.mark_unsaved();
+        }
+        Ok(())
     }
 
     /// Changes the epoch cache and, if it changed, writes it; a failed write takes the log
@@ -69,21 +69,38 @@ impl Log {
     pub(super) fn edit_epochs(&self, f: impl FnOnce(&mut EpochCache) -> bool) -> Result<()> {
         let mut c = lock(&self.epochs);
         if f(&mut c) {
-            c.save().map_err(|e| self.health.fail(e))?;
+            self.save_epochs(&mut c)?;
         }
+        Ok(())
+    }
+
+    /// Writes the epoch file (unsynced: the next flush syncs it).
+    fn save_epochs(&self, c: &mut EpochCache) -> Result<()> {
+        c.save().map_err(|e| self.health.fail(e))?;
+        self.epochs_saved.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
     /// At open: the cache from its file, cut to the log's bounds; rebuilt from the batch
     /// headers when the file is missing (a log of a release before replication) or damaged.
-    pub(super) fn load_epochs(&self) -> Result<()> {
+    /// After a crash (`unflushed_from`: the recovery point) the batches past the recovery
+    /// point assign their epochs again: the file's last write may have been lost with them.
+    pub(super) fn load_epochs(&self, unflushed_from: Option<i64>) -> Result<()> {
         let loaded = EpochCache::load(&self.dir).unwrap_or_else(|e| {
             tracing::warn!(log = %self.name, error = %e, "damaged leader-epoch-checkpoint; rebuilding it from the log");
             None
         });
         let existed = loaded.is_some();
+        let mut reassigned = false;
         let mut cache = match loaded {
-            Some(c) => c,
+            Some(mut c) => {
+                if let Some(from) = unflushed_from {
+                    self.for_each_header(from, |h| {
+                        reassigned |= c.assign(h.partition_leader_epoch, h.base_offset);
+                    })?;
+                }
+                c
+            }
             None => {
                 let mut c = EpochCache::empty(&self.dir);
                 self.for_each_header(self.log_start_offset(), |h| {
@@ -94,8 +111,10 @@ impl Log {
         };
         let cut = cache.truncate_from_end(self.log_end_offset())
             | cache.truncate_from_start(self.log_start_offset());
-        if existed && cut {
-            cache.save().map_err(|e| self.health.fail(e))?;
+        if reassigned {
+            self.save_epochs(&mut cache)?;
+        } else if existed && cut {
+            cache.mark_unsaved();
         }
         *lock(&self.epochs) = cache;
         Ok(())
@@ -177,6 +196,88 @@ mod tests {
         assert_eq!(log.latest_epoch(), -1);
         log.append_as_follower(&mut batch(10, 1, 6)).unwrap();
         assert_eq!(log.end_offset_for_epoch(6), (6, 11));
+        dir.close().unwrap();
+    }
+
+    #[test]
+    fn a_flush_syncs_the_epoch_file_and_a_crash_that_lost_its_last_write_is_made_good() {
+        use std::sync::atomic::Ordering::Acquire;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open(tmp.path());
+        let log = dir.create("t", 0, LogConfig::default()).unwrap();
+        log.append(&mut batch(0, 2, 1)).unwrap();
+        log.flush().unwrap();
+        dir.write_checkpoints().unwrap();
+        let synced = |log: &crate::Log| log.epochs_synced.load(Acquire);
+        assert_eq!(
+            synced(&log),
+            log.epochs_saved.load(Acquire),
+            "synced by the flush"
+        );
+        let file = tmp
+            .path()
+            .join("t-0")
+            .join(crate::epochs::LEADER_EPOCH_FILE);
+        let durable = std::fs::read(&file).unwrap();
+        log.append(&mut batch(0, 2, 3)).unwrap();
+        assert!(
+            synced(&log) < log.epochs_saved.load(Acquire),
+            "not synced before a flush"
+        );
+        // A crash: the file's last write is lost, the unflushed batches survive.
+        std::fs::write(&file, durable).unwrap();
+        drop(log);
+        drop(dir);
+        let dir = open(tmp.path());
+        let log = dir.get("t-0").unwrap();
+        assert_eq!(log.log_end_offset(), 4);
+        assert_eq!(
+            log.latest_epoch(),
+            3,
+            "reassigned from the batches past the recovery point"
+        );
+        assert_eq!(log.end_offset_for_epoch(1), (1, 2));
+        dir.close().unwrap();
+    }
+
+    #[test]
+    fn a_leaders_epoch_is_written_with_its_first_batch_and_a_cut_at_open_with_the_next() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp
+            .path()
+            .join("t-0")
+            .join(crate::epochs::LEADER_EPOCH_FILE);
+        let read = || std::fs::read_to_string(&file).unwrap_or_default();
+        let dir = open(tmp.path());
+        let log = dir.create("t", 0, LogConfig::default()).unwrap();
+        log.append(&mut batch(0, 2, 1)).unwrap();
+        assert_eq!(read(), "0\n1\n1 0\n");
+        log.assign_leader_epoch(2).unwrap();
+        assert_eq!(log.end_offset_for_epoch(1), (1, 2));
+        assert_eq!(
+            read(),
+            "0\n1\n1 0\n",
+            "no batch of epoch 2 yet: not written"
+        );
+        log.append(&mut batch(0, 1, 2)).unwrap();
+        assert_eq!(read(), "0\n2\n1 0\n2 2\n");
+        log.assign_leader_epoch(5).unwrap();
+        log.append(&mut batch(0, 1, 5)).unwrap();
+        log.assign_leader_epoch(7).unwrap();
+        // The file gets epoch 7 at the log end (as a write before a crash could leave it);
+        // the open cuts it, and the next batch, though of an older epoch, writes the cut.
+        std::fs::write(&file, "0\n4\n1 0\n2 2\n5 3\n7 4\n").unwrap();
+        dir.close().unwrap();
+        let dir = open(tmp.path());
+        let log = dir.get("t-0").unwrap();
+        assert_eq!(log.latest_epoch(), 5);
+        assert_eq!(
+            read(),
+            "0\n4\n1 0\n2 2\n5 3\n7 4\n",
+            "the open writes nothing"
+        );
+        log.append_as_follower(&mut batch(4, 1, 5)).unwrap();
+        assert_eq!(read(), "0\n3\n1 0\n2 2\n5 3\n");
         dir.close().unwrap();
     }
 
