@@ -2,7 +2,8 @@
 
 /// Requests of one connection decoded but not yet answered; the reader waits past this.
 pub const INFLIGHT_PER_CONNECTION_MAX: usize = 32;
-/// Initial read buffer of a connection.
+/// A connection's read buffer, taken when bytes arrive and dropped between requests (a
+/// frame larger than this gets room for all of it).
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 const _: () = assert!(

@@ -203,11 +203,11 @@ struct Outgoing {
     reply: Pending,
 }
 
-/// The next whole frame in `buf`, if it has one (room is reserved for the rest otherwise); a
-/// size over `socket.request.max.bytes` (or negative) is refused before its body is read.
+/// The next whole frame in `buf`, if it has one (room is reserved for the rest of a frame
+/// whose size is known); a size over `socket.request.max.bytes` (or negative) is refused
+/// before its body is read.
 fn next_frame(buf: &mut BytesMut, max_frame: usize) -> io::Result<Option<Bytes>> {
     if buf.len() < 4 {
-        buf.reserve(READ_BUFFER_BYTES);
         return Ok(None);
     }
     let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
@@ -303,10 +303,18 @@ pub(crate) async fn kafka_connection(
             }
             Ok(None) => {}
         }
+        if buf.is_empty() {
+            // Between requests the connection holds no buffer: 10,000 idle connections would
+            // otherwise keep 64 KiB each. One is taken when bytes arrive.
+            buf = BytesMut::new();
+        }
         tokio::select! {
             ready = stream.readable() => {
                 if let Err(e) = ready {
                     break Err(e);
+                }
+                if buf.capacity() == buf.len() {
+                    buf.reserve(READ_BUFFER_BYTES);
                 }
                 match stream.try_read_buf(&mut buf) {
                     Ok(0) => break Ok(()),

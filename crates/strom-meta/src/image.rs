@@ -5,6 +5,7 @@ use crate::error::MetaError;
 use crate::record::{ConfigResource, MetadataRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +103,9 @@ pub struct TopicImage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerImage>,
-    pub topics: BTreeMap<String, TopicImage>,
+    /// Shared between images: the next image (a clone per committed batch) copies one
+    /// pointer per topic, and a record copies only the topic it changes (`Arc::make_mut`).
+    pub topics: BTreeMap<String, Arc<TopicImage>>,
     pub topic_names: HashMap<Uuid, String>,
     pub configs: BTreeMap<(ConfigResource, String), BTreeMap<String, String>>,
     pub next_producer_id: i64,
@@ -165,11 +168,11 @@ impl MetadataImage {
                 }
                 self.topics.insert(
                     name.clone(),
-                    TopicImage {
+                    Arc::new(TopicImage {
                         name: name.clone(),
                         topic_id: *topic_id,
                         partitions: BTreeMap::new(),
-                    },
+                    }),
                 );
                 self.topic_names.insert(*topic_id, name.clone());
             }
@@ -188,6 +191,7 @@ impl MetadataImage {
                     .topic_names
                     .get(topic_id)
                     .and_then(|n| self.topics.get_mut(n))
+                    .map(Arc::make_mut)
                     .ok_or_else(|| {
                         MetaError(format!("partition of unknown topic id {topic_id}"))
                     })?;
@@ -280,7 +284,7 @@ impl MetadataImage {
     pub fn to_snapshot(&self) -> Vec<u8> {
         let snapshot = Snapshot {
             brokers: self.brokers.values().cloned().collect(),
-            topics: self.topics.values().cloned().collect(),
+            topics: self.topics.values().map(|t| TopicImage::clone(t)).collect(),
             configs: self
                 .configs
                 .iter()
@@ -305,7 +309,11 @@ impl MetadataImage {
                 .iter()
                 .map(|t| (t.topic_id, t.name.clone()))
                 .collect(),
-            topics: s.topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
+            topics: s
+                .topics
+                .into_iter()
+                .map(|t| (t.name.clone(), Arc::new(t)))
+                .collect(),
             configs: s
                 .configs
                 .into_iter()
@@ -336,7 +344,10 @@ impl MetadataImage {
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
-        self.topic_names.get(id).and_then(|n| self.topics.get(n))
+        self.topic_names
+            .get(id)
+            .and_then(|n| self.topics.get(n))
+            .map(Arc::as_ref)
     }
 }
 
