@@ -274,7 +274,7 @@ impl ReplicaManager {
     }
 
     fn update_partition(&self, p: &Arc<Partition>, want: Wanted) -> Result<(), BrokerError> {
-        if *p.log().config() != want.config {
+        if *p.log().config() != *want.config {
             p.log().set_config(want.config)?;
         }
         p.set_min_isr(want.min_isr);
@@ -293,7 +293,7 @@ impl ReplicaManager {
         let Some(topic) = image.topics.get(name) else {
             return BTreeMap::new();
         };
-        let config = log_config(&self.config, image.topic_config(name), dynamic);
+        let config = Arc::new(log_config(&self.config, image.topic_config(name), dynamic));
         let min_isr = self
             .config
             .topic_value("min.insync.replicas", image.topic_config(name), dynamic)
@@ -391,7 +391,8 @@ impl ReplicaManager {
 /// What the image wants of one hosted partition.
 struct Wanted {
     topic_id: Uuid,
-    config: LogConfig,
+    /// One for all the topic's partitions.
+    config: Arc<LogConfig>,
     min_isr: usize,
     assignment: Assignment,
     /// Replication throttles on this replica: (as a leader, as a follower).

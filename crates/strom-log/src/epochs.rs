@@ -17,7 +17,7 @@
 use crate::error::{io_err, LogError, Result};
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
 
@@ -33,7 +33,6 @@ pub struct EpochEntry {
 
 #[derive(Debug)]
 pub struct EpochCache {
-    path: PathBuf,
     entries: Vec<EpochEntry>,
     /// The entries changed since the last `save` in a way the file may lag: a new leader's
     /// epoch at the log end, entries cut at open. Such a change names no batch yet, and an
@@ -52,21 +51,19 @@ impl EpochCache {
             Err(e) => return Err(io_err(&path)(e)),
         };
         let entries = parse(&text).map_err(|reason| LogError::Corrupt {
-            path: path.clone(),
+            path,
             position: 0,
             reason,
         })?;
         Ok(Some(EpochCache {
-            path,
             entries,
             unsaved: false,
         }))
     }
 
-    /// An empty cache for the log in `dir` (nothing written yet).
-    pub fn empty(dir: &Path) -> EpochCache {
+    /// An empty cache (nothing written yet).
+    pub fn empty() -> EpochCache {
         EpochCache {
-            path: dir.join(LEADER_EPOCH_FILE),
             entries: Vec::new(),
             unsaved: false,
         }
@@ -170,15 +167,17 @@ impl EpochCache {
 
     /// Writes the cache: a temporary file renamed over the old one, neither synced (see the
     /// module doc: the log's flush syncs them).
-    pub fn save(&mut self) -> Result<()> {
+    /// The file is the log's, in `dir` (not kept here: one path fewer per partition).
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join(LEADER_EPOCH_FILE);
         let mut text = format!("0\n{}\n", self.entries.len());
         for e in &self.entries {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
-        let tmp = self.path.with_extension("tmp");
+        let tmp = path.with_extension("tmp");
         let mut f = crate::handles::transient(|| fs::File::create(&tmp)).map_err(io_err(&tmp))?;
         f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-        fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
         self.unsaved = false;
         Ok(())
     }
@@ -235,7 +234,7 @@ mod tests {
     use super::*;
 
     fn cache(entries: &[(i32, i64)]) -> EpochCache {
-        let mut c = EpochCache::empty(Path::new("/nonexistent"));
+        let mut c = EpochCache::empty();
         for (e, o) in entries {
             assert!(c.assign(*e, *o));
         }
@@ -297,10 +296,10 @@ mod tests {
     fn the_file_round_trips_and_damage_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert!(EpochCache::load(dir.path()).unwrap().is_none());
-        let mut c = EpochCache::empty(dir.path());
+        let mut c = EpochCache::empty();
         c.assign(0, 0);
         c.assign(2, 7);
-        c.save().unwrap();
+        c.save(dir.path()).unwrap();
         let text = fs::read_to_string(dir.path().join(LEADER_EPOCH_FILE)).unwrap();
         assert_eq!(text, "0\n2\n0 0\n2 7\n");
         let back = EpochCache::load(dir.path()).unwrap().unwrap();

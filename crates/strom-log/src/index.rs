@@ -16,6 +16,7 @@
 use crate::error::{io_err, Result};
 use crate::handles::{open_or_create, transient, Handles, Slot};
 use crate::limits::{OFFSET_INDEX_ENTRY_BYTES, TIME_INDEX_ENTRY_BYTES};
+use crate::segment::{sibling, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
 use memmap2::{Advice, MmapOptions, MmapRaw};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,9 @@ use std::sync::Arc;
 /// again on demand. Entries written through a mapping are in the page cache either way.
 #[derive(Debug)]
 struct MmapIndex<const N: usize> {
-    path: PathBuf,
+    /// The segment's log file: the index file is its sibling with `suffix`.
+    log_path: Arc<Path>,
+    suffix: &'static str,
     map: Arc<Slot<MmapRaw>>,
     /// Entries the file has room for; 0 once trimmed, so a closed index takes no appends.
     capacity: AtomicUsize,
@@ -41,7 +44,13 @@ impl<const N: usize> MmapIndex<N> {
     /// Opens (or creates) the file. Its entries are taken to be every whole entry the file
     /// holds: callers check them with `check` and rebuild the index when in doubt. With
     /// `writable`, the index takes appends up to `max_bytes` (the file grows when mapped).
-    fn open(path: &Path, max_bytes: u64, writable: bool) -> Result<Self> {
+    fn open(
+        log_path: &Arc<Path>,
+        suffix: &'static str,
+        max_bytes: u64,
+        writable: bool,
+    ) -> Result<Self> {
+        let path = &sibling(log_path, suffix);
         let file_bytes = match std::fs::metadata(path) {
             Ok(m) => Some(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -63,7 +72,8 @@ impl<const N: usize> MmapIndex<N> {
         }
         let capacity = if writable { room as usize / N } else { 0 };
         Ok(MmapIndex {
-            path: path.to_path_buf(),
+            log_path: Arc::clone(log_path),
+            suffix,
             map: Slot::new(&Handles::maps()),
             capacity: AtomicUsize::new(capacity),
             len: AtomicUsize::new(len),
@@ -71,8 +81,12 @@ impl<const N: usize> MmapIndex<N> {
         })
     }
 
-    fn set_path(&mut self, path: PathBuf) {
-        self.path = path;
+    fn set_path(&mut self, log_path: &Arc<Path>) {
+        self.log_path = Arc::clone(log_path);
+    }
+
+    fn path(&self) -> PathBuf {
+        sibling(&self.log_path, self.suffix)
     }
 
     /// Bytes a mapping covers: the file's length (room for `capacity` entries while the
@@ -90,7 +104,10 @@ impl<const N: usize> MmapIndex<N> {
             return None;
         }
         let made = self.map.get(|| {
-            let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(self.path())?;
             if file.metadata()?.len() < bytes as u64 {
                 file.set_len(bytes as u64)?;
             }
@@ -104,7 +121,7 @@ impl<const N: usize> MmapIndex<N> {
             Ok(map) => Some(map),
             Err(e) => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(index = %self.path.display(), error = %e, "cannot map index; reading without it");
+                    tracing::warn!(index = %self.path().display(), error = %e, "cannot map index; reading without it");
                 }
                 None
             }
@@ -164,28 +181,29 @@ impl<const N: usize> MmapIndex<N> {
     fn trim(&self) -> Result<()> {
         self.capacity.store(0, Ordering::Release);
         let bytes = (self.len() * N) as u64;
-        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() == bytes) {
+        let path = &self.path();
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == bytes) {
             self.map.close_now();
             return Ok(());
         }
-        let file = transient(|| OpenOptions::new().write(true).open(&self.path))
-            .map_err(io_err(&self.path))?;
+        let file = transient(|| OpenOptions::new().write(true).open(path)).map_err(io_err(path))?;
         // Readers holding the old mapping only read entries below len, inside the file.
         self.map.close_now();
-        file.set_len(bytes).map_err(io_err(&self.path))
+        file.set_len(bytes).map_err(io_err(path))
     }
 
     fn sync(&self) -> Result<()> {
+        let path = &self.path();
         if let Some(map) = self.map.peek() {
             let bytes = (self.len() * N).min(map.len());
             if bytes > 0 {
-                map.flush_range(0, bytes).map_err(io_err(&self.path))?;
+                map.flush_range(0, bytes).map_err(io_err(path))?;
             }
         }
         // fsync writes back the pages dirtied through any mapping, open or since unmapped.
-        transient(|| OpenOptions::new().read(true).open(&self.path))
+        transient(|| OpenOptions::new().read(true).open(path))
             .and_then(|f| f.sync_all())
-            .map_err(io_err(&self.path))
+            .map_err(io_err(path))
     }
 
     /// Binary search for the last entry whose key is at most `target`.
@@ -226,8 +244,9 @@ pub struct OffsetEntry {
 pub(crate) struct OffsetIndex(MmapIndex<OFFSET_INDEX_ENTRY_BYTES>);
 
 impl OffsetIndex {
-    pub fn open(path: &Path, max_bytes: u64, writable: bool) -> Result<Self> {
-        MmapIndex::open(path, max_bytes, writable).map(OffsetIndex)
+    /// The index of the segment whose log file is `log_path`.
+    pub fn open(log_path: &Arc<Path>, max_bytes: u64, writable: bool) -> Result<Self> {
+        MmapIndex::open(log_path, INDEX_SUFFIX, max_bytes, writable).map(OffsetIndex)
     }
 
     pub fn len(&self) -> usize {
@@ -313,8 +332,8 @@ impl OffsetIndex {
         self.0.trim()
     }
 
-    pub fn set_path(&mut self, path: PathBuf) {
-        self.0.set_path(path);
+    pub fn set_path(&mut self, log_path: &Arc<Path>) {
+        self.0.set_path(log_path);
     }
 
     pub fn sync(&self) -> Result<()> {
@@ -333,8 +352,9 @@ pub struct TimeEntry {
 pub(crate) struct TimeIndex(MmapIndex<TIME_INDEX_ENTRY_BYTES>);
 
 impl TimeIndex {
-    pub fn open(path: &Path, max_bytes: u64, writable: bool) -> Result<Self> {
-        MmapIndex::open(path, max_bytes, writable).map(TimeIndex)
+    /// The index of the segment whose log file is `log_path`.
+    pub fn open(log_path: &Arc<Path>, max_bytes: u64, writable: bool) -> Result<Self> {
+        MmapIndex::open(log_path, TIME_INDEX_SUFFIX, max_bytes, writable).map(TimeIndex)
     }
 
     pub fn len(&self) -> usize {
@@ -413,8 +433,8 @@ impl TimeIndex {
         self.0.trim()
     }
 
-    pub fn set_path(&mut self, path: PathBuf) {
-        self.0.set_path(path);
+    pub fn set_path(&mut self, log_path: &Arc<Path>) {
+        self.0.set_path(log_path);
     }
 
     pub fn sync(&self) -> Result<()> {
@@ -426,11 +446,16 @@ impl TimeIndex {
 mod tests {
     use super::*;
 
+    /// A segment's log file path, and its offset index's.
+    fn paths(dir: &Path) -> (Arc<Path>, PathBuf) {
+        (dir.join("0.log").into(), dir.join("0.index"))
+    }
+
     #[test]
     fn offset_index_lookup_and_trim() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("0.index");
-        let idx = OffsetIndex::open(&path, 80, true).unwrap();
+        let (log, path) = paths(dir.path());
+        let idx = OffsetIndex::open(&log, 80, true).unwrap();
         let file_len = || std::fs::metadata(&path).unwrap().len();
         assert_eq!(file_len(), 0, "grown only when mapped");
         for (o, p) in [(3, 100), (7, 200), (12, 300)] {
@@ -454,7 +479,7 @@ mod tests {
             position: 400
         }));
         drop(idx);
-        let idx = OffsetIndex::open(&path, 80, false).unwrap();
+        let idx = OffsetIndex::open(&log, 80, false).unwrap();
         assert_eq!(idx.len(), 3);
         assert_eq!(idx.last().map(|e| e.relative_offset), Some(12));
     }
@@ -462,15 +487,15 @@ mod tests {
     #[test]
     fn preallocated_zeros_fail_the_check() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("0.index");
-        let idx = OffsetIndex::open(&path, 80, true).unwrap();
+        let (log, _) = paths(dir.path());
+        let idx = OffsetIndex::open(&log, 80, true).unwrap();
         idx.push(OffsetEntry {
             relative_offset: 5,
             position: 10,
         });
         drop(idx);
         // As after a crash: the file still has its preallocated size, full of zeros.
-        let idx = OffsetIndex::open(&path, 80, true).unwrap();
+        let idx = OffsetIndex::open(&log, 80, true).unwrap();
         assert_eq!(idx.len(), 10);
         assert!(idx.check(1 << 20).is_err());
     }
@@ -478,7 +503,7 @@ mod tests {
     #[test]
     fn time_index_keeps_only_newer_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let idx = TimeIndex::open(&dir.path().join("0.timeindex"), 120, true).unwrap();
+        let idx = TimeIndex::open(&paths(dir.path()).0, 120, true).unwrap();
         assert!(idx.maybe_push(TimeEntry {
             timestamp: 10,
             relative_offset: 0

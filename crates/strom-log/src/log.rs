@@ -146,7 +146,7 @@ pub(crate) struct PendingFlush<'a> {
 pub(crate) struct OpenParams {
     pub dir: PathBuf,
     pub name: String,
-    pub config: LogConfig,
+    pub config: Arc<LogConfig>,
     pub clock: Arc<dyn Clock>,
     pub health: Arc<DirHealth>,
     pub flush_tx: SyncSender<Request>,
@@ -248,7 +248,7 @@ impl Log {
             .flatten()
             .map(|h| h.max_timestamp);
         let now = p.clock.now_ms();
-        let epochs = Mutex::new(EpochCache::empty(&p.dir));
+        let epochs = Mutex::new(EpochCache::empty());
         let log = Arc::new(Log {
             epochs,
             epochs_saved: AtomicU64::new(0),
@@ -256,7 +256,7 @@ impl Log {
             high_watermark: AtomicI64::new(p.high_watermark.min(log_end_offset)),
             dir: p.dir,
             name: p.name,
-            config: RwLock::new(Arc::new(p.config)),
+            config: RwLock::new(p.config),
             clock: p.clock,
             health: p.health,
             flush_tx: p.flush_tx,
@@ -302,9 +302,11 @@ impl Log {
     }
 
     /// Replaces the configuration; it applies from the next append or retention pass.
-    pub fn set_config(&self, config: LogConfig) -> Result<()> {
+    /// Partitions of a topic can share one (an `Arc`): 100,000 copies would cost megabytes.
+    pub fn set_config(&self, config: impl Into<Arc<LogConfig>>) -> Result<()> {
+        let config = config.into();
         config.validate().map_err(LogError::InvalidConfig)?;
-        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
         Ok(())
     }
 

@@ -258,7 +258,7 @@ impl LogDir {
             let log = Log::open(OpenParams {
                 dir: sub,
                 name: name.clone(),
-                config,
+                config: Arc::new(config),
                 clock: Arc::clone(&options.clock),
                 health: Arc::clone(&shared.health),
                 flush_tx: dir.flush_tx.clone(),
@@ -315,7 +315,13 @@ impl LogDir {
     /// Creates the partition `<topic>-<partition>` with an empty log. The files are made
     /// outside the dir's lock, so creating many partitions holds up no reader; a directory
     /// left by a create that failed half way (out of descriptors) is taken over.
-    pub fn create(&self, topic: &str, partition: u32, config: LogConfig) -> Result<Arc<Log>> {
+    pub fn create(
+        &self,
+        topic: &str,
+        partition: u32,
+        config: impl Into<Arc<LogConfig>>,
+    ) -> Result<Arc<Log>> {
+        let config = config.into();
         self.shared.health.check()?;
         config.validate().map_err(LogError::InvalidConfig)?;
         let name = format!("{topic}-{partition}");

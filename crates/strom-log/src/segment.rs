@@ -42,6 +42,16 @@ pub(crate) fn file_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))
 }
 
+/// The file of the same segment and stage as the log file `log_path` with `suffix` in place
+/// of `log`: `<base>.log[.<stage>]` gives `<base>.<suffix>[.<stage>]`. A segment keeps only
+/// its log file's path (one allocation, not four per segment: 100,000 partitions).
+pub(crate) fn sibling(log_path: &Path, suffix: &str) -> PathBuf {
+    let name = log_path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let (stem, rest) = name.split_once('.').unwrap_or((name, LOG_SUFFIX));
+    let stage = rest.strip_prefix(LOG_SUFFIX).unwrap_or("");
+    log_path.with_file_name(format!("{stem}.{suffix}{stage}"))
+}
+
 /// `<dir>/<base offset>.<suffix>[.<stage>]`: a segment file, or one staged by the cleaner.
 pub(crate) fn staged_path(
     dir: &Path,
@@ -123,7 +133,8 @@ pub(crate) struct ScanEnd {
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub base_offset: i64,
-    path: PathBuf,
+    /// The log file's path; the index files' are its siblings (`sibling`).
+    path: Arc<Path>,
     /// The log file, open while in use: one of the process's bounded pool of descriptors
     /// (`Handles::files`), reopened on demand.
     file: Arc<Slot<File>>,
@@ -141,7 +152,6 @@ pub(crate) struct Segment {
     /// The aborted-transaction index (`.txnindex`), in memory; its file is opened only to
     /// append (aborts are rare), so an idle segment holds no descriptor for it.
     aborted: Mutex<Vec<AbortedTxn>>,
-    txn_index_path: PathBuf,
     /// The segment's file and indexes are synced and it takes no more appends.
     pub synced: AtomicBool,
     /// The directory entry of the segment's files is synced.
@@ -165,20 +175,12 @@ impl Segment {
         writable: bool,
         stage: Option<&str>,
     ) -> Result<Self> {
-        let path = staged_path(dir, base_offset, LOG_SUFFIX, stage);
-        let file = open_or_create(&path).map_err(io_err(&path))?;
-        let size = file.metadata().map_err(io_err(&path))?.len();
-        let offset_index = OffsetIndex::open(
-            &staged_path(dir, base_offset, INDEX_SUFFIX, stage),
-            index_bytes,
-            writable,
-        )?;
-        let time_index = TimeIndex::open(
-            &staged_path(dir, base_offset, TIME_INDEX_SUFFIX, stage),
-            index_bytes,
-            writable,
-        )?;
-        let txn_index_path = staged_path(dir, base_offset, TXN_INDEX_SUFFIX, stage);
+        let path: Arc<Path> = staged_path(dir, base_offset, LOG_SUFFIX, stage).into();
+        let file = open_or_create(&path).map_err(io_err(&*path))?;
+        let size = file.metadata().map_err(io_err(&*path))?.len();
+        let offset_index = OffsetIndex::open(&path, index_bytes, writable)?;
+        let time_index = TimeIndex::open(&path, index_bytes, writable)?;
+        let txn_index_path = sibling(&path, TXN_INDEX_SUFFIX);
         let aborted = match std::fs::read(&txn_index_path) {
             Ok(bytes) => AbortedTxn::decode_all(&bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -187,7 +189,6 @@ impl Segment {
         Ok(Segment {
             base_offset,
             aborted: Mutex::new(aborted),
-            txn_index_path,
             path,
             file: Slot::with(&Handles::files(), file),
             gone: AtomicBool::new(false),
@@ -208,14 +209,13 @@ impl Segment {
 
     /// The files got their final names (a cleaned segment swapped in).
     pub fn set_path(&mut self, path: PathBuf) {
-        if let Some(dir) = path.parent() {
-            self.txn_index_path = file_path(dir, self.base_offset, TXN_INDEX_SUFFIX);
-            self.offset_index
-                .set_path(file_path(dir, self.base_offset, INDEX_SUFFIX));
-            self.time_index
-                .set_path(file_path(dir, self.base_offset, TIME_INDEX_SUFFIX));
-        }
-        self.path = path;
+        self.path = path.into();
+        self.offset_index.set_path(&self.path);
+        self.time_index.set_path(&self.path);
+    }
+
+    fn txn_index_path(&self) -> PathBuf {
+        sibling(&self.path, TXN_INDEX_SUFFIX)
     }
 
     /// The log file's descriptor, opened again if it was closed. A segment deleted
@@ -233,16 +233,19 @@ impl Segment {
             if let Some(e) = gone() {
                 return Err(e);
             }
-            let file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&*self.path)?;
             gone().map_or(Ok(file), Err)
         });
         opened.map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound && self.gone.load(Ordering::Acquire) {
                 LogError::SegmentGone {
-                    path: self.path.clone(),
+                    path: self.path.to_path_buf(),
                 }
             } else {
-                io_err(&self.path)(e)
+                io_err(&*self.path)(e)
             }
         })
     }
@@ -261,7 +264,7 @@ impl Segment {
     pub fn read_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
         self.file()?
             .read_exact_at(buf, position)
-            .map_err(io_err(&self.path))
+            .map_err(io_err(&*self.path))
     }
 
     pub fn size(&self) -> u64 {
@@ -313,7 +316,7 @@ impl Segment {
         let start = self.size.load(Ordering::Relaxed);
         self.file()?
             .write_all_at(bytes, start)
-            .map_err(io_err(&self.path))?;
+            .map_err(io_err(&*self.path))?;
         let mut position = start;
         let mut max_ts = self.max_timestamp.load(Ordering::Relaxed);
         let mut max_ts_offset = self.offset_of_max_timestamp.load(Ordering::Relaxed);
@@ -363,7 +366,7 @@ impl Segment {
         }
         self.file()?
             .read_exact_at(&mut buf, position)
-            .map_err(io_err(&self.path))?;
+            .map_err(io_err(&*self.path))?;
         let h = BatchHeader::parse(&buf).map_err(|e| self.corrupt(position, &e.to_string()))?;
         if position + h.size() as u64 > size {
             return Err(self.corrupt(position, "batch runs past the segment end"));
@@ -373,7 +376,7 @@ impl Segment {
 
     fn corrupt(&self, position: u64, reason: &str) -> LogError {
         LogError::Corrupt {
-            path: self.path.clone(),
+            path: self.path.to_path_buf(),
             position,
             reason: reason.to_string(),
         }
@@ -453,7 +456,7 @@ impl Segment {
         mut each: impl FnMut(u64, &BatchHeader),
     ) -> Result<ScanEnd> {
         let file = self.file()?;
-        let file_len = file.metadata().map_err(io_err(&self.path))?.len();
+        let file_len = file.metadata().map_err(io_err(&*self.path))?.len();
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_at = from;
         let mut position = from;
@@ -550,7 +553,7 @@ impl Segment {
         let read = len.max(SCAN_BUFFER_BYTES as u64).min(file_len - position);
         buf.resize(read as usize, 0);
         file.read_exact_at(buf, position)
-            .map_err(io_err(&self.path))?;
+            .map_err(io_err(&*self.path))?;
         *buf_at = position;
         Ok(())
     }
@@ -588,7 +591,7 @@ impl Segment {
             Ordering::Release,
         );
         if end.damage.is_some() {
-            self.file()?.set_len(end.end).map_err(io_err(&self.path))?;
+            self.file()?.set_len(end.end).map_err(io_err(&*self.path))?;
         }
         self.size.store(end.end, Ordering::Release);
         Ok(end.damage)
@@ -601,7 +604,7 @@ impl Segment {
             Some((position, _)) => position,
             None => return Ok(()),
         };
-        self.file()?.set_len(cut).map_err(io_err(&self.path))?;
+        self.file()?.set_len(cut).map_err(io_err(&*self.path))?;
         crate::sync_trace::truncated(&self.path, cut);
         self.size.store(cut, Ordering::Release);
         self.offset_index.truncate_to_position(cut);
@@ -688,7 +691,7 @@ impl Segment {
             other => other?,
         };
         let len = crate::sync_trace::length_before(&file);
-        file.sync_data().map_err(io_err(&self.path))?;
+        file.sync_data().map_err(io_err(&*self.path))?;
         crate::sync_trace::synced(&self.path, len);
         Ok(())
     }
@@ -700,7 +703,7 @@ impl Segment {
             other => other?,
         };
         let len = crate::sync_trace::length_before(&file);
-        file.sync_all().map_err(io_err(&self.path))?;
+        file.sync_all().map_err(io_err(&*self.path))?;
         crate::sync_trace::synced(&self.path, len);
         self.unless_gone(
             self.offset_index
@@ -727,8 +730,8 @@ impl Segment {
         }
         let mut aborted = self.aborted_lock();
         let bytes: Vec<u8> = entries.iter().flat_map(|e| e.encode()).collect();
-        let created = !self.txn_index_path.exists();
-        let path = &self.txn_index_path;
+        let path = &self.txn_index_path();
+        let created = !path.exists();
         let mut file = transient(|| OpenOptions::new().create(true).append(true).open(path))
             .map_err(io_err(path))?;
         // A torn earlier append left a partial entry: cut it so this one lines up.
@@ -756,7 +759,7 @@ impl Segment {
             return Ok(());
         }
         aborted.truncate(keep);
-        let path = &self.txn_index_path;
+        let path = &self.txn_index_path();
         let file = transient(|| OpenOptions::new().write(true).open(path)).map_err(io_err(path))?;
         file.set_len((keep * ENTRY_BYTES) as u64)
             .and_then(|()| file.sync_data())
@@ -768,5 +771,21 @@ impl Segment {
         self.mark_gone();
         crate::sync_trace::deleted(&self.path);
         remove_stage(dir, self.base_offset, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segments_files_are_siblings_of_its_log_file_in_every_stage() {
+        let dir = Path::new("/d/t-0");
+        for stage in [None, Some(CLEANED), Some(SWAP), Some(DELETED)] {
+            let log = staged_path(dir, 42, LOG_SUFFIX, stage);
+            for suffix in SUFFIXES {
+                assert_eq!(sibling(&log, suffix), staged_path(dir, 42, suffix, stage));
+            }
+        }
     }
 }

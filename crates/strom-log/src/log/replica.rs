@@ -76,7 +76,7 @@ impl Log {
 
     /// Writes the epoch file (unsynced: the next flush syncs it).
     fn save_epochs(&self, c: &mut EpochCache) -> Result<()> {
-        c.save().map_err(|e| self.health.fail(e))?;
+        c.save(&self.dir).map_err(|e| self.health.fail(e))?;
         self.epochs_saved.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Log {
                 c
             }
             None => {
-                let mut c = EpochCache::empty(&self.dir);
+                let mut c = EpochCache::empty();
                 self.for_each_header(self.log_start_offset(), |h| {
                     c.assign(h.partition_leader_epoch, h.base_offset);
                 })?;
