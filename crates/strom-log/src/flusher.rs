@@ -75,11 +75,11 @@ pub(crate) fn run(shared: Arc<DirShared>, rx: Receiver<Request>, schedule: Sched
             Err(RecvTimeoutError::Disconnected) => stop = true,
         }
         let now = clock.now_ms();
-        for log in shared.logs() {
-            if log.flush_due(now) && !cycle.iter().any(|(l, _)| Arc::ptr_eq(l, &log)) {
-                cycle.push((log, Vec::new()));
+        shared.for_each_timed(|log| {
+            if log.flush_due(now) && !cycle.iter().any(|(l, _)| Arc::ptr_eq(l, log)) {
+                cycle.push((Arc::clone(log), Vec::new()));
             }
-        }
+        });
         if schedule.syncfs && cycle.len() >= SYNCFS_LOGS_MIN {
             flush_together(&shared, cycle);
         } else {

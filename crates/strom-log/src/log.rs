@@ -125,6 +125,8 @@ pub struct Log {
     new_dir: AtomicBool,
     /// The active segment's file stays open (`pin_active`).
     pinned: AtomicBool,
+    /// Listed in the log dir's logs with a finite `flush.ms` (`DirShared::add_timed`).
+    pub(crate) timed: AtomicBool,
     report: RecoveryReport,
 }
 
@@ -282,8 +284,10 @@ impl Log {
             deleted: AtomicBool::new(false),
             new_dir: AtomicBool::new(false),
             pinned: AtomicBool::new(false),
+            timed: AtomicBool::new(false),
             report,
         });
+        log.note_timed();
         log.load_epochs((!p.clean).then_some(recovery_point))?;
         Ok(log)
     }
@@ -303,11 +307,22 @@ impl Log {
 
     /// Replaces the configuration; it applies from the next append or retention pass.
     /// Partitions of a topic can share one (an `Arc`): 100,000 copies would cost megabytes.
-    pub fn set_config(&self, config: impl Into<Arc<LogConfig>>) -> Result<()> {
+    pub fn set_config(self: &Arc<Self>, config: impl Into<Arc<LogConfig>>) -> Result<()> {
         let config = config.into();
         config.validate().map_err(LogError::InvalidConfig)?;
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        self.note_timed();
         Ok(())
+    }
+
+    /// A log with a finite `flush.ms` is listed for the flusher's tick (set after the config
+    /// is stored; the flusher drops it once `flush.ms` is infinite again).
+    fn note_timed(self: &Arc<Self>) {
+        if self.config().flush_ms < i64::MAX {
+            if let Some(shared) = self.dir_shared.upgrade() {
+                shared.add_timed(self);
+            }
+        }
     }
 
     pub fn recovery_report(&self) -> &RecoveryReport {
@@ -841,10 +856,11 @@ impl Log {
     }
 
     /// Whether `flush.ms` has passed with data still unflushed.
+    /// Two atomics for a log with nothing unflushed (the flusher asks every log each tick).
     pub(crate) fn flush_due(&self, now_ms: i64) -> bool {
-        let config = self.config();
         self.durable_offset() < self.log_end_offset()
-            && now_ms.saturating_sub(self.last_flush_ms.load(Ordering::Acquire)) >= config.flush_ms
+            && now_ms.saturating_sub(self.last_flush_ms.load(Ordering::Acquire))
+                >= self.config().flush_ms
     }
 
     /// Closes the active segment's indexes (trimmed to their entries): a step of a clean

@@ -67,6 +67,9 @@ pub(crate) struct DirShared {
     health: Arc<DirHealth>,
     clock: Arc<dyn Clock>,
     logs: RwLock<BTreeMap<String, Arc<Log>>>,
+    /// The logs with a finite `flush.ms`, the only ones the flusher looks at every tick (not
+    /// all 100,000); see `Log::note_timed`.
+    timed: Mutex<Vec<Arc<Log>>>,
     checkpoint_lock: Mutex<()>,
 }
 
@@ -86,6 +89,30 @@ impl DirShared {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Lists `log` among those with a finite `flush.ms` (once: `Log::note_timed`).
+    pub(crate) fn add_timed(&self, log: &Arc<Log>) {
+        let mut timed = self.timed.lock().unwrap_or_else(PoisonError::into_inner);
+        if !log.timed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            timed.push(Arc::clone(log));
+        }
+    }
+
+    /// Calls `f` with every listed log that still has a finite `flush.ms`, dropping the rest
+    /// (deleted, or `flush.ms` set back): under the list's lock, as `add_timed` runs, so a
+    /// log whose config changes meanwhile is either kept or listed again.
+    pub(crate) fn for_each_timed(&self, mut f: impl FnMut(&Arc<Log>)) {
+        let mut timed = self.timed.lock().unwrap_or_else(PoisonError::into_inner);
+        timed.retain(|log| {
+            let keep = !log.is_deleted() && log.config().flush_ms < i64::MAX;
+            if keep {
+                f(log);
+            } else {
+                log.timed.store(false, std::sync::atomic::Ordering::Release);
+            }
+            keep
+        });
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Log>> {
@@ -223,6 +250,7 @@ impl LogDir {
             health,
             clock: Arc::clone(&options.clock),
             logs: RwLock::new(BTreeMap::new()),
+            timed: Mutex::new(Vec::new()),
             checkpoint_lock: Mutex::new(()),
         });
         let (flush_tx, flush_rx) = sync_channel(FLUSH_QUEUE_MAX);
@@ -360,6 +388,8 @@ impl LogDir {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if logs.contains_key(&name) {
+            // Another create won: this copy is dropped (the flusher's list lets it go too).
+            log.mark_deleted();
             return Err(LogError::AlreadyExists(name));
         }
         logs.insert(name, Arc::clone(&log));

@@ -484,13 +484,26 @@ fn flush_messages_and_flush_ms_make_data_durable_without_waiters() {
         flush_ms: 50,
         ..LogConfig::default()
     };
-    let log2 = dir.create("t", 1, config).unwrap();
+    let log2 = dir.create("t", 1, config.clone()).unwrap();
     log2.append(&mut batch(1, 1, 10, 0)).unwrap();
     f.clock.advance(10);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(log2.durable_offset(), 0, "flush.ms not reached yet");
     f.clock.advance(100);
     wait_until(|| log2.durable_offset() == 1);
+
+    // A log given a finite flush.ms later is flushed by it too, and no more once it is
+    // infinite again.
+    let log3 = dir.create("t", 2, LogConfig::default()).unwrap();
+    log3.set_config(config.clone()).unwrap();
+    log3.append(&mut batch(1, 1, 10, 0)).unwrap();
+    f.clock.advance(100);
+    wait_until(|| log3.durable_offset() == 1);
+    log3.set_config(LogConfig::default()).unwrap();
+    log3.append(&mut batch(2, 1, 10, 0)).unwrap();
+    f.clock.advance(100);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(log3.durable_offset(), 1, "flush.ms is infinite again");
 }
 
 fn wait_until(cond: impl Fn() -> bool) {
