@@ -1,7 +1,10 @@
 """Scale benchmark (scripts/bench-scale, BENCHMARKS.md "Scale"): TOPICS x PER partitions
 created on one broker (CreateTopics, 20 topics a request); the time, RSS and descriptors;
-then a restart after a clean shutdown: the time until it listens and serves Metadata."""
-import os, re, subprocess, sys, tempfile, time, shutil
+records produced to and consumed from a random 1% of the partitions; produce latency with
+and without a client asking for the metadata of every topic in a loop; then a restart after
+a clean shutdown: the time until it listens and serves Metadata."""
+import os, random, re, subprocess, sys, tempfile, time, shutil
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 STROM, TOPICS, PER = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -38,7 +41,68 @@ for batch in range(0, TOPICS, 20):
 created = time.time() - t0
 print(f"{TOPICS * PER} partitions created in {created:.1f} s; RSS {rss_mb(p.pid):.0f} MB (idle broker {base_rss:.0f} MB); "
       f"{fds(p.pid)} descriptors", flush=True)
+random.seed(13)
+sample = random.sample([(f"t{t}", i) for t in range(TOPICS) for i in range(PER)], max(1, TOPICS * PER // 100))
+PER_PARTITION = 100
+prod = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+t0 = time.time()
+for _ in range(PER_PARTITION):
+    for topic, i in sample:
+        while True:
+            try:
+                prod.produce(topic, b"v" * 100, partition=i)
+                break
+            except BufferError:
+                prod.poll(0.1)
+    prod.poll(0)
+prod.flush(300)
+produced = len(sample) * PER_PARTITION
+print(f"produced {produced} records to {len(sample)} random partitions in {time.time() - t0:.1f} s", flush=True)
+cons = Consumer({"bootstrap.servers": bootstrap, "group.id": "scale", "enable.auto.commit": False})
+cons.assign([TopicPartition(topic, i, 0) for topic, i in sample])
+t0, got = time.time(), 0
+while got < produced and time.time() - t0 < 300:
+    got += sum(1 for m in cons.consume(1000, 1) if not m.error())
+cons.close()
+print(f"consumed {got} of them back in {time.time() - t0:.1f} s", flush=True)
+
+
+def latencies(seconds):
+    lat = []
+    p2 = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
+    end = time.time() + seconds
+    while time.time() < end:
+        topic, i = random.choice(sample)
+        sent = time.time()
+        p2.produce(topic, b"x", partition=i, on_delivery=lambda e, m, sent=sent: lat.append(time.time() - sent))
+        p2.poll(0.01)
+    p2.flush(30)
+    lat.sort()
+    return lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
+
+
+LISTER = """
+import sys, time
+from confluent_kafka.admin import AdminClient
+a = AdminClient({"bootstrap.servers": sys.argv[1]})
+n, spent, end = 0, 0.0, time.time() + float(sys.argv[2])
+while time.time() < end:
+    t = time.time()
+    a.list_topics(timeout=120)
+    n, spent = n + 1, spent + time.time() - t
+print(n, spent / max(1, n))
+"""
+quiet = latencies(10)
+# The other client is a process of its own: in this one it would hold the GIL while it
+# builds its answer's Python objects, and delay the measured producer's callbacks.
+lister = subprocess.Popen([sys.executable, "-c", LISTER, bootstrap, "10"], stdout=subprocess.PIPE, text=True)
+busy = latencies(10)
+listed, each = lister.communicate()[0].split()
+print(f"produce latency p50/p99: {quiet[0]:.1f}/{quiet[1]:.1f} ms quiet; {busy[0]:.1f}/{busy[1]:.1f} ms while "
+      f"another client fetched the metadata of all topics {listed} times ({float(each):.2f} s each)", flush=True)
+t0 = time.time()
 p.terminate(); p.wait(120)
+print(f"clean shutdown in {time.time() - t0:.1f} s", flush=True)
 p, bootstrap, ready = start(d)
 md_t0 = time.time()
 AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=120)

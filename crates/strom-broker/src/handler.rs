@@ -55,6 +55,9 @@ pub enum Reply {
     /// No response at all (a produce with acks=0).
     None,
     Message(ResponseKind),
+    /// A message's body already encoded at the request's version (a large response,
+    /// encoded off the async workers: `handler::metadata`).
+    Encoded(bytes::Bytes),
     /// A fetch response whose records fields are markers for these file slices.
     Fetch {
         response: FetchResponse,

@@ -2,6 +2,11 @@
 
 /// Requests of one connection decoded but not yet answered; the reader waits past this.
 pub const INFLIGHT_PER_CONNECTION_MAX: usize = 32;
+/// A Metadata response with more partitions than this is built and encoded on a blocking
+/// thread: 100,000 partitions take a worker a tenth of a second, which produce and fetch
+/// requests would wait behind.
+pub const METADATA_OFF_WORKER_PARTITIONS: usize = 1000;
+
 /// A connection's read buffer, taken when bytes arrive and dropped between requests (a
 /// frame larger than this gets room for all of it).
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;

@@ -121,11 +121,21 @@ pub fn encode(
             body.encode(&mut buf, version).map_err(encode_err)?;
             Vec::new()
         }
+        Reply::Encoded(body) => {
+            buf.extend_from_slice(&body);
+            Vec::new()
+        }
         Reply::Fetch { response, slices } => {
             response.encode(&mut buf, version).map_err(encode_err)?;
             slices
         }
     };
+    if slices.is_empty() {
+        // One chunk: its size is set in place (not in a copy of a response of megabytes).
+        let total = buf.len() - 4;
+        buf[..4].copy_from_slice(&(total as i32).to_be_bytes());
+        return Ok(vec![Chunk::Bytes(buf.freeze())]);
+    }
     let mut chunks = splice(buf, slices, version >= 12)?;
     let total: usize = chunks.iter().map(Chunk::len).sum::<usize>() - 4;
     if let Some(Chunk::Bytes(first)) = chunks.first_mut() {

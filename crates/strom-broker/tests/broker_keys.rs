@@ -209,6 +209,39 @@ fn offsets_topic_segment_bytes_and_the_partition_page_limit_are_applied() {
     let r: DescribeTopicPartitionsResponse = c.call(ApiKey::DescribeTopicPartitions, 0, &req);
     assert_eq!(r.topics[0].partitions.len(), 2);
     assert_eq!(r.next_cursor.as_ref().map(|c| c.partition_index), Some(2));
+
+    // Every topic, two partitions a page: each partition once, in name order.
+    assert_eq!(create_topic(&mut c, "a", 3), 0);
+    let image = b.broker.meta.image();
+    let expected: Vec<(String, i32)> = image
+        .topics
+        .values()
+        .filter(|t| !b.broker.is_hidden_topic(&t.name))
+        .flat_map(|t| t.partitions.keys().map(|p| (t.name.clone(), *p)))
+        .collect();
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let mut req = DescribeTopicPartitionsRequest::default();
+        req.response_partition_limit = 2000;
+        req.cursor = cursor.take();
+        let r: DescribeTopicPartitionsResponse = c.call(ApiKey::DescribeTopicPartitions, 0, &req);
+        pages += 1;
+        assert!(pages <= expected.len(), "paging does not end");
+        for t in &r.topics {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            seen.extend(
+                t.partitions
+                    .iter()
+                    .map(|p| (name.clone(), p.partition_index)),
+            );
+        }
+        let Some(next) = r.next_cursor else { break };
+        let mut at = describe_topic_partitions_request::Cursor::default();
+        at.topic_name = next.topic_name;
+        at.partition_index = next.partition_index;
+        cursor = Some(at);
+    }
+    assert_eq!(seen, expected);
     rt.block_on(b.shutdown()).unwrap();
 }
 

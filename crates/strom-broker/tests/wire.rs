@@ -356,6 +356,67 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn a_metadata_response_of_many_partitions_is_encoded_off_the_workers_exactly_as_the_crate_does() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = start(&rt, tmp.path(), &[]);
+    let mut c = Conn::open(b.addr());
+    let partitions = strom_broker::limits::METADATA_OFF_WORKER_PARTITIONS as i32 + 200;
+    assert_eq!(create_topic(&mut c, "wide", partitions), 0);
+    for version in [1, 9, 12] {
+        // All topics, then the one by name, each followed by a small request: answered in
+        // order, the large one as the crate would encode it.
+        let mut all = MetadataRequest::default();
+        all.topics = None;
+        let mut named = MetadataRequest::default();
+        let mut t = metadata_request::MetadataRequestTopic::default();
+        t.name = Some(topic_name("wide"));
+        named.topics = Some(vec![t]);
+        for req in [all, named] {
+            let correlation = c.correlation + 1;
+            let mut frames = c.frame(ApiKey::Metadata, version, &req);
+            frames.extend(c.frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()));
+            c.send_raw(&frames);
+            let mut resp = c.read_frame().unwrap();
+            assert_eq!(resp.get_i32(), correlation);
+            if version >= 9 {
+                resp.advance(1); // the flexible header's tagged fields
+            }
+            let body = resp.clone();
+            let r = MetadataResponse::decode(&mut resp, version).unwrap();
+            assert!(
+                !resp.has_remaining(),
+                "v{version}: nothing after the response"
+            );
+            let wide = r
+                .topics
+                .iter()
+                .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "wide"));
+            let wide = wide.expect("the wide topic");
+            assert_eq!(wide.partitions.len(), partitions as usize);
+            assert!(wide
+                .partitions
+                .iter()
+                .all(|p| p.leader_id.0 == b.broker.node_id));
+            let mut again = BytesMut::new();
+            kafka_protocol::protocol::Encodable::encode(&r, &mut again, version).unwrap();
+            assert_eq!(
+                &again[..],
+                &body[..],
+                "v{version}: byte for byte the crate's encoding"
+            );
+            let mut next = c.read_frame().unwrap();
+            assert_eq!(
+                next.get_i32(),
+                correlation + 1,
+                "the small request comes after"
+            );
+        }
+    }
+    rt.block_on(b.shutdown()).unwrap();
+}
+
+#[test]
 fn fetch_long_poll_wakes_on_new_data() {
     let rt = runtime();
     let tmp = tempfile::tempdir().unwrap();

@@ -4,6 +4,8 @@
 use crate::broker::Broker;
 use crate::error::{self, code};
 use crate::handler::{Pending, Reply};
+use crate::limits::METADATA_OFF_WORKER_PARTITIONS;
+use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -11,6 +13,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, ResponseKind, TopicName,
 };
+use kafka_protocol::protocol::Encodable;
 use kafka_protocol::protocol::StrBytes;
 use std::sync::Arc;
 use strom_meta::{controller, MetadataImage, TopicImage};
@@ -34,13 +37,23 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
         let mut response = MetadataResponse::default();
         let mut topics = Vec::new();
         if all {
-            topics.extend(
-                image
-                    .topics
+            // Every topic: built on a blocking thread (100,000 partitions take a while), so
+            // the async workers go on serving produce and fetch meanwhile.
+            let (b, img) = (Arc::clone(&broker), Arc::clone(&image));
+            let built = tokio::task::spawn_blocking(move || {
+                img.topics
                     .values()
-                    .filter(|t| !broker.is_hidden_topic(&t.name))
-                    .map(|t| topic(t, topic_ops)),
-            );
+                    .filter(|t| !b.is_hidden_topic(&t.name))
+                    .map(|t| topic(t, topic_ops))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+            match built {
+                Ok(all) => topics = all,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Cancelled: the runtime is shutting down, and the connection with it.
+                Err(_) => {}
+            }
         } else {
             for wanted in req.topics.unwrap_or_default() {
                 let result = match (&wanted.name, wanted.topic_id.is_nil()) {
@@ -92,8 +105,32 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
             req_cluster_ops && (8..=10).contains(&version),
             crate::authz::CLUSTER_OPERATIONS,
         );
-        Reply::Message(ResponseKind::Metadata(response))
+        encode_large(response, version).await
     })
+}
+
+/// A response of many partitions is encoded (and later dropped) on a blocking thread, off
+/// the async workers; a small one goes to the writer as it is.
+async fn encode_large(response: MetadataResponse, version: i16) -> Reply {
+    let partitions: usize = response.topics.iter().map(|t| t.partitions.len()).sum();
+    if partitions <= METADATA_OFF_WORKER_PARTITIONS {
+        return Reply::Message(ResponseKind::Metadata(response));
+    }
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut buf = BytesMut::new();
+        match response.encode(&mut buf, version) {
+            Ok(()) => Ok(buf.freeze()),
+            // The writer meets the same error and closes the connection, as for any reply.
+            Err(_) => Err(response),
+        }
+    })
+    .await;
+    match encoded {
+        Ok(Ok(body)) => Reply::Encoded(body),
+        Ok(Err(response)) => Reply::Message(ResponseKind::Metadata(response)),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Reply::None,
+    }
 }
 
 /// A requested topic that does not exist: auto-created when allowed and the name is valid.
