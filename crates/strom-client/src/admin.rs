@@ -436,13 +436,79 @@ impl Admin {
         spec: OffsetSpec,
     ) -> BTreeMap<(String, i32), Option<i64>> {
         let timestamp = spec.timestamp();
-        let mut out = BTreeMap::new();
+        let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
         for (topic, partition) in partitions {
+            let leader = match self.client.topic(topic).await {
+                Ok(t) => t
+                    .partitions
+                    .iter()
+                    .find(|p| p.partition == *partition)
+                    .map_or(-1, |p| p.leader),
+                Err(_) => -1,
+            };
+            by_leader
+                .entry(leader)
+                .or_default()
+                .entry(topic)
+                .or_default()
+                .push(*partition);
+        }
+        // One request per leader (100,000 partitions would be 100,000 round trips)...
+        let mut out = BTreeMap::new();
+        for (leader, topics) in by_leader.iter().filter(|(l, _)| **l >= 0) {
+            if let Ok(answered) = self.offsets_from(*leader, topics, timestamp).await {
+                for (tp, offset) in answered {
+                    out.insert(tp, (offset >= 0).then_some(offset));
+                }
+            }
+        }
+        // ...and a partition that request did not answer is asked alone (its leader may
+        // have moved: `ask_offset` looks it up again).
+        for (topic, partition) in partitions {
+            if out.contains_key(&(topic.clone(), *partition)) {
+                continue;
+            }
             if let Ok(offset) = self.ask_offset(topic, *partition, timestamp).await {
                 out.insert((topic.clone(), *partition), (offset >= 0).then_some(offset));
             }
         }
         out
+    }
+
+    /// One ListOffsets to broker `leader` for all of `topics`' partitions: the offsets of
+    /// those answered without an error.
+    async fn offsets_from(
+        &self,
+        leader: i32,
+        topics: &BTreeMap<&str, Vec<i32>>,
+        timestamp: i64,
+    ) -> Result<Vec<((String, i32), i64)>> {
+        let conn = self.client.broker_conn(leader).await?;
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = BrokerId(-1);
+        for (topic, partitions) in topics {
+            let mut t = ListOffsetsTopic::default();
+            t.name = name(topic);
+            for partition in partitions {
+                let mut p = ListOffsetsPartition::default();
+                p.partition_index = *partition;
+                p.current_leader_epoch = -1;
+                p.timestamp = timestamp;
+                t.partitions.push(p);
+            }
+            req.topics.push(t);
+        }
+        let resp = conn.call(&req).await?;
+        Ok(resp
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.error_code == 0)
+                    .map(move |p| ((t.name.0.to_string(), p.partition_index), p.offset))
+            })
+            .collect())
     }
 
     /// One ListOffsets to the partition's leader.
