@@ -165,7 +165,7 @@ impl Broker {
             membership_writes: Default::default(),
             txns: Default::default(),
             log_dir_ids,
-            incarnation: uuid::Uuid::new_v4(),
+            incarnation: crate::meta_properties::random_uuid(),
             cleaner: std::sync::Mutex::new(None),
             connections,
         });
@@ -291,7 +291,7 @@ impl Broker {
         };
         let new_id = local_id
             .clone()
-            .unwrap_or_else(|| base64url(uuid::Uuid::new_v4().as_bytes()));
+            .unwrap_or_else(|| base64url(crate::meta_properties::random_uuid().as_bytes()));
         let node_id = self.node_id;
         let decide = |img: &MetadataImage| {
             let mut records = Vec::new();
@@ -513,8 +513,10 @@ impl Broker {
             return Err((error::api_error(&e), e.to_string()));
         }
         let t = t.clone();
-        self.commit(move |img| controller::create_topic(img, &t, uuid::Uuid::new_v4()))
-            .await
+        self.commit(move |img| {
+            controller::create_topic(img, &t, crate::meta_properties::random_uuid())
+        })
+        .await
     }
 
     /// Creates a topic with the broker defaults (auto-creation).

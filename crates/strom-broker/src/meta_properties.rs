@@ -65,7 +65,7 @@ pub(crate) fn log_dir_ids(
                 .and_then(|p| p.get("directory.id").cloned())
                 .and_then(|d| parse_directory_id(d.trim()).ok())
         };
-        ids.push(given.unwrap_or_else(uuid::Uuid::new_v4));
+        ids.push(given.unwrap_or_else(random_uuid));
     }
     Ok(ids)
 }
@@ -160,6 +160,18 @@ pub(crate) fn local_cluster_id(config: &BrokerConfig) -> Result<Option<String>, 
 }
 
 /// Kafka's cluster ids: a UUID in URL-safe base64 without padding.
+/// A random id as Kafka makes one (`Uuid.randomUuid`): never zero or the metadata topic's
+/// id (1), and never one whose base64 form starts with `-`, which Kafka's tools would take
+/// for an option (`kafka-metadata-quorum remove-controller --controller-directory-id -x..`).
+pub fn random_uuid() -> uuid::Uuid {
+    loop {
+        let id = uuid::Uuid::new_v4();
+        if id.as_u128() > 1 && id.as_bytes()[0] >> 2 != 62 {
+            return id;
+        }
+    }
+}
+
 pub(crate) fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
@@ -180,6 +192,20 @@ mod tests {
         let id = super::base64url(&[0u8; 16]);
         assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
         assert_eq!(super::base64url(&[0xff; 3]), "____");
+    }
+
+    #[test]
+    fn random_ids_never_read_as_an_option_in_kafkas_tools() {
+        // One id in 64 would start with `-` if drawn freely.
+        for _ in 0..20_000 {
+            let id = super::random_uuid();
+            assert!(!super::base64url(id.as_bytes()).starts_with('-'), "{id}");
+            assert!(id.as_u128() > 1);
+        }
+        assert!(
+            super::base64url(&[0xf8, 0, 0]).starts_with('-'),
+            "the first 6 bits are 62"
+        );
     }
 }
 

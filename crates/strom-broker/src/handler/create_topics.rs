@@ -114,7 +114,7 @@ async fn create(
 ) -> Result<(uuid::Uuid, NewTopic), (Code, String)> {
     let new_topic = new_topic(broker, t)?;
     if validate_only {
-        let id = uuid::Uuid::new_v4();
+        let id = crate::meta_properties::random_uuid();
         controller::create_topic(&broker.meta.image(), &new_topic, id)
             .map_err(|e| (error::api_error(&e), e.to_string()))?;
         return Ok((id, new_topic));

@@ -138,7 +138,7 @@ pub async fn open_quorum(
 
 /// A new log directory id: a random UUID, as Kafka's `directory.id`.
 fn new_directory_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    crate::meta_properties::random_uuid().to_string()
 }
 
 /// A static quorum's voters are fixed (a dynamic one's change in its log): a log whose voters differ from
