@@ -2,14 +2,26 @@
 created on one broker (CreateTopics, 20 topics a request); the time, RSS and descriptors;
 records produced to and consumed from a random 1% of the partitions; produce latency with
 and without a client asking for the metadata of every topic in a loop; then a restart after
-a clean shutdown: the time until it listens and serves Metadata."""
+a clean shutdown: the time until it listens and serves Metadata. With `kafka` after the
+counts, the same against Apache Kafka 4.1.2 (tests/compat/kafka_ref.py's broker and JVM
+flags); the CLI timings still use Strom's `strom topics` tool, against Kafka."""
 import os, random, re, subprocess, sys, tempfile, time, shutil
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 STROM, TOPICS, PER = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+KAFKA = len(sys.argv) > 4 and sys.argv[4] == "kafka"
+kafka = None
 
 def start(d):
+    global kafka
+    if KAFKA:
+        if kafka is None:
+            sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "compat"))
+            import kafka_ref
+            kafka = kafka_ref.KafkaBroker()
+        kafka.start(timeout=1800)
+        return kafka.proc, kafka.bootstrap, kafka.start_seconds
     p = subprocess.Popen([STROM, "broker", "--override", f"log.dirs={d}/data", "--override",
                           "listeners=PLAINTEXT://127.0.0.1:0"], stdout=subprocess.PIPE,
                          stderr=open(f"{d}/broker.log", "a"), text=True)
@@ -28,6 +40,10 @@ def rss_mb(pid):
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
+if KAFKA:
+    # Kafka holds a descriptor per segment: it gets the most the machine allows.
+    import resource
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
 d = tempfile.mkdtemp(prefix="scale-probe-")
 p, bootstrap, _ = start(d)
 base_rss = rss_mb(p.pid)
@@ -122,3 +138,5 @@ for args in (["topics", "list"], ["topics", "describe", "t7"], ["topics", "descr
           f"{'' if out.returncode == 0 else ' FAILED: ' + out.stderr.strip()}", flush=True)
 p.terminate(); p.wait(120)
 shutil.rmtree(d, ignore_errors=True)
+if kafka:
+    kafka.cleanup()

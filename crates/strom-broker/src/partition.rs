@@ -103,7 +103,8 @@ impl Shared {
 
 #[derive(Debug)]
 pub struct Partition {
-    pub topic: String,
+    /// Shared by the topic's partitions on this broker.
+    pub topic: Arc<str>,
     pub index: i32,
     pub topic_id: Uuid,
     log: Arc<Log>,
@@ -134,7 +135,7 @@ impl Partition {
     /// A partition over an opened log: idempotent producers rebuilt from its tail, the high
     /// watermark at what the log holds durably (a flush is asked for the rest).
     pub(crate) fn open(
-        topic: String,
+        topic: Arc<str>,
         index: i32,
         topic_id: Uuid,
         log: Arc<Log>,

@@ -10,7 +10,7 @@
 
 use crate::error::{code, Code};
 use kafka_protocol::error::ResponseError;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use strom_log::txn_index::AbortedTxn;
 use strom_proto::control::EndTxnMarker;
 use strom_proto::BatchHeader;
@@ -80,7 +80,9 @@ pub enum SeqCheck {
 
 #[derive(Debug, Default)]
 pub struct ProducerStates {
-    producers: HashMap<i64, ProducerEntry>,
+    /// A BTreeMap, not a HashMap: half the size inline, in every partition, most of them
+    /// idle with no producer at all.
+    producers: BTreeMap<i64, ProducerEntry>,
     writes: u64,
     /// Open transactions: first offset -> producer id.
     ongoing: BTreeMap<i64, i64>,

@@ -231,7 +231,7 @@ async fn fetch_round(
         let key = if version >= 13 {
             (p.topic_id, String::new(), p.index)
         } else {
-            (Uuid::nil(), p.topic.clone(), p.index)
+            (Uuid::nil(), p.topic.to_string(), p.index)
         };
         let Some(pd) = by_key.get(&key) else { continue };
         let bytes = pd.records.as_ref().map_or(0, |r| r.len() as u64);
@@ -329,7 +329,7 @@ fn fetch_request(broker: &Broker, version: i16, sent: &[(Arc<Partition>, i32)]) 
             if version >= 13 {
                 t.topic_id == p.topic_id
             } else {
-                t.topic.0.as_str() == p.topic
+                t.topic.0.as_str() == &*p.topic
             }
         };
         match req.topics.iter_mut().find(same) {
@@ -339,7 +339,7 @@ fn fetch_request(broker: &Broker, version: i16, sent: &[(Arc<Partition>, i32)]) 
                 if version >= 13 {
                     t.topic_id = p.topic_id;
                 } else {
-                    t.topic = TopicName(StrBytes::from_string(p.topic.clone()));
+                    t.topic = TopicName(StrBytes::from_string(p.topic.to_string()));
                 }
                 t.partitions.push(fp);
                 req.topics.push(t);
@@ -447,7 +447,7 @@ async fn list_offset(
     part.current_leader_epoch = epoch;
     part.timestamp = timestamp;
     let mut topic = ListOffsetsTopic::default();
-    topic.name = TopicName(StrBytes::from_string(p.topic.clone()));
+    topic.name = TopicName(StrBytes::from_string(p.topic.to_string()));
     topic.partitions.push(part);
     let mut req = ListOffsetsRequest::default();
     req.replica_id = BrokerId(broker.node_id);

@@ -86,7 +86,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The hosted partitions, by topic name and by topic id.
 #[derive(Debug, Default)]
 struct Maps {
-    by_name: HashMap<String, BTreeMap<i32, Arc<Partition>>>,
+    by_name: HashMap<Arc<str>, BTreeMap<i32, Arc<Partition>>>,
     by_id: HashMap<(Uuid, i32), Arc<Partition>>,
 }
 
@@ -101,10 +101,10 @@ impl Maps {
 
     fn remove(&mut self, p: &Partition) {
         self.by_id.remove(&(p.topic_id, p.index));
-        if let Some(parts) = self.by_name.get_mut(&p.topic) {
+        if let Some(parts) = self.by_name.get_mut(&*p.topic) {
             parts.remove(&p.index);
             if parts.is_empty() {
-                self.by_name.remove(&p.topic);
+                self.by_name.remove(&*p.topic);
             }
         }
     }
@@ -176,7 +176,7 @@ impl ReplicaManager {
         delta: &MetadataDelta,
     ) -> Result<(), BrokerError> {
         let names: BTreeSet<String> = if delta.everything || delta.broker_configs {
-            let hosted: Vec<String> = self.read().by_name.keys().cloned().collect();
+            let hosted: Vec<String> = self.read().by_name.keys().map(|k| k.to_string()).collect();
             image.topics.keys().cloned().chain(hosted).collect()
         } else {
             delta.topics.clone()
@@ -254,13 +254,16 @@ impl ReplicaManager {
                 dir.delete_many(&names)?;
             }
         }
+        let topic: Arc<str> = keep
+            .first()
+            .map_or_else(|| name.into(), |p| Arc::clone(&p.topic));
         let keep: HashMap<i32, Arc<Partition>> = keep.into_iter().map(|p| (p.index, p)).collect();
         let mut first_error = Ok(());
         for (index, want) in wanted {
             let done = match keep.get(&index) {
                 Some(p) => self.update_partition(p, want),
                 None => self
-                    .open_partition(name.to_string(), index, &want)
+                    .open_partition(Arc::clone(&topic), index, &want)
                     .map(|p| self.write().insert(p)),
             };
             if let Err(e) = done {
@@ -335,7 +338,7 @@ impl ReplicaManager {
     /// Opens (or creates) a partition's log and the partition over it.
     fn open_partition(
         &self,
-        topic: String,
+        topic: Arc<str>,
         index: i32,
         want: &Wanted,
     ) -> Result<Arc<Partition>, BrokerError> {

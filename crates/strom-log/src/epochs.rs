@@ -100,6 +100,9 @@ impl EpochCache {
             }
         }
         self.entries.retain(|e| e.start_offset < start_offset);
+        // Epochs change rarely and most logs hold one or two: no room for more kept
+        // (the default growth keeps four in every idle partition).
+        self.entries.reserve_exact(1);
         self.entries.push(EpochEntry {
             epoch,
             start_offset,

@@ -21,7 +21,7 @@ use memmap2::{Advice, MmapOptions, MmapRaw};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A memory-mapped array of `N`-byte entries. The file is not held open: it is mapped on
 /// first use (Kafka's `LazyIndex`), the descriptor closed once mapped, and the mapping is
@@ -29,10 +29,11 @@ use std::sync::Arc;
 /// again on demand. Entries written through a mapping are in the page cache either way.
 #[derive(Debug)]
 struct MmapIndex<const N: usize> {
-    /// The segment's log file: the index file is its sibling with `suffix`.
+    /// The segment's log file: the index file is its sibling (`suffix`).
     log_path: Arc<Path>,
-    suffix: &'static str,
-    map: Arc<Slot<MmapRaw>>,
+    /// Made with the first mapping: an index never mapped (an idle partition's) costs no
+    /// allocation.
+    map: OnceLock<Arc<Slot<MmapRaw>>>,
     /// Entries the file has room for; 0 once trimmed, so a closed index takes no appends.
     capacity: AtomicUsize,
     len: AtomicUsize,
@@ -41,16 +42,20 @@ struct MmapIndex<const N: usize> {
 }
 
 impl<const N: usize> MmapIndex<N> {
+    /// The index file's suffix: its entry size names it.
+    const fn suffix() -> &'static str {
+        if N == OFFSET_INDEX_ENTRY_BYTES {
+            INDEX_SUFFIX
+        } else {
+            TIME_INDEX_SUFFIX
+        }
+    }
+
     /// Opens (or creates) the file. Its entries are taken to be every whole entry the file
     /// holds: callers check them with `check` and rebuild the index when in doubt. With
     /// `writable`, the index takes appends up to `max_bytes` (the file grows when mapped).
-    fn open(
-        log_path: &Arc<Path>,
-        suffix: &'static str,
-        max_bytes: u64,
-        writable: bool,
-    ) -> Result<Self> {
-        let path = &sibling(log_path, suffix);
+    fn open(log_path: &Arc<Path>, max_bytes: u64, writable: bool) -> Result<Self> {
+        let path = &sibling(log_path, Self::suffix());
         let file_bytes = match std::fs::metadata(path) {
             Ok(m) => Some(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -73,8 +78,7 @@ impl<const N: usize> MmapIndex<N> {
         let capacity = if writable { room as usize / N } else { 0 };
         Ok(MmapIndex {
             log_path: Arc::clone(log_path),
-            suffix,
-            map: Slot::new(&Handles::maps()),
+            map: OnceLock::new(),
             capacity: AtomicUsize::new(capacity),
             len: AtomicUsize::new(len),
             warned: AtomicBool::new(false),
@@ -86,7 +90,7 @@ impl<const N: usize> MmapIndex<N> {
     }
 
     fn path(&self) -> PathBuf {
-        sibling(&self.log_path, self.suffix)
+        sibling(&self.log_path, Self::suffix())
     }
 
     /// Bytes a mapping covers: the file's length (room for `capacity` entries while the
@@ -103,7 +107,8 @@ impl<const N: usize> MmapIndex<N> {
         if bytes == 0 {
             return None;
         }
-        let made = self.map.get(|| {
+        let slot = self.map.get_or_init(|| Slot::new(&Handles::maps()));
+        let made = slot.get(|| {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -183,18 +188,24 @@ impl<const N: usize> MmapIndex<N> {
         let bytes = (self.len() * N) as u64;
         let path = &self.path();
         if std::fs::metadata(path).is_ok_and(|m| m.len() == bytes) {
-            self.map.close_now();
+            self.unmap();
             return Ok(());
         }
         let file = transient(|| OpenOptions::new().write(true).open(path)).map_err(io_err(path))?;
         // Readers holding the old mapping only read entries below len, inside the file.
-        self.map.close_now();
+        self.unmap();
         file.set_len(bytes).map_err(io_err(path))
+    }
+
+    fn unmap(&self) {
+        if let Some(slot) = self.map.get() {
+            slot.close_now();
+        }
     }
 
     fn sync(&self) -> Result<()> {
         let path = &self.path();
-        if let Some(map) = self.map.peek() {
+        if let Some(map) = self.map.get().and_then(|slot| slot.peek()) {
             let bytes = (self.len() * N).min(map.len());
             if bytes > 0 {
                 map.flush_range(0, bytes).map_err(io_err(path))?;
@@ -246,7 +257,7 @@ pub(crate) struct OffsetIndex(MmapIndex<OFFSET_INDEX_ENTRY_BYTES>);
 impl OffsetIndex {
     /// The index of the segment whose log file is `log_path`.
     pub fn open(log_path: &Arc<Path>, max_bytes: u64, writable: bool) -> Result<Self> {
-        MmapIndex::open(log_path, INDEX_SUFFIX, max_bytes, writable).map(OffsetIndex)
+        MmapIndex::open(log_path, max_bytes, writable).map(OffsetIndex)
     }
 
     pub fn len(&self) -> usize {
@@ -354,7 +365,7 @@ pub(crate) struct TimeIndex(MmapIndex<TIME_INDEX_ENTRY_BYTES>);
 impl TimeIndex {
     /// The index of the segment whose log file is `log_path`.
     pub fn open(log_path: &Arc<Path>, max_bytes: u64, writable: bool) -> Result<Self> {
-        MmapIndex::open(log_path, TIME_INDEX_SUFFIX, max_bytes, writable).map(TimeIndex)
+        MmapIndex::open(log_path, max_bytes, writable).map(TimeIndex)
     }
 
     pub fn len(&self) -> usize {

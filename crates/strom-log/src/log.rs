@@ -80,8 +80,8 @@ struct Writer {
 
 #[derive(Debug)]
 pub struct Log {
+    /// `<log dir>/<topic>-<partition>`: its last part is the log's name.
     dir: PathBuf,
-    name: String,
     config: RwLock<Arc<LogConfig>>,
     clock: Arc<dyn Clock>,
     health: Arc<DirHealth>,
@@ -95,7 +95,7 @@ pub struct Log {
     /// One clean of this log at a time (the cleaner thread, or a direct `clean`): two would
     /// write the same `.cleaned` files.
     clean_lock: Mutex<()>,
-    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    segments: RwLock<Segments>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
     durable_offset: AtomicI64,
@@ -127,7 +127,8 @@ pub struct Log {
     pinned: AtomicBool,
     /// Listed in the log dir's logs with a finite `flush.ms` (`DirShared::add_timed`).
     pub(crate) timed: AtomicBool,
-    report: RecoveryReport,
+    /// None: the open found nothing to recover (most logs: kept out of every idle log).
+    report: Option<Box<RecoveryReport>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,13 +142,15 @@ pub(crate) struct PendingFlush<'a> {
     records_before: i64,
     /// Writes of the epoch file made before the sync began (`Log::epochs_saved`).
     epochs_saved: u64,
-    segments: Arc<Vec<Arc<Segment>>>,
+    segments: Segments,
 }
+
+/// The segment list as published to readers, the active segment last: one allocation.
+pub(crate) type Segments = Arc<[Arc<Segment>]>;
 
 /// Parameters of opening a log that come from its log dir.
 pub(crate) struct OpenParams {
     pub dir: PathBuf,
-    pub name: String,
     pub config: Arc<LogConfig>,
     pub clock: Arc<dyn Clock>,
     pub health: Arc<DirHealth>,
@@ -203,7 +206,7 @@ impl Log {
                 let before = fs::metadata(seg.path()).map_err(io_err(seg.path()))?.len();
                 if let Some((position, reason)) = seg.rebuild(true, interval)? {
                     let msg = format!("{} at byte {position}: {reason}", seg.path().display());
-                    tracing::warn!(log = %p.name, damage = %msg, "truncating the log at damaged or torn data");
+                    tracing::warn!(log = %p.dir.display(), damage = %msg, "truncating the log at damaged or torn data");
                     report.damage.push(msg);
                     report.bytes_truncated += before - seg.size();
                     damaged = true;
@@ -257,7 +260,6 @@ impl Log {
             epochs_synced: AtomicU64::new(0),
             high_watermark: AtomicI64::new(p.high_watermark.min(log_end_offset)),
             dir: p.dir,
-            name: p.name,
             config: RwLock::new(p.config),
             clock: p.clock,
             health: p.health,
@@ -270,7 +272,7 @@ impl Log {
             }),
             segment_ops: Mutex::new(()),
             clean_lock: Mutex::new(()),
-            segments: RwLock::new(Arc::new(segments)),
+            segments: RwLock::new(segments.into()),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
             durable_offset: AtomicI64::new(recovery_point),
@@ -285,7 +287,7 @@ impl Log {
             new_dir: AtomicBool::new(false),
             pinned: AtomicBool::new(false),
             timed: AtomicBool::new(false),
-            report,
+            report: (report != RecoveryReport::default()).then(|| Box::new(report)),
         });
         log.note_timed();
         log.load_epochs((!p.clean).then_some(recovery_point))?;
@@ -294,7 +296,11 @@ impl Log {
 
     /// `<topic>-<partition>`, the directory name.
     pub fn name(&self) -> &str {
-        &self.name
+        // The log dir makes the directory from the name (UTF-8) and opens only such.
+        self.dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
     }
 
     pub fn dir(&self) -> &Path {
@@ -326,7 +332,13 @@ impl Log {
     }
 
     pub fn recovery_report(&self) -> &RecoveryReport {
-        &self.report
+        static NOTHING: RecoveryReport = RecoveryReport {
+            segments_recovered: 0,
+            indexes_rebuilt: 0,
+            damage: Vec::new(),
+            bytes_truncated: 0,
+        };
+        self.report.as_deref().unwrap_or(&NOTHING)
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -366,7 +378,7 @@ impl Log {
         self.segments().iter().map(|s| s.base_offset).collect()
     }
 
-    fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+    fn segments(&self) -> Segments {
         Arc::clone(&self.segments.read().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -375,7 +387,7 @@ impl Log {
         lock(&self.clean_lock)
     }
 
-    pub(crate) fn segment_list(&self) -> Arc<Vec<Arc<Segment>>> {
+    pub(crate) fn segment_list(&self) -> Segments {
         self.segments()
     }
 
@@ -542,12 +554,12 @@ impl Log {
         *self
             .segments
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(segments);
+            .unwrap_or_else(PoisonError::into_inner) = segments.into();
     }
 
     fn check_writable(&self) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
-            return Err(LogError::NotFound(self.name.clone()));
+            return Err(LogError::NotFound(self.name().to_string()));
         }
         self.health.check()
     }
@@ -637,7 +649,7 @@ impl Log {
     ) -> Result<Arc<Segment>> {
         let segments = self.segments();
         let Some(active) = segments.last().cloned() else {
-            return Err(LogError::NotFound(self.name.clone()));
+            return Err(LogError::NotFound(self.name().to_string()));
         };
         let waited_ms = match w.rolling_base_timestamp {
             Some(ts) if ts >= 0 => max_ts_incoming - ts,
@@ -713,7 +725,7 @@ impl Log {
 
     /// Asks the flusher to sync this log soon, without waiting.
     fn request_flush(&self) {
-        if let Some(me) = self.dir_shared.upgrade().and_then(|d| d.get(&self.name)) {
+        if let Some(me) = self.dir_shared.upgrade().and_then(|d| d.get(self.name())) {
             let _ = self.flush_tx.try_send(Request::Flush {
                 log: me,
                 offset: -1,

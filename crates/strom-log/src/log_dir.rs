@@ -203,6 +203,14 @@ struct CleanerThread {
     handle: JoinHandle<()>,
 }
 
+/// `config` as an `Arc`: the last one made when equal, so that a topic's partitions share it.
+fn shared_config(last: &mut Option<Arc<LogConfig>>, config: LogConfig) -> Arc<LogConfig> {
+    match last {
+        Some(l) if **l == config => Arc::clone(l),
+        _ => Arc::clone(last.insert(Arc::new(config))),
+    }
+}
+
 /// Splits `<topic>-<partition>`; the topic may itself contain dashes.
 pub fn parse_partition_dir(name: &str) -> Option<(&str, u32)> {
     let (topic, partition) = name.rsplit_once('-')?;
@@ -269,6 +277,8 @@ impl LogDir {
             }
         }
         entries.sort();
+        // A topic's partitions are neighbours in sorted order, and most share one config.
+        let mut last_config = None;
         for sub in entries {
             let Some(name) = sub.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
@@ -285,8 +295,7 @@ impl LogDir {
             config.validate().map_err(LogError::InvalidConfig)?;
             let log = Log::open(OpenParams {
                 dir: sub,
-                name: name.clone(),
-                config: Arc::new(config),
+                config: shared_config(&mut last_config, config),
                 clock: Arc::clone(&options.clock),
                 health: Arc::clone(&shared.health),
                 flush_tx: dir.flush_tx.clone(),
@@ -367,7 +376,6 @@ impl LogDir {
         }
         let log = Log::open(OpenParams {
             dir,
-            name: name.clone(),
             config,
             clock: Arc::clone(&self.shared.clock),
             health: Arc::clone(&self.shared.health),

@@ -686,3 +686,27 @@ fn aborted_transactions_are_indexed_per_segment_truncated_and_reopened() {
     log.truncate_to(0).unwrap();
     assert!(log.aborted_txns(0, i64::MAX).is_empty());
 }
+
+/// Reopened, the partitions of a topic share one configuration (one allocation, not one
+/// each), each log is named after its directory, and a clean open keeps no report.
+#[test]
+fn a_reopened_dir_shares_configs_and_names_logs_by_directory() {
+    let f = Fixture::new();
+    let dir = f.open(small_config());
+    for p in 0..3 {
+        dir.create("orders", p, small_config()).unwrap();
+    }
+    dir.close().unwrap();
+    let dir = f.open(small_config());
+    let logs: Vec<_> = (0..3)
+        .map(|p| dir.get(&format!("orders-{p}")).unwrap())
+        .collect();
+    for (p, log) in logs.iter().enumerate() {
+        assert_eq!(log.name(), format!("orders-{p}"));
+        assert_eq!(log.recovery_report(), &Default::default());
+        assert!(
+            Arc::ptr_eq(&log.config(), &logs[0].config()),
+            "partition {p}"
+        );
+    }
+}

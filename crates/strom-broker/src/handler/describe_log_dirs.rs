@@ -29,13 +29,13 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeLogDirsRequest) -> DescribeLogD
                 None => true,
                 Some(ts) => ts
                     .iter()
-                    .any(|t| t.topic.0.as_str() == p.topic && t.partitions.contains(&p.index)),
+                    .any(|t| t.topic.0.as_str() == &*p.topic && t.partitions.contains(&p.index)),
             };
             if here && wanted {
                 let mut d = DescribeLogDirsPartition::default();
                 d.partition_index = p.index;
                 d.partition_size = p.size_bytes() as i64;
-                topics.entry(p.topic.clone()).or_default().push(d);
+                topics.entry(p.topic.to_string()).or_default().push(d);
             }
         }
         for (name, mut partitions) in topics {

@@ -225,7 +225,7 @@ async fn confirm_txn(
     if let Some(producer) = opened.first().map(|o| o.3) {
         let partitions: Vec<(String, i32)> = opened
             .iter()
-            .map(|o| (o.2.topic.clone(), o.2.index))
+            .map(|o| (o.2.topic.to_string(), o.2.index))
             .collect();
         let codes = broker.join_txn(id, producer, &partitions, version).await;
         for ((ti, pi, p, (pid, epoch), first), c) in opened.into_iter().zip(codes) {

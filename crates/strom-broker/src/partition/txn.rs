@@ -39,7 +39,7 @@ pub enum TxnCheck {
 
 /// Confirmations in flight: producer id -> (first offset of the transaction, the outcome).
 pub(super) type Confirmations =
-    std::collections::HashMap<i64, (i64, watch::Sender<Option<Result<(), Code>>>)>;
+    std::collections::BTreeMap<i64, (i64, watch::Sender<Option<Result<(), Code>>>)>;
 
 impl Partition {
     /// The last stable offset: below it every transaction is decided (its marker below the

@@ -87,7 +87,7 @@ impl Log {
     /// point assign their epochs again: the file's last write may have been lost with them.
     pub(super) fn load_epochs(&self, unflushed_from: Option<i64>) -> Result<()> {
         let loaded = EpochCache::load(&self.dir).unwrap_or_else(|e| {
-            tracing::warn!(log = %self.name, error = %e, "damaged leader-epoch-checkpoint; rebuilding it from the log");
+            tracing::warn!(log = %self.name(), error = %e, "damaged leader-epoch-checkpoint; rebuilding it from the log");
             None
         });
         let existed = loaded.is_some();
