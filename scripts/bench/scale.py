@@ -55,8 +55,15 @@ for batch in range(0, TOPICS, 20):
     for f in fs.values():
         f.result(600)
 created = time.time() - t0
-print(f"{TOPICS * PER} partitions created in {created:.1f} s; RSS {rss_mb(p.pid):.0f} MB (idle broker {base_rss:.0f} MB); "
-      f"{fds(p.pid)} descriptors", flush=True)
+print(f"{TOPICS * PER} partitions created in {created:.1f} s (CreateTopics answered)", flush=True)
+# Kafka answers CreateTopics once its controller has committed the topics and makes the
+# logs afterwards: the creation ends when every partition's directory exists.
+data = kafka.data_dir if KAFKA else f"{d}/data"
+part_dir = re.compile(r"t\d+-\d+$")
+while sum(1 for n in os.listdir(data) if part_dir.match(n)) < TOPICS * PER and time.time() - t0 < 1800:
+    time.sleep(0.2)
+print(f"{TOPICS * PER} partitions' logs on disk after {time.time() - t0:.1f} s; RSS {rss_mb(p.pid):.0f} MB "
+      f"(idle broker {base_rss:.0f} MB); {fds(p.pid)} descriptors", flush=True)
 random.seed(13)
 sample = random.sample([(f"t{t}", i) for t in range(TOPICS) for i in range(PER)], max(1, TOPICS * PER // 100))
 PER_PARTITION = 100

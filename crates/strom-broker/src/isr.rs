@@ -72,7 +72,7 @@ pub async fn shrink_ticker(broker: Arc<Broker>, mut shutdown: watch::Receiver<bo
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.changed() => return,
         }
-        for p in broker.replicas.all() {
+        for p in broker.replicas.replicated() {
             if p.is_leader() {
                 let lag_max_ms = broker.config.replica_lag_time_max_ms;
                 request_change(&broker, &p, IsrChangeKind::Shrink { lag_max_ms });

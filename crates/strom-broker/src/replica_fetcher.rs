@@ -66,7 +66,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut fetchers: HashMap<i32, watch::Sender<Followed>> = HashMap::new();
     loop {
         let mut by_leader: BTreeMap<i32, Followed> = BTreeMap::new();
-        for p in broker.replicas.all() {
+        for p in broker.replicas.replicated() {
             if let Role::Follower { leader } = p.role() {
                 if leader >= 0 && leader != broker.node_id {
                     by_leader.entry(leader).or_default().push(p);

@@ -88,10 +88,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Maps {
     by_name: HashMap<Arc<str>, BTreeMap<i32, Arc<Partition>>>,
     by_id: HashMap<(Uuid, i32), Arc<Partition>>,
+    /// Those with more than one replica: the only ones a replica fetcher or the ISR
+    /// ticker has anything to do for, so that they need not walk every partition.
+    replicated: HashMap<(Uuid, i32), Arc<Partition>>,
 }
 
 impl Maps {
-    fn insert(&mut self, p: Arc<Partition>) {
+    fn insert(&mut self, p: Arc<Partition>, replicated: bool) {
+        self.set_replicated(&p, replicated);
         self.by_id.insert((p.topic_id, p.index), Arc::clone(&p));
         self.by_name
             .entry(p.topic.clone())
@@ -99,8 +103,21 @@ impl Maps {
             .insert(p.index, p);
     }
 
+    fn set_replicated(&mut self, p: &Arc<Partition>, replicated: bool) {
+        if replicated {
+            self.replicated.insert((p.topic_id, p.index), Arc::clone(p));
+        } else {
+            self.replicated.remove(&(p.topic_id, p.index));
+        }
+    }
+
+    fn is_replicated(&self, p: &Partition) -> bool {
+        self.replicated.contains_key(&(p.topic_id, p.index))
+    }
+
     fn remove(&mut self, p: &Partition) {
         self.by_id.remove(&(p.topic_id, p.index));
+        self.replicated.remove(&(p.topic_id, p.index));
         if let Some(parts) = self.by_name.get_mut(&*p.topic) {
             parts.remove(&p.index);
             if parts.is_empty() {
@@ -164,6 +181,12 @@ impl ReplicaManager {
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.read().by_id.values().cloned().collect()
+    }
+
+    /// The hosted partitions with more than one replica (followers, and leaders that have
+    /// followers): all the others are their own in-sync replica set.
+    pub fn replicated(&self) -> Vec<Arc<Partition>> {
+        self.read().replicated.values().cloned().collect()
     }
 
     /// Brings the hosted partitions of the topics `delta` names (all of them when broker
@@ -260,11 +283,16 @@ impl ReplicaManager {
         let keep: HashMap<i32, Arc<Partition>> = keep.into_iter().map(|p| (p.index, p)).collect();
         let mut first_error = Ok(());
         for (index, want) in wanted {
+            let replicated = want.assignment.replicas.len() > 1;
             let done = match keep.get(&index) {
-                Some(p) => self.update_partition(p, want),
+                Some(p) => self.update_partition(p, want).map(|()| {
+                    if self.read().is_replicated(p) != replicated {
+                        self.write().set_replicated(p, replicated);
+                    }
+                }),
                 None => self
                     .open_partition(Arc::clone(&topic), index, &want)
-                    .map(|p| self.write().insert(p)),
+                    .map(|p| self.write().insert(p, replicated)),
             };
             if let Err(e) = done {
                 tracing::warn!(topic = name, partition = index, error = %e, "reconciling a partition failed; trying again later");
@@ -400,4 +428,71 @@ struct Wanted {
     assignment: Assignment,
     /// Replication throttles on this replica: (as a leader, as a follower).
     throttled: (bool, bool),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_meta::record::MetadataRecord;
+
+    fn partition(topic_id: Uuid, partition: i32, replicas: &[i32]) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            leader: replicas[0],
+            leader_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            eligible_leader_replicas: Vec::new(),
+        }
+    }
+
+    /// Only partitions with more than one replica are listed for the replica fetcher and
+    /// the ISR ticker, and a partition leaves the list when it is down to one replica.
+    #[test]
+    fn only_replicated_partitions_are_walked_by_replication() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(tmp.path(), Default::default(), &|_| LogConfig::default()).unwrap();
+        let (config, _) = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        let rm = ReplicaManager::new(config.node_id, config, vec![Arc::new(dir)]);
+        let (solo, pair) = (Uuid::from_u128(7), Uuid::from_u128(8));
+        let me = rm.node_id;
+        let mut image = MetadataImage::default();
+        let mut delta = MetadataDelta::default();
+        let records = [
+            MetadataRecord::Topic {
+                name: "solo".into(),
+                topic_id: solo,
+            },
+            partition(solo, 0, &[me]),
+            MetadataRecord::Topic {
+                name: "pair".into(),
+                topic_id: pair,
+            },
+            partition(pair, 0, &[me, me + 1]),
+            partition(pair, 1, &[me + 1, me]),
+        ];
+        image.apply_all(&records, &mut delta).unwrap();
+        rm.apply_delta(&image, &delta).unwrap();
+        let listed = |rm: &ReplicaManager| {
+            let mut l: Vec<_> = rm
+                .replicated()
+                .iter()
+                .map(|p| (p.topic.to_string(), p.index))
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(rm.all().len(), 3);
+        assert_eq!(listed(&rm), [("pair".into(), 0), ("pair".into(), 1)]);
+
+        let mut delta = MetadataDelta::default();
+        image
+            .apply_all(&[partition(pair, 1, &[me])], &mut delta)
+            .unwrap();
+        rm.apply_delta(&image, &delta).unwrap();
+        assert_eq!(listed(&rm), [("pair".into(), 0)]);
+    }
 }
