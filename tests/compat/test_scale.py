@@ -3,6 +3,8 @@ limit is 1,024 serves 5,000 partitions, every one written and read, without pass
 running out of descriptors fails only the operations that needed one, with retriable errors,
 and never takes a log dir offline."""
 import os
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -138,5 +140,82 @@ def test_running_out_of_descriptors_fails_the_create_not_the_broker():
         got = consume_all(broker.bootstrap, tps)
         assert got == {f"{t}/{p}" for t, p in tps}, sorted({f"{t}/{p}" for t, p in tps} - got)[:10]
         assert_no_dir_offline(broker)
+    finally:
+        broker.cleanup()
+
+
+def api_versions_answered(source, port, timeout=10):
+    """Connects from `source` (any 127/8 address) and sends ApiVersions v0: the open socket
+    when the broker answered, None when it closed the connection instead."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    body = struct.pack(">hhih", 18, 0, 7, 4) + b"test"
+    try:
+        s.sendall(struct.pack(">i", len(body)) + body)
+        head = s.recv(4)
+    except (ConnectionResetError, BrokenPipeError):
+        head = b""
+    if len(head) < 4:
+        s.close()
+        return None
+    size = struct.unpack(">i", head)[0]
+    while size > 0:
+        size -= len(s.recv(size))
+    return s
+
+
+def test_connections_per_ip_with_overrides():
+    """`max.connections.per.ip` and its overrides, as in Kafka: an address past its share has
+    each new connection closed at once, other addresses are untouched, a closed connection
+    frees its slot, and an override of 0 shuts an address out."""
+    broker = StromBroker(extra={"max.connections.per.ip": "3",
+                                "max.connections.per.ip.overrides": "127.0.0.7:2,127.0.0.8:0"}).start()
+    try:
+        held = [api_versions_answered("127.0.0.7", broker.port) for _ in range(2)]
+        assert all(held), "the first two from 127.0.0.7"
+        assert api_versions_answered("127.0.0.7", broker.port) is None, "a third from 127.0.0.7"
+        others = [api_versions_answered("127.0.0.9", broker.port) for _ in range(3)]
+        assert all(others), "the default quota, 3, for another address"
+        assert api_versions_answered("127.0.0.9", broker.port) is None
+        assert api_versions_answered("127.0.0.8", broker.port) is None, "an override of 0"
+        held.pop().close()
+        deadline, again = time.time() + 10, None
+        while again is None and time.time() < deadline:
+            again = api_versions_answered("127.0.0.7", broker.port)
+            time.sleep(0.05)
+        assert again, "the closed connection's slot is free again"
+        # A real client from an address with room works as ever.
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        assert admin.list_topics(timeout=10).brokers
+        assert "max.connections.per.ip reached" in open(broker.log_path).read()
+        for s in held + others + [again]:
+            s.close()
+    finally:
+        broker.cleanup()
+
+
+def test_per_ip_quota_of_zero_needs_overrides():
+    broker = StromBroker(extra={"max.connections.per.ip": "0"}).spawn()
+    try:
+        assert broker.proc.wait(30) != 0
+        text = open(broker.log_path).read()
+        assert "max.connections.per.ip can be 0 only if max.connections.per.ip.overrides is set" in text, text[-2000:]
+    finally:
+        broker.cleanup()
+
+
+def test_connection_creation_rate_paces_new_connections():
+    """`max.connection.creation.rate=5`: fifteen connections opened back to back are all
+    served, the ones past the first second's five only as the rate allows (they wait in the
+    listen backlog, as Kafka's acceptor makes them wait): two seconds at that rate."""
+    broker = StromBroker(extra={"max.connection.creation.rate": "5"}).start()
+    try:
+        t0 = time.time()
+        socks = [api_versions_answered("127.0.0.10", broker.port) for _ in range(15)]
+        took = time.time() - t0
+        assert all(socks)
+        assert took >= 1.5, f"15 connections at 5/s took only {took:.2f} s"
+        print(f"15 connections at max.connection.creation.rate=5: {took:.2f} s")
+        for s in socks:
+            s.close()
     finally:
         broker.cleanup()

@@ -124,8 +124,10 @@ impl Broker {
         let node_id = config.node_id;
         let local_id = local_cluster_id(&config)?;
         // Before the logs open: it sizes the segment files' share of the descriptors.
-        let connections =
-            crate::connections::Connections::new(config.max_connections, config.log_open_files_max);
+        let connections = crate::connections::Connections::new(
+            config.connection_limits.clone(),
+            config.log_open_files_max,
+        );
         let dirs = open_dirs(&config).await?;
         let dir = Arc::clone(&dirs[0]);
         let meta_log = match dir.get(&format!("{METADATA_TOPIC}-0")) {

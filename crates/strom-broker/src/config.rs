@@ -123,6 +123,9 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("fetch.max.bytes", Kind::Int { min: 1024 }, "57671680"),
     ("connections.max.idle.ms", LONG_ANY, "600000"),
     ("max.connections", Kind::Int { min: 0 }, "2147483647"),
+    ("max.connections.per.ip", Kind::Int { min: 0 }, "2147483647"),
+    ("max.connections.per.ip.overrides", Kind::Str, ""),
+    ("max.connection.creation.rate", Kind::Int { min: 0 }, "2147483647"),
     ("strom.log.open.files.max", Kind::Int { min: 0 }, "0"),
     ("max.incremental.fetch.session.cache.slots", Kind::Int { min: 0 }, "1000"),
     ("group.consumer.assignors", Kind::Str, "uniform,range"),
@@ -201,9 +204,10 @@ pub struct BrokerConfig {
     /// `connections.max.idle.ms`: a connection with no request for this long and nothing
     /// in flight is closed; negative: never.
     pub connections_max_idle_ms: i64,
-    /// `max.connections`: client connections over all listeners; more are closed as they
-    /// are accepted. Capped by what the open-file limit leaves (`connections.rs`).
-    pub max_connections: usize,
+    /// `max.connections` (client connections over all listeners; more are closed as they
+    /// are accepted, capped by what the open-file limit leaves), `max.connections.per.ip`
+    /// with its overrides, and `max.connection.creation.rate` (`connections.rs`).
+    pub connection_limits: crate::connections::Limits,
     /// `strom.log.open.files.max`: segment files held open at once (0: half of the
     /// open-file limit); the others are closed and opened again when read or written.
     pub log_open_files_max: usize,
@@ -465,6 +469,54 @@ fn group_config(int: &dyn Fn(&str) -> i64, assignors: &str) -> Result<GroupConfi
 /// `replica.selector.class`: unset (consumers read from leaders) or Kafka's
 /// `RackAwareReplicaSelector` (KIP-392). Kafka loads any class named; Strom refuses others
 /// at start-up.
+/// The connection quotas. `max.connections.per.ip.overrides` is `host:count,...` (an
+/// address or a host name, resolved at start-up, as Kafka does); a per-IP quota of 0 makes
+/// sense only with overrides, and Kafka refuses it without.
+fn connection_limits(
+    get: &dyn Fn(&str) -> String,
+    int: &dyn Fn(&str) -> i64,
+) -> Result<crate::connections::Limits, ConfigError> {
+    const OVERRIDES: &str = "max.connections.per.ip.overrides";
+    let invalid =
+        |v: &str, why: &str| ConfigError(format!("invalid value {v:?} for {OVERRIDES}: {why}"));
+    let mut per_ip_overrides = std::collections::HashMap::new();
+    for entry in get(OVERRIDES)
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let (host, count) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(entry, "expected host:count"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| invalid(entry, "the count is not a number of connections"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let ip = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))
+                .ok()
+                .and_then(|mut a| a.next())
+                .map(|a| a.ip())
+                .ok_or_else(|| invalid(entry, "unknown host"))?,
+        };
+        per_ip_overrides.insert(ip, count as usize);
+    }
+    let per_ip = int("max.connections.per.ip").max(0) as usize;
+    if per_ip == 0 && per_ip_overrides.is_empty() {
+        return Err(ConfigError(format!(
+            "max.connections.per.ip can be 0 only if {OVERRIDES} is set"
+        )));
+    }
+    Ok(crate::connections::Limits {
+        max: int("max.connections").max(0) as usize,
+        per_ip,
+        per_ip_overrides,
+        creation_rate: int("max.connection.creation.rate").clamp(0, i64::from(i32::MAX)) as u32,
+    })
+}
+
 fn rack_aware_reads(value: &str) -> Result<bool, ConfigError> {
     match value.trim() {
         "" => Ok(false),
@@ -668,7 +720,7 @@ impl BrokerConfig {
             offset_metadata_max_bytes: int("offset.metadata.max.bytes") as i32,
             fetch_max_bytes: int("fetch.max.bytes") as i32,
             connections_max_idle_ms: int("connections.max.idle.ms"),
-            max_connections: int("max.connections").max(0) as usize,
+            connection_limits: connection_limits(&get, &int)?,
             log_open_files_max: int("strom.log.open.files.max").max(0) as usize,
             fetch_session_cache_slots: int("max.incremental.fetch.session.cache.slots") as usize,
             consumer_protocol_enabled: consumer_protocol_enabled(&get(

@@ -3,9 +3,17 @@
 //! cache (`strom_log::Handles`), closed least recently used first, so connections come
 //! first: every connection admitted lowers the files' share, and `max.connections` (capped
 //! by the limit, less a reserve) refuses connections before descriptors run out.
+//!
+//! Also Kafka's other connection quotas: `max.connections.per.ip` (with
+//! `max.connections.per.ip.overrides`) closes a new connection from an address that has
+//! its share open, and `max.connection.creation.rate` paces the acceptors (a connection
+//! past the rate waits in the listen backlog, as in Kafka, rather than being refused).
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use strom_log::Handles;
 
 /// Descriptors kept back for short-lived files (checkpoints, directory syncs, index
@@ -14,11 +22,41 @@ pub const RESERVED: usize = 256;
 /// Segment files the cache may always hold, however many connections there are.
 pub const FILES_MIN: usize = 64;
 
+/// The connection quotas a broker is configured with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `max.connections`.
+    pub max: usize,
+    /// `max.connections.per.ip`, and the addresses `max.connections.per.ip.overrides` sets
+    /// apart.
+    pub per_ip: usize,
+    pub per_ip_overrides: HashMap<IpAddr, usize>,
+    /// `max.connection.creation.rate`: connections accepted per second, over all client
+    /// listeners.
+    pub creation_rate: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max: i32::MAX as usize,
+            per_ip: i32::MAX as usize,
+            per_ip_overrides: HashMap::new(),
+            creation_rate: i32::MAX as u32,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Connections {
     open: AtomicUsize,
     /// Connections admitted at most.
     max: usize,
+    per_ip: usize,
+    per_ip_overrides: HashMap<IpAddr, usize>,
+    /// Open connections by address; kept only when some address has a quota.
+    by_ip: Option<Mutex<HashMap<IpAddr, usize>>>,
+    pace: Option<Mutex<Pace>>,
     /// The open-file limit.
     nofile: usize,
     /// `strom.log.open.files.max`, or half the limit.
@@ -27,18 +65,26 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(max_connections: usize, log_open_files_max: usize) -> Arc<Connections> {
+    pub fn new(limits: Limits, log_open_files_max: usize) -> Arc<Connections> {
         let nofile = strom_log::handles::open_files_limit();
         let files_max = match log_open_files_max {
             0 => nofile / 2,
             n => n,
         };
-        let max = max_connections
+        let max = limits
+            .max
             .min(nofile.saturating_sub(RESERVED + FILES_MIN))
             .max(1);
+        let quota_per_ip =
+            limits.per_ip < max || limits.per_ip_overrides.values().any(|&n| n < max);
         let c = Arc::new(Connections {
             open: AtomicUsize::new(0),
             max,
+            per_ip: limits.per_ip,
+            per_ip_overrides: limits.per_ip_overrides,
+            by_ip: quota_per_ip.then(|| Mutex::new(HashMap::new())),
+            pace: (limits.creation_rate < i32::MAX as u32)
+                .then(|| Mutex::new(Pace::new(limits.creation_rate))),
             nofile,
             files_max,
             refused: AtomicU64::new(0),
@@ -52,24 +98,59 @@ impl Connections {
         self.max
     }
 
-    /// Admits one more connection, or None (the caller closes it) at `max`.
-    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
+    /// Admits one more connection from `peer`, or None (the caller closes it) at
+    /// `max.connections` or at the address's `max.connections.per.ip`.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
         let n = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         if n > self.max {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            let refused = self.refused.fetch_add(1, Ordering::Relaxed);
-            // The first refusal and then one in a thousand: a flood must not flood the log.
-            if refused.is_multiple_of(1000) {
-                tracing::warn!(
-                    max = self.max,
-                    refused = refused + 1,
-                    "max.connections reached: closing new connections"
-                );
-            }
+            self.refuse(
+                "max.connections reached: closing new connections",
+                self.max,
+                peer,
+            );
             return None;
         }
+        if let Some(by_ip) = &self.by_ip {
+            let quota = self
+                .per_ip_overrides
+                .get(&peer)
+                .copied()
+                .unwrap_or(self.per_ip);
+            let mut by_ip = by_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            let open = by_ip.entry(peer).or_insert(0);
+            if *open >= quota {
+                drop(by_ip);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                self.refuse(
+                    "max.connections.per.ip reached: closing the new connection",
+                    quota,
+                    peer,
+                );
+                return None;
+            }
+            *open += 1;
+        }
         self.share_files(n);
-        Some(Admitted(Arc::clone(self)))
+        Some(Admitted(Arc::clone(self), peer))
+    }
+
+    fn refuse(&self, why: &'static str, max: usize, peer: IpAddr) {
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed);
+        // The first refusal and then one in a thousand: a flood must not flood the log.
+        if refused.is_multiple_of(1000) {
+            tracing::warn!(max, refused = refused + 1, %peer, "{why}");
+        }
+    }
+
+    /// How long the acceptors wait before taking the next connection, to keep to
+    /// `max.connection.creation.rate` (zero: take it now).
+    pub fn pace(&self) -> Duration {
+        self.pace.as_ref().map_or(Duration::ZERO, |p| {
+            p.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(Instant::now())
+        })
     }
 
     /// The segment files' share with `connections` connections open.
@@ -81,11 +162,105 @@ impl Connections {
 
 /// A connection counted until dropped.
 #[derive(Debug)]
-pub struct Admitted(Arc<Connections>);
+pub struct Admitted(Arc<Connections>, IpAddr);
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        if let Some(by_ip) = &self.0.by_ip {
+            let mut by_ip = by_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(open) = by_ip.get_mut(&self.1) {
+                *open -= 1;
+                if *open == 0 {
+                    by_ip.remove(&self.1);
+                }
+            }
+        }
         let n = self.0.open.fetch_sub(1, Ordering::AcqRel) - 1;
         self.0.share_files(n);
+    }
+}
+
+/// A token bucket: `rate` connections a second, up to a second's worth at once.
+#[derive(Debug)]
+struct Pace {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pace {
+    fn new(rate: u32) -> Pace {
+        let rate = f64::from(rate.max(1));
+        Pace {
+            rate,
+            tokens: rate,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token: zero when one was there, else how long until it will be (it is
+    /// spent already, so waiters line up one token apart).
+    fn take(&mut self, now: Instant) -> Duration {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + earned).min(self.rate) - 1.0;
+        self.at = now;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_gives_a_seconds_burst_then_one_token_per_period() {
+        let t0 = Instant::now();
+        let mut p = Pace::new(4);
+        for _ in 0..4 {
+            assert_eq!(p.take(t0), Duration::ZERO);
+        }
+        assert_eq!(p.take(t0), Duration::from_millis(250));
+        assert_eq!(p.take(t0), Duration::from_millis(500));
+        // A second later four tokens were earned: two went to the waiters promised them.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(p.take(t1), Duration::ZERO);
+        assert_eq!(p.take(t1), Duration::ZERO);
+        assert_eq!(p.take(t1), Duration::from_millis(250));
+        // Idle long enough, the bucket is full again, and no fuller.
+        let later = t0 + Duration::from_secs(10);
+        for _ in 0..4 {
+            assert_eq!(p.take(later), Duration::ZERO);
+        }
+        assert!(p.take(later) > Duration::ZERO);
+    }
+
+    #[test]
+    fn per_ip_quota_with_overrides() {
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        let c = Connections::new(
+            Limits {
+                per_ip: 1,
+                per_ip_overrides: HashMap::from([(b, 3)]),
+                ..Limits::default()
+            },
+            0,
+        );
+        let first = c.admit(a).expect("first from a");
+        assert!(c.admit(a).is_none(), "a has its one");
+        let from_b: Vec<_> = (0..3).map(|_| c.admit(b).expect("b's three")).collect();
+        assert!(c.admit(b).is_none());
+        drop(first);
+        let _again = c.admit(a).expect("a's slot was freed");
+        drop(from_b);
+        assert_eq!(c.open.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            c.by_ip.as_ref().unwrap().lock().unwrap().len(),
+            1,
+            "freed entries go"
+        );
     }
 }

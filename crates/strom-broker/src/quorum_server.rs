@@ -15,24 +15,29 @@ use tokio::sync::watch;
 const CALL_BYTES_MAX: usize = 64 << 20;
 
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
-    crate::server::accept_loop(listener, shutdown, move |stream, peer, shutdown| {
-        let broker = Arc::clone(&broker);
-        tokio::spawn(async move {
-            let served = match crate::server::read_head(&broker, &stream).await {
-                Ok(head) if crate::server::is_quorum_call(&head) => {
-                    connection(broker, stream, shutdown, head).await
+    crate::server::accept_loop(
+        listener,
+        shutdown,
+        || std::time::Duration::ZERO,
+        move |stream, peer, shutdown| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                let served = match crate::server::read_head(&broker, &stream).await {
+                    Ok(head) if crate::server::is_quorum_call(&head) => {
+                        connection(broker, stream, shutdown, head).await
+                    }
+                    Ok(head) => {
+                        let kind = crate::handler::Endpoint::Controller;
+                        crate::server::kafka_connection(broker, stream, shutdown, kind, head).await
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "controller connection closed");
                 }
-                Ok(head) => {
-                    let kind = crate::handler::Endpoint::Controller;
-                    crate::server::kafka_connection(broker, stream, shutdown, kind, head).await
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "controller connection closed");
-            }
-        });
-    })
+            });
+        },
+    )
     .await
 }
 

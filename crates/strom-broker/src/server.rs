@@ -30,10 +30,13 @@ use tokio::time::Instant;
 /// Serves one bound listener until `shutdown` turns true.
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
     let send_buffer = broker.config.socket_send_buffer_bytes;
-    accept_loop(listener, shutdown, move |stream, peer, shutdown| {
-        // Past max.connections the connection is closed at once: the client sees it
-        // closed and retries after its backoff, as with Kafka's connection quotas.
-        let Some(admitted) = broker.connections.admit() else {
+    let connections = Arc::clone(&broker.connections);
+    let pace = move || connections.pace();
+    accept_loop(listener, shutdown, pace, move |stream, peer, shutdown| {
+        // Past max.connections (or the address's max.connections.per.ip) the connection is
+        // closed at once: the client sees it closed and retries after its backoff, as with
+        // Kafka's connection quotas.
+        let Some(admitted) = broker.connections.admit(peer.ip()) else {
             return;
         };
         if let Err(e) = set_send_buffer(&stream, send_buffer) {
@@ -51,11 +54,13 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::
 }
 
 /// Accepts connections (no Nagle) and hands each to `on_connection` until `shutdown` turns
-/// true; a failed accept (out of descriptors) closes idle segment files and is retried
-/// after a pause.
+/// true, each after the wait `pace` gives (`max.connection.creation.rate`: the next ones
+/// wait in the listen backlog meanwhile); a failed accept (out of descriptors) closes idle
+/// segment files and is retried after a pause.
 pub async fn accept_loop(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    pace: impl Fn() -> Duration,
     on_connection: impl Fn(TcpStream, std::net::SocketAddr, watch::Receiver<bool>),
 ) {
     let mut failures = 0u64;
@@ -65,6 +70,13 @@ pub async fn accept_loop(
                 Ok((stream, peer)) => {
                     failures = 0;
                     let _ = stream.set_nodelay(true);
+                    let wait = pace();
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                    }
                     on_connection(stream, peer, shutdown.clone());
                 }
                 Err(e) => {
