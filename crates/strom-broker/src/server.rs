@@ -250,7 +250,10 @@ async fn connection(
     // Boxed: a quorum call's future (openraft's) is several KB, and inline it would make
     // every client connection's task that large.
     if is_quorum_call(&head) && !broker.config.quorum.controller {
-        return Box::pin(crate::quorum_server::connection(broker, stream, shutdown, head)).await;
+        return Box::pin(crate::quorum_server::connection(
+            broker, stream, shutdown, head,
+        ))
+        .await;
     }
     if !broker.wait_serving(&mut shutdown).await {
         return Ok(());

@@ -7,6 +7,7 @@ use crate::handler::{Pending, Reply};
 use crate::limits::METADATA_OFF_WORKER_PARTITIONS;
 use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -30,83 +31,119 @@ pub fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> Pendi
             version >= 8 && req.include_topic_authorized_operations,
             crate::authz::TOPIC_OPERATIONS,
         );
-        let req_cluster_ops = req.include_cluster_authorized_operations;
+        let cluster_ops = req.include_cluster_authorized_operations && (8..=10).contains(&version);
         let auto_create = broker.config.auto_create_topics_enable
             && (version < 4 || req.allow_auto_topic_creation);
-        let mut image = broker.meta.image();
-        let mut response = MetadataResponse::default();
-        let mut topics = Vec::new();
+        let image = broker.meta.image();
         if all {
-            // Every topic: built on a blocking thread (100,000 partitions take a while), so
-            // the async workers go on serving produce and fetch meanwhile.
-            let (b, img) = (Arc::clone(&broker), Arc::clone(&image));
-            let built = tokio::task::spawn_blocking(move || {
-                img.topics
-                    .values()
-                    .filter(|t| !b.is_hidden_topic(&t.name))
-                    .map(|t| topic(t, topic_ops))
-                    .collect::<Vec<_>>()
-            })
-            .await;
-            match built {
-                Ok(all) => topics = all,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // Cancelled: the runtime is shutting down, and the connection with it.
-                Err(_) => {}
+            let mut response = frame(&broker, &image, cluster_ops);
+            if more_partitions_than(&image, METADATA_OFF_WORKER_PARTITIONS) {
+                return all_topics_off_worker(broker, image, response, topic_ops, version).await;
             }
-        } else {
-            for wanted in req.topics.unwrap_or_default() {
-                let result = match (&wanted.name, wanted.topic_id.is_nil()) {
-                    (Some(name), _) => {
-                        let name = name.0.as_str().to_string();
-                        match image.topics.get(&name) {
-                            Some(t) => topic(t, topic_ops),
-                            None => {
-                                let (err, new_image) = missing(&broker, &name, auto_create).await;
-                                if let Some(img) = new_image {
-                                    image = img;
-                                }
-                                match image.topics.get(&name) {
-                                    Some(t) if err == error::NONE => topic(t, topic_ops),
-                                    _ => error_topic(Some(name), uuid::Uuid::nil(), err),
-                                }
-                            }
-                        }
-                    }
-                    (None, false) => match image.topic_by_id(&wanted.topic_id) {
-                        Some(t) => topic(t, topic_ops),
-                        None => {
-                            error_topic(None, wanted.topic_id, code(ResponseError::UnknownTopicId))
-                        }
-                    },
-                    (None, true) => {
-                        error_topic(None, uuid::Uuid::nil(), code(ResponseError::InvalidRequest))
-                    }
-                };
-                topics.push(result);
-            }
+            response.topics = all_topics(&broker, &image, topic_ops);
+            return Reply::Message(ResponseKind::Metadata(response));
         }
+        let wanted = req.topics.unwrap_or_default();
+        let (topics, image) = named_topics(&broker, image, wanted, topic_ops, auto_create).await;
+        let mut response = frame(&broker, &image, cluster_ops);
         response.topics = topics;
-        response.brokers = broker
-            .advertised_brokers(&image)
-            .into_iter()
-            .map(|(id, host, port, rack)| {
-                let mut b = MetadataResponseBroker::default();
-                b.node_id = BrokerId(id);
-                b.host = StrBytes::from_string(host);
-                b.port = i32::from(port);
-                b.rack = rack.map(StrBytes::from_string);
-                b
-            })
-            .collect();
-        response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_string()));
-        response.controller_id = BrokerId(broker.node_id);
-        response.cluster_authorized_operations = crate::authz::if_asked(
-            req_cluster_ops && (8..=10).contains(&version),
-            crate::authz::CLUSTER_OPERATIONS,
-        );
         encode_large(response, version).await
     })
+}
+
+/// The response less its topics: brokers, cluster id, controller.
+fn frame(broker: &Broker, image: &MetadataImage, cluster_ops: bool) -> MetadataResponse {
+    let mut response = MetadataResponse::default();
+    response.brokers = broker
+        .advertised_brokers(image)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(id);
+            b.host = StrBytes::from_string(host);
+            b.port = i32::from(port);
+            b.rack = rack.map(StrBytes::from_string);
+            b
+        })
+        .collect();
+    response.cluster_id = Some(StrBytes::from_string(broker.cluster_id().to_string()));
+    response.controller_id = BrokerId(broker.node_id);
+    response.cluster_authorized_operations =
+        crate::authz::if_asked(cluster_ops, crate::authz::CLUSTER_OPERATIONS);
+    response
+}
+
+fn more_partitions_than(image: &MetadataImage, limit: usize) -> bool {
+    image
+        .topics
+        .values()
+        .try_fold(0usize, |n, t| {
+            Some(n + t.partitions.len()).filter(|&n| n <= limit)
+        })
+        .is_none()
+}
+
+fn all_topics(broker: &Broker, image: &MetadataImage, ops: i32) -> Vec<MetadataResponseTopic> {
+    image
+        .topics
+        .values()
+        .filter(|t| !broker.is_hidden_topic(&t.name))
+        .map(|t| topic(t, ops))
+        .collect()
+}
+
+/// Every topic of a large cluster (100,000 partitions take a while), built and encoded in
+/// one trip to a blocking thread, so the async workers go on serving produce and fetch.
+async fn all_topics_off_worker(
+    broker: Arc<Broker>,
+    image: Arc<MetadataImage>,
+    mut response: MetadataResponse,
+    ops: i32,
+    version: i16,
+) -> Reply {
+    let done = tokio::task::spawn_blocking(move || {
+        response.topics = all_topics(&broker, &image, ops);
+        encode(response, version)
+    })
+    .await;
+    done.unwrap_or_else(from_blocking)
+}
+
+/// The topics a request names, each found, auto-created or an error; with the image that
+/// holds any it created.
+async fn named_topics(
+    broker: &Arc<Broker>,
+    mut image: Arc<MetadataImage>,
+    wanted: Vec<MetadataRequestTopic>,
+    ops: i32,
+    auto_create: bool,
+) -> (Vec<MetadataResponseTopic>, Arc<MetadataImage>) {
+    let mut topics = Vec::with_capacity(wanted.len());
+    for wanted in wanted {
+        let result = match (&wanted.name, wanted.topic_id.is_nil()) {
+            (Some(name), _) => {
+                let name = name.0.as_str().to_string();
+                let mut err = error::NONE;
+                if !image.topics.contains_key(&name) {
+                    let (e, new_image) = missing(broker, &name, auto_create).await;
+                    (err, image) = (e, new_image.unwrap_or(image));
+                }
+                match image.topics.get(&name) {
+                    Some(t) if err == error::NONE => topic(t, ops),
+                    _ => error_topic(Some(name), uuid::Uuid::nil(), err),
+                }
+            }
+            (None, false) => match image.topic_by_id(&wanted.topic_id) {
+                Some(t) => topic(t, ops),
+                None => error_topic(None, wanted.topic_id, code(ResponseError::UnknownTopicId)),
+            },
+            (None, true) => {
+                error_topic(None, uuid::Uuid::nil(), code(ResponseError::InvalidRequest))
+            }
+        };
+        topics.push(result);
+    }
+    (topics, image)
 }
 
 /// A response of many partitions is encoded (and later dropped) on a blocking thread, off
@@ -116,21 +153,26 @@ async fn encode_large(response: MetadataResponse, version: i16) -> Reply {
     if partitions <= METADATA_OFF_WORKER_PARTITIONS {
         return Reply::Message(ResponseKind::Metadata(response));
     }
-    let encoded = tokio::task::spawn_blocking(move || {
-        let mut buf = BytesMut::new();
-        match response.encode(&mut buf, version) {
-            Ok(()) => Ok(buf.freeze()),
-            // The writer meets the same error and closes the connection, as for any reply.
-            Err(_) => Err(response),
-        }
-    })
-    .await;
-    match encoded {
-        Ok(Ok(body)) => Reply::Encoded(body),
-        Ok(Err(response)) => Reply::Message(ResponseKind::Metadata(response)),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Reply::None,
+    let encoded = tokio::task::spawn_blocking(move || encode(response, version)).await;
+    encoded.unwrap_or_else(from_blocking)
+}
+
+fn encode(response: MetadataResponse, version: i16) -> Reply {
+    let mut buf = BytesMut::new();
+    match response.encode(&mut buf, version) {
+        Ok(()) => Reply::Encoded(buf.freeze()),
+        // The writer meets the same error and closes the connection, as for any reply.
+        Err(_) => Reply::Message(ResponseKind::Metadata(response)),
     }
+}
+
+/// A blocking task that did not finish: its panic goes on; cancelled, the runtime is
+/// shutting down, and the connection with it.
+fn from_blocking(e: tokio::task::JoinError) -> Reply {
+    if e.is_panic() {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    Reply::None
 }
 
 /// A requested topic that does not exist: auto-created when allowed and the name is valid.
