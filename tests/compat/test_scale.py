@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import StromBroker
@@ -217,5 +217,29 @@ def test_connection_creation_rate_paces_new_connections():
         print(f"15 connections at max.connection.creation.rate=5: {took:.2f} s")
         for s in socks:
             s.close()
+    finally:
+        broker.cleanup()
+
+
+def test_a_topic_too_large_for_one_metadata_batch_is_refused_and_the_quorum_lives():
+    """One topic of 8,000 partitions is created (its records, 1.3 MB, once passed the
+    metadata log's 1 MiB batch limit, which stopped the metadata quorum for good: every
+    later request timed out). 10,000 partitions in one topic are more records than one
+    operation may make: refused with POLICY_VIOLATION, as Kafka refuses them. The broker
+    goes on serving: another topic is created, written and read."""
+    broker = StromBroker().start()
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        big = unique("big")
+        create(admin, [big], 8000, timeout=600)
+        assert len(admin.list_topics(big, timeout=30).topics[big].partitions) == 8000
+        with pytest.raises(KafkaException) as refused:
+            create(admin, [unique("huge")], 10000, timeout=120)
+        assert refused.value.args[0].code() == KafkaError.POLICY_VIOLATION, refused.value
+        after = unique("after")
+        create(admin, [after], 3, timeout=60)
+        tps = [(after, p) for p in range(3)] + [(big, 7999)]
+        produce_each(broker.bootstrap, tps)
+        assert consume_all(broker.bootstrap, tps) == {f"{t}/{p}" for t, p in tps}
     finally:
         broker.cleanup()

@@ -333,7 +333,7 @@ impl Broker {
         };
         // A node waits for its quorum as long as it takes (the others may start later).
         let image = loop {
-            match self.meta.commit(&decide).await {
+            match self.meta.commit_in_parts(&decide).await {
                 Ok(Ok(p)) => break p.image,
                 Ok(Err(e)) => {
                     return Err(BrokerError::Config(crate::config::ConfigError(
@@ -431,6 +431,23 @@ impl Broker {
         &self,
         decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
     ) -> Result<Arc<MetadataImage>, (Code, String)> {
+        self.commit_as(decide, true).await
+    }
+
+    /// `commit` of independent changes, a batch at a time if they do not fit one
+    /// (`MetadataStore::commit_in_parts`): fencing a broker that leads 100,000 partitions.
+    pub async fn commit_in_parts(
+        &self,
+        decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
+    ) -> Result<Arc<MetadataImage>, (Code, String)> {
+        self.commit_as(decide, false).await
+    }
+
+    async fn commit_as(
+        &self,
+        decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
+        atomic: bool,
+    ) -> Result<Arc<MetadataImage>, (Code, String)> {
         let storage = |e: BrokerError| {
             use kafka_protocol::error::ResponseError;
             // No quorum leader in time: Kafka's answer when the controller does not respond.
@@ -440,7 +457,12 @@ impl Broker {
             };
             (error::code(code), e.to_string())
         };
-        match self.meta.commit(decide).await.map_err(storage)? {
+        let committed = if atomic {
+            self.meta.commit(decide).await
+        } else {
+            self.meta.commit_in_parts(decide).await
+        };
+        match committed.map_err(storage)? {
             // A broker answers once it hosts what it committed; a controller hosts nothing.
             Ok(published) => {
                 if self.config.quorum.broker {
@@ -724,14 +746,12 @@ fn quorum_endpoint(
     }
 }
 
-/// The metadata partition keeps everything: no retention, small segments.
+/// The metadata partition keeps everything (no retention), in small segments.
 fn metadata_log_config() -> LogConfig {
     LogConfig {
-        retention_ms: -1,
-        retention_bytes: -1,
         segment_bytes: 64 << 20,
         segment_index_bytes: 1 << 20,
-        ..LogConfig::default()
+        ..strom_raft::log_store::metadata_log_config()
     }
 }
 

@@ -63,6 +63,7 @@ pub fn api_error(e: &ApiError) -> Code {
         ApiError::IneligibleReplica(_) => code(ResponseError::IneligibleReplica),
         ApiError::InvalidUpdateVersion(_) => code(ResponseError::InvalidUpdateVersion),
         ApiError::NoReassignmentInProgress(_) => code(ResponseError::NoReassignmentInProgress),
+        ApiError::PolicyViolation(_) => code(ResponseError::PolicyViolation),
     }
 }
 

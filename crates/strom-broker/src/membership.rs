@@ -115,7 +115,7 @@ pub async fn heard(broker: &Arc<Broker>, node: i32) {
         .is_some_and(|b| b.fenced);
     if fenced {
         match broker
-            .commit(|img| Ok(membership::unfence(img, node)))
+            .commit_in_parts(|img| Ok(membership::unfence(img, node)))
             .await
         {
             Ok(_) => tracing::info!(node, "broker unfenced"),
@@ -173,7 +173,7 @@ async fn elect_unclean(broker: &Arc<Broker>) {
         return;
     }
     let result = broker
-        .commit(|img| {
+        .commit_in_parts(|img| {
             Ok(strom_meta::elections::unclean_where_allowed(img, |t| {
                 allowed(img, t)
             }))
@@ -197,7 +197,7 @@ async fn balance(broker: &Arc<Broker>) {
         return;
     }
     match broker
-        .commit(|img| Ok(strom_meta::elections::rebalance(img)))
+        .commit_in_parts(|img| Ok(strom_meta::elections::rebalance(img)))
         .await
     {
         Ok(_) => tracing::info!("leaderships moved back to preferred replicas"),
@@ -206,7 +206,10 @@ async fn balance(broker: &Arc<Broker>) {
 }
 
 async fn fence(broker: &Arc<Broker>, node: i32, why: &str) {
-    match broker.commit(|img| Ok(membership::fence(img, node))).await {
+    match broker
+        .commit_in_parts(|img| Ok(membership::fence(img, node)))
+        .await
+    {
         Ok(_) => tracing::info!(node, why, "broker fenced"),
         Err((code, e)) => tracing::warn!(node, code, error = %e, "fencing failed"),
     }

@@ -23,6 +23,32 @@ use strom_meta::{ApiError, MetadataImage, MetadataRecord};
 
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 
+/// Records one commit may carry: Kafka's bound on the records of one operation
+/// (`MAX_RECORDS_PER_USER_OP`).
+pub const RECORDS_PER_BATCH_MAX: usize = 10_000;
+/// Bytes of records (as proposed, JSON) one commit may carry. The metadata log's batch holds
+/// them escaped once more, within `strom_raft::log_store::METADATA_BATCH_BYTES_MAX`.
+pub const RECORD_BYTES_PER_BATCH_MAX: usize = 3 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Atomic {
+    Yes,
+    No,
+}
+
+/// How many of `records`, from the first, fit one batch.
+fn fitting(records: &[MetadataRecord]) -> usize {
+    let mut bytes = 2;
+    records
+        .iter()
+        .take(RECORDS_PER_BATCH_MAX)
+        .take_while(|r| {
+            bytes += serde_json::to_vec(r).map_or(usize::MAX / 2, |v| v.len() + 1);
+            bytes <= RECORD_BYTES_PER_BATCH_MAX
+        })
+        .count()
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a proposal was not committed.
@@ -100,17 +126,46 @@ impl MetadataStore {
         &self,
         decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
     ) -> Result<Result<Published, ApiError>, BrokerError> {
+        self.commit_as(decide, Atomic::Yes).await
+    }
+
+    /// `commit` of a decision made of independent changes (a leadership each, as fencing a
+    /// broker makes), too many for one batch perhaps: committed a batch at a time, deciding
+    /// again against the image each one leaves, until the decision is empty or fits.
+    pub async fn commit_in_parts(
+        &self,
+        decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
+    ) -> Result<Result<Published, ApiError>, BrokerError> {
+        self.commit_as(decide, Atomic::No).await
+    }
+
+    async fn commit_as(
+        &self,
+        decide: impl Fn(&MetadataImage) -> Result<Vec<MetadataRecord>, ApiError>,
+        atomic: Atomic,
+    ) -> Result<Result<Published, ApiError>, BrokerError> {
         let deadline = tokio::time::Instant::now() + STALE_RETRY_TIME;
         loop {
             let w = self.write.lock().await;
             self.log.barrier().await.map_err(propose_error)?;
             let current = self.applier.published();
-            let records = match decide(&current.image) {
+            let mut records = match decide(&current.image) {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
             if records.is_empty() {
                 return Ok(Ok(current));
+            }
+            let fits = fitting(&records);
+            let whole = fits == records.len();
+            if !whole {
+                if atomic == Atomic::Yes || fits == 0 {
+                    // Kafka's answer to an operation of more than 10,000 records.
+                    return Ok(Err(ApiError::PolicyViolation(
+                        "Unable to perform excessively large batch operation.".into(),
+                    )));
+                }
+                records.truncate(fits);
             }
             // The records must fit the image: checked before they are proposed.
             let mut trial = (*current.image).clone();
@@ -120,7 +175,11 @@ impl MetadataStore {
                 }
             }
             match self.log.propose(records, current.offset).await {
-                Ok(end) => return Ok(Ok(self.applier.wait_applied(end).await)),
+                Ok(end) if whole => return Ok(Ok(self.applier.wait_applied(end).await)),
+                Ok(end) => {
+                    // A part: the rest is decided again against the image it leaves.
+                    self.applier.wait_applied(end).await;
+                }
                 Err(ProposeError::Stale(at)) if tokio::time::Instant::now() < deadline => {
                     drop(w);
                     // Decide again once this node has applied what the leader had.
@@ -269,4 +328,104 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use uuid::Uuid;
+
+    /// A log in memory: each proposal commits at once, one offset per record.
+    #[derive(Debug)]
+    struct MemLog {
+        applier: Arc<Applier>,
+        end: Mutex<i64>,
+        batches: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl MetadataLog for MemLog {
+        fn propose(
+            &self,
+            records: Vec<MetadataRecord>,
+            based_on: i64,
+        ) -> BoxFuture<'_, Result<i64, ProposeError>> {
+            let mut end = self.end.lock().unwrap();
+            let result = if *end == based_on {
+                self.batches.lock().unwrap().push(records.len());
+                *end += records.len() as i64;
+                self.applier.apply(&records, *end).unwrap();
+                Ok(*end)
+            } else {
+                Err(ProposeError::Stale(*end))
+            };
+            Box::pin(std::future::ready(result))
+        }
+
+        fn committed_end(&self) -> i64 {
+            *self.end.lock().unwrap()
+        }
+    }
+
+    fn partition(topic_id: Uuid, partition: i32) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: vec![1],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            eligible_leader_replicas: Vec::new(),
+        }
+    }
+
+    /// An operation of more records than a batch takes is refused whole, as Kafka refuses
+    /// it (POLICY_VIOLATION), and nothing reaches the log; independent changes are
+    /// committed a batch at a time, each decided against the image the last one left.
+    #[tokio::test]
+    async fn too_large_for_a_batch_is_refused_or_committed_in_parts() {
+        let applier = Applier::new();
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let log = MemLog {
+            applier: Arc::clone(&applier),
+            end: Mutex::new(0),
+            batches: Arc::clone(&batches),
+        };
+        let store = MetadataStore::new(Box::new(log), applier);
+        let id = Uuid::from_u128(42);
+        let topic = MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        };
+        let n = RECORDS_PER_BATCH_MAX as i32 + 2_000;
+        let whole = |_: &MetadataImage| {
+            let mut r = vec![topic.clone()];
+            r.extend((0..n).map(|p| partition(id, p)));
+            Ok(r)
+        };
+        let refused = store.commit(whole).await.unwrap().unwrap_err();
+        assert!(
+            matches!(refused, ApiError::PolicyViolation(_)),
+            "{refused:?}"
+        );
+        assert!(batches.lock().unwrap().is_empty(), "nothing proposed");
+
+        store
+            .commit(|_| Ok(vec![topic.clone()]))
+            .await
+            .unwrap()
+            .unwrap();
+        let missing = |img: &MetadataImage| {
+            let have = &img.topics["t"].partitions;
+            Ok((0..n)
+                .filter(|p| !have.contains_key(p))
+                .map(|p| partition(id, p))
+                .collect())
+        };
+        let published = store.commit_in_parts(missing).await.unwrap().unwrap();
+        assert_eq!(published.image.topics["t"].partitions.len(), n as usize);
+        assert_eq!(*batches.lock().unwrap(), [1, RECORDS_PER_BATCH_MAX, 2_000]);
+    }
 }

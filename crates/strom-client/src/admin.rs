@@ -36,7 +36,7 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::{BrokerId, ConsumerProtocolAssignment, GroupId, TopicName};
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 pub use reassignments::{Move, MoveResult, Reassignment};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
 
 /// Which thing a config belongs to (Kafka's `ConfigResource.Type`).
@@ -437,15 +437,25 @@ impl Admin {
     ) -> BTreeMap<(String, i32), Option<i64>> {
         let timestamp = spec.timestamp();
         let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+        // Each topic's metadata looked up once, not once per partition (a copy of all of
+        // its partitions each time).
+        let mut leaders: HashMap<&str, HashMap<i32, i32>> = HashMap::new();
         for (topic, partition) in partitions {
-            let leader = match self.client.topic(topic).await {
-                Ok(t) => t
-                    .partitions
-                    .iter()
-                    .find(|p| p.partition == *partition)
-                    .map_or(-1, |p| p.leader),
-                Err(_) => -1,
-            };
+            if !leaders.contains_key(topic.as_str()) {
+                let found = match self.client.topic(topic).await {
+                    Ok(t) => t
+                        .partitions
+                        .iter()
+                        .map(|p| (p.partition, p.leader))
+                        .collect(),
+                    Err(_) => HashMap::new(),
+                };
+                leaders.insert(topic, found);
+            }
+            let leader = leaders[topic.as_str()]
+                .get(partition)
+                .copied()
+                .unwrap_or(-1);
             by_leader
                 .entry(leader)
                 .or_default()

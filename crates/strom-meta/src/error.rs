@@ -41,4 +41,7 @@ pub enum ApiError {
     /// Cancelling a reassignment of a partition that has none running.
     #[error("{0}")]
     NoReassignmentInProgress(String),
+    /// An operation too large for one batch of the metadata log.
+    #[error("{0}")]
+    PolicyViolation(String),
 }

@@ -32,11 +32,9 @@ pub fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
         return Vec::new();
     }
     let live = |id: &i32| *id != node_id && image.brokers.get(id).is_some_and(|b| !b.fenced);
-    let mut out = vec![MetadataRecord::BrokerFenced {
-        node_id,
-        fenced: true,
-    }];
-    out.extend(changes(image, |p| {
+    // The broker's record comes last: committed in parts (`commit_in_parts`), the
+    // partitions not yet changed are found again, the broker still unfenced.
+    let mut out = changes(image, |p| {
         if p.leader != node_id && !p.isr.contains(&node_id) {
             return None;
         }
@@ -57,7 +55,11 @@ pub fn fence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
             }
         }
         (next != *p).then_some(next)
-    }));
+    });
+    out.push(MetadataRecord::BrokerFenced {
+        node_id,
+        fenced: true,
+    });
     out
 }
 
@@ -91,11 +93,8 @@ pub fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
     if image.brokers.get(&node_id).is_none_or(|b| !b.fenced) {
         return Vec::new();
     }
-    let mut out = vec![MetadataRecord::BrokerFenced {
-        node_id,
-        fenced: false,
-    }];
-    out.extend(changes(image, |p| {
+    // The broker's record comes last, as in `fence`.
+    let mut out = changes(image, |p| {
         if p.leader != -1 {
             return None;
         }
@@ -109,7 +108,11 @@ pub fn unfence(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
         p.elr
             .contains(&node_id)
             .then(|| crate::elr::lead_from_elr(p, node_id))
-    }));
+    });
+    out.push(MetadataRecord::BrokerFenced {
+        node_id,
+        fenced: false,
+    });
     out
 }
 

@@ -26,11 +26,17 @@ pub const METADATA_TOPIC: &str = "__cluster_metadata";
 /// Bytes asked per `Log::read` when reading entries.
 const READ_CHUNK: u64 = 1 << 20;
 
-/// The config the metadata log needs: no retention by time or size (only raft purges it).
+/// The largest batch (one entry) the metadata log takes: Kafka's KRaft bound on a batch.
+/// The broker keeps what it proposes well below it.
+pub const METADATA_BATCH_BYTES_MAX: u64 = 8 << 20;
+
+/// The config the metadata log needs: no retention by time or size (only raft purges it),
+/// batches up to `METADATA_BATCH_BYTES_MAX`.
 pub fn metadata_log_config() -> LogConfig {
     LogConfig {
         retention_ms: -1,
         retention_bytes: -1,
+        max_message_bytes: METADATA_BATCH_BYTES_MAX,
         ..LogConfig::default()
     }
 }
