@@ -65,6 +65,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let balance_every =
         Duration::from_secs(broker.config.leader_imbalance_check_interval_s.max(1) as u64);
     let mut last_balance = Instant::now();
+    let mut unclean_checked = None;
     loop {
         tokio::select! {
             _ = every.tick() => {
@@ -73,7 +74,7 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                     heartbeat(&broker).await;
                 }
                 expire(&broker, session).await;
-                elect_unclean(&broker).await;
+                elect_unclean(&broker, &mut unclean_checked).await;
                 if last_balance.elapsed() >= balance_every {
                     last_balance = Instant::now();
                     balance(&broker).await;
@@ -153,8 +154,16 @@ fn leads_quorum(broker: &Broker) -> bool {
 
 /// On the leader: leaderless partitions of topics with `unclean.leader.election.enable`
 /// take a live replica (checked against the image first, so an idle tick commits nothing).
-async fn elect_unclean(broker: &Arc<Broker>) {
+/// Leaderless partitions, live brokers and the setting all change only with the image:
+/// `checked` holds the image (its records applied) last found with nothing to do, so an
+/// idle tick does not walk every partition again.
+async fn elect_unclean(broker: &Arc<Broker>, checked: &mut Option<u64>) {
     if !leads_quorum(broker) {
+        *checked = None;
+        return;
+    }
+    let image = broker.meta.image();
+    if *checked == Some(image.records_applied) {
         return;
     }
     let allowed = |img: &strom_meta::MetadataImage, topic: &str| {
@@ -168,10 +177,11 @@ async fn elect_unclean(broker: &Arc<Broker>) {
             )
             .is_some_and(|(v, _)| v.trim().eq_ignore_ascii_case("true"))
     };
-    let image = broker.meta.image();
     if strom_meta::elections::unclean_where_allowed(&image, |t| allowed(&image, t)).is_empty() {
+        *checked = Some(image.records_applied);
         return;
     }
+    *checked = None;
     let result = broker
         .commit_in_parts(|img| {
             Ok(strom_meta::elections::unclean_where_allowed(img, |t| {
