@@ -368,17 +368,7 @@ mod tests {
     }
 
     fn partition(topic_id: Uuid, partition: i32) -> MetadataRecord {
-        MetadataRecord::Partition {
-            topic_id,
-            partition,
-            replicas: vec![1],
-            isr: vec![1],
-            leader: 1,
-            leader_epoch: 0,
-            adding_replicas: Vec::new(),
-            removing_replicas: Vec::new(),
-            eligible_leader_replicas: Vec::new(),
-        }
+        MetadataRecord::new_partition(topic_id, partition, &[1])
     }
 
     /// An operation of more records than a batch takes is refused whole, as Kafka refuses

@@ -436,17 +436,7 @@ mod tests {
     use strom_meta::record::MetadataRecord;
 
     fn partition(topic_id: Uuid, partition: i32, replicas: &[i32]) -> MetadataRecord {
-        MetadataRecord::Partition {
-            topic_id,
-            partition,
-            replicas: replicas.to_vec(),
-            isr: replicas.to_vec(),
-            leader: replicas[0],
-            leader_epoch: 0,
-            adding_replicas: Vec::new(),
-            removing_replicas: Vec::new(),
-            eligible_leader_replicas: Vec::new(),
-        }
+        MetadataRecord::new_partition(topic_id, partition, replicas)
     }
 
     /// Only partitions with more than one replica are listed for the replica fetcher and

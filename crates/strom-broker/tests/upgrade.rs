@@ -39,17 +39,7 @@ fn write_single_node_release(data: &std::path::Path, topic_id: Uuid) {
                 name: "legacy".into(),
                 topic_id,
             },
-            MetadataRecord::Partition {
-                topic_id,
-                partition: 0,
-                replicas: vec![1],
-                isr: vec![1],
-                leader: 1,
-                leader_epoch: 0,
-                adding_replicas: Vec::new(),
-                removing_replicas: Vec::new(),
-                eligible_leader_replicas: Vec::new(),
-            },
+            MetadataRecord::new_partition(topic_id, 0, &[1]),
         ],
         vec![MetadataRecord::Config {
             resource: ConfigResource::Topic,

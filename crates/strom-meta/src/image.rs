@@ -424,17 +424,7 @@ mod tests {
                 name: "t".into(),
                 topic_id: id,
             },
-            MetadataRecord::Partition {
-                topic_id: id,
-                partition: 0,
-                replicas: vec![1],
-                isr: vec![1],
-                leader: 1,
-                leader_epoch: 0,
-                adding_replicas: Vec::new(),
-                removing_replicas: Vec::new(),
-                eligible_leader_replicas: Vec::new(),
-            },
+            MetadataRecord::new_partition(id, 0, &[1]),
             MetadataRecord::Config {
                 resource: ConfigResource::Topic,
                 name: "t".into(),

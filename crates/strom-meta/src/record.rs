@@ -84,6 +84,22 @@ pub enum MetadataRecord {
 }
 
 impl MetadataRecord {
+    /// A new partition whose replicas are all in sync, the first leading at epoch 0, no
+    /// reassignment running.
+    pub fn new_partition(topic_id: Uuid, partition: i32, replicas: &[i32]) -> MetadataRecord {
+        MetadataRecord::Partition {
+            topic_id,
+            partition,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            leader: replicas.first().copied().unwrap_or(-1),
+            leader_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            eligible_leader_replicas: Vec::new(),
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         // Serializing these plain types cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
