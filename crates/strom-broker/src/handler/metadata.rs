@@ -103,7 +103,9 @@ async fn all_topics_off_worker(
 ) -> Reply {
     let done = tokio::task::spawn_blocking(move || {
         response.topics = all_topics(&broker, &image, ops);
-        encode(response, version)
+        let reply = encode(response, version);
+        give_back_freed_memory();
+        reply
     })
     .await;
     done.unwrap_or_else(from_blocking)
@@ -153,8 +155,24 @@ async fn encode_large(response: MetadataResponse, version: i16) -> Reply {
     if partitions <= METADATA_OFF_WORKER_PARTITIONS {
         return Reply::Message(ResponseKind::Metadata(response));
     }
-    let encoded = tokio::task::spawn_blocking(move || encode(response, version)).await;
+    let encoded = tokio::task::spawn_blocking(move || {
+        let reply = encode(response, version);
+        give_back_freed_memory();
+        reply
+    })
+    .await;
     encoded.unwrap_or_else(from_blocking)
+}
+
+/// Returns to the system the pages a large response just freed (tens of MB for 100,000
+/// partitions): malloc keeps them otherwise, and an idle broker that answered one such
+/// request held 20 MB more, 10% of its memory. A few milliseconds, on a blocking thread.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it takes malloc's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn encode(response: MetadataResponse, version: i16) -> Reply {
