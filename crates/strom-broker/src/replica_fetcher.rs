@@ -64,7 +64,19 @@ impl FetchStats {
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut reconciled = broker.reconciled.subscribe();
     let mut fetchers: HashMap<i32, watch::Sender<Followed>> = HashMap::new();
+    let mut seen = None;
     loop {
+        // Rebuilt only when the replicated partitions or their roles changed, not at
+        // every metadata change.
+        let version = broker.replicas.follow_version();
+        if seen == Some(version) {
+            tokio::select! {
+                r = reconciled.changed() => if r.is_err() { break },
+                _ = shutdown.changed() => break,
+            }
+            continue;
+        }
+        seen = Some(version);
         let mut by_leader: BTreeMap<i32, Followed> = BTreeMap::new();
         for p in broker.replicas.replicated() {
             if let Role::Follower { leader } = p.role() {

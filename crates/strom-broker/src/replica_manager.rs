@@ -91,6 +91,9 @@ struct Maps {
     /// Those with more than one replica: the only ones a replica fetcher or the ISR
     /// ticker has anything to do for, so that they need not walk every partition.
     replicated: HashMap<(Uuid, i32), Arc<Partition>>,
+    /// Bumped whenever `replicated` or the role of one of its partitions changes: the
+    /// replica fetcher rebuilds its lists only then, not at every metadata change.
+    follow_version: u64,
 }
 
 impl Maps {
@@ -104,11 +107,14 @@ impl Maps {
     }
 
     fn set_replicated(&mut self, p: &Arc<Partition>, replicated: bool) {
-        if replicated {
-            self.replicated.insert((p.topic_id, p.index), Arc::clone(p));
+        let changed = if replicated {
+            self.replicated
+                .insert((p.topic_id, p.index), Arc::clone(p))
+                .is_none()
         } else {
-            self.replicated.remove(&(p.topic_id, p.index));
-        }
+            self.replicated.remove(&(p.topic_id, p.index)).is_some()
+        };
+        self.follow_version += u64::from(changed);
     }
 
     fn is_replicated(&self, p: &Partition) -> bool {
@@ -117,7 +123,9 @@ impl Maps {
 
     fn remove(&mut self, p: &Partition) {
         self.by_id.remove(&(p.topic_id, p.index));
-        self.replicated.remove(&(p.topic_id, p.index));
+        if self.replicated.remove(&(p.topic_id, p.index)).is_some() {
+            self.follow_version += 1;
+        }
         if let Some(parts) = self.by_name.get_mut(&*p.topic) {
             parts.remove(&p.index);
             if parts.is_empty() {
@@ -187,6 +195,11 @@ impl ReplicaManager {
     /// followers): all the others are their own in-sync replica set.
     pub fn replicated(&self) -> Vec<Arc<Partition>> {
         self.read().replicated.values().cloned().collect()
+    }
+
+    /// Changes whenever `replicated` or a role among them changes.
+    pub fn follow_version(&self) -> u64 {
+        self.read().follow_version
     }
 
     /// Brings the hosted partitions of the topics `delta` names (all of them when broker
@@ -285,11 +298,16 @@ impl ReplicaManager {
         for (index, want) in wanted {
             let replicated = want.assignment.replicas.len() > 1;
             let done = match keep.get(&index) {
-                Some(p) => self.update_partition(p, want).map(|()| {
-                    if self.read().is_replicated(p) != replicated {
-                        self.write().set_replicated(p, replicated);
-                    }
-                }),
+                Some(p) => {
+                    let role = p.role();
+                    self.update_partition(p, want).map(|()| {
+                        if self.read().is_replicated(p) != replicated {
+                            self.write().set_replicated(p, replicated);
+                        } else if replicated && p.role() != role {
+                            self.write().follow_version += 1;
+                        }
+                    })
+                }
                 None => self
                     .open_partition(Arc::clone(&topic), index, &want)
                     .map(|p| self.write().insert(p, replicated)),
@@ -478,11 +496,20 @@ mod tests {
         assert_eq!(rm.all().len(), 3);
         assert_eq!(listed(&rm), [("pair".into(), 0), ("pair".into(), 1)]);
 
-        let mut delta = MetadataDelta::default();
-        image
-            .apply_all(&[partition(pair, 1, &[me])], &mut delta)
-            .unwrap();
-        rm.apply_delta(&image, &delta).unwrap();
+        let mut apply = |records: &[MetadataRecord]| {
+            let mut delta = MetadataDelta::default();
+            image.apply_all(records, &mut delta).unwrap();
+            rm.apply_delta(&image, &delta).unwrap();
+            rm.follow_version()
+        };
+        let v0 = rm.follow_version();
+        let v1 = apply(&[partition(pair, 1, &[me])]);
         assert_eq!(listed(&rm), [("pair".into(), 0)]);
+        assert_ne!(v1, v0, "one left the replicated partitions");
+        // The fetcher's lists change with a role, not with an unrelated record.
+        let v2 = apply(&[partition(solo, 0, &[me])]);
+        assert_eq!(v2, v1);
+        let v3 = apply(&[partition(pair, 0, &[me + 1, me])]);
+        assert_ne!(v3, v2, "now a follower");
     }
 }
