@@ -466,9 +466,6 @@ fn group_config(int: &dyn Fn(&str) -> i64, assignors: &str) -> Result<GroupConfi
     })
 }
 
-/// `replica.selector.class`: unset (consumers read from leaders) or Kafka's
-/// `RackAwareReplicaSelector` (KIP-392). Kafka loads any class named; Strom refuses others
-/// at start-up.
 /// The connection quotas. `max.connections.per.ip.overrides` is `host:count,...` (an
 /// address or a host name, resolved at start-up, as Kafka does); a per-IP quota of 0 makes
 /// sense only with overrides, and Kafka refuses it without.
@@ -517,6 +514,9 @@ fn connection_limits(
     })
 }
 
+/// `replica.selector.class`: unset (consumers read from leaders) or Kafka's
+/// `RackAwareReplicaSelector` (KIP-392). Kafka loads any class named; Strom refuses others
+/// at start-up.
 fn rack_aware_reads(value: &str) -> Result<bool, ConfigError> {
     match value.trim() {
         "" => Ok(false),

@@ -101,6 +101,8 @@ impl Connections {
     /// Admits one more connection from `peer`, or None (the caller closes it) at
     /// `max.connections` or at the address's `max.connections.per.ip`.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
+        // An IPv4 client of a dual-stack listener counts as its IPv4 address.
+        let peer = peer.to_canonical();
         let n = self.open.fetch_add(1, Ordering::AcqRel) + 1;
         if n > self.max {
             self.open.fetch_sub(1, Ordering::AcqRel);
@@ -118,8 +120,8 @@ impl Connections {
                 .copied()
                 .unwrap_or(self.per_ip);
             let mut by_ip = by_ip.lock().unwrap_or_else(PoisonError::into_inner);
-            let open = by_ip.entry(peer).or_insert(0);
-            if *open >= quota {
+            // A refused address leaves no entry behind (a scan of many must not grow it).
+            if by_ip.get(&peer).copied().unwrap_or(0) >= quota {
                 drop(by_ip);
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 self.refuse(
@@ -129,7 +131,7 @@ impl Connections {
                 );
                 return None;
             }
-            *open += 1;
+            *by_ip.entry(peer).or_insert(0) += 1;
         }
         self.share_files(n);
         Some(Admitted(Arc::clone(self), peer))
@@ -262,5 +264,21 @@ mod tests {
             1,
             "freed entries go"
         );
+        // Shut out by an override of 0, an address leaves no entry behind.
+        let shut: IpAddr = "127.0.0.4".parse().unwrap();
+        let c = Connections::new(
+            Limits {
+                per_ip: 0,
+                per_ip_overrides: HashMap::from([(a, 1), (shut, 0)]),
+                ..Limits::default()
+            },
+            0,
+        );
+        assert!(c.admit(shut).is_none());
+        assert!(c.by_ip.as_ref().unwrap().lock().unwrap().is_empty());
+        // An IPv4 client seen on an IPv6 socket is its IPv4 address.
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let _held = c.admit(mapped).expect("a's one, by its mapped address");
+        assert!(c.admit(a).is_none());
     }
 }

@@ -29,6 +29,9 @@ pub const RECORDS_PER_BATCH_MAX: usize = 10_000;
 /// Bytes of records (as proposed, JSON) one commit may carry. The metadata log's batch holds
 /// them escaped once more, within `strom_raft::log_store::METADATA_BATCH_BYTES_MAX`.
 pub const RECORD_BYTES_PER_BATCH_MAX: usize = 3 << 20;
+/// Bytes of records in one part of a `commit_in_parts`: small, since openraft gives an
+/// AppendEntries call one heartbeat interval (100 ms) to reach a follower and be appended.
+pub const RECORD_BYTES_PER_PART_MAX: usize = 512 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Atomic {
@@ -36,15 +39,15 @@ enum Atomic {
     No,
 }
 
-/// How many of `records`, from the first, fit one batch.
-fn fitting(records: &[MetadataRecord]) -> usize {
+/// How many of `records`, from the first, fit one batch of at most `max_bytes`.
+fn fitting(records: &[MetadataRecord], max_bytes: usize) -> usize {
     let mut bytes = 2;
     records
         .iter()
         .take(RECORDS_PER_BATCH_MAX)
         .take_while(|r| {
             bytes += serde_json::to_vec(r).map_or(usize::MAX / 2, |v| v.len() + 1);
-            bytes <= RECORD_BYTES_PER_BATCH_MAX
+            bytes <= max_bytes
         })
         .count()
 }
@@ -156,7 +159,10 @@ impl MetadataStore {
             if records.is_empty() {
                 return Ok(Ok(current));
             }
-            let fits = fitting(&records);
+            let fits = match atomic {
+                Atomic::Yes => fitting(&records, RECORD_BYTES_PER_BATCH_MAX),
+                Atomic::No => fitting(&records, RECORD_BYTES_PER_PART_MAX),
+            };
             let whole = fits == records.len();
             if !whole {
                 if atomic == Atomic::Yes || fits == 0 {
@@ -416,6 +422,14 @@ mod tests {
         };
         let published = store.commit_in_parts(missing).await.unwrap().unwrap();
         assert_eq!(published.image.topics["t"].partitions.len(), n as usize);
-        assert_eq!(*batches.lock().unwrap(), [1, RECORDS_PER_BATCH_MAX, 2_000]);
+        let parts = batches.lock().unwrap().clone();
+        assert_eq!(parts[0], 1, "the topic");
+        assert_eq!(parts[1..].iter().sum::<usize>(), n as usize);
+        // Parts of at most RECORD_BYTES_PER_PART_MAX: about 3,700 of these records.
+        assert!(parts.len() > 3, "{parts:?}");
+        let first: usize = (0..parts[1] as i32)
+            .map(|p| serde_json::to_vec(&partition(id, p)).unwrap().len() + 1)
+            .sum();
+        assert!(first <= RECORD_BYTES_PER_PART_MAX, "{parts:?}");
     }
 }

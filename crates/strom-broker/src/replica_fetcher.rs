@@ -66,10 +66,10 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut fetchers: HashMap<i32, watch::Sender<Followed>> = HashMap::new();
     let mut seen = None;
     loop {
-        // Rebuilt only when the replicated partitions or their roles changed, not at
-        // every metadata change.
+        // Rebuilt only when the replicated partitions, their roles or leader epochs changed
+        // (or a fetcher task ended), not at every metadata change.
         let version = broker.replicas.follow_version();
-        if seen == Some(version) {
+        if seen == Some(version) && !fetchers.values().any(|tx| tx.is_closed()) {
             tokio::select! {
                 r = reconciled.changed() => if r.is_err() { break },
                 _ = shutdown.changed() => break,

@@ -91,8 +91,9 @@ struct Maps {
     /// Those with more than one replica: the only ones a replica fetcher or the ISR
     /// ticker has anything to do for, so that they need not walk every partition.
     replicated: HashMap<(Uuid, i32), Arc<Partition>>,
-    /// Bumped whenever `replicated` or the role of one of its partitions changes: the
-    /// replica fetcher rebuilds its lists only then, not at every metadata change.
+    /// Bumped whenever `replicated` or the role or leader epoch of one of its partitions
+    /// changes: the replica fetcher rebuilds its lists only then, not at every metadata
+    /// change.
     follow_version: u64,
 }
 
@@ -299,11 +300,12 @@ impl ReplicaManager {
             let replicated = want.assignment.replicas.len() > 1;
             let done = match keep.get(&index) {
                 Some(p) => {
-                    let role = p.role();
+                    // A new role or leader epoch wakes the fetcher with new lists.
+                    let before = (p.role(), p.leader_epoch());
                     self.update_partition(p, want).map(|()| {
                         if self.read().is_replicated(p) != replicated {
                             self.write().set_replicated(p, replicated);
-                        } else if replicated && p.role() != role {
+                        } else if replicated && (p.role(), p.leader_epoch()) != before {
                             self.write().follow_version += 1;
                         }
                     })

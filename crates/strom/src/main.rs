@@ -188,6 +188,7 @@ fn cap_malloc_arenas() {
     {
         return;
     }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: a malloc parameter set before any thread exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);

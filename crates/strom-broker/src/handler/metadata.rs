@@ -103,8 +103,9 @@ async fn all_topics_off_worker(
 ) -> Reply {
     let done = tokio::task::spawn_blocking(move || {
         response.topics = all_topics(&broker, &image, ops);
+        let partitions = response.topics.iter().map(|t| t.partitions.len()).sum();
         let reply = encode(response, version);
-        give_back_freed_memory();
+        give_back_freed_memory(partitions);
         reply
     })
     .await;
@@ -157,7 +158,7 @@ async fn encode_large(response: MetadataResponse, version: i16) -> Reply {
     }
     let encoded = tokio::task::spawn_blocking(move || {
         let reply = encode(response, version);
-        give_back_freed_memory();
+        give_back_freed_memory(partitions);
         reply
     })
     .await;
@@ -166,8 +167,26 @@ async fn encode_large(response: MetadataResponse, version: i16) -> Reply {
 
 /// Returns to the system the pages a large response just freed (tens of MB for 100,000
 /// partitions): malloc keeps them otherwise, and an idle broker that answered one such
-/// request held 20 MB more, 10% of its memory. A few milliseconds, on a blocking thread.
-fn give_back_freed_memory() {
+/// request held 20 MB more, 10% of its memory. A few milliseconds on a blocking thread, but
+/// with malloc's locks held: only after responses of `TRIM_AFTER_PARTITIONS` or more, and
+/// at most once every `TRIM_EVERY_MS`.
+fn give_back_freed_memory(partitions: usize) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const TRIM_AFTER_PARTITIONS: usize = 20_000;
+    const TRIM_EVERY_MS: u64 = 10_000;
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if partitions < TRIM_AFTER_PARTITIONS
+        || now < last + TRIM_EVERY_MS
+        || LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; it takes malloc's own locks.
     unsafe {
