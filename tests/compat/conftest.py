@@ -22,6 +22,8 @@ class StromBroker:
         # An open-file limit (soft and hard) for the broker process, as `ulimit -n`.
         self.nofile = nofile
         self.port = 0
+        # The HTTP listener (metrics, console), on a free port: its URL once started.
+        self.http = None
         self.proc = None
         self.log_path = os.path.join(self.dir, "broker.log")
 
@@ -34,6 +36,7 @@ class StromBroker:
             "log.dirs": os.path.join(self.dir, "data"),
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "group.initial.rebalance.delay.ms": "0",
+            "strom.http.listener": "http://127.0.0.1:0",
             **self.extra,
         }
         args = [STROM, "broker"]
@@ -56,6 +59,8 @@ class StromBroker:
             m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
             if m:
                 self.port = int(m.group(1))
+                h = re.search(r"http on (http://\S+)", line)
+                self.http = h.group(1) if h else None
                 return self
         raise RuntimeError(f"strom did not start; see {self.log_path}:\n" + open(self.log_path).read()[-3000:])
 

@@ -55,6 +55,10 @@ pub struct Broker {
     cleaner: std::sync::Mutex<Option<CleanerSettings>>,
     /// Client connections, sharing the descriptors with segment files.
     pub connections: Arc<crate::connections::Connections>,
+    /// What the broker counts (`metrics.rs`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The HTTP listener's bound address (None: off).
+    pub http_addr: OnceLock<SocketAddr>,
 }
 
 /// The `log.cleaner.*` keys in effect: static, or changed at run time (Kafka's dynamic
@@ -143,8 +147,9 @@ impl Broker {
         let log_dir_ids = crate::meta_properties::log_dir_ids(&config, quorum.directory_id())?;
         let meta = MetadataStore::new(Box::new(quorum), applier);
         let (clients, controllers) = bind_listeners(&config).await?;
-        let client_addrs: Vec<SocketAddr> = clients.iter().map(|(a, _)| *a).collect();
-        let controller_addrs: Vec<SocketAddr> = controllers.iter().map(|(a, _)| *a).collect();
+        let client_addrs: Vec<SocketAddr> = clients.iter().map(|(a, ..)| *a).collect();
+        let controller_addrs: Vec<SocketAddr> = controllers.iter().map(|(a, ..)| *a).collect();
+        let http = crate::http::bind(&config.http).await?;
         let advertised = advertised_endpoint(&config, &client_addrs);
         let broker = Arc::new(Broker {
             replicas: ReplicaManager::new(node_id, config.clone(), dirs),
@@ -170,24 +175,37 @@ impl Broker {
             incarnation: crate::meta_properties::random_uuid(),
             cleaner: std::sync::Mutex::new(None),
             connections,
+            metrics: Arc::default(),
+            http_addr: OnceLock::new(),
         });
         let _ = broker.advertised.set(advertised.clone());
         let _ = broker.txns.runtime.set(tokio::runtime::Handle::current());
         let (shutdown, rx) = watch::channel(false);
         // The quorum is served first: the others need this node to form it, and an observer
         // is reached at its client listener, whose clients wait until it serves them.
-        let quorum_listeners = controllers.into_iter().map(|(_, l)| (l, true));
-        let client_listeners = clients.into_iter().map(|(_, l)| (l, false));
+        let quorum_listeners = controllers.into_iter().map(|(_, l, name)| (l, name, true));
+        let client_listeners = clients.into_iter().map(|(_, l, name)| (l, name, false));
         let mut tasks: Vec<JoinHandle<()>> = quorum_listeners
             .chain(client_listeners)
-            .map(|(l, quorum_only)| {
+            .map(|(l, name, quorum_only)| {
                 let b = Arc::clone(&broker);
                 match quorum_only {
                     true => tokio::spawn(crate::quorum_server::serve(b, l, rx.clone())),
-                    false => tokio::spawn(server::serve(b, l, rx.clone())),
+                    false => {
+                        let stats = broker.metrics.listener(&name);
+                        tokio::spawn(server::serve(b, (l, stats), rx.clone()))
+                    }
                 }
             })
             .collect();
+        if let Some(http) = http {
+            let _ = broker.http_addr.set(http.local_addr()?);
+            tasks.push(tokio::spawn(crate::http::serve(
+                Arc::clone(&broker),
+                http,
+                rx.clone(),
+            )));
+        }
         let endpoint = quorum_endpoint(&config, &advertised, &controller_addrs);
         tasks.push(tokio::spawn(join_quorum(
             Arc::clone(&broker),
@@ -264,6 +282,28 @@ impl Broker {
             .map_err(BrokerError::Metadata)?;
         self.serving.send_replace(true);
         Ok(())
+    }
+
+    /// The HTTP listener's address as clients reach it (`http://host:port`, the host the
+    /// advertised one when it bound every address), None when it is off.
+    pub fn http_url(&self) -> Option<String> {
+        let addr = self.http_addr.get()?;
+        let host = if addr.ip().is_unspecified() {
+            self.advertised_endpoint().0
+        } else {
+            addr.ip().to_string()
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        Some(format!("http://{host}:{}", addr.port()))
+    }
+
+    /// Whether this broker serves clients yet.
+    pub fn is_serving(&self) -> bool {
+        *self.serving.borrow()
     }
 
     /// Waits until this broker serves clients (false: it shuts down first).
@@ -622,7 +662,8 @@ async fn open_dirs(config: &BrokerConfig) -> Result<Vec<Arc<LogDir>>, BrokerErro
     .map_err(BrokerError::from)
 }
 
-type Bound = Vec<(SocketAddr, tokio::net::TcpListener)>;
+/// Bound listeners: address, socket, listener name.
+type Bound = Vec<(SocketAddr, tokio::net::TcpListener, String)>;
 
 /// Binds every listener: those for clients, and those `controller.listener.names` names.
 async fn bind_listeners(config: &BrokerConfig) -> Result<(Bound, Bound), BrokerError> {
@@ -647,7 +688,7 @@ async fn bind_listeners(config: &BrokerConfig) -> Result<(Bound, Bound), BrokerE
                 format!("binding listener {}://{}:{}: {e}", l.name, l.host, l.port),
             )
         })?;
-        let bound = (listener.local_addr()?, listener);
+        let bound = (listener.local_addr()?, listener, l.name.clone());
         if config.quorum.is_controller_listener(&l.name) {
             controllers.push(bound);
         } else {

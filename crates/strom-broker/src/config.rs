@@ -114,6 +114,8 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("offsets.retention.minutes", Kind::Int { min: 1 }, "10080"),
     ("offsets.retention.check.interval.ms", Kind::Long { min: 1 }, "600000"),
     ("strom.fetch.sendfile", Kind::Bool, "true"),
+    ("strom.http.listener", Kind::Str, "http://:9644"),
+    ("strom.metrics.per.partition", Kind::Bool, "false"),
     ("strom.log.flush.syncfs", Kind::Bool, "false"),
     ("log.cleaner.enable", Kind::Bool, "true"),
     ("log.cleaner.backoff.ms", Kind::Long { min: 0 }, "15000"),
@@ -253,6 +255,49 @@ pub struct BrokerConfig {
     pub leader_imbalance_check_interval_s: i64,
     /// How followers fetch (`replica.fetch.*`, `replica.socket.timeout.ms`).
     pub replica_fetch: ReplicaFetchConfig,
+    /// The HTTP listener: metrics, health, the console.
+    pub http: HttpConfig,
+    /// `strom.metrics.per.partition`: series per topic-partition besides per topic.
+    pub metrics_per_partition: bool,
+}
+
+/// `strom.http.listener`: where the HTTP listener binds (None: off, the key empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub bind: Option<(String, u16)>,
+    /// Given explicitly: failing to bind stops the start-up. The default's port taken (a
+    /// second broker on the machine) only turns the listener off, with a warning.
+    pub explicit: bool,
+}
+
+impl HttpConfig {
+    fn parse(value: &str, explicit: bool) -> Result<HttpConfig, ConfigError> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(HttpConfig {
+                bind: None,
+                explicit,
+            });
+        }
+        let bad = |why: &str| {
+            ConfigError(format!(
+                "invalid value {value:?} for strom.http.listener: {why}"
+            ))
+        };
+        let rest = value
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("expected http://host:port (empty turns it off)"))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing :port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad("port is not a number in 0..=65535"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(HttpConfig {
+            bind: Some((host.to_string(), port)),
+            explicit,
+        })
+    }
 }
 
 /// Kafka's `replica.fetch.*` keys: a follower's fetch requests to its leaders.
@@ -707,6 +752,11 @@ impl BrokerConfig {
             log_retention_check_interval_ms: int("log.retention.check.interval.ms"),
             log_flush_offset_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms"),
             fetch_sendfile: boolean("strom.fetch.sendfile"),
+            http: HttpConfig::parse(
+                &get("strom.http.listener"),
+                given.contains_key("strom.http.listener"),
+            )?,
+            metrics_per_partition: boolean("strom.metrics.per.partition"),
             log_flush_syncfs: boolean("strom.log.flush.syncfs"),
             offsets_topic_num_partitions: int("offsets.topic.num.partitions") as i32,
             offsets_topic_replication_factor: int("offsets.topic.replication.factor") as i32,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 /// Asks the controller for the ISR change `p` needs now, if any (on a task of its own).
 pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>, kind: IsrChangeKind) {
+    let expand = matches!(kind, IsrChangeKind::Join(_));
     let Some(change) = p.isr_change(kind, broker.broker_epoch()) else {
         return;
     };
@@ -34,7 +35,14 @@ pub fn request_change(broker: &Arc<Broker>, p: &Arc<Partition>, kind: IsrChangeK
             match result {
                 // Applied by the reconciler before `commit` returned (which clears it), or
                 // no change was needed.
-                Ok(_) => p.end_pending_isr(&change.new_isr),
+                Ok(_) => {
+                    let m = &broker.metrics;
+                    match expand {
+                        true => m.isr_expands.inc(),
+                        false => m.isr_shrinks.inc(),
+                    }
+                    p.end_pending_isr(&change.new_isr)
+                }
                 // The outcome is unknown (no quorum in time): the larger ISR still counts,
                 // and the change is asked again (as Kafka's AlterPartition manager retries)
                 // until an image of the partition ends it.

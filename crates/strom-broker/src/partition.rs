@@ -46,6 +46,8 @@ pub struct Read {
     pub log_end_offset: i64,
     /// Read committed: the aborted transactions the read overlaps.
     pub aborted: Option<Vec<AbortedTxn>>,
+    /// Where a reader goes on after the slice (`ReadInfo::next_offset`).
+    pub next_offset: i64,
 }
 
 /// What a produce to one partition got.
@@ -124,7 +126,18 @@ pub struct Partition {
     /// The log's segment count when producers' state was last snapshotted or loaded: a
     /// change (a roll) calls for a new snapshot.
     segments_at_snapshot: std::sync::atomic::AtomicUsize,
+    /// Client traffic counted for the topic (and the partition, when kept).
+    pub stats: crate::metrics::PartitionStats,
     me: Weak<Partition>,
+}
+
+/// A replica's view of its partition's replication (`Partition::health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub leader: bool,
+    pub replicas: usize,
+    pub isr: usize,
+    pub under_min_isr: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,7 +152,7 @@ impl Partition {
         index: i32,
         topic_id: Uuid,
         log: Arc<Log>,
-        node_id: i32,
+        (node_id, stats): (i32, crate::metrics::PartitionStats),
     ) -> Result<Arc<Partition>, BrokerError> {
         let state = PartitionState::new(node_id, log.durable_offset(), log.high_watermark());
         let p = Arc::new_cyclic(|me| Partition {
@@ -157,6 +170,7 @@ impl Partition {
             }),
             throttled: std::sync::atomic::AtomicU8::new(0),
             segments_at_snapshot: std::sync::atomic::AtomicUsize::new(0),
+            stats,
             me: me.clone(),
         });
         p.load_producers()?;
@@ -205,6 +219,18 @@ impl Partition {
         lock(&self.shared).state.is_leader()
     }
 
+    /// Its replication health, read under one lock.
+    pub fn health(&self) -> Health {
+        let shared = lock(&self.shared);
+        let s = &shared.state;
+        Health {
+            leader: s.is_leader(),
+            replicas: s.replicas().len(),
+            isr: s.isr().len(),
+            under_min_isr: s.under_min_isr(),
+        }
+    }
+
     fn node_id(&self) -> i32 {
         lock(&self.shared).state.node_id()
     }
@@ -227,6 +253,32 @@ impl Partition {
 
     pub fn size_bytes(&self) -> u64 {
         self.log.size_bytes()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.log.segment_count()
+    }
+
+    /// The timestamp of the record at `offset` (below the high watermark) as its batch's
+    /// header tells it: the batch's max timestamp for its last record, its first timestamp
+    /// for the others (exact for the first; the records' own are not decoded). None without
+    /// such a batch, or when its header cannot be read. A `LogAppendTime` batch, or one the
+    /// cleaner marked with a delete horizon (which its base timestamp then holds), gives its
+    /// max timestamp.
+    pub fn record_timestamp(&self, offset: i64) -> Option<i64> {
+        use std::os::unix::fs::FileExt;
+        let read = self.read(offset, 1, Isolation::HighWatermark).ok()?;
+        let slice = read.slice?;
+        let mut buf = [0u8; strom_proto::batch::HEADER_BYTES];
+        slice.file.read_exact_at(&mut buf, slice.position).ok()?;
+        let h = strom_proto::BatchHeader::parse(&buf).ok()?;
+        const DELETE_HORIZON: i16 = 0x40;
+        Some(match h.timestamp_type() {
+            strom_proto::TimestampType::LogAppendTime => h.max_timestamp,
+            _ if h.attributes & DELETE_HORIZON != 0 => h.max_timestamp,
+            _ if offset >= h.last_offset() => h.max_timestamp,
+            _ => h.base_timestamp,
+        })
     }
 
     /// The log's directory name, `<topic>-<partition>`.
@@ -284,6 +336,7 @@ impl Partition {
             log_start_offset: info.log_start_offset,
             log_end_offset: info.log_end_offset,
             aborted,
+            next_offset: info.next_offset,
         })
     }
 
@@ -297,6 +350,7 @@ impl Partition {
             log_start_offset: self.log_start_offset(),
             log_end_offset: self.log_end_offset(),
             aborted: None,
+            next_offset: -1,
         }
     }
 
@@ -712,6 +766,13 @@ mod tests {
     use super::*;
     use strom_log::{LogConfig, LogDirOptions};
 
+    fn test_stats() -> crate::metrics::PartitionStats {
+        crate::metrics::PartitionStats {
+            topic: Arc::new(crate::metrics::TopicStats::new(Arc::default())),
+            own: None,
+        }
+    }
+
     #[test]
     fn a_sync_the_partition_did_not_ask_for_still_moves_it() {
         let tmp = tempfile::tempdir().unwrap();
@@ -720,7 +781,14 @@ mod tests {
         })
         .unwrap();
         let log = dir.create("t", 0, LogConfig::default()).unwrap();
-        let p = Partition::open("t".into(), 0, Uuid::nil(), Arc::clone(&log), 1).unwrap();
+        let p = Partition::open(
+            "t".into(),
+            0,
+            Uuid::nil(),
+            Arc::clone(&log),
+            (1, test_stats()),
+        )
+        .unwrap();
         p.apply(&Assignment {
             leader: 1,
             leader_epoch: 0,
@@ -765,7 +833,14 @@ mod tests {
             b.push(None, Some(&[b'v'; 300][..]), 1_000);
             b.build()
         };
-        let p = Partition::open("t".into(), 0, Uuid::nil(), Arc::clone(&log), 1).unwrap();
+        let p = Partition::open(
+            "t".into(),
+            0,
+            Uuid::nil(),
+            Arc::clone(&log),
+            (1, test_stats()),
+        )
+        .unwrap();
         p.apply(&alone);
         let first = p.append_as_leader(&mut batch(7, 0)).unwrap();
         for seq in 0..12 {
@@ -786,7 +861,7 @@ mod tests {
 
         let dir = open_dir().unwrap();
         let log = dir.get("t-0").unwrap();
-        let p = Partition::open("t".into(), 0, Uuid::nil(), log, 1).unwrap();
+        let p = Partition::open("t".into(), 0, Uuid::nil(), log, (1, test_stats())).unwrap();
         p.apply(&alone);
         let retried = p.append_as_leader(&mut batch(7, 0)).unwrap();
         assert!(
@@ -808,7 +883,7 @@ mod tests {
         })
         .unwrap();
         let log = dir.create("t", 0, LogConfig::default()).unwrap();
-        let p = Partition::open("t".into(), 0, Uuid::nil(), log, 1).unwrap();
+        let p = Partition::open("t".into(), 0, Uuid::nil(), log, (1, test_stats())).unwrap();
         let leader = |leader: i32, epoch: i32| Assignment {
             leader,
             leader_epoch: epoch,

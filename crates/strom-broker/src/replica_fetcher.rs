@@ -397,6 +397,10 @@ async fn apply_partition(
             .map_err(|e| e.to_string())?;
     }
     let records = pd.records.as_deref().unwrap_or_default();
+    broker
+        .metrics
+        .replication_in_bytes
+        .add(records.len() as u64);
     p.append_as_follower(epoch, records)
         .map_err(|(c, m)| format!("append failed ({c}): {m}"))
 }

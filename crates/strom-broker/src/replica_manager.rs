@@ -77,6 +77,8 @@ pub struct ReplicaManager {
     pub fetch_stats: crate::replica_fetcher::FetchStats,
     /// Topics whose last reconcile failed (out of descriptors, say): tried again.
     failed: Mutex<BTreeSet<String>>,
+    /// Client traffic over all topics (`metrics.rs`).
+    pub traffic: Arc<crate::metrics::Traffic>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -146,6 +148,7 @@ impl ReplicaManager {
             quotas: ReplicationQuotas::default(),
             fetch_stats: Default::default(),
             failed: Mutex::new(BTreeSet::new()),
+            traffic: Arc::default(),
         }
     }
 
@@ -190,6 +193,18 @@ impl ReplicaManager {
 
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.read().by_id.values().cloned().collect()
+    }
+
+    /// The hosted partitions by topic, topics in name order, partitions in index order.
+    pub fn by_topic(&self) -> Vec<(Arc<str>, Vec<Arc<Partition>>)> {
+        let maps = self.read();
+        let mut topics: Vec<_> = maps
+            .by_name
+            .iter()
+            .map(|(name, parts)| (Arc::clone(name), parts.values().cloned().collect()))
+            .collect();
+        topics.sort_by(|a, b| a.0.cmp(&b.0));
+        topics
     }
 
     /// The hosted partitions with more than one replica (followers, and leaders that have
@@ -294,6 +309,10 @@ impl ReplicaManager {
         let topic: Arc<str> = keep
             .first()
             .map_or_else(|| name.into(), |p| Arc::clone(&p.topic));
+        let stats = keep.first().map_or_else(
+            || Arc::new(crate::metrics::TopicStats::new(Arc::clone(&self.traffic))),
+            |p| Arc::clone(&p.stats.topic),
+        );
         let keep: HashMap<i32, Arc<Partition>> = keep.into_iter().map(|p| (p.index, p)).collect();
         let mut first_error = Ok(());
         for (index, want) in wanted {
@@ -311,7 +330,7 @@ impl ReplicaManager {
                     })
                 }
                 None => self
-                    .open_partition(Arc::clone(&topic), index, &want)
+                    .open_partition((Arc::clone(&topic), &stats), index, &want)
                     .map(|p| self.write().insert(p, replicated)),
             };
             if let Err(e) = done {
@@ -386,7 +405,7 @@ impl ReplicaManager {
     /// Opens (or creates) a partition's log and the partition over it.
     fn open_partition(
         &self,
-        topic: Arc<str>,
+        (topic, stats): (Arc<str>, &Arc<crate::metrics::TopicStats>),
         index: i32,
         want: &Wanted,
     ) -> Result<Arc<Partition>, BrokerError> {
@@ -400,7 +419,11 @@ impl ReplicaManager {
                 .dir_for_new()
                 .create(&topic, index as u32, want.config.clone())?,
         };
-        let partition = Partition::open(topic, index, want.topic_id, log, self.node_id)?;
+        let stats = crate::metrics::PartitionStats {
+            topic: Arc::clone(stats),
+            own: self.config.metrics_per_partition.then(Box::default),
+        };
+        let partition = Partition::open(topic, index, want.topic_id, log, (self.node_id, stats))?;
         partition.set_min_isr(want.min_isr);
         partition.set_throttled(want.throttled.0, want.throttled.1);
         partition.apply(&want.assignment);

@@ -27,8 +27,13 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-/// Serves one bound listener until `shutdown` turns true.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+/// Serves one bound listener (its connections counted in `stats`) until `shutdown` turns
+/// true.
+pub async fn serve(
+    broker: Arc<Broker>,
+    (listener, stats): (TcpListener, Arc<crate::metrics::ListenerStats>),
+    shutdown: watch::Receiver<bool>,
+) {
     let send_buffer = broker.config.socket_send_buffer_bytes;
     let connections = Arc::clone(&broker.connections);
     let pace = move || connections.pace();
@@ -43,11 +48,12 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::
             tracing::warn!(%peer, error = %e, "socket.send.buffer.bytes not applied");
         }
         let broker = Arc::clone(&broker);
+        let open = stats.opened();
         tokio::spawn(async move {
             if let Err(e) = connection(broker, stream, shutdown).await {
                 tracing::debug!(%peer, error = %e, "connection closed");
             }
-            drop(admitted);
+            drop((admitted, open));
         });
     })
     .await
@@ -213,6 +219,7 @@ struct Outgoing {
     version: i16,
     correlation_id: i32,
     reply: Pending,
+    times: crate::metrics::RequestTimes,
 }
 
 /// The next whole frame in `buf`, if it has one (room is reserved for the rest of a frame
@@ -283,7 +290,7 @@ pub(crate) async fn kafka_connection(
         Arc::clone(&stream),
         rx,
         broker.config.fetch_sendfile,
-        Arc::clone(&activity),
+        (Arc::clone(&activity), Arc::clone(&broker.metrics)),
     ));
     let max_frame = broker.config.socket_request_max_bytes;
     let mut buf = head;
@@ -295,6 +302,7 @@ pub(crate) async fn kafka_connection(
         match next_frame(&mut buf, max_frame) {
             Err(e) => break Err(e),
             Ok(Some(frame)) => {
+                let read = std::time::Instant::now();
                 match decode_at(frame, endpoint) {
                     Ok((header, api_key, version, request)) => {
                         let correlation_id = header.correlation_id;
@@ -302,13 +310,20 @@ pub(crate) async fn kafka_connection(
                         let version = if request.is_none() { 0 } else { version };
                         activity.in_flight.fetch_add(1, Ordering::Relaxed);
                         activity.touch();
+                        let handling = std::time::Instant::now();
                         let reply =
                             handler::handle(&broker, &header, version, request, &peer, endpoint);
+                        let times = crate::metrics::RequestTimes {
+                            read,
+                            handling,
+                            handled: std::time::Instant::now(),
+                        };
                         let out = Outgoing {
                             api_key,
                             version,
                             correlation_id,
                             reply,
+                            times,
                         };
                         if tx.send(out).await.is_err() {
                             break Ok(());
@@ -449,13 +464,20 @@ async fn write_responses(
     stream: Arc<TcpStream>,
     mut rx: mpsc::Receiver<Outgoing>,
     sendfile: bool,
-    activity: Arc<Activity>,
+    (activity, metrics): (Arc<Activity>, Arc<crate::metrics::Metrics>),
 ) {
     while let Some(out) = rx.recv().await {
+        let picked = std::time::Instant::now();
         let reply = out.reply.await;
+        let ready = std::time::Instant::now();
         // Counted done once written (below), or now when there is nothing to write.
         let _done = Done(&activity);
+        let key = out.api_key as i16;
+        let api = metrics.api(key).map(|a| (key, a, &metrics.slowest));
         if matches!(reply, Reply::None) {
+            if let Some(api) = api {
+                out.times.record(api, picked, ready, ready);
+            }
             continue;
         }
         let chunks = match response::encode(out.api_key, out.version, out.correlation_id, reply) {
@@ -470,6 +492,10 @@ async fn write_responses(
             tracing::debug!(error = %e, "writing a response failed");
             close(&stream);
             return;
+        }
+        if let Some(api) = api {
+            out.times
+                .record(api, picked, ready, std::time::Instant::now());
         }
     }
 }

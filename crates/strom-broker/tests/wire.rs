@@ -482,6 +482,7 @@ fn kafkas_own_server_properties_start_the_broker() {
             "PLAINTEXT://127.0.0.1:0"
         };
         props.insert("listeners".into(), listeners.into());
+        props.insert("strom.http.listener".into(), "http://127.0.0.1:0".into());
         props.remove("advertised.listeners");
         let (config, ignored) =
             BrokerConfig::from_properties(&props).unwrap_or_else(|e| panic!("{fixture}: {e}"));

@@ -47,8 +47,8 @@ pub mod limits;
 pub mod producer;
 
 pub use admin::{
-    Admin, AlterOp, Move, MoveResult, NewTopic, OffsetSpec, QuorumDescription, QuorumReplica,
-    Reassignment, ResourceType,
+    Admin, AlterOp, ClusterBroker, ClusterDescription, Move, MoveResult, NewTopic, OffsetSpec,
+    QuorumDescription, QuorumReplica, Reassignment, ResourceType,
 };
 pub use client::{Client, ClientConfig, Metadata, PartitionInfo, TopicInfo};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};

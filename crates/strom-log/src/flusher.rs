@@ -17,6 +17,18 @@ use std::time::Duration;
 /// Called once with the durable offset reached, or the error that stopped it.
 pub type Waiter = Box<dyn FnOnce(Result<i64, LogError>) + Send>;
 
+/// How long each flush took, in every log dir of the process: one log's fsyncs, or one
+/// `syncfs` for a cycle of several (Kafka's `LogFlushRateAndTimeMs`).
+pub static FLUSH_TIME: strom_metrics::DurationHistogram = strom_metrics::DurationHistogram::new();
+
+/// Runs `flush` and records how long it took.
+fn timed<T>(flush: impl FnOnce() -> T) -> T {
+    let start = std::time::Instant::now();
+    let out = flush();
+    FLUSH_TIME.observe(start.elapsed());
+    out
+}
+
 /// The waiters of one log in one cycle, with the offset each waits for.
 type Waiters = Vec<(i64, Waiter)>;
 
@@ -84,7 +96,7 @@ pub(crate) fn run(shared: Arc<DirShared>, rx: Receiver<Request>, schedule: Sched
             flush_together(&shared, cycle);
         } else {
             for (log, waiters) in cycle {
-                complete(&log, waiters, log.flush());
+                complete(&log, waiters, timed(|| log.flush()));
             }
         }
         if !stop && now - last_checkpoint >= schedule.checkpoint_interval_ms {
@@ -115,7 +127,7 @@ const SYNCFS_LOGS_MIN: usize = 2;
 fn flush_together(shared: &DirShared, cycle: Vec<(Arc<Log>, Waiters)>) {
     let (logs, waiters): (Vec<Arc<Log>>, Vec<Waiters>) = cycle.into_iter().unzip();
     let pending: Vec<_> = logs.iter().map(|log| log.begin_flush()).collect();
-    let synced = syncfs(shared.path());
+    let synced = timed(|| syncfs(shared.path()));
     for ((log, waiters), pending) in logs.iter().zip(waiters).zip(pending) {
         let result = pending.and_then(|p| {
             let sync = synced.as_ref().map(|_| ()).map_err(LogError::again);

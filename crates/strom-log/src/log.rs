@@ -47,6 +47,9 @@ pub struct ReadInfo {
     pub slice: Option<FileSlice>,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// The offset after the slice's last batch (the read's offset without a slice): what a
+    /// reader's position moves to. Where a batch follows beyond the read's bound, the bound.
+    pub next_offset: i64,
 }
 
 /// The first record at or after a timestamp.
@@ -922,17 +925,18 @@ impl Log {
     fn read_once(&self, offset: i64, max_bytes: u64, upper_bound: Option<i64>) -> Result<ReadInfo> {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
-        let info = |slice| ReadInfo {
+        let info = |slice, next_offset| ReadInfo {
             slice,
             log_start_offset,
             log_end_offset,
+            next_offset,
         };
         if offset < log_start_offset || offset > log_end_offset {
             return Err(self.out_of_range(offset));
         }
         let bound = upper_bound.unwrap_or(log_end_offset).min(log_end_offset);
         if offset >= bound {
-            return Ok(info(None));
+            return Ok(info(None, offset));
         }
         let segments = self.segments();
         let first = segments
@@ -946,25 +950,31 @@ impl Log {
                 continue;
             };
             if h.base_offset >= bound {
-                return Ok(info(None));
+                return Ok(info(None, offset));
             }
-            let bound_position = if next <= bound {
-                size
+            let (bound_position, bound_next) = if next <= bound {
+                (size, next)
             } else {
                 match seg.locate(bound, size)? {
-                    Some((p, hb)) if hb.base_offset >= bound => p,
-                    Some((p, hb)) => p + hb.size() as u64,
-                    None => size,
+                    Some((p, hb)) if hb.base_offset >= bound => (p, bound),
+                    Some((p, hb)) => (p + hb.size() as u64, hb.next_offset()),
+                    None => (size, next),
                 }
             };
             let limit = bound_position.min(start.saturating_add(max_bytes));
-            let mut end = seg.boundary_at_or_before(start, limit, size)?;
+            let (mut end, walked) = seg.boundary_at_or_before(start, limit, size)?;
+            let mut next_offset = match walked {
+                Some(n) => n,
+                None if end == bound_position => bound_next,
+                None => next,
+            };
             if end <= start {
                 end = start + h.size() as u64;
+                next_offset = h.next_offset();
             }
-            return Ok(info(Some(seg.slice(start, end - start)?)));
+            return Ok(info(Some(seg.slice(start, end - start)?), next_offset));
         }
-        Ok(info(None))
+        Ok(info(None, offset))
     }
 
     /// The first record whose timestamp is at least `timestamp_ms`, as ListOffsets asks.

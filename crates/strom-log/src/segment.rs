@@ -416,10 +416,17 @@ impl Segment {
     }
 
     /// The end of the last whole batch that starts at or after `start` and ends at or before
-    /// `limit`, found from the nearest index entry. `start` must be a batch boundary.
-    pub fn boundary_at_or_before(&self, start: u64, limit: u64, size: u64) -> Result<u64> {
+    /// `limit`, found from the nearest index entry, with the offset where reading goes on
+    /// from there when a header told it (the next batch's first offset, else the offset after
+    /// the last batch walked; None: the end is the file's). `start` must be a batch boundary.
+    pub fn boundary_at_or_before(
+        &self,
+        start: u64,
+        limit: u64,
+        size: u64,
+    ) -> Result<(u64, Option<i64>)> {
         if limit >= size {
-            return Ok(size);
+            return Ok((size, None));
         }
         let from = self
             .offset_index
@@ -435,15 +442,22 @@ impl Segment {
     }
 
     /// Walks batches from `position` while they end at or before `limit`.
-    fn last_end_within(&self, mut position: u64, limit: u64, size: u64) -> Result<u64> {
+    fn last_end_within(
+        &self,
+        mut position: u64,
+        limit: u64,
+        size: u64,
+    ) -> Result<(u64, Option<i64>)> {
+        let mut next_offset = None;
         while let Some(h) = self.header_at(position, size)? {
             let end = position + h.size() as u64;
             if end > limit {
-                break;
+                return Ok((position, Some(h.base_offset)));
             }
             position = end;
+            next_offset = Some(h.next_offset());
         }
-        Ok(position)
+        Ok((position, next_offset))
     }
 
     /// Walks the batches from `from` to the end of the file, checking each header (and with

@@ -61,6 +61,37 @@ fn append_assigns_offsets_and_reads_back_byte_identical() {
 }
 
 #[test]
+fn a_read_says_where_its_reader_goes_on() {
+    let f = Fixture::new();
+    let small_index = LogConfig {
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    };
+    let dir = f.open(small_index.clone());
+    let log = dir.create("t", 0, small_index).unwrap();
+    let mut one = 0;
+    for i in 0..20 {
+        let mut b = batch(i, 2, 300, 0);
+        one = b.len() as u64;
+        log.append(&mut b).unwrap();
+    }
+    // Limited by max_bytes (the index walked), by the end, by a bound inside a batch, and
+    // a batch larger than max_bytes.
+    for (offset, max, bound, next) in [
+        (0, 3 * one + 7, None, 6),
+        (4, 1 << 20, None, 40),
+        (4, 1 << 20, Some(9), 10),
+        (4, 1 << 20, Some(8), 8),
+        (6, 1, None, 8),
+        (7, 1, None, 8),
+    ] {
+        let info = log.read(offset, max, bound).unwrap();
+        assert_eq!(info.next_offset, next, "read({offset}, {max}, {bound:?})");
+    }
+    assert_eq!(log.read(40, 100, None).unwrap().next_offset, 40);
+}
+
+#[test]
 fn read_returns_whole_batches_within_max_bytes_and_bound() {
     let f = Fixture::new();
     let dir = f.open(LogConfig::default());

@@ -92,8 +92,9 @@ enum Command {
 }
 
 /// `STROM_LOG_DIRS=/x` sets `log.dirs`: strip the prefix, lower-case, `_` becomes `.`.
-/// Environment variables are ambient, so one that names no configuration key (say
-/// `STROM_LOG`, the log filter) is skipped rather than refused.
+/// Strom's own `strom.*` keys drop their prefix too: `STROM_HTTP_LISTENER` sets
+/// `strom.http.listener`. Environment variables are ambient, so one that names no
+/// configuration key (say `STROM_LOG`, the log filter) is skipped rather than refused.
 fn env_overrides() -> BTreeMap<String, String> {
     std::env::vars()
         .filter_map(|(k, v)| {
@@ -101,7 +102,11 @@ fn env_overrides() -> BTreeMap<String, String> {
                 .strip_prefix("STROM_")?
                 .to_ascii_lowercase()
                 .replace('_', ".");
-            strom_broker::config::is_known_key(&key).then_some((key, v))
+            let own = format!("strom.{key}");
+            [key, own]
+                .into_iter()
+                .find(|k| strom_broker::config::is_known_key(k))
+                .map(|k| (k, v))
         })
         .collect()
 }
@@ -140,8 +145,13 @@ async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
     let running = Broker::start(config).await?;
     // One line on stdout once clients can connect: scripts and test harnesses wait for it.
     let addrs: Vec<String> = running.addrs.iter().map(|a| a.to_string()).collect();
+    let http = running
+        .broker
+        .http_url()
+        .map(|u| format!(", http on {u}"))
+        .unwrap_or_default();
     println!(
-        "strom broker ready: node {} listening on {}",
+        "strom broker ready: node {} listening on {}{http}",
         running.broker.node_id,
         addrs.join(",")
     );

@@ -39,6 +39,7 @@ fn broker_with(overrides: &[&str]) -> Broker {
         ])
         .args(overrides.iter().flat_map(|o| ["--override", o]))
         .env("STROM_LOG", "warn")
+        .env("STROM_HTTP_LISTENER", "http://127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -48,9 +49,9 @@ fn broker_with(overrides: &[&str]) -> Broker {
         .read_line(&mut line)
         .unwrap();
     let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ', '\n']).next())
         .expect("a ready line")
         .to_string();
     assert!(line.starts_with("strom broker ready"), "{line}");
@@ -501,6 +502,7 @@ fn broker_log_to_a_file_has_no_colour_codes() {
         .arg(format!("log.dirs={}", dir.path().join("data").display()))
         .args(["--override", "listeners=PLAINTEXT://127.0.0.1:0"])
         .env("STROM_LOG", "info")
+        .env("STROM_HTTP_LISTENER", "http://127.0.0.1:0")
         .env_remove("NO_COLOR")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log_path).unwrap())

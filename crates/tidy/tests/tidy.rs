@@ -24,7 +24,11 @@ fn allowed() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'sta
                 &["tokio", "anyhow", "openraft", "memmap2", "libc"][..],
             ),
         ),
-        ("strom-log", (&["strom-proto"][..], NO_RUNTIME)),
+        ("strom-metrics", (&[][..], NO_RUNTIME)),
+        (
+            "strom-log",
+            (&["strom-proto", "strom-metrics"][..], NO_RUNTIME),
+        ),
         (
             "strom-raft",
             (&["strom-proto", "strom-log"][..], &["anyhow"][..]),
@@ -46,6 +50,7 @@ fn allowed() -> BTreeMap<&'static str, (&'static [&'static str], &'static [&'sta
                     "strom-meta",
                     "strom-client",
                     "strom-raft",
+                    "strom-metrics",
                 ][..],
                 &["anyhow"][..],
             ),

@@ -225,6 +225,7 @@ impl Group {
     pub(super) fn complete_join(&mut self, now_ms: i64) {
         self.members.retain(|_, m| m.join_waiter.is_some());
         self.generation += 1;
+        super::state::REBALANCES.inc();
         // Kafka restarts every member's session when a join completes: a member that waited
         // in JoinGroup longer than its session is not expired before its SyncGroup.
         for m in self.members.values_mut() {

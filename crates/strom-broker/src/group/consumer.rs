@@ -434,6 +434,7 @@ impl Group {
     }
 
     fn compute_target(&mut self, default_assignor: &str) {
+        super::state::REBALANCES.inc();
         self.assignor = self.choose_assignor(default_assignor);
         let owned: BTreeMap<&String, BTreeSet<String>> = self
             .members

@@ -100,6 +100,10 @@ pub struct JoinRequest {
     pub supports_skip_assignment: bool,
 }
 
+/// Rebalances completed by the groups of this process: a classic group's new generation,
+/// a consumer group's new target assignment.
+pub static REBALANCES: strom_metrics::Counter = strom_metrics::Counter::new();
+
 /// The coordinator of every group on this broker: classic groups here, consumer-protocol
 /// (KIP-848) groups in `consumer.rs`. A group id names one or the other. When both locks are
 /// taken, the classic one is taken first.

@@ -185,6 +185,10 @@ fn topic(broker: &Broker, image: &MetadataImage, dynamic: &Dynamic, ask: &Ask) -
     Ok(out)
 }
 
+/// Described as the address it bound (port 0 picks one; empty when off), so that tools can
+/// find a broker's metrics and console.
+const HTTP_LISTENER: &str = "strom.http.listener";
+
 fn broker_configs(broker: &Broker, dynamic: &Dynamic, ask: &Ask) -> Described {
     let name = ask.name;
     if !name.is_empty() && name.parse::<i32>().is_err() {
@@ -221,6 +225,10 @@ fn broker_configs(broker: &Broker, dynamic: &Dynamic, ask: &Ask) -> Described {
             (None, _) if default_only => continue,
             (None, Some(v)) => (Some(v.clone()), ConfigSource::StaticBroker),
             (None, None) => (default, ConfigSource::Default),
+        };
+        let value = match key {
+            HTTP_LISTENER if !default_only => Some(broker.http_url().unwrap_or_default()),
+            _ => value,
         };
         // A key neither Kafka nor Strom defines (a plugin's): Kafka cannot tell whether it is
         // a secret, so it hides the value as sensitive.

@@ -184,10 +184,10 @@ impl Answer {
             if read.bytes >= self.min_bytes.max(1) || read.answer_now || timed_out {
                 return finish(&self.broker, self.version, self.session_id, read);
             }
-            if tokio::time::timeout_at(self.deadline, notify.notified())
-                .await
-                .is_err()
-            {
+            let parked = self.broker.metrics.parked_fetches.hold();
+            let woken = tokio::time::timeout_at(self.deadline, notify.notified()).await;
+            drop(parked);
+            if woken.is_err() {
                 return finish(&self.broker, self.version, self.session_id, reads.read());
             }
         }
@@ -195,6 +195,12 @@ impl Answer {
 }
 
 fn finish(broker: &Broker, version: i16, session_id: i32, read: Read) -> Reply {
+    for (p, bytes, records) in &read.counted {
+        match p {
+            Some(p) => p.stats.fetched(*bytes, *records),
+            None => broker.metrics.replication_out_bytes.add(*bytes),
+        }
+    }
     let mut response = read.response;
     response.session_id = session_id;
     super::steer::fetch(broker, version, &mut response);
@@ -271,6 +277,9 @@ struct Read {
     sent: Vec<(String, uuid::Uuid, i32, i64, i64)>,
     /// Partitions whose fetching follower may join the ISR.
     may_join: Vec<(Arc<Partition>, i32)>,
+    /// Bytes and records of each partition's slice, counted once the answer goes: for a
+    /// consumer with its partition, for a follower as replication.
+    counted: Vec<(Option<Arc<Partition>>, u64, i64)>,
 }
 
 impl Reads<'_> {
@@ -282,6 +291,7 @@ impl Reads<'_> {
             answer_now: false,
             sent: Vec::new(),
             may_join: Vec::new(),
+            counted: Vec::new(),
         };
         for w in self.wanted {
             let at = &w.at;
@@ -399,6 +409,8 @@ impl Reads<'_> {
             quota.record(slice.len);
         }
         out.bytes += slice.len as i64;
+        let counted = self.follower.is_none().then(|| Arc::clone(p));
+        let counts = (slice.len, info.next_offset - at.fetch_offset);
         let records = match crate::response::Records::hold(slice) {
             Ok(r) => r,
             Err(e) => {
@@ -408,6 +420,7 @@ impl Reads<'_> {
                 return (pd, false);
             }
         };
+        out.counted.push((counted, counts.0, counts.1));
         let marker = new_marker();
         pd.records = Some(marker.clone());
         out.slices.push((marker, records));

@@ -134,6 +134,10 @@ fn append(
     }
     match append_copy(p, records, transactional) {
         Ok(crate::partition::TxnAppended { appended: a, check }) => {
+            if !a.duplicate {
+                p.stats
+                    .produced(records.len(), a.last_offset - a.base_offset + 1);
+            }
             pr.base_offset = a.base_offset;
             pr.log_append_time_ms = a.log_append_time_ms;
             pr.log_start_offset = p.log_start_offset();
@@ -169,7 +173,9 @@ fn durable(
         })
         .collect();
     let deadline = tokio::time::Instant::now() + timeout;
+    let waiting = crate::metrics::Held::new(&broker.metrics, |m| &m.produce_waits);
     Box::pin(async move {
+        let _waiting = waiting;
         let mut failed = Vec::new();
         if let Some(id) = &txn {
             failed = confirm_txn(&broker, id, version, checks, deadline).await;

@@ -15,6 +15,7 @@ pub fn config(dir: &std::path::Path, extra: &[(&str, &str)]) -> BrokerConfig {
     let mut props: BTreeMap<String, String> = BTreeMap::new();
     props.insert("log.dirs".into(), dir.join("data").display().to_string());
     props.insert("listeners".into(), "PLAINTEXT://127.0.0.1:0".into());
+    props.insert("strom.http.listener".into(), "http://127.0.0.1:0".into());
     for (k, v) in extra {
         props.insert(k.to_string(), v.to_string());
     }

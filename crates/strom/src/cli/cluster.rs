@@ -5,6 +5,7 @@
 use super::{print_json, print_table, Common, Output};
 use clap::Subcommand;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {
@@ -100,112 +101,145 @@ async fn directory_of(
 }
 
 async fn describe(admin: &strom_client::Admin, common: &Common) -> anyhow::Result<()> {
-    {
-        {
-            let c = admin.describe_cluster().await?;
-            // A cluster that does not answer DescribeQuorum (older Kafka) is still described.
-            let q = admin.describe_quorum().await;
-            let replica = |r: &strom_client::QuorumReplica, role: &str| {
-                json!({"node_id": r.replica_id, "role": role, "log_end_offset": r.log_end_offset,
-                       "lag": r.lag, "last_fetch_ms": r.last_fetch_ms,
-                       "directory_id": r.directory_id})
-            };
-            match common.output {
-                Output::Json => print_json(&json!({
-                    "cluster_id": c.cluster_id,
-                    "controller_id": c.controller_id,
-                    "brokers": c.brokers.iter().map(|b| json!({
-                        "node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack,
-                        "fenced": b.fenced,
-                        "controller": q.as_ref().map_or(b.node_id == c.controller_id,
-                            |q| q.voters.iter().any(|v| v.replica_id == b.node_id)),
-                    })).collect::<Vec<_>>(),
-                    "quorum": match &q {
-                        Ok(q) => json!({
-                            "leader_id": q.leader_id,
-                            "leader_epoch": q.leader_epoch,
-                            "high_watermark": q.high_watermark,
-                            "replicas": q.voters.iter().map(|r| replica(r, "voter"))
-                                .chain(q.observers.iter().map(|r| replica(r, "observer")))
-                                .collect::<Vec<_>>(),
-                        }),
-                        Err(e) => json!({"error": e.to_string()}),
-                    },
-                })),
-                Output::Table => {
-                    // A quorum voter is a controller too (combined mode).
-                    let voters: Vec<i32> = match &q {
-                        Ok(q) => q.voters.iter().map(|v| v.replica_id).collect(),
-                        Err(_) => vec![c.controller_id],
-                    };
-                    println!("Cluster id: {}", c.cluster_id);
-                    println!("Controller: {}", c.controller_id);
-                    match &q {
-                        Ok(q) => println!(
-                            "Quorum:     leader {}, epoch {}, high watermark {}, {} voter(s), {} observer(s)",
-                            q.leader_id,
-                            q.leader_epoch,
-                            q.high_watermark,
-                            q.voters.len(),
-                            q.observers.len()
-                        ),
-                        Err(e) => println!("Quorum:     unavailable ({e})"),
-                    }
-                    print_table(
-                        &["NODE", "HOST", "PORT", "RACK", "ROLES", "STATUS"],
-                        &c.brokers
-                            .iter()
-                            .map(|b| {
-                                vec![
-                                    b.node_id.to_string(),
-                                    b.host.clone(),
-                                    b.port.to_string(),
-                                    b.rack.clone().unwrap_or_else(|| "-".into()),
-                                    if voters.contains(&b.node_id) {
-                                        "broker,controller".into()
-                                    } else {
-                                        "broker".into()
-                                    },
-                                    if b.fenced {
-                                        "fenced".into()
-                                    } else {
-                                        "running".into()
-                                    },
-                                ]
-                            })
-                            .collect::<Vec<_>>(),
-                    );
-                    if let Ok(q) = &q {
-                        println!();
-                        print_table(
-                            &[
-                                "QUORUM-NODE",
-                                "ROLE",
-                                "LOG-END-OFFSET",
-                                "LAG",
-                                "DIRECTORY-ID",
-                            ],
-                            &q.voters
-                                .iter()
-                                .map(|r| (r, "voter"))
-                                .chain(q.observers.iter().map(|r| (r, "observer")))
-                                .map(|(r, role)| {
-                                    vec![
-                                        r.replica_id.to_string(),
-                                        role.to_string(),
-                                        r.log_end_offset.to_string(),
-                                        r.lag.to_string(),
-                                        r.directory_id.clone(),
-                                    ]
-                                })
-                                .collect::<Vec<_>>(),
-                        );
-                    }
-                }
-            }
-        }
+    let c = admin.describe_cluster().await?;
+    // A cluster that does not answer DescribeQuorum (older Kafka) is still described.
+    let q = admin.describe_quorum().await;
+    let http = http_listeners(admin, &c).await;
+    match common.output {
+        Output::Json => print_json(&describe_json(&c, &q, &http)),
+        Output::Table => describe_table(&c, &q, &http),
     }
     Ok(())
+}
+
+/// Each live broker's HTTP listener (metrics, console), as it describes its
+/// `strom.http.listener`: empty when off, absent when it could not tell (not Strom).
+async fn http_listeners(
+    admin: &strom_client::Admin,
+    c: &strom_client::ClusterDescription,
+) -> BTreeMap<i32, String> {
+    let mut out = BTreeMap::new();
+    for b in c.brokers.iter().filter(|b| !b.fenced) {
+        let described = admin
+            .describe_configs(strom_client::ResourceType::Broker, &b.node_id.to_string())
+            .await;
+        let url = described.ok().and_then(|entries| {
+            entries
+                .into_iter()
+                .find(|e| e.name == "strom.http.listener")
+                .and_then(|e| e.value)
+        });
+        if let Some(url) = url {
+            out.insert(b.node_id, url);
+        }
+    }
+    out
+}
+
+type Quorum = strom_client::Result<strom_client::QuorumDescription>;
+
+fn describe_json(
+    c: &strom_client::ClusterDescription,
+    q: &Quorum,
+    http: &BTreeMap<i32, String>,
+) -> serde_json::Value {
+    let replica = |r: &strom_client::QuorumReplica, role: &str| {
+        json!({"node_id": r.replica_id, "role": role, "log_end_offset": r.log_end_offset,
+               "lag": r.lag, "last_fetch_ms": r.last_fetch_ms,
+               "directory_id": r.directory_id})
+    };
+    json!({
+        "cluster_id": c.cluster_id,
+        "controller_id": c.controller_id,
+        "brokers": c.brokers.iter().map(|b| json!({
+            "node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack,
+            "fenced": b.fenced,
+            "controller": q.as_ref().map_or(b.node_id == c.controller_id,
+                |q| q.voters.iter().any(|v| v.replica_id == b.node_id)),
+            "http": http.get(&b.node_id).filter(|u| !u.is_empty()),
+        })).collect::<Vec<_>>(),
+        "quorum": match q {
+            Ok(q) => json!({
+                "leader_id": q.leader_id,
+                "leader_epoch": q.leader_epoch,
+                "high_watermark": q.high_watermark,
+                "replicas": q.voters.iter().map(|r| replica(r, "voter"))
+                    .chain(q.observers.iter().map(|r| replica(r, "observer")))
+                    .collect::<Vec<_>>(),
+            }),
+            Err(e) => json!({"error": e.to_string()}),
+        },
+    })
+}
+
+fn describe_table(c: &strom_client::ClusterDescription, q: &Quorum, http: &BTreeMap<i32, String>) {
+    // A quorum voter is a controller too (combined mode).
+    let voters: Vec<i32> = match q {
+        Ok(q) => q.voters.iter().map(|v| v.replica_id).collect(),
+        Err(_) => vec![c.controller_id],
+    };
+    println!("Cluster id: {}", c.cluster_id);
+    println!("Controller: {}", c.controller_id);
+    match q {
+        Ok(q) => println!(
+            "Quorum:     leader {}, epoch {}, high watermark {}, {} voter(s), {} observer(s)",
+            q.leader_id,
+            q.leader_epoch,
+            q.high_watermark,
+            q.voters.len(),
+            q.observers.len()
+        ),
+        Err(e) => println!("Quorum:     unavailable ({e})"),
+    }
+    let row = |b: &strom_client::ClusterBroker| {
+        let roles = match voters.contains(&b.node_id) {
+            true => "broker,controller",
+            false => "broker",
+        };
+        let status = if b.fenced { "fenced" } else { "running" };
+        let url = http.get(&b.node_id).filter(|u| !u.is_empty());
+        vec![
+            b.node_id.to_string(),
+            b.host.clone(),
+            b.port.to_string(),
+            b.rack.clone().unwrap_or_else(|| "-".into()),
+            roles.into(),
+            status.into(),
+            url.cloned().unwrap_or_else(|| "-".into()),
+        ]
+    };
+    print_table(
+        &["NODE", "HOST", "PORT", "RACK", "ROLES", "STATUS", "HTTP"],
+        &c.brokers.iter().map(row).collect::<Vec<_>>(),
+    );
+    if let Ok(q) = q {
+        println!();
+        let rows: Vec<Vec<String>> = q
+            .voters
+            .iter()
+            .map(|r| (r, "voter"))
+            .chain(q.observers.iter().map(|r| (r, "observer")))
+            .map(|(r, role)| {
+                vec![
+                    r.replica_id.to_string(),
+                    role.to_string(),
+                    r.log_end_offset.to_string(),
+                    r.lag.to_string(),
+                    r.directory_id.clone(),
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "QUORUM-NODE",
+                "ROLE",
+                "LOG-END-OFFSET",
+                "LAG",
+                "DIRECTORY-ID",
+            ],
+            &rows,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ pub fn spawn(config: &Path) -> Child {
 pub fn spawn_env(config: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(config.with_extension("log")).unwrap();
     Command::new(STROM)
+        .env("STROM_HTTP_LISTENER", "http://127.0.0.1:0")
         .envs(env.iter().copied())
         .args(["broker", "--config"])
         .arg(config)
@@ -108,7 +109,16 @@ pub fn ready(child: &mut Child, config: &Path) -> String {
         let log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
         panic!("a node not ready within 60 s ({status:?}): {line:?}\n{log}");
     }
-    line.trim().rsplit(' ').next().unwrap().to_string()
+    listening_on(&line)
+}
+
+/// The first client address of a ready line (`... listening on ADDR[,ADDR...][, http on URL]`).
+pub fn listening_on(line: &str) -> String {
+    let rest = line.split("listening on ").nth(1).expect("a ready line");
+    rest.split([',', ' ', '\n'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn start_all(configs: &[PathBuf]) -> Vec<Node> {

@@ -1,0 +1,140 @@
+//! The HTTP listener (`strom.http.listener`): `/metrics` for Prometheus, `/health` and
+//! `/ready` for orchestrators. HTTP/1.1 by hyper; every request is a GET of something the
+//! broker already has, so each is answered from memory (a scrape on a blocking thread).
+
+use crate::broker::Broker;
+use crate::config::HttpConfig;
+use crate::error::BrokerError;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How long a client may take to send a request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds the listener (None: turned off). The default address already taken (another
+/// broker on this machine) turns it off with a warning; an address given explicitly must
+/// bind.
+pub async fn bind(config: &HttpConfig) -> Result<Option<TcpListener>, BrokerError> {
+    let Some((host, port)) = &config.bind else {
+        return Ok(None);
+    };
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    match TcpListener::bind((host, *port)).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if !config.explicit => {
+            tracing::warn!(error = %e, "the default HTTP listener http://{host}:{port} could not be bound; no metrics or console (set strom.http.listener)");
+            Ok(None)
+        }
+        Err(e) => Err(BrokerError::Io(std::io::Error::new(
+            e.kind(),
+            format!("binding strom.http.listener http://{host}:{port}: {e}"),
+        ))),
+    }
+}
+
+/// Serves HTTP connections until `shutdown` turns true.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    crate::server::accept_loop(
+        listener,
+        shutdown,
+        || Duration::ZERO,
+        move |stream, _peer, mut shutdown| {
+            let broker = Arc::clone(&broker);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let broker = Arc::clone(&broker);
+                    async move { Ok::<_, Infallible>(route(broker, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!(error = %e, "HTTP connection ended");
+                        }
+                    }
+                    _ = shutdown.wait_for(|s| *s) => {}
+                }
+            });
+        },
+    )
+    .await
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
+async fn route(broker: Arc<Broker>, req: Request<hyper::body::Incoming>) -> Reply {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        if let Ok(v) = "GET, HEAD".parse() {
+            r.headers_mut().insert(hyper::header::ALLOW, v);
+        }
+        return r;
+    }
+    match req.uri().path() {
+        "/health" => text(StatusCode::OK, "ok\n"),
+        "/ready" => match not_ready(&broker) {
+            None => text(StatusCode::OK, "ready\n"),
+            Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+        },
+        "/metrics" => metrics(broker, &req).await,
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+async fn metrics(broker: Arc<Broker>, req: &Request<hyper::body::Incoming>) -> Reply {
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = strom_metrics::Format::negotiate(accept);
+    let body =
+        tokio::task::spawn_blocking(move || crate::metrics::scrape::render(&broker, format)).await;
+    match body {
+        Ok(body) => reply(StatusCode::OK, format.content_type(), body),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("scrape failed: {e}\n"),
+        ),
+    }
+}
+
+/// Why the broker does not serve yet, if it does not: clients are served once it has
+/// registered and brought its partitions in line with the metadata; a log dir that went
+/// offline, or a quorum with no leader it knows of, makes it not ready again.
+fn not_ready(broker: &Broker) -> Option<String> {
+    if broker.config.quorum.broker && !broker.is_serving() {
+        return Some("not serving clients yet: registering and loading partitions".into());
+    }
+    if let Some(dir) = broker.replicas.log_dirs().iter().find(|d| d.is_offline()) {
+        return Some(format!("log dir {} is offline", dir.path().display()));
+    }
+    if let Some(q) = broker.meta.quorum() {
+        if q.raft().metrics().borrow().current_leader.is_none() {
+            return Some("the metadata quorum has no leader".into());
+        }
+    }
+    None
+}
