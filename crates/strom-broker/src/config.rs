@@ -116,6 +116,7 @@ pub const STROM_KEYS: &[(&str, Kind, &str)] = &[
     ("strom.fetch.sendfile", Kind::Bool, "true"),
     ("strom.http.listener", Kind::Str, "http://:9644"),
     ("strom.metrics.per.partition", Kind::Bool, "false"),
+    ("strom.console.write.enable", Kind::Bool, "false"),
     ("strom.log.flush.syncfs", Kind::Bool, "false"),
     ("log.cleaner.enable", Kind::Bool, "true"),
     ("log.cleaner.backoff.ms", Kind::Long { min: 0 }, "15000"),
@@ -259,6 +260,9 @@ pub struct BrokerConfig {
     pub http: HttpConfig,
     /// `strom.metrics.per.partition`: series per topic-partition besides per topic.
     pub metrics_per_partition: bool,
+    /// `strom.console.write.enable`: the console may create, alter and delete topics and
+    /// reset groups' offsets.
+    pub console_write_enable: bool,
 }
 
 /// `strom.http.listener`: where the HTTP listener binds (None: off, the key empty).
@@ -757,6 +761,7 @@ impl BrokerConfig {
                 given.contains_key("strom.http.listener"),
             )?,
             metrics_per_partition: boolean("strom.metrics.per.partition"),
+            console_write_enable: boolean("strom.console.write.enable"),
             log_flush_syncfs: boolean("strom.log.flush.syncfs"),
             offsets_topic_num_partitions: int("offsets.topic.num.partitions") as i32,
             offsets_topic_replication_factor: int("offsets.topic.replication.factor") as i32,

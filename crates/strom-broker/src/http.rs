@@ -1,9 +1,10 @@
 //! The HTTP listener (`strom.http.listener`): `/metrics` for Prometheus, `/health` and
-//! `/ready` for orchestrators. HTTP/1.1 by hyper; every request is a GET of something the
-//! broker already has, so each is answered from memory (a scrape on a blocking thread).
+//! `/ready` for orchestrators, and the web console (`/`, its assets, its JSON API under
+//! `/api/`, `console.rs`). HTTP/1.1 by hyper; a scrape runs on a blocking thread.
 
 use crate::broker::Broker;
 use crate::config::HttpConfig;
+use crate::console::Console;
 use crate::error::BrokerError;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,6 +17,8 @@ use tokio::sync::watch;
 
 /// How long a client may take to send a request's head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body the console's API reads.
+const BODY_MAX: usize = 1 << 20;
 
 /// Binds the listener (None: turned off). The default address already taken (another
 /// broker on this machine) turns it off with a warning; an address given explicitly must
@@ -40,16 +43,21 @@ pub async fn bind(config: &HttpConfig) -> Result<Option<TcpListener>, BrokerErro
 
 /// Serves HTTP connections until `shutdown` turns true.
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let console = Console::new(broker);
+    tokio::spawn(crate::console::history::run(
+        Arc::clone(&console),
+        shutdown.clone(),
+    ));
     crate::server::accept_loop(
         listener,
         shutdown,
         || Duration::ZERO,
         move |stream, _peer, mut shutdown| {
-            let broker = Arc::clone(&broker);
+            let console = Arc::clone(&console);
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    let broker = Arc::clone(&broker);
-                    async move { Ok::<_, Infallible>(route(broker, req).await) }
+                    let console = Arc::clone(&console);
+                    async move { Ok::<_, Infallible>(route(console, req).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -85,7 +93,11 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     reply(status, "text/plain; charset=utf-8", body)
 }
 
-async fn route(broker: Arc<Broker>, req: Request<hyper::body::Incoming>) -> Reply {
+async fn route(console: Arc<Console>, req: Request<hyper::body::Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    if let Some(api) = path.strip_prefix("/api/") {
+        return api_call(&console, api, req).await;
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         if let Ok(v) = "GET, HEAD".parse() {
@@ -93,15 +105,39 @@ async fn route(broker: Arc<Broker>, req: Request<hyper::body::Incoming>) -> Repl
         }
         return r;
     }
-    match req.uri().path() {
+    let broker = Arc::clone(&console.broker);
+    match path.as_str() {
         "/health" => text(StatusCode::OK, "ok\n"),
         "/ready" => match not_ready(&broker) {
             None => text(StatusCode::OK, "ready\n"),
             Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
         },
         "/metrics" => metrics(broker, &req).await,
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        p => match crate::console::assets::get(p) {
+            Some((content_type, body)) => reply(StatusCode::OK, content_type, body),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
     }
+}
+
+/// The console's JSON API: GETs read, POSTs (with a JSON body) write.
+async fn api_call(console: &Console, path: &str, req: Request<hyper::body::Incoming>) -> Reply {
+    use http_body_util::BodyExt;
+    let method = req.method().as_str().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    let limited = http_body_util::Limited::new(req.into_body(), BODY_MAX);
+    let body = match limited.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body: {e}\n"),
+            )
+        }
+    };
+    let (status, value) = console.api(&method, path, &query, &body).await;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    reply(status, "application/json", value.to_string())
 }
 
 async fn metrics(broker: Arc<Broker>, req: &Request<hyper::body::Incoming>) -> Reply {

@@ -9,6 +9,7 @@ pub mod authz;
 pub mod broker;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod error;
 pub mod fetch_session;
 pub mod group;

@@ -111,7 +111,7 @@ impl Default for DurationHistogram {
 }
 
 /// A histogram's values read at one time: cumulative bucket counts, their total, the sum.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HistogramSnapshot {
     /// Cumulative: `cumulative[i]` observations were at most `DURATION_BOUNDS_NS[i]`; the
     /// last is the count.
