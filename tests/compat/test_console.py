@@ -138,3 +138,17 @@ def test_the_assets_are_served_from_the_binary(live):
             assert r.status == 200
             assert r.headers["Content-Type"].startswith(kind)
             assert len(r.read()) > 500
+
+
+def test_a_write_must_be_json_from_the_consoles_own_origin(live):
+    plain = urllib.request.Request(live.http + "/api/topics/console-t/delete", data=b"{}", method="POST",
+                                   headers={"Content-Type": "text/plain"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(plain)
+    assert refused.value.code == 415
+    foreign = urllib.request.Request(live.http + "/api/topics/console-t/delete", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json", "Origin": "http://evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(foreign)
+    assert refused.value.code == 403
+    assert "another origin" in json.loads(refused.value.read())["error"]

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from conftest import STROM, StromBroker
 
+# Records produced and consumed under the scrapes.
+N = 20000
 OPENMETRICS = "application/openmetrics-text;version=1.0.0;q=0.6,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
 
 
@@ -67,6 +70,10 @@ def produce(bootstrap, name, n, timestamp_ms, start=0):
     for i in range(start, start + n):
         p.produce(name, key=f"k{i}".encode(), value=b"v" * (i % 50), partition=i % 3,
                   timestamp=timestamp_ms)
+        if i % 1000 == 999:
+            # In steps, so that scrapes fall between them.
+            assert p.flush(30) == 0
+            time.sleep(0.02)
     assert p.flush(30) == 0
 
 
@@ -81,6 +88,8 @@ def consume_all(bootstrap, name, group, n):
         m = c.poll(1)
         if m is not None and m.error() is None:
             got += 1
+            if got % 2000 == 0:
+                time.sleep(0.03)
     assert got == n
     c.commit(asynchronous=False)
     c.close()
@@ -91,25 +100,51 @@ def log_bytes(broker, name):
     return sum(os.path.getsize(f) for f in files)
 
 
+def scrapes_during(broker, work):
+    """Scrapes (alternating formats) every 50 ms while `work` runs; every counter and
+    histogram count of each scrape at least that of the one before."""
+    done = threading.Event()
+    taken = []
+
+    def loop():
+        while not done.is_set():
+            taken.append(scrape(broker, openmetrics=len(taken) % 2 == 1))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        work()
+    finally:
+        done.set()
+        t.join()
+    assert len(taken) >= 2
+    for (types, before), (_, after) in zip(taken, taken[1:]):
+        for (name, labels), v in before.items():
+            if types.get(name.removesuffix("_total")) == "counter" or name.endswith(("_count", "_bucket")):
+                assert after[(name, labels)] >= v, (name, labels)
+    return taken
+
+
 def test_byte_and_record_counters_equal_what_clients_sent_and_read_and_only_grow(metered):
     topic(metered.bootstrap, "mt", 3)
     now = int(time.time() * 1000)
-    produce(metered.bootstrap, "mt", 2000, now - 600_000)
+    scrapes_during(metered, lambda: produce(metered.bootstrap, "mt", N, now - 600_000))
     types, first = scrape(metered)
     stored = log_bytes(metered, "mt")
     # Batches are stored as received: the bytes in are the log's bytes.
     assert value(first, "strom_topic_in_bytes_total", topic="mt") == stored
-    assert value(first, "strom_topic_in_records_total", topic="mt") == 2000
+    assert value(first, "strom_topic_in_records_total", topic="mt") == N
     assert value(first, "strom_topic_log_size_bytes", topic="mt") == stored
-    assert sum(value(first, "strom_partition_in_records_total", topic="mt", partition=p) for p in range(3)) == 2000
+    assert sum(value(first, "strom_partition_in_records_total", topic="mt", partition=p) for p in range(3)) == N
     assert value(first, "strom_broker_in_bytes_total") >= stored
     assert types["strom_topic_in_bytes"] == "counter"
     assert types["strom_request_duration_seconds"] == "histogram"
 
-    consume_all(metered.bootstrap, "mt", "mg", 2000)
+    scrapes_during(metered, lambda: consume_all(metered.bootstrap, "mt", "mg", N))
     _, second = scrape(metered, openmetrics=True)
     assert value(second, "strom_topic_out_bytes_total", topic="mt") == stored
-    assert value(second, "strom_topic_out_records_total", topic="mt") == 2000
+    assert value(second, "strom_topic_out_records_total", topic="mt") == N
     for p in range(3):
         assert value(second, "strom_partition_out_bytes_total", topic="mt", partition=p) == \
             value(second, "strom_partition_log_size_bytes", topic="mt", partition=p)

@@ -45,10 +45,10 @@ impl Console {
         })
     }
 
-    /// The console's Kafka client, connected to this broker on first use.
+    /// The console's Kafka client, connected to this broker on first use (not under the
+    /// lock: a connection that hangs holds up no one else).
     async fn admin(&self) -> Result<Admin, Answer> {
-        let mut held = self.admin.lock().await;
-        if let Some(a) = held.as_ref() {
+        if let Some(a) = self.admin.lock().await.as_ref() {
             return Ok(a.clone());
         }
         let (host, port) = self.broker.advertised_endpoint();
@@ -58,22 +58,36 @@ impl Console {
             .await
             .map_err(|e| error(503, format!("the console's client cannot connect: {e}")))?;
         let admin = Admin::new(client);
-        *held = Some(admin.clone());
-        Ok(admin)
+        Ok(self.admin.lock().await.get_or_insert(admin).clone())
+    }
+
+    /// Runs a reader that walks the image or the hosted partitions (all of them, at
+    /// 100,000 partitions) on a blocking thread.
+    async fn blocking(self: &Arc<Self>, read: fn(&Console) -> Answer) -> Answer {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || read(&me))
+            .await
+            .unwrap_or_else(|e| error(500, e))
     }
 
     /// Answers `method path?query` with `body` (POSTs).
-    pub async fn api(&self, method: &str, path: &str, query: &str, body: &[u8]) -> Answer {
+    pub async fn api(
+        self: &Arc<Self>,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Answer {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let q = |k: &str| query_param(query, k);
         match (method, parts.as_slice()) {
-            ("GET", ["overview"]) => read::overview(self),
-            ("GET", ["topics"]) => read::topics(self),
+            ("GET", ["overview"]) => self.blocking(read::overview).await,
+            ("GET", ["topics"]) => self.blocking(read::topics).await,
             ("GET", ["topics", t]) => read::topic(self, &decode(t)).await,
             ("GET", ["topics", t, "records"]) => read::records(self, &decode(t), &q).await,
             ("GET", ["groups"]) => read::groups(self).await,
             ("GET", ["groups", g]) => read::group(self, &decode(g)).await,
-            ("GET", ["metrics"]) => read::metrics(self),
+            ("GET", ["metrics"]) => self.blocking(read::metrics).await,
             ("GET", ["requests"]) => read::slowest(self),
             ("POST", rest) if !self.broker.config.console_write_enable => error(
                 403,
@@ -107,10 +121,6 @@ fn decode(s: &str) -> String {
                 out.push(b);
                 i += 3;
             }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
             (b, _) => {
                 out.push(b);
                 i += 1;
@@ -133,7 +143,7 @@ fn query_param(query: &str, key: &str) -> Option<String> {
 mod tests {
     #[test]
     fn path_segments_and_query_values_are_percent_decoded() {
-        assert_eq!(super::decode("a%2Fb%20c+d"), "a/b c d");
+        assert_eq!(super::decode("a%2Fb%20c+d"), "a/b c+d");
         assert_eq!(super::decode("bad%zz%4"), "bad%zz%4");
         assert_eq!(
             super::query_param("limit=5&positions=0%3A12", "positions").as_deref(),

@@ -121,8 +121,17 @@ async fn route(console: Arc<Console>, req: Request<hyper::body::Incoming>) -> Re
 }
 
 /// The console's JSON API: GETs read, POSTs (with a JSON body) write.
-async fn api_call(console: &Console, path: &str, req: Request<hyper::body::Incoming>) -> Reply {
+async fn api_call(
+    console: &Arc<Console>,
+    path: &str,
+    req: Request<hyper::body::Incoming>,
+) -> Reply {
     use http_body_util::BodyExt;
+    if req.method() == Method::POST {
+        if let Some(refused) = cross_site(&req) {
+            return refused;
+        }
+    }
     let method = req.method().as_str().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     let limited = http_body_util::Limited::new(req.into_body(), BODY_MAX);
@@ -140,7 +149,13 @@ async fn api_call(console: &Console, path: &str, req: Request<hyper::body::Incom
     reply(status, "application/json", value.to_string())
 }
 
+/// One scrape at a time: each walks every hosted partition.
+static SCRAPING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 async fn metrics(broker: Arc<Broker>, req: &Request<hyper::body::Incoming>) -> Reply {
+    let Ok(_turn) = SCRAPING.acquire().await else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    };
     let accept = req
         .headers()
         .get(hyper::header::ACCEPT)
@@ -155,6 +170,31 @@ async fn metrics(broker: Arc<Broker>, req: &Request<hyper::body::Incoming>) -> R
             format!("scrape failed: {e}\n"),
         ),
     }
+}
+
+/// A write must come from the console's own page: a JSON body (which a form or a simple
+/// cross-site request cannot send without a preflight this server never allows) and, when
+/// the browser names an origin, this listener's own (no CSRF, no DNS rebinding).
+fn cross_site(req: &Request<hyper::body::Incoming>) -> Option<Reply> {
+    let header = |h| req.headers().get(h).and_then(|v| v.to_str().ok());
+    let json = header(hyper::header::CONTENT_TYPE)
+        .is_some_and(|t| t.trim().starts_with("application/json"));
+    if !json {
+        let why = "{\"error\":\"a write needs Content-Type: application/json\"}";
+        return Some(reply(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+            why,
+        ));
+    }
+    let host = header(hyper::header::HOST)?;
+    let origin = header(hyper::header::ORIGIN)?;
+    let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
+    if origin_host != host {
+        let why = format!("{{\"error\":\"a write from another origin ({origin}) is refused\"}}");
+        return Some(reply(StatusCode::FORBIDDEN, "application/json", why));
+    }
+    None
 }
 
 /// Why the broker does not serve yet, if it does not: clients are served once it has

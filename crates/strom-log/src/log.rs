@@ -958,7 +958,8 @@ impl Log {
                 match seg.locate(bound, size)? {
                     Some((p, hb)) if hb.base_offset >= bound => (p, bound),
                     Some((p, hb)) => (p + hb.size() as u64, hb.next_offset()),
-                    None => (size, next),
+                    // An append after `size` was read may be in `next` already.
+                    None => (size, next.min(bound)),
                 }
             };
             let limit = bound_position.min(start.saturating_add(max_bytes));

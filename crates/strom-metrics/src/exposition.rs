@@ -115,7 +115,11 @@ impl Exposition {
             (Kind::Gauge, _) => (name.to_string(), "gauge"),
             (Kind::Histogram, _) => (name.to_string(), "histogram"),
         };
-        let _ = writeln!(self.out, "# HELP {type_name} {}", escape_help(help));
+        let _ = writeln!(
+            self.out,
+            "# HELP {type_name} {}",
+            escape_help(help, self.format)
+        );
         let _ = writeln!(self.out, "# TYPE {type_name} {kind_name}");
     }
 
@@ -184,8 +188,14 @@ fn escape_label(out: &mut String, v: &str) {
     }
 }
 
-fn escape_help(help: &str) -> String {
-    help.replace('\\', "\\\\").replace('\n', "\\n")
+/// HELP text escaped: backslash and newline in both formats, and the double quote in
+/// OpenMetrics (whose HELP is escaped as label values are).
+fn escape_help(help: &str, format: Format) -> String {
+    let text = help.replace('\\', "\\\\").replace('\n', "\\n");
+    match format {
+        Format::OpenMetrics => text.replace('"', "\\\""),
+        Format::Prometheus => text,
+    }
 }
 
 #[cfg(test)]

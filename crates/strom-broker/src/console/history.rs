@@ -26,8 +26,6 @@ pub struct Point {
     fetch: HistogramSnapshot,
     connections: i64,
     under_replicated: usize,
-    /// Group → (lag in records, lag in seconds), as its coordinator (this broker) sees it.
-    pub groups: BTreeMap<String, (i64, f64)>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +36,8 @@ pub struct History {
 #[derive(Debug, Default)]
 struct Inner {
     points: VecDeque<Point>,
+    /// At each point: group → lag in records, as its coordinator (this broker) sees it.
+    group_lags: VecDeque<(i64, BTreeMap<String, i64>)>,
     /// Each topic's records in at the last point, and records per second since the one
     /// before.
     topic_records: HashMap<String, u64>,
@@ -60,15 +60,6 @@ pub fn point(broker: &Broker) -> Point {
         .map(|p| p.health())
         .filter(|h| h.leader && h.isr < h.replicas)
         .count();
-    let mut groups = BTreeMap::new();
-    for l in crate::metrics::groups::lags(broker) {
-        if groups.len() >= GROUPS_MAX && !groups.contains_key(&l.group) {
-            continue;
-        }
-        let g: &mut (i64, f64) = groups.entry(l.group).or_default();
-        g.0 += l.records;
-        g.1 = g.1.max(l.seconds.unwrap_or(0.0));
-    }
     Point {
         at_ms: now_ms(),
         traffic: [
@@ -81,8 +72,23 @@ pub fn point(broker: &Broker) -> Point {
         fetch: snapshot(1),
         connections: m.listeners().iter().map(|l| l.open.get()).sum(),
         under_replicated,
-        groups,
     }
+}
+
+/// Each group's lag in records now (no I/O: committed offsets against high watermarks).
+fn group_lags(broker: &Broker) -> BTreeMap<String, i64> {
+    let which = crate::metrics::groups::Which {
+        group: None,
+        seconds: false,
+    };
+    let mut groups = BTreeMap::new();
+    for l in crate::metrics::groups::lags(broker, which) {
+        if groups.len() >= GROUPS_MAX && !groups.contains_key(&l.group) {
+            continue;
+        }
+        *groups.entry(l.group).or_default() += l.records;
+    }
+    groups
 }
 
 impl History {
@@ -90,9 +96,10 @@ impl History {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a point (and the topics' rates).
+    /// Takes a point (and the groups' lag, the topics' rates).
     pub fn sample(&self, broker: &Broker) {
         let p = point(broker);
+        let lags = (p.at_ms, group_lags(broker));
         let topics: HashMap<String, u64> = broker
             .replicas
             .by_topic()
@@ -119,9 +126,22 @@ impl History {
         }
         inner.topic_records = topics;
         inner.points.push_back(p);
+        inner.group_lags.push_back(lags);
         while inner.points.len() > KEEP {
             inner.points.pop_front();
         }
+        while inner.group_lags.len() > KEEP {
+            inner.group_lags.pop_front();
+        }
+    }
+
+    /// One group's lag in records at each point kept.
+    pub fn group_lag(&self, group: &str) -> Vec<(i64, i64)> {
+        self.lock()
+            .group_lags
+            .iter()
+            .filter_map(|(at, lags)| Some((*at, *lags.get(group)?)))
+            .collect()
     }
 
     /// A topic's records produced per second over the last interval.
@@ -178,16 +198,14 @@ fn p99_ms(a: &HistogramSnapshot, b: &HistogramSnapshot) -> Option<f64> {
     Some(bound as f64 / 1e6)
 }
 
-/// One group's lag over the points.
-pub fn group_series(points: &[Point], group: &str) -> Value {
-    let rows: Vec<Value> = points
+/// One group's lag over the points kept, then `now` (ms, lag).
+pub fn group_series(history: &History, group: &str, now: (i64, i64)) -> Value {
+    let mut rows = history.group_lag(group);
+    rows.push(now);
+    json!(rows
         .iter()
-        .filter_map(|p| {
-            let (records, seconds) = p.groups.get(group)?;
-            Some(json!({"t": p.at_ms, "lag": records, "lag_seconds": seconds}))
-        })
-        .collect();
-    json!(rows)
+        .map(|(t, lag)| json!({"t": t, "lag": lag}))
+        .collect::<Vec<_>>())
 }
 
 /// Samples every `INTERVAL` until `shutdown`.

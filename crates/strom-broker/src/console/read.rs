@@ -128,7 +128,8 @@ pub async fn topic(c: &Console, name: &str) -> Answer {
 }
 
 /// The newest records of a topic (or one `partition`): with `positions` (`p:offset,...`,
-/// where the last answer left off) those after them, else the last `limit`.
+/// where the last answer left off) those after them, else the last `limit`; never more than
+/// the newest `limit` of the topic (each partition its share).
 pub async fn records(
     c: &Console,
     name: &str,
@@ -162,14 +163,21 @@ pub async fn records(
     let earliest = admin.try_list_offsets(&tps, OffsetSpec::Earliest).await;
     let latest = admin.try_list_offsets(&tps, OffsetSpec::Latest).await;
     let mut wanted = Vec::new();
+    // Never more than the newest `limit` of the topic (shared by its partitions): a tail
+    // that fell behind a busy topic skips ahead rather than read everything since.
+    let each = (limit / tps.len().max(1)).max(1) as i64;
     for tp in &tps {
         let (Some(Some(start)), Some(Some(end))) = (earliest.get(tp), latest.get(tp)) else {
             continue;
         };
-        let from = match given.get(&tp.1) {
-            Some(o) => (*o).clamp(*start, *end),
-            None => (*end - limit as i64).max(*start),
-        };
+        // Two ListOffsets answers: a leader change between them may disagree.
+        if start > end {
+            continue;
+        }
+        let newest = (*end - each).max(*start);
+        let from = given
+            .get(&tp.1)
+            .map_or(newest, |o| (*o).max(newest).min(*end));
         wanted.push((tp.clone(), from, *end));
     }
     let got = read_ranges(admin.client().clone(), &wanted).await;
@@ -282,11 +290,21 @@ async fn group_lag(
         .map_err(|e| error(502, e))?;
     let tps: Vec<(String, i32)> = committed.keys().cloned().collect();
     let latest = admin.try_list_offsets(&tps, OffsetSpec::Latest).await;
-    let seconds: BTreeMap<(String, i32), Option<f64>> = crate::metrics::groups::lags(&c.broker)
-        .into_iter()
-        .filter(|l| l.group == group)
-        .map(|l| ((l.topic, l.partition), l.seconds))
-        .collect();
+    // Two batch-header reads a partition: off the async workers.
+    let broker = std::sync::Arc::clone(&c.broker);
+    let g = group.to_string();
+    let seconds: BTreeMap<(String, i32), Option<f64>> = tokio::task::spawn_blocking(move || {
+        let which = crate::metrics::groups::Which {
+            group: Some(&g),
+            seconds: true,
+        };
+        crate::metrics::groups::lags(&broker, which)
+            .into_iter()
+            .map(|l| ((l.topic, l.partition), l.seconds))
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
     let rows = committed
         .into_iter()
         .map(|(tp, committed)| PartitionLag {
@@ -366,12 +384,13 @@ pub async fn group(c: &Console, group: &str) -> Answer {
                         "client_id": m.client_id, "host": m.host,
                         "assignment": m.assignment.iter().map(|(t, p)| format!("{t}-{p}")).collect::<Vec<_>>()}))
         .collect();
-    let points = c.history.points_with(super::history::point(&c.broker));
+    let total: i64 = lag.rows.iter().filter_map(PartitionLag::lag).sum();
+    let now = (crate::metadata_store::now_ms(), total);
     (
         200,
         json!({"group": group, "state": desc.state, "protocol_type": desc.protocol_type,
                "protocol": desc.protocol, "members": members, "partitions": partitions,
-               "history": super::history::group_series(&points, group),
+               "history": super::history::group_series(&c.history, group, now),
                "write_enabled": c.broker.config.console_write_enable}),
     )
 }

@@ -21,11 +21,23 @@ pub struct Lag {
     pub seconds: Option<f64>,
 }
 
-/// The lag of every committed offset of the groups coordinated here, on partitions hosted
-/// here.
-pub fn lags(broker: &Broker) -> Vec<Lag> {
+/// Which lags `lags` computes: every group's or one's, and whether in seconds too (two
+/// batch-header reads a partition) or in records only (no I/O).
+#[derive(Debug, Clone, Copy)]
+pub struct Which<'a> {
+    pub group: Option<&'a str>,
+    pub seconds: bool,
+}
+
+/// The lag of every committed offset of the groups coordinated here (or of one), on
+/// partitions hosted here.
+pub fn lags(broker: &Broker, which: Which<'_>) -> Vec<Lag> {
     let mut out = Vec::new();
-    for group in broker.offsets.groups() {
+    let groups = match which.group {
+        Some(g) => vec![g.to_string()],
+        None => broker.offsets.groups(),
+    };
+    for group in groups {
         for ((topic, partition), c) in broker.offsets.all(&group) {
             if c.offset < 0 {
                 continue;
@@ -37,6 +49,8 @@ pub fn lags(broker: &Broker) -> Vec<Lag> {
             let records = (hw - c.offset).max(0);
             let seconds = if records == 0 {
                 Some(0.0)
+            } else if !which.seconds {
+                None
             } else {
                 // Nothing consumed is left (retention took it): the oldest record left.
                 let consumed = (c.offset - 1).max(p.log_start_offset());
@@ -102,7 +116,11 @@ pub fn render(e: &mut Exposition, broker: &Broker) {
         "Rebalances completed: classic generations, consumer-group target assignments (Kafka: group-completed-rebalance-count, consumer-group-rebalance-count)",
     );
     e.sample(&[], crate::group::state::REBALANCES.get());
-    render_lag(e, broker, &lags(broker));
+    let all = Which {
+        group: None,
+        seconds: true,
+    };
+    render_lag(e, broker, &lags(broker, all));
 }
 
 /// Lag per group and topic (records summed, seconds the largest), and per partition when
@@ -112,6 +130,7 @@ fn render_lag(e: &mut Exposition, broker: &Broker, lags: &[Lag]) {
     for l in lags {
         let t = by_topic.entry((&l.group, &l.topic)).or_default();
         t.0 += l.records;
+        // A timestamp that could not be read leaves the largest as it is.
         t.1 = t.1.max(l.seconds.unwrap_or(0.0));
     }
     e.family(

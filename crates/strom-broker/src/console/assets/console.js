@@ -6,6 +6,21 @@
 const main = document.getElementById("main");
 let timer = null;
 let writeEnabled = false;
+// Bumped at every route change: a refresh loop of an older page stops.
+let generation = 0;
+
+// Runs `step` every `ms` after the previous run finished (never two at once), while the
+// page of `gen` is shown.
+function every(ms, gen, step) {
+  const next = () => {
+    timer = setTimeout(async () => {
+      if (gen !== generation) return;
+      try { await step(); } catch (e) { failed(e); }
+      if (gen === generation) next();
+    }, ms);
+  };
+  next();
+}
 
 function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
@@ -63,6 +78,7 @@ function chart(id, title, ts, values, fmt) {
 }
 
 function failed(e) {
+  main.querySelectorAll(".error").forEach(d => d.remove());
   main.insertAdjacentHTML("afterbegin", `<div class="error" data-testid="error">${esc(e.message || e)}</div>`);
 }
 
@@ -207,7 +223,7 @@ async function tail(name, params) {
     draw();
   };
   await poll();
-  timer = setInterval(() => poll().catch(failed), 1000);
+  every(1000, generation, poll);
 }
 
 async function groups() {
@@ -277,8 +293,9 @@ async function requests() {
 const refreshing = {overview: 5000, groups: 5000, group: 5000, metrics: 10000, requests: 5000};
 
 async function render() {
-  clearInterval(timer);
+  clearTimeout(timer);
   timer = null;
+  const gen = ++generation;
   const [path, query] = (location.hash.slice(1) || "/").split("?");
   const params = new URLSearchParams(query || "");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
@@ -297,9 +314,8 @@ async function render() {
   try { await run(); } catch (e) { main.innerHTML = ""; failed(e); }
   document.getElementById("mode").textContent = writeEnabled ? "writes enabled" : "read-only";
   document.body.dataset.loaded = location.hash;
-  if (refreshing[page] && !timer) {
-    const hash = location.hash;
-    timer = setInterval(() => { if (location.hash === hash && document.getElementById("modal").hidden) run().catch(failed); }, refreshing[page]);
+  if (refreshing[page] && gen === generation) {
+    every(refreshing[page], gen, async () => { if (document.getElementById("modal").hidden) await run(); });
   }
 }
 
