@@ -766,11 +766,13 @@ mod tests {
     use super::*;
     use strom_log::{LogConfig, LogDirOptions};
 
-    fn test_stats() -> crate::metrics::PartitionStats {
-        crate::metrics::PartitionStats {
+    /// Partition 0 of topic `t` over `log`, on node 1.
+    fn open_test(log: Arc<Log>) -> Arc<Partition> {
+        let stats = crate::metrics::PartitionStats {
             topic: Arc::new(crate::metrics::TopicStats::new(Arc::default())),
             own: None,
-        }
+        };
+        Partition::open("t".into(), 0, Uuid::nil(), log, (1, stats)).unwrap()
     }
 
     #[test]
@@ -781,14 +783,7 @@ mod tests {
         })
         .unwrap();
         let log = dir.create("t", 0, LogConfig::default()).unwrap();
-        let p = Partition::open(
-            "t".into(),
-            0,
-            Uuid::nil(),
-            Arc::clone(&log),
-            (1, test_stats()),
-        )
-        .unwrap();
+        let p = open_test(Arc::clone(&log));
         p.apply(&Assignment {
             leader: 1,
             leader_epoch: 0,
@@ -833,14 +828,7 @@ mod tests {
             b.push(None, Some(&[b'v'; 300][..]), 1_000);
             b.build()
         };
-        let p = Partition::open(
-            "t".into(),
-            0,
-            Uuid::nil(),
-            Arc::clone(&log),
-            (1, test_stats()),
-        )
-        .unwrap();
+        let p = open_test(Arc::clone(&log));
         p.apply(&alone);
         let first = p.append_as_leader(&mut batch(7, 0)).unwrap();
         for seq in 0..12 {
@@ -861,7 +849,7 @@ mod tests {
 
         let dir = open_dir().unwrap();
         let log = dir.get("t-0").unwrap();
-        let p = Partition::open("t".into(), 0, Uuid::nil(), log, (1, test_stats())).unwrap();
+        let p = open_test(log);
         p.apply(&alone);
         let retried = p.append_as_leader(&mut batch(7, 0)).unwrap();
         assert!(
@@ -883,7 +871,7 @@ mod tests {
         })
         .unwrap();
         let log = dir.create("t", 0, LogConfig::default()).unwrap();
-        let p = Partition::open("t".into(), 0, Uuid::nil(), log, (1, test_stats())).unwrap();
+        let p = open_test(log);
         let leader = |leader: i32, epoch: i32| Assignment {
             leader,
             leader_epoch: epoch,

@@ -152,32 +152,28 @@ fn render_lag(e: &mut Exposition, broker: &Broker, lags: &[Lag]) {
     if !broker.config.metrics_per_partition {
         return;
     }
-    e.family(
-        "strom_consumer_group_partition_lag_records",
-        Kind::Gauge,
-        "Records behind the high watermark on one partition",
-    );
-    for l in lags {
-        let partition = l.partition.to_string();
-        let labels = [
-            ("group", l.group.as_str()),
-            ("topic", &l.topic),
-            ("partition", &partition),
-        ];
-        e.sample(&labels, l.records);
-    }
-    e.family(
-        "strom_consumer_group_partition_lag_seconds",
-        Kind::Gauge,
-        "The newest record's timestamp less the last consumed one's on one partition, in seconds",
-    );
-    for l in lags {
-        let partition = l.partition.to_string();
-        let labels = [
-            ("group", l.group.as_str()),
-            ("topic", &l.topic),
-            ("partition", &partition),
-        ];
-        e.sample(&labels, l.seconds.unwrap_or(f64::NAN));
+    let per_partition: [super::scrape::Family<Lag, f64>; 2] = [
+        (
+            "strom_consumer_group_partition_lag_records",
+            "Records behind the high watermark on one partition",
+            |l| l.records as f64,
+        ),
+        (
+            "strom_consumer_group_partition_lag_seconds",
+            "The newest record's timestamp less the last consumed one's on one partition, in seconds",
+            |l| l.seconds.unwrap_or(f64::NAN),
+        ),
+    ];
+    for (name, help, get) in per_partition {
+        e.family(name, Kind::Gauge, help);
+        for l in lags {
+            let partition = l.partition.to_string();
+            let labels = [
+                ("group", l.group.as_str()),
+                ("topic", &l.topic),
+                ("partition", &partition),
+            ];
+            e.sample(&labels, get(l));
+        }
     }
 }

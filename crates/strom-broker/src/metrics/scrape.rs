@@ -27,7 +27,7 @@ pub fn render(broker: &Broker, format: Format) -> String {
 type Topics = [(Arc<str>, Vec<Arc<Partition>>)];
 
 /// A family: its name (or the part after a prefix), help, and how to read it from `T`.
-type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
+pub(super) type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
 
 const TRAFFIC: [Family<Traffic, u64>; 4] = [
     (
