@@ -354,8 +354,10 @@ fn check_given(
         {
             topic_config::check_kind(def.kind, value).map_err(invalid)?;
             topic_defaults.insert(def.name.to_string(), value.trim().to_string());
-        } else if is_kafka_key(key) {
+        } else if is_kafka_key(key) && !is_used_kafka_key(key) {
             ignored.push(key.clone());
+        } else if is_kafka_key(key) {
+            // Read where it is used (a listener's connection rate, the inter-broker listener).
         } else {
             return Err(ConfigError(format!(
                 "unknown configuration key {key:?} (neither a Kafka broker config nor a strom.* key)"
@@ -521,6 +523,7 @@ fn group_config(int: &dyn Fn(&str) -> i64, assignors: &str) -> Result<GroupConfi
 fn connection_limits(
     get: &dyn Fn(&str) -> String,
     int: &dyn Fn(&str) -> i64,
+    given: &BTreeMap<String, String>,
 ) -> Result<crate::connections::Limits, ConfigError> {
     const OVERRIDES: &str = "max.connections.per.ip.overrides";
     let invalid =
@@ -560,7 +563,51 @@ fn connection_limits(
         per_ip,
         per_ip_overrides,
         creation_rate: int("max.connection.creation.rate").clamp(0, i64::from(i32::MAX)) as u32,
+        listener_rates: listener_rates(given)?,
+        inter_broker_listener: inter_broker_listener(given),
     })
+}
+
+/// `listener.name.<listener>.max.connection.creation.rate` keys, by listener.
+fn listener_rates(
+    given: &BTreeMap<String, String>,
+) -> Result<std::collections::HashMap<String, u32>, ConfigError> {
+    let mut out = std::collections::HashMap::new();
+    for (key, value) in given {
+        let Some(listener) = key
+            .strip_prefix("listener.name.")
+            .and_then(|k| k.strip_suffix(".max.connection.creation.rate"))
+        else {
+            continue;
+        };
+        let rate: i64 = value
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("invalid value {value:?} for {key}: not a number")))?;
+        if rate < 0 {
+            return Err(ConfigError(format!(
+                "invalid value {rate} for {key}: must be at least 0"
+            )));
+        }
+        out.insert(
+            listener.to_ascii_uppercase(),
+            rate.min(i64::from(i32::MAX)) as u32,
+        );
+    }
+    Ok(out)
+}
+
+/// The inter-broker listener: `inter.broker.listener.name`, else the one named after
+/// `security.inter.broker.protocol` (PLAINTEXT), as Kafka picks it.
+fn inter_broker_listener(given: &BTreeMap<String, String>) -> String {
+    [
+        "inter.broker.listener.name",
+        "security.inter.broker.protocol",
+    ]
+    .iter()
+    .find_map(|k| given.get(*k).map(|v| v.trim().to_ascii_uppercase()))
+    .filter(|v| !v.is_empty())
+    .unwrap_or_else(|| "PLAINTEXT".into())
 }
 
 /// `replica.selector.class`: unset (consumers read from leaders) or Kafka's
@@ -687,6 +734,14 @@ pub fn is_known_key(key: &str) -> bool {
         || is_kafka_key(key)
 }
 
+/// Kafka keys outside `STROM_KEYS` that Strom reads: a listener's connection creation rate,
+/// and what names the inter-broker listener.
+fn is_used_kafka_key(key: &str) -> bool {
+    key == "inter.broker.listener.name"
+        || key == "security.inter.broker.protocol"
+        || (key.starts_with("listener.name.") && key.ends_with(".max.connection.creation.rate"))
+}
+
 fn is_kafka_key(key: &str) -> bool {
     KAFKA_BROKER_KEYS.binary_search(&key).is_ok()
         || KAFKA_BROKER_KEY_PREFIXES.iter().any(|p| key.starts_with(p))
@@ -775,7 +830,7 @@ impl BrokerConfig {
             offset_metadata_max_bytes: int("offset.metadata.max.bytes") as i32,
             fetch_max_bytes: int("fetch.max.bytes") as i32,
             connections_max_idle_ms: int("connections.max.idle.ms"),
-            connection_limits: connection_limits(&get, &int)?,
+            connection_limits: connection_limits(&get, &int, given)?,
             log_open_files_max: int("strom.log.open.files.max").max(0) as usize,
             fetch_session_cache_slots: int("max.incremental.fetch.session.cache.slots") as usize,
             consumer_protocol_enabled: consumer_protocol_enabled(&get(

@@ -7,7 +7,10 @@
 //! Also Kafka's other connection quotas: `max.connections.per.ip` (with
 //! `max.connections.per.ip.overrides`) closes a new connection from an address that has
 //! its share open, and `max.connection.creation.rate` paces the acceptors (a connection
-//! past the rate waits in the listen backlog, as in Kafka, rather than being refused).
+//! past the rate waits in the listen backlog, as in Kafka, rather than being refused). As
+//! in Kafka, the broker-wide rate leaves the inter-broker listener alone (replicas must
+//! reconnect after a failure); `listener.name.<listener>.max.connection.creation.rate`
+//! paces one listener, that one included.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -32,8 +35,14 @@ pub struct Limits {
     pub per_ip: usize,
     pub per_ip_overrides: HashMap<IpAddr, usize>,
     /// `max.connection.creation.rate`: connections accepted per second, over all client
-    /// listeners.
+    /// listeners but the inter-broker one.
     pub creation_rate: u32,
+    /// `listener.name.<listener>.max.connection.creation.rate`, by listener name (upper
+    /// case, as listener names are compared).
+    pub listener_rates: HashMap<String, u32>,
+    /// `inter.broker.listener.name` (Kafka's default: the listener named after
+    /// `security.inter.broker.protocol`, PLAINTEXT).
+    pub inter_broker_listener: String,
 }
 
 impl Default for Limits {
@@ -43,6 +52,8 @@ impl Default for Limits {
             per_ip: i32::MAX as usize,
             per_ip_overrides: HashMap::new(),
             creation_rate: i32::MAX as u32,
+            listener_rates: HashMap::new(),
+            inter_broker_listener: "PLAINTEXT".into(),
         }
     }
 }
@@ -56,7 +67,10 @@ pub struct Connections {
     per_ip_overrides: HashMap<IpAddr, usize>,
     /// Open connections by address; kept only when some address has a quota.
     by_ip: Option<Mutex<HashMap<IpAddr, usize>>>,
+    /// The broker-wide rate, and each listener's own.
     pace: Option<Mutex<Pace>>,
+    listener_paces: HashMap<String, Mutex<Pace>>,
+    inter_broker_listener: String,
     /// The open-file limit.
     nofile: usize,
     /// `strom.log.open.files.max`, or half the limit.
@@ -85,6 +99,13 @@ impl Connections {
             by_ip: quota_per_ip.then(|| Mutex::new(HashMap::new())),
             pace: (limits.creation_rate < i32::MAX as u32)
                 .then(|| Mutex::new(Pace::new(limits.creation_rate))),
+            listener_paces: limits
+                .listener_rates
+                .iter()
+                .filter(|(_, r)| **r < i32::MAX as u32)
+                .map(|(l, r)| (l.to_ascii_uppercase(), Mutex::new(Pace::new(*r))))
+                .collect(),
+            inter_broker_listener: limits.inter_broker_listener.to_ascii_uppercase(),
             nofile,
             files_max,
             refused: AtomicU64::new(0),
@@ -145,14 +166,26 @@ impl Connections {
         }
     }
 
-    /// How long the acceptors wait before taking the next connection, to keep to
-    /// `max.connection.creation.rate` (zero: take it now).
-    pub fn pace(&self) -> Duration {
-        self.pace.as_ref().map_or(Duration::ZERO, |p| {
+    /// How long `listener`'s acceptor waits before taking its next connection, to keep to
+    /// the listener's rate and (but for the inter-broker listener) the broker's: the longer
+    /// of the two, a token taken from each, as Kafka records a connection on both (zero:
+    /// take it now).
+    pub fn pace(&self, listener: &str) -> Duration {
+        let take = |p: &Mutex<Pace>| {
             p.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(Instant::now())
-        })
+        };
+        let listener = listener.to_ascii_uppercase();
+        let own = self
+            .listener_paces
+            .get(&listener)
+            .map_or(Duration::ZERO, take);
+        let broker_wide = match listener == self.inter_broker_listener {
+            true => Duration::ZERO,
+            false => self.pace.as_ref().map_or(Duration::ZERO, take),
+        };
+        own.max(broker_wide)
     }
 
     /// The segment files' share with `connections` connections open.
@@ -217,6 +250,32 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_broker_wide_rate_spares_the_inter_broker_listener_and_a_listeners_own_does_not() {
+        let limits = Limits {
+            creation_rate: 2,
+            listener_rates: HashMap::from([("plaintext".to_string(), 3)]),
+            inter_broker_listener: "PLAINTEXT".into(),
+            ..Limits::default()
+        };
+        let c = Connections::new(limits, 0);
+        let waits = |l: &str, n: usize| (0..n).filter(|_| c.pace(l) > Duration::ZERO).count();
+        // PLAINTEXT: its own 3 a second, not the broker's 2.
+        assert_eq!(waits("PLAINTEXT", 3), 0);
+        assert_eq!(waits("PLAINTEXT", 1), 1);
+        // Another listener: the broker's 2.
+        assert_eq!(waits("EXTERNAL", 2), 0);
+        assert_eq!(waits("EXTERNAL", 1), 1);
+        let unpaced = Connections::new(
+            Limits {
+                creation_rate: 1,
+                ..Limits::default()
+            },
+            0,
+        );
+        assert!((0..10).all(|_| unpaced.pace("PLAINTEXT").is_zero()));
+    }
 
     #[test]
     fn pace_gives_a_seconds_burst_then_one_token_per_period() {

@@ -36,7 +36,8 @@ pub async fn serve(
 ) {
     let send_buffer = broker.config.socket_send_buffer_bytes;
     let connections = Arc::clone(&broker.connections);
-    let pace = move || connections.pace();
+    let name = stats.name.clone();
+    let pace = move || connections.pace(&name);
     accept_loop(listener, shutdown, pace, move |stream, peer, shutdown| {
         // Past max.connections (or the address's max.connections.per.ip) the connection is
         // closed at once: the client sees it closed and retries after its backoff, as with
