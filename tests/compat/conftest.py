@@ -59,7 +59,7 @@ class StromBroker:
             m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
             if m:
                 self.port = int(m.group(1))
-                h = re.search(r"http on (http://\S+)", line)
+                h = re.search(r"http on (http://[^\s,]+)", line)
                 self.http = h.group(1) if h else None
                 return self
         raise RuntimeError(f"strom did not start; see {self.log_path}:\n" + open(self.log_path).read()[-3000:])

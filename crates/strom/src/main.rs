@@ -144,14 +144,15 @@ async fn run_broker(config: BrokerConfig) -> anyhow::Result<()> {
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let running = Broker::start(config).await?;
     // One line on stdout once clients can connect: scripts and test harnesses wait for it.
+    // The client addresses stay last (harnesses take the line's last word).
     let addrs: Vec<String> = running.addrs.iter().map(|a| a.to_string()).collect();
     let http = running
         .broker
         .http_url()
-        .map(|u| format!(", http on {u}"))
+        .map(|u| format!(", http on {u},"))
         .unwrap_or_default();
     println!(
-        "strom broker ready: node {} listening on {}{http}",
+        "strom broker ready: node {}{http} listening on {}",
         running.broker.node_id,
         addrs.join(",")
     );

@@ -112,7 +112,7 @@ pub fn ready(child: &mut Child, config: &Path) -> String {
     listening_on(&line)
 }
 
-/// The first client address of a ready line (`... listening on ADDR[,ADDR...][, http on URL]`).
+/// The first client address of a ready line (`...[, http on URL,] listening on ADDR[,ADDR...]`).
 pub fn listening_on(line: &str) -> String {
     let rest = line.split("listening on ").nth(1).expect("a ready line");
     rest.split([',', ' ', '\n'])
