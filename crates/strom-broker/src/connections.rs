@@ -24,6 +24,8 @@ use strom_log::Handles;
 pub const RESERVED: usize = 256;
 /// Segment files the cache may always hold, however many connections there are.
 pub const FILES_MIN: usize = 64;
+/// Connections of the HTTP listener open at once, at most.
+pub const OTHER_MAX: usize = 1024;
 
 /// The connection quotas a broker is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +73,8 @@ pub struct Connections {
     pace: Option<Mutex<Pace>>,
     listener_paces: HashMap<String, Mutex<Pace>>,
     inter_broker_listener: String,
+    /// Connections of other listeners (HTTP): their descriptors count, Kafka's quotas not.
+    other: AtomicUsize,
     /// The open-file limit.
     nofile: usize,
     /// `strom.log.open.files.max`, or half the limit.
@@ -106,6 +110,7 @@ impl Connections {
                 .map(|(l, r)| (l.to_ascii_uppercase(), Mutex::new(Pace::new(*r))))
                 .collect(),
             inter_broker_listener: limits.inter_broker_listener.to_ascii_uppercase(),
+            other: AtomicUsize::new(0),
             nofile,
             files_max,
             refused: AtomicU64::new(0),
@@ -188,9 +193,22 @@ impl Connections {
         own.max(broker_wide)
     }
 
-    /// The segment files' share with `connections` connections open.
+    /// A connection of the HTTP listener: its descriptor lowers the segment files' share as
+    /// a client's does; Kafka's quotas do not apply. None past `OTHER_MAX` open.
+    pub fn admit_other(self: &Arc<Self>) -> Option<OtherConnection> {
+        if self.other.fetch_add(1, Ordering::AcqRel) >= OTHER_MAX {
+            self.other.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        self.share_files(self.open.load(Ordering::Acquire));
+        Some(OtherConnection(Arc::clone(self)))
+    }
+
+    /// The segment files' share with `connections` client connections open (and those of
+    /// other listeners).
     fn share_files(&self, connections: usize) {
-        let left = self.nofile.saturating_sub(RESERVED + connections);
+        let others = self.other.load(Ordering::Acquire);
+        let left = self.nofile.saturating_sub(RESERVED + connections + others);
         Handles::files().set_limit(self.files_max.min(left).max(FILES_MIN));
     }
 }
@@ -212,6 +230,17 @@ impl Drop for Admitted {
         }
         let n = self.0.open.fetch_sub(1, Ordering::AcqRel) - 1;
         self.0.share_files(n);
+    }
+}
+
+/// A connection of another listener counted until dropped.
+#[derive(Debug)]
+pub struct OtherConnection(Arc<Connections>);
+
+impl Drop for OtherConnection {
+    fn drop(&mut self) {
+        self.0.other.fetch_sub(1, Ordering::AcqRel);
+        self.0.share_files(self.0.open.load(Ordering::Acquire));
     }
 }
 
@@ -250,6 +279,17 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_listeners_connections_are_bounded_and_given_back() {
+        let c = Connections::new(Limits::default(), 0);
+        let held: Vec<_> = (0..OTHER_MAX).map_while(|_| c.admit_other()).collect();
+        assert_eq!(held.len(), OTHER_MAX);
+        assert!(c.admit_other().is_none(), "past OTHER_MAX");
+        drop(held);
+        assert_eq!(c.other.load(Ordering::Acquire), 0);
+        assert!(c.admit_other().is_some());
+    }
 
     #[test]
     fn the_broker_wide_rate_spares_the_inter_broker_listener_and_a_listeners_own_does_not() {

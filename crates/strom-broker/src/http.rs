@@ -53,8 +53,13 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::
         shutdown,
         || Duration::ZERO,
         move |stream, _peer, mut shutdown| {
+            // Its descriptor comes out of the segment files' share; past the bound, closed.
+            let Some(held) = console.broker.connections.admit_other() else {
+                return;
+            };
             let console = Arc::clone(&console);
             tokio::spawn(async move {
+                let _held = held;
                 let service = hyper::service::service_fn(move |req| {
                     let console = Arc::clone(&console);
                     async move { Ok::<_, Infallible>(route(console, req).await) }
