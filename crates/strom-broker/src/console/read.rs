@@ -408,8 +408,7 @@ pub fn slowest(c: &Console) -> Answer {
         .list()
         .iter()
         .map(|r| {
-            let api = kafka_protocol::messages::ApiKey::try_from(r.api)
-                .map_or_else(|_| r.api.to_string(), |k| format!("{k:?}"));
+            let api = crate::metrics::scrape::api_name(r.api);
             let phases: BTreeMap<&str, f64> = Phase::ALL
                 .iter()
                 .zip(r.phases)

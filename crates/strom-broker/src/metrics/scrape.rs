@@ -290,7 +290,7 @@ fn requests(e: &mut Exposition, broker: &Broker) {
 }
 
 /// Kafka's name of an API (`ApiKeys.name`).
-fn api_name(key: i16) -> String {
+pub(crate) fn api_name(key: i16) -> String {
     match ApiKey::try_from(key) {
         Ok(k) => format!("{k:?}"),
         Err(_) => key.to_string(),
